@@ -1,0 +1,1 @@
+"""The `fedchain` command: one typer app, one module per command group."""
