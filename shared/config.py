@@ -3,7 +3,11 @@
 Precedence, lowest first: defaults < config file (``--config``, JSON/YAML/TOML)
 < environment (``FEDCHAIN_*`` variables and ``.env``) < command-line flags.
 
-The seed project's keys are accepted as aliases in config files and environment:
+Environment: ``FEDCHAIN_<FIELD>`` (any case; e.g. ``FEDCHAIN_CLIENTS=5``), read from the
+process environment over a ``.env`` file in the working directory; other variables in
+either are ignored.
+
+The seed project's keys are accepted as aliases in config files, flags and environment:
 ``client.amount`` -> ``clients``, ``local_epoch`` -> ``local_epochs``,
 ``local_OpenEval`` -> ``local_eval``, ``gobal_epoch`` -> ``rounds``, ``openEval`` -> ``eval``,
 ``dataset``, ``learn_rate`` -> ``lr``, ``BATCH_SIZE`` -> ``batch_size``.
@@ -13,12 +17,15 @@ The defaults are the seed's: 10 clients, 2 local epochs, 20 global epochs, lr 0.
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from dotenv import dotenv_values
 from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 SEED_ALIASES: dict[str, str] = {
@@ -71,6 +78,9 @@ class Settings(BaseSettings):
     client_fraction: float = Field(1.0, gt=0, le=1, description="FedAvg: fraction of clients per round")
     personal_layers: int = Field(1, ge=0, description="FedPer: last N parameterised layers stay local")
     train_fraction: float = Field(0.75, gt=0, lt=1, description="per-client train/test split")
+    max_samples: int | None = Field(
+        None, ge=10, description="use a seeded random subset of this many samples (quick runs)"
+    )
     seed: int = Field(0, ge=0)
     local_eval: bool = Field(True, description="seed's local_OpenEval: evaluate on each client")
     eval: bool = Field(True, description="seed's openEval: evaluate every round")
@@ -124,8 +134,56 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # init kwargs carry flags (highest) merged over the config file by load_settings
-        return (init_settings, env_settings, dotenv_settings)
+        # init kwargs carry flags (highest) merged over the config file by load_settings;
+        # FEDCHAIN_* variables come from the environment over ``.env`` (FedchainEnvSource)
+        return (init_settings, FedchainEnvSource(settings_cls))
+
+
+ENV_PREFIX = "FEDCHAIN_"
+
+
+def env_field_name(variable: str) -> str | None:
+    """The field a ``FEDCHAIN_*`` variable sets (seed aliases too), or None if it sets none.
+
+    Matching is case-insensitive: ``FEDCHAIN_CLIENTS``, ``FEDCHAIN_LEARN_RATE`` (seed alias of
+    lr), ``FEDCHAIN_CLIENT_AMOUNT`` (seed ``client.amount``).
+    """
+    if not variable.upper().startswith(ENV_PREFIX):
+        return None
+    name = variable[len(ENV_PREFIX) :].lower()
+    fields = {f.lower(): f for f in Settings.model_fields}
+    aliases = {a.lower().replace(".", "_"): f for a, f in SEED_ALIASES.items()}
+    return fields.get(name) or aliases.get(name)
+
+
+def env_values(dotenv_path: Path = Path(".env")) -> dict[str, tuple[str, str]]:
+    """Field -> (value, variable) from ``.env`` (in the working directory) then the environment.
+
+    Only ``FEDCHAIN_*`` variables that name a setting are used; anything else in ``.env``
+    or the environment (other tools' variables, ``FEDCHAIN_TEST_*``) is left alone.
+    """
+    found: dict[str, tuple[str, str]] = {}
+    layers: list[tuple[str, dict[str, str | None]]] = []
+    if dotenv_path.is_file():
+        layers.append((f"{dotenv_path}", dict(dotenv_values(dotenv_path))))
+    layers.append(("environment", dict(os.environ)))
+    for origin, variables in layers:
+        for variable, value in variables.items():
+            field = env_field_name(variable)
+            if field is not None and value is not None:
+                found[field] = (value, f"{variable} ({origin})")
+    return found
+
+
+class FedchainEnvSource(PydanticBaseSettingsSource):
+    """Settings from ``FEDCHAIN_*`` variables: the environment over ``.env``."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        value = env_values().get(field_name)
+        return (value[0] if value else None), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {name: value for name, (value, _) in env_values().items()}
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -155,7 +213,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
     """Read a JSON, YAML or TOML config file into field names (aliases resolved)."""
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}".splitlines()[0]) from exc
     try:
         if path.suffix == ".toml":
             data: Any = tomllib.loads(text)
@@ -189,7 +250,10 @@ def load_settings(config_file: Path | str | None = None, **flags: Any) -> Settin
     try:
         env_only = Settings()  # environment and .env over defaults
     except ValidationError as exc:
-        raise ConfigError("environment: " + _format_validation(exc)) from exc
+        origins = env_values()
+        loc = str(exc.errors()[0].get("loc", ("",))[0])
+        where = origins[loc][1] if loc in origins else "environment"
+        raise ConfigError(f"{where}: " + _format_validation(exc)) from exc
     env_set = env_only.model_fields_set
     merged: dict[str, Any] = dict(file_values)
     for name in env_set:

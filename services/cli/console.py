@@ -1,9 +1,87 @@
-"""`fedchain console` commands."""
+"""`fedchain console`: the seed's command vocabulary over a super node's control API.
+
+Interactive by default; ``-c CMD`` (repeatable) runs commands in order for scripts, and
+so do lines on a stdin that is not a terminal. Exit codes: 0 success, 1 a command or the
+connection failed, 2 bad flags or a bad command line, 130 interrupted.
+"""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import typer
+
+DEFAULT_PORT = 9080
+
+
+def _base_url(ip: str, port: int) -> str:
+    host = f"[{ip}]" if ":" in ip and not ip.startswith("[") else ip
+    return f"http://{host}:{port}"
+
+
+def _default_token() -> str:
+    from shared.config import Settings
+
+    return str(Settings.model_fields["api_token"].default)
+
+
+def console(
+    ip: str = typer.Option("127.0.0.1", "--ip", help="address of a super node (SN)"),
+    port: int = typer.Option(DEFAULT_PORT, "--port", min=1, max=65535, help="the SN's HTTP port (the entry's is 9080)"),
+    commands: list[str] | None = typer.Option(
+        None, "-c", "--command", help='a command to run, e.g. -c "train(rounds=2)"; repeat to run several in order'
+    ),
+    json_output: bool = typer.Option(False, "--json", help="one JSON object per command on stdout"),
+    token: str | None = typer.Option(
+        None, "--token", envvar="FEDCHAIN_API_TOKEN", show_default=False,
+        help="API token for train/pause/save/eval (default: $FEDCHAIN_API_TOKEN, else the dev token)",
+    ),
+    timeout: float = typer.Option(60.0, "--timeout", min=0.1, help="seconds to wait for any one HTTP answer"),
+    poll: float = typer.Option(0.5, "--poll", min=0.05, max=60.0, help="seconds between polls while following training"),
+    history: Path | None = typer.Option(
+        None, "--history", help="history file (default: $FEDCHAIN_HOME/console_history or ~/.fedchain_history)"
+    ),
+) -> None:
+    """Drive a running network: train(), pause(), save(), eval(), getSN(), getModel(), trainFL(), ..."""
+    from services.console.client import ControlClient
+    from services.console.errors import ConsoleError
+    from services.console.render import JsonRenderer, RichRenderer
+    from services.console.repl import default_history_path, run_repl
+    from services.console.session import EXIT_INTERRUPTED, Session
+
+    interactive = not commands and sys.stdin.isatty()
+    if json_output and interactive:
+        print("fedchain console: error: --json is for scripts: give commands with -c", file=sys.stderr)
+        raise typer.Exit(2)
+    api_token = token if token is not None else _default_token()
+    if not api_token.strip():
+        print("fedchain console: error: the API token is empty (--token or FEDCHAIN_API_TOKEN)", file=sys.stderr)
+        raise typer.Exit(2)
+    base_url = _base_url(ip, port)
+    renderer = JsonRenderer() if json_output else RichRenderer()
+    session = Session(lambda: ControlClient(base_url, api_token, timeout), renderer, poll_interval=poll)
+    try:
+        if commands:
+            code = session.run_script(commands)
+        elif not interactive:
+            code = session.run_script(line.rstrip("\n") for line in sys.stdin)
+        else:
+            try:
+                session.connect()
+            except ConsoleError as exc:
+                renderer.error(None, exc.message)
+                code = exc.exit_code
+            else:
+                code = run_repl(session, history or default_history_path())
+    except KeyboardInterrupt:
+        renderer.error(None, "interrupted")
+        code = EXIT_INTERRUPTED
+    finally:
+        session.close()
+    raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app (filled in by its owner)."""
+    """Add ``fedchain console`` to the app."""
+    app.command("console")(console)

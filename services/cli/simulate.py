@@ -1,9 +1,162 @@
-"""`fedchain simulate` commands."""
+"""`fedchain simulate`: the in-process federated simulation (FedPer or FedAvg).
+
+Flags the user does not give stay ``None`` so they do not override the config file or
+the environment (defaults < --config file < FEDCHAIN_* / .env < flags).
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
 import typer
+
+from shared.config import ConfigError, load_settings
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from shared.fl.simulation import SimulationResult
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"fedchain: error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _check_writable(out: Path | None, save_dir: Path | None) -> None:
+    """Refuse unusable output paths before any work is done."""
+    if out is not None:
+        if out.is_dir():
+            raise ConfigError(f"--out {out} is a directory; give a file name such as results.json")
+        parent = out.parent if str(out.parent) else Path(".")
+        if parent.exists() and not os.access(parent, os.W_OK):
+            raise ConfigError(f"--out {out}: directory {parent} is not writable")
+    if save_dir is not None and save_dir.exists() and not save_dir.is_dir():
+        raise ConfigError(f"--save-dir {save_dir} exists and is not a directory")
+
+
+def _print_label_counts(console: "Console", label_counts: list[dict[int, int]]) -> None:
+    from rich.table import Table
+
+    classes = sorted({k for counts in label_counts for k in counts})
+    table = Table(title="label counts per client (train+test)")
+    table.add_column("client", justify="right")
+    for cls in classes:
+        table.add_column(str(cls), justify="right")
+    table.add_column("total", justify="right")
+    for i, counts in enumerate(label_counts):
+        table.add_row(str(i), *[str(counts.get(c, "")) for c in classes], str(sum(counts.values())))
+    console.print(table)
+
+
+def _print_summary(console: "Console", result: "SimulationResult") -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{result.algorithm} on {result.config['dataset']} ({result.config['partition']})")
+    for col in ("round", "accuracy", "test loss", "train loss", "clients", "seconds"):
+        table.add_column(col, justify="right")
+    for r in result.rounds:
+        table.add_row(
+            str(r.round),
+            "-" if r.accuracy is None else f"{100 * r.accuracy:.2f}%",
+            "-" if r.loss is None else f"{r.loss:.4f}",
+            f"{r.train_loss:.4f}",
+            str(len(r.participants)),
+            f"{r.seconds:.1f}",
+        )
+    console.print(table)
+    final = result.final_accuracy
+    console.print(f"final accuracy: {'-' if final is None else f'{100 * final:.2f}%'}")
+
+
+def simulate(
+    algorithm: Optional[str] = typer.Option(None, help="fedper or fedavg"),
+    dataset: Optional[str] = typer.Option(None, help="mnist, fmnist, cifar10 or mnist-sample"),
+    data_dir: Optional[Path] = typer.Option(None, help="root of the torchvision on-disk layout"),
+    download: Optional[bool] = typer.Option(None, "--download/--no-download", help="fetch a missing dataset (needs internet)"),
+    model: Optional[str] = typer.Option(None, help="auto, mnist-cnn, cifar-cnn or resnet18"),
+    clients: Optional[int] = typer.Option(None, help="number of clients"),
+    rounds: Optional[int] = typer.Option(None, help="global epochs"),
+    local_epochs: Optional[int] = typer.Option(None, help="local epochs per round"),
+    batch_size: Optional[int] = typer.Option(None, help="local batch size"),
+    lr: Optional[float] = typer.Option(None, help="SGD learning rate"),
+    momentum: Optional[float] = typer.Option(None, help="SGD momentum"),
+    partition: Optional[str] = typer.Option(None, help="iid, dirichlet or pathological"),
+    alpha: Optional[float] = typer.Option(None, help="Dirichlet concentration"),
+    classes_per_client: Optional[int] = typer.Option(None, help="pathological: classes per client"),
+    client_fraction: Optional[float] = typer.Option(None, help="fraction of clients trained per round"),
+    personal_layers: Optional[int] = typer.Option(None, help="FedPer: trailing layers kept local"),
+    max_samples: Optional[int] = typer.Option(None, help="use a seeded subset of this many samples"),
+    seed: Optional[int] = typer.Option(None, help="random seed"),
+    threads: Optional[int] = typer.Option(None, min=1, max=256, help="torch CPU threads"),
+    config: Optional[Path] = typer.Option(None, "--config", help="config file (JSON, YAML or TOML)"),
+    out: Optional[Path] = typer.Option(None, help="write the results as JSON here"),
+    save_dir: Optional[Path] = typer.Option(None, help="write each round's global model (safetensors) here"),
+) -> None:
+    """Run federated learning in one process and report accuracy per round."""
+    flags: dict[str, Any] = dict(
+        algorithm=algorithm, dataset=dataset, data_dir=data_dir, download=download, model=model,
+        clients=clients, rounds=rounds, local_epochs=local_epochs, batch_size=batch_size, lr=lr,
+        momentum=momentum, partition=partition, alpha=alpha, classes_per_client=classes_per_client,
+        client_fraction=client_fraction, personal_layers=personal_layers, max_samples=max_samples,
+        seed=seed,
+    )
+    try:
+        settings = load_settings(config, **flags)
+        _check_writable(out, save_dir)
+        _run(settings, out=out, save_dir=save_dir, threads=threads)
+    except (ConfigError, FloatingPointError) as exc:
+        _fail(str(exc))
+
+
+def _run(settings: Any, *, out: Path | None, save_dir: Path | None, threads: int | None) -> None:
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from shared.fl.data import load_federated
+    from shared.fl.models import build_model, resolve_model_name
+    from shared.fl.split import head_keys
+    from shared.fl.simulation import RoundResult, run_simulation
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    console = Console(stderr=False)
+    if settings.algorithm == "fedper":  # refuse a bad split before loading any data
+        head_keys(build_model(settings.model, settings.dataset), settings.personal_layers)
+    else:
+        resolve_model_name(settings.model, settings.dataset)
+    data = load_federated(settings)
+    console.print(
+        f"{settings.algorithm}: {settings.clients} clients, {settings.rounds} rounds, "
+        f"dataset {settings.dataset}, partition {settings.partition}, seed {settings.seed}"
+    )
+    _print_label_counts(console, [d.label_counts for d in data])
+    with Progress(
+        TextColumn("round"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.description}"),
+        TimeElapsedColumn(), console=console, transient=False,
+    ) as bar:
+        task = bar.add_task("", total=settings.rounds)
+
+        def on_round(r: RoundResult) -> None:
+            acc = "-" if r.accuracy is None else f"{100 * r.accuracy:.2f}%"
+            bar.update(task, advance=1, description=f"accuracy {acc}")
+
+        result = run_simulation(settings, progress=on_round, save_dir=save_dir, clients=data)
+    _print_summary(console, result)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+        tmp.replace(out)
+        console.print(f"results written to {out}")
+    if save_dir is not None:
+        console.print(f"global models written to {save_dir}/round-NNNN.safetensors")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app (filled in by its owner)."""
+    """Add ``fedchain simulate`` to the app."""
+    app.command("simulate")(simulate)

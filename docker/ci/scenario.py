@@ -1,0 +1,281 @@
+"""The issue-6 scenario against the real compose stack, run on the host by scripts/docker-ci.
+
+``up -d --scale en=3``; through the console container ``train(rounds=2)``, ``eval()``,
+``getSN()``, ``getModel()``; the chain verifies; one EN container is killed during a
+round and the round still completes without it; graceful stop; ``down -v``.
+Every wait is bounded. Prints one line per step with its duration; exits 0 when all
+held, 1 naming the failed step (the stack's recent logs are printed), 2 on bad usage.
+Standard library only (runs with any host python3 >= 3.10).
+
+Usage: python docker/ci/scenario.py [--image fedchain:latest] [--ens 3] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class StepFailed(RuntimeError):
+    """A scenario check did not hold; the message says which and what was seen."""
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def compose_base() -> list[str]:
+    """``docker compose`` (v2) if available, else ``docker-compose`` (v1)."""
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    raise StepFailed("neither `docker compose` nor `docker-compose` is installed")
+
+
+class Stack:
+    """One compose project of the repository's docker-compose.yml, with helpers for the checks."""
+
+    def __init__(self, image: str, ens: int) -> None:
+        self.project = f"fcci{os.getpid()}"
+        self.port = free_port()
+        self.api_token = secrets.token_hex(16)
+        self.ens = ens
+        self.compose = [*compose_base(), "-p", self.project, "-f", str(REPO / "docker-compose.yml")]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("FEDCHAIN_", "FC_"))}
+        env.update(
+            FC_IMAGE=image,
+            FC_PUBLISH=f"127.0.0.1:{self.port}",
+            FC_MYSQL_PASSWORD=secrets.token_hex(12),
+            FC_MYSQL_ROOT_PASSWORD=secrets.token_hex(12),
+            FEDCHAIN_API_TOKEN=self.api_token,
+            FEDCHAIN_JOIN_TOKEN=secrets.token_hex(16),
+            FEDCHAIN_CLIENTS=str(ens),
+            FEDCHAIN_LOCAL_EPOCHS="3",     # a round lasts long enough to kill an EN inside it
+            FEDCHAIN_ROUND_TIMEOUT="120",
+        )
+        self.env = env
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.victim = "-"  # id of the EN container killed on purpose
+
+    # ---- processes ----
+    def run(self, args: Sequence[str], timeout: float, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a compose subcommand; raise StepFailed on a non-zero exit when ``check``."""
+        try:
+            result = subprocess.run([*self.compose, *args], cwd=REPO, env=self.env, capture_output=True,
+                                    text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise StepFailed(f"`compose {' '.join(args)}` did not finish in {timeout:.0f} s") from exc
+        if check and result.returncode != 0:
+            tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
+            raise StepFailed(f"`compose {' '.join(args)}` exited {result.returncode}: {' | '.join(tail)}")
+        return result
+
+    def console(self, *commands: str, timeout: float = 600) -> list[dict[str, Any]]:
+        """Run commands through the console container (one-shot, --json); return their results."""
+        args = ["run", "--rm", "-T", "console"]
+        for command in commands:
+            args += ["-c", command]
+        result = self.run([*args, "--json"], timeout=timeout, check=False)
+        lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+        if result.returncode != 0 or len(lines) != len(commands) or not all(o.get("ok") for o in lines):
+            raise StepFailed(f"console {commands} exited {result.returncode}: "
+                             f"{result.stdout.strip()[-400:]} {result.stderr.strip()[-400:]}")
+        return [o["result"] for o in lines]
+
+    def containers(self, service: str) -> list[str]:
+        """Ids of the running containers of ``service``."""
+        out = self.run(["ps", "-q", service], timeout=60).stdout.split()
+        return [c for c in out if c]
+
+    # ---- HTTP ----
+    def http(self, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 30) -> Any:
+        """JSON answer of the entry's control API (POSTs carry the bearer token)."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base_url + path, data=data, method=method)
+        if method == "POST":
+            req.add_header("Authorization", f"Bearer {self.api_token}")
+            req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=timeout) as response:  # noqa: S310 (local URL)
+            return json.loads(response.read())
+
+    def model_digest(self) -> str:
+        """X-Model-Digest of GET /model (latest), as curl would see it."""
+        with urllib.request.urlopen(self.base_url + "/model", timeout=60) as response:  # noqa: S310
+            response.read()
+            return str(response.headers["X-Model-Digest"]).lower()
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
+    """Call ``probe`` until it returns a truthy value (errors count as not yet); bounded by ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            value = probe()
+        except (OSError, ValueError, KeyError) as exc:
+            value, last = None, exc
+        if value:
+            return value
+        time.sleep(interval)
+    raise StepFailed(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last})")
+
+
+def scenario(stack: Stack, timings: dict[str, float]) -> None:
+    """The checks, in order; each records its duration in ``timings``."""
+    def step(name: str, action: Callable[[], Any]) -> Any:
+        start = time.monotonic()
+        print(f"scenario: {name} ...", file=sys.stderr, flush=True)
+        value = action()
+        timings[name] = round(time.monotonic() - start, 1)
+        print(f"scenario: {name}: ok ({timings[name]} s)", file=sys.stderr, flush=True)
+        return value
+
+    step("up -d --scale en=N", lambda: stack.run(
+        ["up", "-d", "--no-build", "--scale", f"en={stack.ens}"], timeout=600))
+    step(f"{stack.ens} ENs joined", lambda: wait_for(
+        f"{stack.ens} ENs in /status",
+        lambda: stack.http("GET", "/status").get("ens") == stack.ens, timeout=240))
+
+    def train() -> None:
+        [outcome] = stack.console("train(rounds=2)")
+        status = stack.http("GET", "/status")
+        if status.get("round", 0) < 2:
+            raise StepFailed(f"train(rounds=2) returned but /status says round {status.get('round')}: {outcome}")
+    step("console train(rounds=2)", train)
+
+    def evaluate() -> None:
+        [result] = stack.console("eval()")
+        clients = result.get("clients", [])
+        pooled = result.get("pooled", {})
+        if len(clients) != stack.ens:
+            raise StepFailed(f"eval() reported {len(clients)} ENs, expected {stack.ens}: {result}")
+        if not 0.3 <= float(pooled.get("accuracy", 0)) <= 1.0:
+            raise StepFailed(f"eval() pooled accuracy {pooled.get('accuracy')} is not above chance (10 classes)")
+        print(f"scenario: pooled personal accuracy {pooled['accuracy']:.3f} over {pooled.get('total')} samples",
+              file=sys.stderr)
+    step("console eval()", evaluate)
+
+    def get_sn() -> None:
+        [sns] = stack.console("getSN()")
+        if len(sns) < 2 or sum(int(s.get("ens", 0)) for s in sns) != stack.ens:
+            raise StepFailed(f"getSN() should list the M-SN and the SN holding {stack.ens} ENs: {sns}")
+        if not any(s.get("entry") for s in sns):
+            raise StepFailed(f"getSN() lists no entry super node: {sns}")
+    step("console getSN()", get_sn)
+
+    def get_model() -> None:
+        [model] = stack.console("getModel()")
+        digest = stack.model_digest()
+        if model.get("digest") != digest or int(model.get("bytes", 0)) <= 0:
+            raise StepFailed(f"getModel() gave {model}, GET /model has digest {digest}")
+    step("console getModel()", get_model)
+
+    def verify() -> None:
+        result = stack.http("GET", "/verify")
+        if not result.get("ok"):
+            raise StepFailed(f"/verify: {result}")
+        stack.console("verify()")
+    step("chain verifies", verify)
+
+    def kill_en_mid_round() -> None:
+        before = stack.http("GET", "/status")
+        victim = stack.victim = stack.containers("en")[0]
+        health = subprocess.run(
+            ["docker", "exec", victim, "python", "-c",
+             "import urllib.request as u; print(u.urlopen('http://127.0.0.1:9080/health').read().decode())"],
+            capture_output=True, text=True, timeout=60)
+        victim_id = json.loads(health.stdout)["node_id"]
+        stack.http("POST", "/train", {"rounds": 1})
+        wait_for("the round to start", lambda: stack.http("GET", "/status").get("state") == "training",
+                 timeout=30, interval=0.1)
+        subprocess.run(["docker", "kill", victim], capture_output=True, timeout=60, check=True)
+        target = int(before.get("round", 0)) + 1
+        wait_for(f"round {target} to complete without the killed EN",
+                 lambda: stack.http("GET", "/status").get("round", 0) >= target, timeout=300)
+        last = [r for r in stack.http("GET", "/rounds") if r.get("round") == target]
+        if not last:
+            raise StepFailed(f"/rounds has no round {target}")
+        participants = last[0].get("participants", [])
+        if victim_id in participants or len(participants) < 1:
+            raise StepFailed(f"round {target} participants {participants}; killed EN {victim_id}")
+        print(f"scenario: round {target} completed with {len(participants)} of {stack.ens} ENs "
+              f"(killed {victim_id[:12]})", file=sys.stderr)
+        result = stack.http("GET", "/verify")
+        if not result.get("ok"):
+            raise StepFailed(f"/verify after the fault: {result}")
+    step("kill an EN during a round", kill_en_mid_round)
+
+    def graceful_stop() -> None:
+        start = time.monotonic()
+        stack.run(["stop", "-t", "10"], timeout=180)
+        elapsed = time.monotonic() - start
+        ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={stack.project}"],
+                             capture_output=True, text=True, timeout=60).stdout.split()
+        states = subprocess.run(["docker", "inspect", "-f", "{{.Id}} {{.Name}} {{.State.ExitCode}}", *ids],
+                                capture_output=True, text=True, timeout=60).stdout.splitlines()
+        exits = {name.lstrip("/"): int(code) for cid, name, code in (line.split() for line in states)
+                 if not cid.startswith(stack.victim)}
+        print(f"scenario: stop took {elapsed:.1f} s; exit codes {exits}", file=sys.stderr)
+        killed = sorted(name for name, code in exits.items() if code == 137)
+        if killed:
+            raise StepFailed(f"needed SIGKILL after the 10 s grace period (SIGTERM not handled): {killed}")
+    step("graceful stop (SIGTERM)", graceful_stop)
+
+
+def main(argv: list[str]) -> int:
+    """Run the scenario; always tear the stack down unless --keep."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--image", default=os.environ.get("FC_IMAGE", "fedchain:latest"))
+    parser.add_argument("--ens", type=int, default=3)
+    parser.add_argument("--keep", action="store_true", help="leave the stack up (debugging)")
+    args = parser.parse_args(argv)
+    if args.ens < 2:
+        parser.error("--ens must be at least 2 (one is killed during a round)")
+    timings: dict[str, float] = {}
+    try:
+        stack = Stack(args.image, args.ens)
+    except StepFailed as exc:
+        print(f"scenario: {exc}", file=sys.stderr)
+        return 1
+    failed: str | None = None
+    try:
+        scenario(stack, timings)
+    except (StepFailed, OSError, subprocess.SubprocessError, ValueError, KeyError) as exc:
+        failed = f"{type(exc).__name__}: {exc}" if not isinstance(exc, StepFailed) else str(exc)
+        logs = stack.run(["logs", "--no-color", "--tail", "40"], timeout=120, check=False)
+        print(logs.stdout[-12000:], file=sys.stderr)
+    finally:
+        if not args.keep:
+            start = time.monotonic()
+            stack.run(["--profile", "console", "down", "-v", "--remove-orphans", "-t", "10"],
+                      timeout=300, check=False)
+            timings["down -v"] = round(time.monotonic() - start, 1)
+    print(json.dumps({"ok": failed is None, "failed": failed, "seconds": timings}))
+    if failed:
+        print(f"scenario: FAILED: {failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

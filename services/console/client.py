@@ -1,0 +1,283 @@
+"""ControlClient: the console's HTTP client of a super node's control API (docs/control-api.md).
+
+Every request has an explicit timeout; every failure becomes a :class:`ConsoleError`
+whose message is one line: nothing listening, no answer in time, not a fedchain node,
+an edge node, a refused token, or the node's own ``detail`` message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+from pathlib import Path
+from typing import Any, Self
+
+import httpx
+
+from services.console.errors import ApiError, AuthError, ConnectError, ConsoleError, UsageError
+
+DOWNLOAD_CHUNK = 1 << 20
+MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _detail(response: httpx.Response) -> str:
+    """The node's error message: FastAPI's ``detail`` (string or validation list) or the text."""
+    try:
+        body = response.json()
+    except ValueError:
+        return _one_line(response.text) or response.reason_phrase
+    detail = body.get("detail") if isinstance(body, dict) else body
+    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+        first = detail[0]
+        loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return _one_line(f"{loc}: {first.get('msg', '')}" if loc else str(first.get("msg", "")))
+    if detail is None:
+        return response.reason_phrase
+    return _one_line(str(detail))
+
+
+class ControlClient:
+    """Talks to one node's HTTP control API at ``base_url`` with a bearer token."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            follow_redirects=True,
+        )
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- plumbing -------------------------------------------------------------------
+
+    def _transport_error(self, exc: httpx.HTTPError, method: str, path: str) -> ConsoleError:
+        if isinstance(exc, httpx.TimeoutException):
+            return ConnectError(
+                f"{self.base_url} did not answer {method} {path} within {self.timeout:g} s (--timeout)"
+            )
+        if isinstance(exc, httpx.ConnectError):
+            return ConnectError(
+                f"cannot connect to {self.base_url}: nothing answers there "
+                "(is the network up? `fedchain up --keep` starts one)"
+            )
+        return ConnectError(f"{self.base_url}: {method} {path} failed: {_one_line(str(exc)) or type(exc).__name__}")
+
+    def _check(self, response: httpx.Response, method: str, path: str) -> None:
+        if response.status_code == 401:
+            raise AuthError(
+                f"{self.base_url} refused the API token ({_detail(response)}): "
+                "set FEDCHAIN_API_TOKEN or --token to the network's token"
+            )
+        if response.status_code >= 400:
+            raise ApiError(
+                f"{method} {path}: {_detail(response)} (HTTP {response.status_code})", response.status_code
+            )
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, method, path) from None
+        self._check(response, method, path)
+        try:
+            return response.json()
+        except ValueError:
+            raise ConnectError(
+                f"{self.base_url} answered {method} {path} with something that is not JSON: "
+                "is it a fedchain node's HTTP port?"
+            ) from None
+
+    def _get_dict(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        body = self._request("GET", path, **kwargs)
+        if not isinstance(body, dict):
+            raise ConnectError(f"{self.base_url} answered GET {path} with an unexpected shape")
+        return body
+
+    def _get_list(self, path: str, **kwargs: Any) -> list[Any]:
+        body = self._request("GET", path, **kwargs)
+        if not isinstance(body, list):
+            raise ConnectError(f"{self.base_url} answered GET {path} with an unexpected shape")
+        return body
+
+    def _post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        answer = self._request("POST", path, json=body if body is not None else {})
+        if not isinstance(answer, dict):
+            raise ConnectError(f"{self.base_url} answered POST {path} with an unexpected shape")
+        return answer
+
+    # ---- the control API ------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """GET /health."""
+        return self._get_dict("/health")
+
+    def ensure_super_node(self) -> dict[str, Any]:
+        """Check that ``base_url`` is a fedchain super node; refuse an edge node or anything else."""
+        try:
+            health = self.health()
+        except ApiError:
+            raise ConnectError(f"{self.base_url} is not a fedchain node (no /health)") from None
+        role = health.get("role")
+        if role == "EN":
+            raise ConnectError(
+                f"{self.base_url} is an edge node (EN {health.get('node_id', '?')}); the console "
+                "talks to a super node - use an SN's HTTP port (the entry's is 9080)"
+            )
+        if role != "SN":
+            raise ConnectError(f"{self.base_url} is not a fedchain super node (/health role: {role!r})")
+        return health
+
+    def status(self) -> dict[str, Any]:
+        """GET /status."""
+        return self._get_dict("/status")
+
+    def train(self, rounds: int, algorithm: str | None) -> dict[str, Any]:
+        """POST /train: start (or resume) ``rounds`` rounds."""
+        return self._post("/train", {"rounds": rounds, "algorithm": algorithm})
+
+    def train_fl(self, rounds: int) -> dict[str, Any]:
+        """POST /train-fl: classic FedAvg over the same network."""
+        return self._post("/train-fl", {"rounds": rounds})
+
+    def pause(self) -> dict[str, Any]:
+        """POST /pause: finish the current round, then hold."""
+        return self._post("/pause")
+
+    def save(self, path: str | None) -> dict[str, Any]:
+        """POST /save: a checkpoint block plus a model file on the entry."""
+        return self._post("/save", {"path": path})
+
+    def evaluate(self) -> dict[str, Any]:
+        """POST /eval: personal accuracy per EN and pooled."""
+        return self._post("/eval")
+
+    def super_nodes(self) -> list[Any]:
+        """GET /sn."""
+        return self._get_list("/sn")
+
+    def rounds(self) -> list[Any]:
+        """GET /rounds."""
+        return self._get_list("/rounds")
+
+    def blocks(self, limit: int, start: int | None = None) -> list[Any]:
+        """GET /blocks: the last ``limit`` blocks, or ``limit`` blocks from height ``start``."""
+        params: dict[str, int] = {"limit": limit}
+        if start is not None:
+            params["from"] = start
+        return self._get_list("/blocks", params=params)
+
+    def verify(self) -> dict[str, Any]:
+        """GET /verify: recompute the chain from its rows."""
+        return self._get_dict("/verify")
+
+    def download_model(self, version: int | None, path: str | None) -> dict[str, Any]:
+        """GET /model into ``path`` (default ``model-v<version>.safetensors``).
+
+        The bytes go to a temporary file next to the target; the file is renamed into place
+        only when its SHA-256 equals the ``X-Model-Digest`` header and it has a safetensors
+        header, so a failed download changes nothing.
+        """
+        params = {"version": version} if version is not None else {}
+        target_dir, target_name = self._target(path)
+        try:
+            with self._http.stream("GET", "/model", params=params) as response:
+                if response.status_code >= 400:
+                    response.read()
+                self._check(response, "GET", "/model")
+                expected = response.headers.get("X-Model-Digest", "").strip().lower()
+                got_version = response.headers.get("X-Model-Version", "")
+                if not expected:
+                    raise ApiError("GET /model: the node sent no X-Model-Digest header; nothing was written", 200)
+                name = target_name or f"model-v{got_version or 'latest'}.safetensors"
+                target = target_dir / name
+                size, actual = self._stream_to(response, target, expected)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, "GET", "/model") from None
+        return {
+            "version": int(got_version) if got_version.isdigit() else got_version,
+            "digest": actual,
+            "bytes": size,
+            "path": str(target),
+        }
+
+    @staticmethod
+    def _target(path: str | None) -> tuple[Path, str | None]:
+        if path is None:
+            return Path.cwd(), None
+        target = Path(os.path.expanduser(path))
+        if target.is_dir():
+            return target, None
+        if not target.parent.is_dir():
+            raise UsageError(f"getModel(): directory {target.parent} does not exist")
+        return target.parent, target.name
+
+    @staticmethod
+    def _stream_to(response: httpx.Response, target: Path, expected: str) -> tuple[int, str]:
+        sha = hashlib.sha256()
+        size = 0
+        try:
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        except OSError as exc:
+            raise ConsoleError(f"getModel(): cannot write in {target.parent}: {exc.strerror}") from None
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in response.iter_bytes(DOWNLOAD_CHUNK):
+                    sha.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+            actual = sha.hexdigest()
+            if actual != expected:
+                raise ConsoleError(
+                    f"getModel(): digest mismatch (X-Model-Digest {expected[:16]}..., "
+                    f"received bytes hash to {actual[:16]}...); nothing was written"
+                )
+            _check_safetensors(tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return size, actual
+
+
+def _check_safetensors(path: Path) -> None:
+    """Refuse a file whose start is not a safetensors header (8-byte length + JSON object)."""
+    with path.open("rb") as f:
+        head = f.read(8)
+        if len(head) != 8:
+            raise ConsoleError("getModel(): the node sent fewer than 8 bytes, not a safetensors file")
+        (length,) = struct.unpack("<Q", head)
+        if length > MAX_SAFETENSORS_HEADER:
+            raise ConsoleError("getModel(): the download is not a safetensors file (header too large)")
+        try:
+            header = json.loads(f.read(length))
+        except (ValueError, UnicodeDecodeError):
+            header = None
+    if not isinstance(header, dict):
+        raise ConsoleError("getModel(): the download is not a safetensors file (bad header)")

@@ -1,0 +1,37 @@
+"""The HTTP API of an EN: /health, /status and /metrics only (control goes through an SN)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.en.edge import EdgeNode
+from services.sn.metrics import NodeMetrics
+
+NOT_ON_EN = "this is an edge node (EN): point the console or API client at a super node (SN) instead"
+
+
+def build_app(en: EdgeNode, metrics: NodeMetrics) -> FastAPI:
+    """The FastAPI app of an EN."""
+    app = FastAPI(title="fedchain edge node", version="1")
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "role": "EN", "node_id": en.node_id, "entry": False}
+
+    @app.get("/status")
+    def status() -> dict[str, Any]:
+        return en.status()
+
+    @app.get("/metrics")
+    def prom() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.api_route("/{rest:path}", methods=["GET", "POST"], include_in_schema=False)
+    def other(rest: str) -> JSONResponse:
+        return JSONResponse({"detail": NOT_ON_EN}, status_code=404)
+
+    return app

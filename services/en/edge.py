@@ -1,0 +1,298 @@
+"""The EN role: joins through the entry, trains its partition with the FL core, submits signed updates.
+
+An EN keeps its key, partition index and personal (head) layers in its state dir, so a
+restarted EN comes back as the same client. When its SN stops answering it re-joins
+through the entry, which assigns another SN.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from services.sn.peers import Peers
+from shared.config import ConfigError, Settings
+from shared.crypto import NodeKey
+from shared.net.federation import apply_fl_config
+from shared.net.signing import join_message, update_message
+from shared.net.streams import join_model_chunks, update_parts
+from shared.rpc import node_pb2 as pb
+from shared.tensors import decode, digest, encode
+
+log = logging.getLogger("fedchain.en")
+
+FATAL_JOIN = {
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
+class EdgeNode:
+    """State and behaviour of an EN; its gRPC servicer and HTTP API call into it."""
+
+    def __init__(self, settings: Settings, key: NodeKey, peers: Peers, *, address: str, http_address: str) -> None:
+        if not settings.entry:
+            raise ConfigError("an edge node needs --entry HOST:PORT of the entry super node")
+        self.local = settings
+        self.settings = settings
+        self.key = key
+        self.node_id = key.node_id
+        self.peers = peers
+        self.address = address
+        self.http_address = http_address
+        self.state_dir = Path(settings.state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.sn_node_id = ""
+        self.sn_address = ""
+        self.partition_index = -1
+        self.max_bytes = settings.max_message_mb * 1024 * 1024
+        self.chunk_bytes = settings.chunk_kb * 1024
+        self._lock = threading.Lock()  # one training/evaluation at a time
+        self._clients: dict[str, Any] = {}
+        self._data: Any = None
+        self._model: Any = None
+        self.state = "starting"
+        self.last_round = 0
+        self.last_accuracy: float | None = None
+        self._stop = threading.Event()
+        self._last_algorithm = settings.algorithm
+
+    # ------------------------------------------------------------ joining
+    def join(self, avoid_sn: str = "", timeout: float = 120.0) -> None:
+        """Join through the entry (retrying while it is unreachable); raise ConfigError if refused."""
+        assert self.local.entry
+        deadline = time.monotonic() + timeout
+        attempt = 0
+        while True:
+            ts = int(time.time() * 1000)
+            req = pb.JoinRequest(
+                token=self.local.join_token,
+                role="EN",
+                public_key=self.key.public_bytes,
+                address=self.address,
+                http_address=self.http_address,
+                timestamp_ms=ts,
+                signature=self.key.sign(join_message("EN", self.key.public_bytes, self.address, ts)),
+                avoid_sn=avoid_sn,
+            )
+            try:
+                reply = self.peers.stub(self.local.entry).Join(req, timeout=30)
+                break
+            except grpc.RpcError as exc:
+                if exc.code() in FATAL_JOIN:
+                    raise ConfigError(f"the entry refused this edge node: {exc.details()}") from None
+                attempt += 1
+                if time.monotonic() >= deadline or self._stop.is_set():
+                    raise ConfigError(
+                        f"could not join through the entry at {self.local.entry}: {exc.code().name} {exc.details()}"
+                    ) from None
+                time.sleep(min(3.0, 0.3 * attempt))
+        config = json.loads(reply.config_json)
+        first = self._data is None
+        if first:
+            self.settings = apply_fl_config(self.local, config)
+            self._last_algorithm = self.settings.algorithm
+        self.sn_node_id, self.sn_address = reply.sn_node_id, reply.sn_address
+        previous = self._saved_identity().get("partition_index")
+        if not first and reply.partition_index != self.partition_index:
+            raise ConfigError("the entry assigned a different partition on re-join; restart this edge node")
+        self.partition_index = reply.partition_index
+        self._save_identity()
+        if first:
+            self._prepare(keep_personal=previous == reply.partition_index)
+        log.info("joined: partition %d, SN %s at %s", self.partition_index, self.sn_node_id, self.sn_address)
+        self.state = "idle"
+
+    def _identity_path(self) -> Path:
+        return self.state_dir / "edge.json"
+
+    def _saved_identity(self) -> dict[str, Any]:
+        p = self._identity_path()
+        return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+
+    def _save_identity(self) -> None:
+        p = self._identity_path()
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text(
+            json.dumps({"node_id": self.node_id, "partition_index": self.partition_index, "sn": self.sn_node_id}),
+            encoding="utf-8",
+        )
+        os.replace(tmp, p)
+
+    def _personal_path(self, algorithm: str) -> Path:
+        return self.state_dir / f"personal-{algorithm}.safetensors"
+
+    def _prepare(self, keep_personal: bool) -> None:
+        """Load this EN's data share once and build its model (the FL core's objects)."""
+        from shared.fl.data import load_client
+        from shared.fl.models import initial_model
+
+        t0 = time.monotonic()
+        self._data = load_client(self.settings, self.partition_index)
+        # The simulation's clients start from the seeded initial model (heads included); so do we.
+        self._model = initial_model(self.settings)
+        for algorithm in ("fedper", "fedavg"):
+            path = self._personal_path(algorithm)
+            if path.is_file() and not keep_personal:
+                path.unlink()
+        log.info("data share %d loaded in %.1f s", self.partition_index, time.monotonic() - t0)
+
+    def client(self, algorithm: str) -> Any:
+        """The core's LocalClient for ``algorithm`` (one per algorithm, sharing model and data)."""
+        from shared.fl.client import LocalClient
+        from shared.fl.strategy import strategy_from_settings
+
+        c = self._clients.get(algorithm)
+        if c is None:
+            settings = self.settings.model_copy(update={"algorithm": algorithm})
+            c = LocalClient(settings, self._data, self._model, strategy=strategy_from_settings(settings))
+            path = self._personal_path(algorithm)
+            if path.is_file() and c.personal_keys:
+                try:
+                    c.load_personal(path)
+                    log.info("personal layers restored from %s", path)
+                except (ValueError, OSError) as exc:
+                    log.warning("ignoring unreadable personal layers %s: %s", path, exc)
+            self._clients[algorithm] = c
+        return c
+
+    # ------------------------------------------------------------ heartbeats
+    def heartbeat_loop(self) -> None:
+        """Beat the SN; after heartbeat_timeout without an answer, re-join via the entry."""
+        failing_since: float | None = None
+        first = True
+        while first or not self._stop.wait(self.local.heartbeat_interval):
+            first = False
+            ok = False
+            try:
+                reply = self.peers.stub(self.sn_address).Heartbeat(
+                    pb.HeartbeatRequest(
+                        node_id=self.node_id, role="EN", address=self.address,
+                        http_address=self.http_address, state=self.state,
+                    ),
+                    timeout=max(1.0, self.local.heartbeat_interval),
+                )
+                ok = reply.known
+            except grpc.RpcError:
+                ok = False
+            if ok:
+                failing_since = None
+                continue
+            now = time.monotonic()
+            failing_since = failing_since or now
+            if now - failing_since >= self.local.heartbeat_timeout:
+                old = self.sn_node_id
+                log.warning("SN %s stopped answering; re-joining through the entry", old)
+                try:
+                    self.join(avoid_sn=old, timeout=self.local.heartbeat_timeout * 3)
+                    failing_since = None
+                except ConfigError as exc:
+                    log.warning("re-join failed: %s", exc)
+                    failing_since = time.monotonic()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # ------------------------------------------------------------ rounds
+    def _fetch_global(self, version: int, model_digest: str) -> dict:
+        stream = self.peers.stub(self.sn_address).FetchModel(
+            pb.FetchModelRequest(version=version, digest=model_digest), timeout=120
+        )
+        data = join_model_chunks(stream, self.max_bytes)
+        if model_digest and digest(data) != model_digest:
+            raise ValueError("model from the SN does not match the round's digest")
+        return decode(data, max_bytes=self.max_bytes)
+
+    def open_round(self, req: pb.OpenRoundRequest) -> pb.OpenRoundReply:
+        """Accept a round and train it in the background."""
+        if self._data is None:
+            return pb.OpenRoundReply(ok=False, message="edge node is still starting")
+        threading.Thread(target=self._train, args=(req,), name=f"en-round-{req.round}", daemon=True).start()
+        return pb.OpenRoundReply(ok=True, edges=1)
+
+    def _train(self, req: pb.OpenRoundRequest) -> None:
+        with self._lock:
+            self.state = "training"
+            try:
+                client = self.client(req.algorithm)
+                self._last_algorithm = req.algorithm
+                global_state = self._fetch_global(req.version, req.model_digest)
+                client.set_shared({k: global_state[k] for k in client.shared_keys})
+                update, result = client.fit(req.round)
+                if client.personal_keys:
+                    client.save_personal(self._personal_path(req.algorithm))
+                data = encode(update)
+                d = digest(data)
+                header = pb.UpdateHeader(
+                    node_id=self.node_id,
+                    round=req.round,
+                    version=req.version,
+                    samples=int(result.samples),
+                    digest=d,
+                    signature=self.key.sign(update_message(d, req.round, req.version)),
+                    total_bytes=len(data),
+                    train_loss=float(result.loss),
+                    train_seconds=float(result.seconds),
+                )
+                reply = self.peers.stub(self.sn_address).SubmitUpdate(
+                    update_parts(header, data, self.chunk_bytes), timeout=120
+                )
+                self.last_round = req.round
+                log.info("round %d: update submitted (%s)", req.round, reply.message)
+            except grpc.RpcError as exc:
+                log.warning("round %d: update refused: %s %s", req.round, exc.code().name, exc.details())
+            except Exception:  # noqa: BLE001 - a failed round must not kill the node
+                log.exception("round %d failed on this edge node", req.round)
+            finally:
+                self.state = "idle"
+
+    def evaluate(self, req: pb.EvaluateRequest) -> pb.EvaluateReply:
+        """Personal evaluation: the global shared state of ``version`` under this EN's head."""
+        if self._data is None:
+            return pb.EvaluateReply(failed=[pb.Rejection(node_id=self.node_id, reason="edge node is still starting")])
+        with self._lock:
+            algorithm = req.algorithm or self._last_algorithm
+            client = self.client(algorithm)
+            global_state = self._fetch_global(req.version, req.model_digest)
+            client.set_shared({k: global_state[k] for k in client.shared_keys})
+            result = client.evaluate()
+        self.last_accuracy = result.accuracy
+        return pb.EvaluateReply(
+            clients=[
+                pb.ClientEval(
+                    node_id=self.node_id,
+                    correct=int(result.correct),
+                    total=int(result.total),
+                    loss=float(result.loss),
+                    partition_index=self.partition_index,
+                )
+            ]
+        )
+
+    def status(self) -> dict[str, Any]:
+        """The /status answer of an EN."""
+        return {
+            "node_id": self.node_id,
+            "role": "EN",
+            "entry": False,
+            "state": self.state,
+            "algorithm": self.settings.algorithm,
+            "round": self.last_round,
+            "target_round": self.last_round,
+            "model_version": self.last_round,
+            "height": -1,
+            "ens": 1,
+            "sns": 0,
+            "partition_index": self.partition_index,
+            "sn": self.sn_node_id,
+            "accuracy": self.last_accuracy,
+        }

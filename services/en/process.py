@@ -1,0 +1,54 @@
+"""Running an EN as a process: gRPC + HTTP servers, joining through the entry, heartbeats to its SN."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from services.en.api import build_app
+from services.en.edge import EdgeNode
+from services.en.servicer import EdgeServicer
+from services.sn.metrics import NodeMetrics
+from services.sn.peers import Peers
+from services.sn.process import StopFlag, load_key, node_addresses
+from shared.config import Settings
+from shared.net.grpc_util import NetConfig, make_server, parse_address
+from shared.net.http_server import HttpServer
+from shared.rpc import node_pb2_grpc
+
+log = logging.getLogger("fedchain.node")
+
+
+def run_edge_node(settings: Settings) -> None:
+    """Run an EN until SIGTERM/SIGINT."""
+    from shared.config import ConfigError
+
+    if not settings.entry:
+        raise ConfigError("an edge node needs --entry HOST:PORT of the entry super node")
+    parse_address(settings.entry, "--entry")
+    net = NetConfig.from_settings(settings)
+    key = load_key(settings)
+    address, http_address = node_addresses(settings)
+    peers = Peers(net)
+    en = EdgeNode(settings, key, peers, address=address, http_address=http_address)
+    metrics = NodeMetrics("EN")
+    metrics.gauge("fedchain_last_round", "Last round this EN trained", lambda: en.last_round)
+    stop = StopFlag()
+    server = make_server(net, settings.host, settings.port, workers=8)
+    node_pb2_grpc.add_NodeServicer_to_server(EdgeServicer(en), server)
+    server.start()
+    http = HttpServer(build_app(en, metrics), settings.host, settings.effective_http_port)
+    http.start()
+    try:
+        en.join()
+        threading.Thread(target=en.heartbeat_loop, name="en-heartbeat", daemon=True).start()
+        print(
+            f"fedchain node: EN {key.node_id} ready on {address} (partition {en.partition_index}, SN {en.sn_node_id})",
+            flush=True,
+        )
+        stop.wait()
+    finally:
+        en.stop()
+        http.stop()
+        server.stop(grace=2).wait(3)
+        peers.close()

@@ -1,0 +1,132 @@
+"""Content-addressed blob store on disk: model weights (safetensors) under their SHA-256.
+
+Layout ``<root>/<first 2 hex>/<64 hex>``. Writes go to a temp file in ``<root>/tmp``,
+are fsynced, renamed into place and the directory fsynced, so a crash leaves either no
+blob or the whole blob. Every read re-checks the digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import struct
+import tempfile
+from pathlib import Path
+
+from services.ledger.errors import InvalidBlob, LedgerCorrupt, NotFound, TooLarge
+
+DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_digest(digest: str) -> str:
+    """Return ``digest`` if it is 64 lowercase hex characters, else raise InvalidBlob."""
+    if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+        raise InvalidBlob(f"blob digest must be 64 lowercase hex characters, got {str(digest)[:80]!r}")
+    return digest
+
+
+def check_safetensors(data: bytes) -> None:
+    """Raise InvalidBlob unless ``data`` is laid out as a safetensors file.
+
+    Checks the 8-byte little-endian header length, that the header is a JSON object,
+    and that every tensor's data offsets lie inside the file (without decoding tensors).
+    """
+    if len(data) < 8:
+        raise InvalidBlob("blob is not a safetensors file (shorter than its 8-byte header length)")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > len(data) - 8:
+        raise InvalidBlob("blob is not a safetensors file (header length points past the end)")
+    try:
+        header = json.loads(data[8 : 8 + n])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidBlob("blob is not a safetensors file (header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise InvalidBlob("blob is not a safetensors file (header is not a JSON object)")
+    body = len(data) - 8 - n
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(isinstance(o, int) for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1] <= body
+        ):
+            raise InvalidBlob(f"blob is not a safetensors file (tensor {str(name)[:40]!r} has bad offsets)")
+
+
+class BlobStore:
+    """Blobs on disk under their SHA-256; ``max_bytes`` bounds a single blob."""
+
+    def __init__(self, root: Path, max_bytes: int) -> None:
+        self.root = Path(root)
+        self.max_bytes = max_bytes
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "tmp").mkdir(exist_ok=True)
+
+    def path(self, digest: str) -> Path:
+        """Where the blob with ``digest`` lives (whether or not it exists)."""
+        check_digest(digest)
+        return self.root / digest[:2] / digest
+
+    def put(self, data: bytes, expected_digest: str | None = None) -> str:
+        """Store ``data`` (a safetensors file) durably; return its hex SHA-256. Idempotent."""
+        if len(data) > self.max_bytes:
+            raise TooLarge(f"blob of {len(data)} bytes exceeds the limit of {self.max_bytes} bytes")
+        check_safetensors(data)
+        digest = hashlib.sha256(data).hexdigest()
+        if expected_digest is not None and check_digest(expected_digest) != digest:
+            raise InvalidBlob(f"blob content has digest {digest}, not the announced {expected_digest}")
+        target = self.path(digest)
+        if self.problem(digest) is None:
+            return digest
+        target.parent.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix=digest[:16] + ".")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return digest
+
+    def get(self, digest: str) -> bytes:
+        """The blob's bytes, re-checked against ``digest``. NotFound / LedgerCorrupt otherwise."""
+        path = self.path(digest)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"no blob with digest {digest}") from None
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != digest:
+            raise LedgerCorrupt(f"blob {digest} is corrupt on disk (its content hashes to {actual})")
+        return data
+
+    def has(self, digest: str) -> bool:
+        """True when a file for ``digest`` exists (content not re-hashed)."""
+        return self.path(digest).is_file()
+
+    def problem(self, digest: str) -> str | None:
+        """None when the blob is stored intact; otherwise "missing" or what is wrong."""
+        path = self.path(digest)
+        h = hashlib.sha256()
+        try:
+            with path.open("rb") as fh:
+                for piece in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(piece)
+        except FileNotFoundError:
+            return "missing from the blob store"
+        if h.hexdigest() != digest:
+            return f"altered in the blob store (its content hashes to {h.hexdigest()[:16]}…)"
+        return None

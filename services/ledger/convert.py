@@ -1,0 +1,47 @@
+"""Blocks between their Python form and the gRPC message (payload as JSON text)."""
+
+from __future__ import annotations
+
+import json
+
+from services.ledger.errors import InvalidBlock
+from shared.chain.blocks import Block, payload_text
+from shared.chain.errors import ChainError
+from shared.chain.payloads import parse_kind, payload_from_json
+from shared.rpc import ledger_pb2
+
+
+def block_to_proto(block: Block) -> ledger_pb2.Block:
+    """The gRPC message for ``block``."""
+    return ledger_pb2.Block(
+        height=block.height,
+        kind=str(block.kind),
+        prev_hash=block.prev_hash,
+        timestamp_ms=block.timestamp_ms,
+        producer=block.producer,
+        payload_json=payload_text(block.payload),
+        hash=block.hash,
+        signature=block.signature,
+    )
+
+
+def block_from_proto(msg: ledger_pb2.Block) -> Block:
+    """Parse a gRPC block; InvalidBlock with a one-line reason when it is malformed."""
+    try:
+        kind = parse_kind(msg.kind)
+        try:
+            data = json.loads(msg.payload_json)
+        except json.JSONDecodeError as exc:
+            raise InvalidBlock(f"block payload_json is not valid JSON: {exc.msg}") from None
+        return Block(
+            height=msg.height,
+            kind=kind,
+            prev_hash=bytes(msg.prev_hash),
+            timestamp_ms=msg.timestamp_ms,
+            producer=msg.producer,
+            payload=payload_from_json(kind, data),
+            hash=bytes(msg.hash),
+            signature=bytes(msg.signature),
+        )
+    except ChainError as exc:
+        raise InvalidBlock(f"malformed block: {exc}") from None

@@ -1,0 +1,158 @@
+"""The ledger service: gRPC and HTTP over one ``Ledger``, in one process.
+
+``LedgerService`` starts and stops both listeners (used by tests and by ``serve``);
+``serve(settings)`` runs until SIGTERM or SIGINT and then stops cleanly.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+from concurrent import futures
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+import grpc
+import uvicorn
+
+from services.ledger.grpc_service import LedgerServicer
+from services.ledger.http_api import create_app
+from services.ledger.metrics import LedgerMetrics
+from services.ledger.store import Ledger, default_db_url, redact
+from shared.config import ConfigError, Settings
+from shared.net.grpc_util import NetConfig
+from shared.rpc import ledger_pb2_grpc
+
+
+def open_ledger(settings: Settings) -> Ledger:
+    """The Ledger the settings describe (``db_url`` or SQLite in ``state_dir``; blobs in state_dir/blobs)."""
+    state_dir = Path(settings.state_dir)
+    url = settings.db_url or default_db_url(state_dir)
+    return Ledger(url, state_dir / "blobs", max_blob_bytes=settings.max_message_mb * 1024 * 1024)
+
+
+def _bind_http(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen for HTTP on {host}:{port}: {exc.strerror}") from None
+    sock.listen(128)
+    return sock
+
+
+def _make_grpc_server(net: NetConfig, host: str, port: int) -> grpc.Server:
+    """A gRPC server bound to host:port, refusing a port another process already serves.
+
+    gRPC enables SO_REUSEPORT by default, which lets a second server silently share a
+    port; it is turned off here so a taken port is a ConfigError.
+    """
+    options = [*net.options(), ("grpc.so_reuseport", 0)]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=options)
+    address = f"{host}:{port}"
+    try:
+        if net.tls_cert is not None and net.tls_key is not None:
+            creds = grpc.ssl_server_credentials(
+                [(net.tls_key, net.tls_cert)], root_certificates=net.tls_ca, require_client_auth=net.tls_ca is not None
+            )
+            bound = server.add_secure_port(address, creds)
+        else:
+            bound = server.add_insecure_port(address)
+    except RuntimeError:
+        bound = 0
+    if bound == 0:
+        raise ConfigError(f"cannot listen for gRPC on {address} (port in use or address not local)")
+    return server
+
+
+class LedgerService:
+    """gRPC on ``settings.port`` and HTTP on ``settings.effective_http_port`` for one Ledger."""
+
+    def __init__(self, settings: Settings, ledger: Ledger | None = None) -> None:
+        self.settings = settings
+        self.ledger = ledger if ledger is not None else open_ledger(settings)
+        self.metrics = LedgerMetrics()
+        self.metrics.height.set(self.ledger.height())
+        self._grpc: grpc.Server | None = None
+        self._http: uvicorn.Server | None = None
+        self._http_thread: threading.Thread | None = None
+
+    @property
+    def grpc_address(self) -> str:
+        """HOST:PORT of the gRPC listener."""
+        return f"{self.settings.host}:{self.settings.port}"
+
+    @property
+    def http_url(self) -> str:
+        """Base URL of the HTTP listener."""
+        return f"http://{self.settings.host}:{self.settings.effective_http_port}"
+
+    def start(self) -> None:
+        """Bind both listeners and start serving (ConfigError if a port is taken)."""
+        net = NetConfig.from_settings(self.settings)
+        sock = _bind_http(self.settings.host, self.settings.effective_http_port)
+        try:
+            server = _make_grpc_server(net, self.settings.host, self.settings.port)
+        except ConfigError:
+            sock.close()
+            raise
+        servicer = LedgerServicer(self.ledger, self.metrics, self.settings.chunk_kb * 1024)
+        ledger_pb2_grpc.add_LedgerServicer_to_server(servicer, server)
+        server.start()
+        self._grpc = server
+        config = uvicorn.Config(
+            create_app(self.ledger, self.metrics), log_level="warning", access_log=False, lifespan="off"
+        )
+        self._http = uvicorn.Server(config)
+        self._http_thread = threading.Thread(
+            target=self._http.run, kwargs={"sockets": [sock]}, name="ledger-http", daemon=True
+        )
+        self._http_thread.start()
+        for _ in range(200):  # bounded wait (10 s) for uvicorn to be ready
+            if self._http.started or not self._http_thread.is_alive():
+                break
+            threading.Event().wait(0.05)
+        if not self._http.started:
+            self.stop()
+            raise ConfigError(f"the HTTP server did not start on {self.http_url}")
+
+    def stop(self, grace: float = 2.0) -> None:
+        """Stop both listeners (in-flight calls get ``grace`` seconds) and close the database."""
+        if self._http is not None:
+            self._http.should_exit = True
+        if self._grpc is not None:
+            self._grpc.stop(grace).wait(grace + 1)
+            self._grpc = None
+        if self._http_thread is not None:
+            self._http_thread.join(timeout=grace + 3)
+            self._http_thread = None
+        self.ledger.close()
+
+
+def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
+    """Run the ledger service until SIGTERM/SIGINT, then stop cleanly."""
+    service = LedgerService(settings)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        service.start()
+        announce(
+            f"ledger: gRPC on {service.grpc_address}, HTTP on {service.http_url} "
+            f"(chain {redact(service.ledger.db_url)}, blobs {service.ledger.blobs.root}, "
+            f"height {service.ledger.height()})"
+        )
+        while not stop.wait(0.5):
+            pass
+        announce("ledger: stopping")
+    finally:
+        service.stop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)

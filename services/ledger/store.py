@@ -1,0 +1,480 @@
+"""The ledger: a tamper-evident chain in SQL (SQLite or MySQL) plus the blob store.
+
+``Ledger.append`` checks a block against the chain's rules and the stored tip inside
+one write transaction that holds the tip lock (``SELECT … FOR UPDATE`` on MySQL,
+``BEGIN IMMEDIATE`` on SQLite), so concurrent appenders from any number of processes
+serialise; the primary key and unique ``prev_hash`` are the last guard against forks.
+Re-sending a stored block returns it (idempotent); a different block at a taken
+height is a ``HeightConflict``. ``verify`` recomputes everything from the raw rows.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+from services.ledger import schema
+from services.ledger.blobs import BlobStore, check_digest
+from services.ledger.errors import (
+    HeightConflict,
+    InvalidBlock,
+    LedgerCorrupt,
+    LedgerUnavailable,
+    MissingBlob,
+    NotFound,
+    OutOfSequence,
+    ProducerRejected,
+    SchemaMismatch,
+    TooLarge,
+)
+from shared.chain import merkle
+from shared.chain.blocks import Block, payload_text
+from shared.chain.errors import BlobMissing, BlockInvalid, ChainError, NotNextBlock, ProducerNotAdmitted
+from shared.chain.payloads import RoundPayload, parse_kind, payload_from_json
+from shared.chain.rules import ChainState, check_block
+from shared.config import ConfigError
+
+DEFAULT_MAX_BLOCK_BYTES = 1024 * 1024
+DEFAULT_MAX_BLOB_BYTES = 64 * 1024 * 1024
+MAX_RANGE = 1000
+_BATCH = 500
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Outcome of verifying the whole chain.
+
+    ``ok``: every check held. ``checked``: blocks that passed. ``height``: the first bad
+    height when not ok, else the tip height (None for an empty chain). ``reason``: why.
+    """
+
+    ok: bool
+    checked: int
+    height: int | None
+    reason: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"ok", "checked", "height", "reason"}``."""
+        return {"ok": self.ok, "checked": self.checked, "height": self.height, "reason": self.reason}
+
+    def summary(self) -> str:
+        """One line for people."""
+        if self.ok:
+            if self.height is None:
+                return "ok: the chain is empty"
+            return f"ok: {self.checked} blocks verified (heights 0..{self.height})"
+        where = f"height {self.height}" if self.height is not None else "the ledger"
+        return f"FAILED at {where}: {self.reason} ({self.checked} blocks before it verified)"
+
+
+@dataclass(frozen=True)
+class InclusionProof:
+    """RFC 6962 proof that ``update_digest`` is leaf ``index`` of round block ``height``."""
+
+    height: int
+    index: int
+    tree_size: int
+    update_digest: str
+    path: list[bytes]
+    root: bytes
+
+    def verify(self) -> bool:
+        """True when the path leads from the update digest to ``root``."""
+        return merkle.verify_inclusion(
+            bytes.fromhex(self.update_digest), self.index, self.tree_size, self.path, self.root
+        )
+
+
+def default_db_url(state_dir: Path) -> str:
+    """The embedded default: a SQLite file ``ledger.db`` inside ``state_dir``."""
+    return f"sqlite:///{(Path(state_dir) / 'ledger.db').resolve()}"
+
+
+def redact(url: str) -> str:
+    """``url`` with its password hidden, for messages."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
+
+
+def _make_engine(url: str) -> Engine:
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise ConfigError(f"--db-url {url!r} is not a database URL (sqlite:///FILE or mysql+pymysql://…)") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(parsed, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # transactions are begun explicitly below
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            write = conn.get_execution_options().get("fedchain_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+    if backend in ("mysql", "mariadb"):
+        return sa.create_engine(
+            parsed, pool_pre_ping=True, pool_recycle=3600, isolation_level="READ COMMITTED"
+        )
+    raise ConfigError(f"--db-url must be SQLite or MySQL/MariaDB, got a {backend} URL")
+
+
+def _row_block(row: Any) -> Block:
+    """Rebuild a Block from a stored row, raising ChainError if a column cannot be read."""
+    kind = parse_kind(row.kind)
+    try:
+        data = json.loads(row.payload)
+    except (json.JSONDecodeError, UnicodeDecodeError, TypeError):
+        raise BlockInvalid("payload column is not valid JSON") from None
+    payload = payload_from_json(kind, data)
+    if payload_text(payload) != row.payload:
+        raise BlockInvalid("payload column is not in its canonical stored form")
+    return Block(
+        height=int(row.height),
+        kind=kind,
+        prev_hash=bytes(row.prev_hash),
+        timestamp_ms=int(row.timestamp_ms),
+        producer=row.producer,
+        payload=payload,
+        hash=bytes(row.hash),
+        signature=bytes(row.signature),
+    )
+
+
+_REFUSALS: list[tuple[type[ChainError], type[Exception]]] = [
+    (NotNextBlock, OutOfSequence),
+    (ProducerNotAdmitted, ProducerRejected),
+    (BlobMissing, MissingBlob),
+    (ChainError, InvalidBlock),
+]
+
+
+class Ledger:
+    """Chain in SQL at ``db_url`` and blobs under ``blob_dir``; safe for threads and processes.
+
+    ``create=False`` refuses (SchemaMismatch) a database that holds no ledger yet instead
+    of creating the tables, for read-only uses such as ``fedchain verify``.
+    """
+
+    def __init__(
+        self,
+        db_url: str,
+        blob_dir: Path,
+        *,
+        max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES,
+        max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES,
+        create: bool = True,
+    ) -> None:
+        self.db_url = db_url
+        self.create = create
+        self.max_block_bytes = max_block_bytes
+        self.engine = _make_engine(db_url)
+        self.blobs = BlobStore(Path(blob_dir), max_blob_bytes)
+        self._lock = threading.Lock()
+        self._state = ChainState()
+        try:
+            self._init_schema()
+        except sa.exc.OperationalError as exc:
+            self.engine.dispose()
+            raise LedgerUnavailable(
+                f"cannot open ledger database {redact(db_url)}: {str(exc.orig).splitlines()[0]}"
+            ) from None
+
+    # ---------------------------------------------------------------- schema
+    def _init_schema(self) -> None:
+        inspector = sa.inspect(self.engine)
+        tables = set(inspector.get_table_names())
+        if "ledger_meta" not in tables:
+            if "blocks" in tables:
+                raise SchemaMismatch(
+                    f"database {redact(self.db_url)} has a 'blocks' table but no ledger_meta: not a fedchain ledger"
+                )
+            if not self.create:
+                raise SchemaMismatch(f"database {redact(self.db_url)} holds no fedchain ledger")
+            for _ in range(3):  # another process may be creating it at the same moment
+                try:
+                    schema.metadata.create_all(self.engine, checkfirst=True)
+                    with self._write() as conn:
+                        for name, value in (("schema_version", schema.SCHEMA_VERSION), ("tip", schema.EMPTY_TIP)):
+                            if conn.execute(
+                                sa.select(schema.ledger_meta.c.value).where(schema.ledger_meta.c.name == name)
+                            ).first() is None:
+                                conn.execute(sa.insert(schema.ledger_meta).values(name=name, value=value))
+                    break
+                except (sa.exc.IntegrityError, sa.exc.OperationalError, sa.exc.ProgrammingError):
+                    continue
+        with self.engine.connect() as conn:
+            version = conn.execute(
+                sa.select(schema.ledger_meta.c.value).where(schema.ledger_meta.c.name == "schema_version")
+            ).scalar()
+        if version != schema.SCHEMA_VERSION:
+            raise SchemaMismatch(
+                f"database {redact(self.db_url)} has ledger schema version {version!r}; "
+                f"this fedchain needs version {schema.SCHEMA_VERSION!r}"
+            )
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            conn.execution_options(fedchain_write=True)
+            with conn.begin():
+                yield conn
+
+    def close(self) -> None:
+        """Release database connections."""
+        self.engine.dispose()
+
+    # ---------------------------------------------------------------- reads
+    @staticmethod
+    def _read_tip(conn: Connection, lock: bool = False) -> tuple[int, str]:
+        query = sa.select(schema.ledger_meta.c.value).where(schema.ledger_meta.c.name == "tip")
+        if lock:
+            query = query.with_for_update()
+        value = conn.execute(query).scalar()
+        if value is None:
+            raise LedgerCorrupt("the ledger_meta table has no tip record")
+        return schema.parse_tip(value)
+
+    def _load(self, conn: Connection, height: int) -> Block | None:
+        row = conn.execute(sa.select(schema.blocks).where(schema.blocks.c.height == height)).first()
+        if row is None:
+            return None
+        try:
+            return _row_block(row)
+        except ChainError as exc:
+            raise LedgerCorrupt(f"stored block at height {height} is unreadable: {exc}") from None
+
+    def tip(self) -> Block | None:
+        """The last block, or None when the chain is empty."""
+        with self.engine.connect() as conn:
+            height, _ = self._read_tip(conn)
+            return None if height < 0 else self._load(conn, height)
+
+    def height(self) -> int:
+        """Height of the tip (-1 when empty)."""
+        with self.engine.connect() as conn:
+            return self._read_tip(conn)[0]
+
+    def get(self, height: int) -> Block | None:
+        """The block at ``height``, or None."""
+        with self.engine.connect() as conn:
+            return self._load(conn, height)
+
+    def range(self, start: int, limit: int) -> list[Block]:
+        """Up to ``limit`` (at most 1000) consecutive blocks from height ``start``."""
+        limit = max(0, min(limit, MAX_RANGE))
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(schema.blocks)
+                .where(schema.blocks.c.height >= start)
+                .order_by(schema.blocks.c.height)
+                .limit(limit)
+            ).all()
+        out = []
+        for row in rows:
+            try:
+                out.append(_row_block(row))
+            except ChainError as exc:
+                raise LedgerCorrupt(f"stored block at height {row.height} is unreadable: {exc}") from None
+        return out
+
+    # ---------------------------------------------------------------- blobs
+    def put_blob(self, data: bytes, expected_digest: str | None = None) -> str:
+        """Store a safetensors blob; returns its hex SHA-256 (idempotent)."""
+        return self.blobs.put(data, expected_digest)
+
+    def get_blob(self, digest: str) -> bytes:
+        """The blob's bytes, digest re-checked (NotFound, LedgerCorrupt)."""
+        return self.blobs.get(digest)
+
+    def has_blob(self, digest: str) -> bool:
+        """True when the blob is stored."""
+        return self.blobs.has(check_digest(digest))
+
+    # ---------------------------------------------------------------- append
+    def append(self, block: Block) -> Block:
+        """Append ``block`` after the tip; returns the stored block.
+
+        Idempotent: the same block again returns the stored one. Refusals raise a
+        LedgerRejected subclass and leave the chain unchanged.
+        """
+        if not isinstance(block, Block):
+            raise InvalidBlock(f"append needs a Block, got {type(block).__name__}")
+        size = len(block.header()) + len(payload_text(block.payload))
+        if size > self.max_block_bytes:
+            raise TooLarge(f"block of {size} bytes exceeds the limit of {self.max_block_bytes} bytes")
+        with self._lock:
+            for _ in range(5):
+                try:
+                    return self._append_once(block)
+                except sa.exc.IntegrityError:
+                    continue  # lost a race the tip lock should have prevented: re-read and decide
+                except sa.exc.OperationalError as exc:
+                    raise LedgerUnavailable(
+                        f"ledger database {redact(self.db_url)} did not accept the write: "
+                        f"{str(exc.orig).splitlines()[0]}"
+                    ) from None
+            raise LedgerUnavailable("append kept colliding with concurrent writers; retry")
+
+    def _state_for(self, conn: Connection, tip_height: int, tip_hash: str) -> ChainState:
+        state = self._state
+        if state.height > tip_height or (state.height == tip_height and state.tip_hash.hex() != tip_hash):
+            state = ChainState()
+        if state.height < tip_height:
+            state = state.copy()
+            rows = conn.execute(
+                sa.select(schema.blocks)
+                .where(schema.blocks.c.height > state.height, schema.blocks.c.height <= tip_height)
+                .order_by(schema.blocks.c.height)
+            )
+            for row in rows:
+                try:
+                    state.apply(_row_block(row))
+                except ChainError as exc:
+                    raise LedgerCorrupt(f"stored block at height {row.height} is unreadable: {exc}") from None
+        return state
+
+    def _append_once(self, block: Block) -> Block:
+        with self._write() as conn:
+            tip_height, tip_hash = self._read_tip(conn, lock=True)
+            if block.height <= tip_height:
+                existing = self._load(conn, block.height)
+                if existing is not None and existing.hash == block.hash:
+                    return existing
+                held = existing.hash.hex()[:16] if existing is not None else "?"
+                raise HeightConflict(
+                    f"height {block.height} already holds block {held}…, not {block.hash.hex()[:16]}…"
+                )
+            state = self._state_for(conn, tip_height, tip_hash)
+
+            def blob_problem(digest: str) -> str | None:
+                if self.blobs.has(digest):
+                    return None
+                return "not in the blob store (put the blob before appending the block)"
+
+            try:
+                check_block(block, state, blob_problem)
+            except ChainError as exc:
+                for chain_cls, refusal in _REFUSALS:
+                    if isinstance(exc, chain_cls):
+                        raise refusal(f"block {block.height} refused: {exc}") from None
+                raise
+            conn.execute(
+                sa.insert(schema.blocks).values(
+                    height=block.height,
+                    kind=str(block.kind),
+                    prev_hash=block.prev_hash,
+                    hash=block.hash,
+                    timestamp_ms=block.timestamp_ms,
+                    producer=block.producer,
+                    payload=payload_text(block.payload),
+                    signature=block.signature,
+                )
+            )
+            conn.execute(
+                sa.update(schema.ledger_meta)
+                .where(schema.ledger_meta.c.name == "tip")
+                .values(value=schema.tip_value(block.height, block.hash.hex()))
+            )
+            new_state = state.copy()
+            new_state.apply(block)
+        self._state = new_state
+        return block
+
+    # ---------------------------------------------------------------- proofs
+    def inclusion_proof(self, height: int, update_digest: str) -> InclusionProof:
+        """Proof that ``update_digest`` is among the update digests of round block ``height``."""
+        check_digest(update_digest)
+        block = self.get(height)
+        if block is None:
+            raise NotFound(f"no block at height {height}")
+        if not isinstance(block.payload, RoundPayload):
+            raise InvalidBlock(f"block {height} is a {block.kind} block, not a round block")
+        digests = block.payload.update_digests
+        if update_digest not in digests:
+            raise NotFound(f"update {update_digest[:16]}… is not in round block {height}")
+        index = digests.index(update_digest)
+        leaves = [bytes.fromhex(d) for d in digests]
+        return InclusionProof(
+            height, index, len(leaves), update_digest, merkle.inclusion_proof(leaves, index),
+            bytes.fromhex(block.payload.merkle_root),
+        )
+
+    # ---------------------------------------------------------------- verify
+    def verify(self, progress: Callable[[int], None] | None = None) -> VerifyReport:
+        """Recompute every hash, link, signature, Merkle root and blob digest from the rows.
+
+        Stops at the first bad height. Blocks appended while verifying are not checked.
+        """
+        with self.engine.connect() as conn:
+            try:
+                tip_height, tip_hash = self._read_tip(conn)
+            except LedgerCorrupt as exc:
+                return VerifyReport(False, 0, None, str(exc))
+        blob_results: dict[str, str | None] = {}
+
+        def blob_problem(digest: str) -> str | None:
+            if digest not in blob_results:
+                blob_results[digest] = self.blobs.problem(digest)
+            return blob_results[digest]
+
+        state = ChainState()
+        checked = 0
+        expected = 0
+
+        def bad(height: int | None, reason: str) -> VerifyReport:
+            return VerifyReport(False, checked, height, reason)
+
+        while expected <= tip_height:
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    sa.select(schema.blocks)
+                    .where(schema.blocks.c.height >= expected, schema.blocks.c.height <= tip_height)
+                    .order_by(schema.blocks.c.height)
+                    .limit(_BATCH)
+                ).all()
+            if not rows:
+                break
+            for row in rows:
+                if row.height != expected:
+                    return bad(expected, f"block is missing (the next stored block is at height {row.height})")
+                try:
+                    block = _row_block(row)
+                    check_block(block, state, blob_problem)
+                except ChainError as exc:
+                    return bad(expected, str(exc))
+                state.apply(block)
+                checked += 1
+                expected += 1
+            if progress is not None:
+                progress(checked)
+        if state.height < tip_height:
+            return bad(
+                state.height + 1,
+                f"block is missing (the ledger's tip record says the chain reaches height {tip_height})",
+            )
+        if tip_height >= 0 and state.tip_hash.hex() != tip_hash:
+            checked -= 1  # the tip itself does not hold
+            return bad(tip_height, "block hash differs from the ledger's tip record")
+        return VerifyReport(True, checked, None if tip_height < 0 else tip_height, None)

@@ -1,0 +1,24 @@
+"""Prometheus metrics of a node (one registry per process, served at /metrics)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+class NodeMetrics:
+    """Gauges read live from the node plus counters of updates accepted and refused."""
+
+    def __init__(self, role: str) -> None:
+        self.registry = CollectorRegistry()
+        self.updates = Counter(
+            "fedchain_updates_total", "Updates received by this SN", ["outcome"], registry=self.registry
+        )
+        self.rounds = Counter("fedchain_rounds_total", "Rounds finished by this node", registry=self.registry)
+        self._role = role
+
+    def gauge(self, name: str, doc: str, read: Callable[[], float]) -> None:
+        """A gauge whose value is read when /metrics is scraped."""
+        g = Gauge(name, doc, registry=self.registry)
+        g.set_function(lambda: float(read()))

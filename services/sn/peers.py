@@ -1,0 +1,41 @@
+"""Cached gRPC stubs to other nodes (one channel per address, same TLS and bounds as ours)."""
+
+from __future__ import annotations
+
+import threading
+
+import grpc
+
+from shared.net.grpc_util import NetConfig, make_channel
+from shared.rpc import node_pb2_grpc
+
+
+class Peers:
+    """Channels to peers by address; closed together on shutdown."""
+
+    def __init__(self, net: NetConfig) -> None:
+        self._net = net
+        self._lock = threading.Lock()
+        self._channels: dict[str, grpc.Channel] = {}
+
+    def stub(self, address: str) -> node_pb2_grpc.NodeStub:
+        """A stub for the node at HOST:PORT."""
+        with self._lock:
+            channel = self._channels.get(address)
+            if channel is None:
+                channel = make_channel(self._net, address)
+                self._channels[address] = channel
+        return node_pb2_grpc.NodeStub(channel)
+
+    def forget(self, address: str) -> None:
+        """Drop the channel to ``address`` (after the peer went away)."""
+        with self._lock:
+            channel = self._channels.pop(address, None)
+        if channel is not None:
+            channel.close()
+
+    def close(self) -> None:
+        with self._lock:
+            channels, self._channels = list(self._channels.values()), {}
+        for c in channels:
+            c.close()

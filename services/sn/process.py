@@ -1,0 +1,199 @@
+"""Running an SN (or the entry, with ``-z``) as a process: gRPC + HTTP servers, joining, heartbeats."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+
+import grpc
+
+from services.sn.metrics import NodeMetrics
+from services.sn.peers import Peers
+from services.sn.supernode import SuperNode
+from shared.config import ConfigError, Settings
+from shared.crypto import NodeKey
+from shared.net.federation import apply_fl_config
+from shared.net.grpc_util import NetConfig, make_server, parse_address
+from shared.net.http_server import HttpServer
+from shared.net.signing import join_message
+from shared.rpc import node_pb2 as pb
+from shared.rpc import node_pb2_grpc
+
+log = logging.getLogger("fedchain.node")
+
+FATAL = {
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
+def node_addresses(settings: Settings) -> tuple[str, str]:
+    """(gRPC address, HTTP address) peers use to reach this node."""
+    host = settings.advertise_host or settings.host
+    return f"{host}:{settings.port}", f"{host}:{settings.effective_http_port}"
+
+
+def load_key(settings: Settings) -> NodeKey:
+    """The node's Ed25519 key in its state dir (made on first start)."""
+    try:
+        return NodeKey.load_or_create(Path(settings.state_dir) / "node.key")
+    except (ValueError, OSError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT; the main thread waits on it."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.event.set())
+
+    def wait(self) -> None:
+        while not self.event.wait(0.5):
+            pass
+
+
+def join_as_sn(sn: SuperNode, settings: Settings, key: NodeKey, timeout: float = 120.0) -> pb.JoinReply:
+    """Join the federation through the entry as an SN (retry while unreachable)."""
+    assert settings.entry
+    deadline = time.monotonic() + timeout
+    attempt = 0
+    while True:
+        ts = int(time.time() * 1000)
+        req = pb.JoinRequest(
+            token=settings.join_token, role="SN", public_key=key.public_bytes, address=sn.address,
+            http_address=sn.http_address, timestamp_ms=ts,
+            signature=key.sign(join_message("SN", key.public_bytes, sn.address, ts)),
+        )
+        try:
+            return sn.peers.stub(settings.entry).Join(req, timeout=30)
+        except grpc.RpcError as exc:
+            if exc.code() in FATAL:
+                raise ConfigError(f"the entry refused this super node: {exc.details()}") from None
+            attempt += 1
+            if time.monotonic() >= deadline:
+                raise ConfigError(f"could not join through the entry at {settings.entry}: {exc.code().name}") from None
+            time.sleep(min(3.0, 0.3 * attempt))
+
+
+def _sn_heartbeats(sn: SuperNode, settings: Settings, key: NodeKey, stop: threading.Event) -> None:
+    while not stop.wait(settings.heartbeat_interval):
+        try:
+            reply = sn.peers.stub(sn.entry_address).Heartbeat(
+                pb.HeartbeatRequest(
+                    node_id=sn.node_id, role="SN", address=sn.address, http_address=sn.http_address,
+                    alive_edges=[e.node_id for e in sn.edges.alive()], state=sn.state,
+                ),
+                timeout=max(1.0, settings.heartbeat_interval),
+            )
+        except grpc.RpcError:
+            continue  # the entry may be restarting; keep serving our ENs
+        if reply.entry_http_address:
+            sn.entry_http_address = reply.entry_http_address
+        if reply.known:
+            sn.sync_edges(list(reply.edges))
+        else:
+            try:
+                join_as_sn(sn, settings, key, timeout=settings.heartbeat_timeout)
+            except ConfigError as exc:
+                log.warning("re-join failed: %s", exc)
+
+
+def _adopt_genesis_config(settings: Settings, ledger: object) -> Settings:
+    """On an existing chain the federation's learning settings are genesis's, whatever the flags say."""
+    tip = ledger.tip()  # type: ignore[attr-defined]
+    if tip is None:
+        return settings
+    genesis = ledger.get(0)  # type: ignore[attr-defined]
+    recorded = {k: json.loads(v) for k, v in genesis.payload.config.items()}
+    adopted = apply_fl_config(settings, recorded)
+    changed = [k for k in recorded if getattr(settings, k, None) != getattr(adopted, k, None)]
+    if changed:
+        log.warning("the chain's genesis fixes %s; ignoring the different values given", ", ".join(changed))
+    return adopted
+
+
+def run_super_node(settings: Settings, *, entry_mode: bool) -> None:
+    """Run an SN (``entry_mode``: the entry M-SN) until SIGTERM/SIGINT."""
+    if not entry_mode and not settings.entry:
+        raise ConfigError("a super node needs --entry HOST:PORT (or -z to be the entry itself)")
+    if settings.entry:
+        parse_address(settings.entry, "--entry")
+    net = NetConfig.from_settings(settings)
+    key = load_key(settings)
+    address, http_address = node_addresses(settings)
+    peers = Peers(net)
+    sn = SuperNode(settings, key, peers, address=address, http_address=http_address)
+    if entry_mode:
+        sn.entry_address = address
+    metrics = NodeMetrics("SN")
+    stop = StopFlag()
+    server = make_server(net, settings.host, settings.port)
+    entry = None
+    from services.sn.servicer import SuperNodeServicer
+
+    if entry_mode:
+        from services.sn.chain import EntryChain, open_ledger
+        from services.sn.entry import EntryRole
+
+        try:
+            ledger = open_ledger(settings)
+        except Exception as exc:  # noqa: BLE001 - LedgerUnavailable and friends
+            raise ConfigError(f"cannot open the ledger: {exc}") from None
+        settings = _adopt_genesis_config(settings, ledger)
+        sn.settings = settings
+        sn.configure(settings)
+        sn.entry_node_id = key.node_id
+        sn.entry_http_address = http_address
+        entry = EntryRole(settings, key, peers, sn, EntryChain(ledger, key), address=address, http_address=http_address)
+        sn._upstream_model = entry.model_bytes  # noqa: SLF001 - the entry's SN part reads models in-process
+    node_pb2_grpc.add_NodeServicer_to_server(SuperNodeServicer(sn, entry), server)
+    server.start()
+    from services.sn.api import build_app
+
+    metrics.gauge("fedchain_edges_alive", "ENs heartbeating this SN", lambda: len(sn.edges.alive()))
+    metrics.gauge("fedchain_last_round", "Last round this SN took part in", lambda: sn.last_round)
+    if entry is not None:
+        e = entry
+        metrics.gauge("fedchain_model_version", "Global model version", lambda: e.model.version)
+        metrics.gauge("fedchain_chain_height", "Chain height", lambda: e.chain.height())
+        metrics.gauge("fedchain_sns_alive", "Live super nodes", lambda: len(e.registry.alive_sns()))
+    http = HttpServer(build_app(sn, entry, metrics, settings.api_token), settings.host, settings.effective_http_port)
+    http.start()
+    beat_stop = threading.Event()
+    try:
+        if entry is not None:
+            entry.bootstrap()
+
+            def tick() -> None:
+                while not beat_stop.wait(min(1.0, settings.heartbeat_interval)):
+                    entry.tick()
+
+            threading.Thread(target=tick, name="entry-tick", daemon=True).start()
+            log.info("entry super node %s listening on %s (HTTP %s)", key.node_id, address, http_address)
+        else:
+            reply = join_as_sn(sn, settings, key)
+            sn.configure(apply_fl_config(settings, json.loads(reply.config_json)))
+            sn.entry_node_id = reply.entry_node_id
+            sn.entry_http_address = reply.entry_http_address
+            threading.Thread(
+                target=_sn_heartbeats, args=(sn, settings, key, beat_stop), name="sn-heartbeat", daemon=True
+            ).start()
+            log.info("super node %s joined; listening on %s (HTTP %s)", key.node_id, address, http_address)
+        print(f"fedchain node: SN {key.node_id} ready on {address} (HTTP {http_address})", flush=True)
+        stop.wait()
+    finally:
+        log.info("stopping")
+        beat_stop.set()
+        if entry is not None:
+            entry.stop()
+        http.stop()
+        server.stop(grace=2).wait(3)
+        peers.close()

@@ -1,0 +1,191 @@
+"""The entry's registry of admitted nodes: SNs, ENs, their parents, partitions and liveness.
+
+The registry is the entry's working memory; admissions are also recorded on the chain
+(node_joined blocks). It is saved to ``registry.json`` in the entry's state dir after
+every change so a restarted entry knows its federation again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Member:
+    """One admitted node."""
+
+    node_id: str
+    role: str  # "SN" | "EN"
+    public_key: str  # hex
+    address: str
+    http_address: str
+    parent_sn: str = ""  # EN: node id of its SN
+    partition_index: int = -1  # EN: client partition
+    entry: bool = False
+    last_seen: float = field(default=0.0, compare=False)
+
+
+class FederationFull(Exception):
+    """Every partition index is held by an admitted EN."""
+
+
+class NoSuperNode(Exception):
+    """No live SN can take an EN."""
+
+
+class Registry:
+    """Thread-safe set of members with least-loaded SN assignment and heartbeat liveness."""
+
+    def __init__(self, path: Path | None, heartbeat_timeout: float) -> None:
+        self._path = path
+        self._timeout = heartbeat_timeout
+        self._lock = threading.RLock()
+        self._members: dict[str, Member] = {}
+        self._alive_edges: dict[str, set[str]] = {}  # SN id -> ENs that heartbeat it
+        if path is not None and path.is_file():
+            for row in json.loads(path.read_text(encoding="utf-8")):
+                m = Member(**row)
+                m.last_seen = time.monotonic()  # give everyone one timeout to show up again
+                self._members[m.node_id] = m
+
+    # ---- persistence ----
+    def _save(self) -> None:
+        if self._path is None:
+            return
+        rows = [{**asdict(m), "last_seen": 0.0} for m in self._members.values()]
+        tmp = self._path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+        os.replace(tmp, self._path)
+
+    # ---- queries ----
+    def get(self, node_id: str) -> Member | None:
+        with self._lock:
+            return self._members.get(node_id)
+
+    def members(self, role: str | None = None) -> list[Member]:
+        with self._lock:
+            return [m for m in self._members.values() if role is None or m.role == role]
+
+    def is_alive(self, node_id: str) -> bool:
+        with self._lock:
+            m = self._members.get(node_id)
+            if m is None:
+                return False
+            if m.entry:
+                return True
+            if m.role == "SN":
+                return time.monotonic() - m.last_seen <= self._timeout
+            parent = self._members.get(m.parent_sn)
+            return (
+                parent is not None
+                and self.is_alive(parent.node_id)
+                and node_id in self._alive_edges.get(parent.node_id, set())
+            )
+
+    def alive_sns(self) -> list[Member]:
+        with self._lock:
+            return [m for m in self.members("SN") if self.is_alive(m.node_id)]
+
+    def edges_of(self, sn_id: str) -> list[Member]:
+        with self._lock:
+            return sorted(
+                (m for m in self.members("EN") if m.parent_sn == sn_id),
+                key=lambda m: m.partition_index,
+            )
+
+    def alive_edges(self) -> list[Member]:
+        with self._lock:
+            return [m for m in self.members("EN") if self.is_alive(m.node_id)]
+
+    # ---- changes ----
+    def add_entry(self, node_id: str, public_key: str, address: str, http_address: str) -> None:
+        """Record the entry itself (an SN that is always alive)."""
+        with self._lock:
+            self._members[node_id] = Member(
+                node_id, "SN", public_key, address, http_address, entry=True, last_seen=time.monotonic()
+            )
+            self._save()
+
+    def admit_sn(self, node_id: str, public_key: str, address: str, http_address: str) -> tuple[Member, bool]:
+        """Add or refresh an SN; returns (member, is_new)."""
+        with self._lock:
+            old = self._members.get(node_id)
+            m = Member(node_id, "SN", public_key, address, http_address, last_seen=time.monotonic())
+            self._members[node_id] = m
+            self._save()
+            return m, old is None
+
+    def admit_en(
+        self,
+        node_id: str,
+        public_key: str,
+        address: str,
+        http_address: str,
+        clients: int,
+        avoid_sn: str = "",
+    ) -> tuple[Member, bool]:
+        """Assign an EN the least loaded live SN (the entry only when no other SN is up).
+
+        A returning EN keeps its partition index. Raises FederationFull / NoSuperNode.
+        Returns (member, changed) where changed means its SN or index is new.
+        """
+        with self._lock:
+            old = self._members.get(node_id)
+            if old is not None and old.partition_index >= 0:
+                index = old.partition_index
+            else:
+                taken = {m.partition_index for m in self.members("EN")}
+                free = [i for i in range(clients) if i not in taken]
+                if not free:
+                    raise FederationFull(
+                        f"the federation is full: all {clients} partitions are taken (raise 'clients')"
+                    )
+                index = free[0]
+            candidates = [s for s in self.alive_sns() if s.node_id != avoid_sn]
+            if not candidates:
+                raise NoSuperNode("no super node is available to take this edge node; try again")
+            others = [s for s in candidates if not s.entry] or candidates
+            if old is not None and old.parent_sn in {s.node_id for s in others}:
+                parent = old.parent_sn  # keep the current SN while it is alive
+            else:
+                load = {s.node_id: len(self.edges_of(s.node_id)) for s in others}
+                parent = min(others, key=lambda s: (load[s.node_id], s.node_id)).node_id
+            m = Member(node_id, "EN", public_key, address, http_address, parent, index)
+            changed = old is None or old.parent_sn != parent or old.partition_index != index
+            self._members[node_id] = m
+            if old is not None and old.parent_sn:
+                self._alive_edges.get(old.parent_sn, set()).discard(node_id)
+            self._save()
+            return m, changed
+
+    def remove(self, node_id: str) -> None:
+        """Forget a member (an admission whose chain record failed)."""
+        with self._lock:
+            self._members.pop(node_id, None)
+            self._save()
+
+    def heartbeat(self, node_id: str, address: str, http_address: str, alive_edges: list[str]) -> bool:
+        """Refresh an SN's liveness and the ENs it sees; False when the SN is unknown."""
+        with self._lock:
+            m = self._members.get(node_id)
+            if m is None or m.role != "SN":
+                return False
+            m.last_seen = time.monotonic()
+            changed = (m.address, m.http_address) != (address, http_address)
+            m.address, m.http_address = address, http_address
+            mine = {e.node_id for e in self.edges_of(node_id)}
+            self._alive_edges[node_id] = set(alive_edges) & mine
+            if changed:
+                self._save()
+            return True
+
+    def set_entry_edges(self, entry_id: str, alive_edges: list[str]) -> None:
+        """The entry's own SN part reports which of its ENs are alive."""
+        with self._lock:
+            mine = {e.node_id for e in self.edges_of(entry_id)}
+            self._alive_edges[entry_id] = set(alive_edges) & mine

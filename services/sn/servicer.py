@@ -1,0 +1,98 @@
+"""gRPC servicer of an SN (and of the entry, which is an SN with the entry role)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import grpc
+
+from services.sn.entry import EntryRole
+from services.sn.supernode import SuperNode
+from services.sn.validation import Rejected
+from shared.net.streams import model_chunks
+from shared.rpc import node_pb2 as pb
+from shared.rpc import node_pb2_grpc
+from shared.tensors import TensorError
+
+log = logging.getLogger("fedchain.sn.rpc")
+
+
+class SuperNodeServicer(node_pb2_grpc.NodeServicer):
+    """Maps RPCs onto the SN role and, on the entry, the entry role."""
+
+    def __init__(self, sn: SuperNode, entry: EntryRole | None) -> None:
+        self.sn = sn
+        self.entry = entry
+
+    def _need_entry(self, context: grpc.ServicerContext, what: str) -> EntryRole:
+        if self.entry is None:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"{what} is handled by the entry super node at {self.sn.entry_address}, not this SN",
+            )
+        assert self.entry is not None
+        return self.entry
+
+    def Join(self, request: pb.JoinRequest, context: grpc.ServicerContext) -> pb.JoinReply:
+        entry = self._need_entry(context, "joining")
+        try:
+            return entry.join(request)
+        except Rejected as rej:
+            log.warning("join refused (%s): %s", request.address, rej.reason)
+            context.abort(rej.code, rej.reason)
+            raise  # unreachable
+
+    def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.ServicerContext) -> pb.HeartbeatReply:
+        if request.role == "EN":
+            known = self.sn.edges.beat(request.node_id, request.address, request.http_address)
+            return pb.HeartbeatReply(known=known, entry_node_id=self.sn.entry_node_id)
+        entry = self._need_entry(context, "super node heartbeats")
+        return entry.heartbeat(request)
+
+    def AssignEdge(self, request: pb.EdgeInfo, context: grpc.ServicerContext) -> pb.Ack:
+        self.sn.assign_edge(request)
+        return pb.Ack(ok=True)
+
+    def OpenRound(self, request: pb.OpenRoundRequest, context: grpc.ServicerContext) -> pb.OpenRoundReply:
+        return self.sn.open_round(request)
+
+    def FetchModel(self, request: pb.FetchModelRequest, context: grpc.ServicerContext) -> Iterator[pb.Chunk]:
+        try:
+            if self.entry is not None:
+                data = self.entry.model_bytes(request.version, request.digest)
+            else:
+                data = self.sn.model_bytes(request.version, request.digest)
+        except KeyError as exc:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(exc).strip("'\""))
+        except (TensorError, grpc.RpcError) as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"model not available: {exc}")
+        except Exception as exc:  # noqa: BLE001 - e.g. a blob missing from the ledger
+            context.abort(grpc.StatusCode.NOT_FOUND, f"model not available: {exc}")
+        yield from model_chunks(data, self.sn.chunk_bytes)
+
+    def SubmitUpdate(self, request_iterator: Iterator[pb.UpdatePart], context: grpc.ServicerContext) -> pb.SubmitReply:
+        try:
+            return self.sn.submit_update(request_iterator)
+        except Rejected as rej:
+            log.warning("update refused: %s", rej.reason)
+            context.abort(rej.code, rej.reason)
+            raise
+
+    def SubmitAggregate(
+        self, request_iterator: Iterator[pb.AggregatePart], context: grpc.ServicerContext
+    ) -> pb.SubmitReply:
+        entry = self._need_entry(context, "aggregation")
+        try:
+            return entry.submit_aggregate(request_iterator)
+        except Rejected as rej:
+            log.warning("aggregate refused: %s", rej.reason)
+            context.abort(rej.code, rej.reason)
+            raise
+
+    def Evaluate(self, request: pb.EvaluateRequest, context: grpc.ServicerContext) -> pb.EvaluateReply:
+        try:
+            return self.sn.evaluate(request)
+        except (TensorError, grpc.RpcError) as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"evaluation failed: {exc}")
+            raise

@@ -1,0 +1,161 @@
+"""The chain's rules: who may produce blocks and what makes a block valid after a tip.
+
+``ChainState`` is what the chain says at its tip (height, hash, admitted keys).
+``check_block`` raises a ``ChainError`` naming the first rule a block breaks; the
+ledger runs it before every append and verification runs it over every stored row.
+Genesis's producer is the entry node (its key is in the payload); node_joined admits
+a key, node_left revokes it; every other block must be signed by an admitted key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from shared.chain.blocks import ZERO_HASH, Block
+from shared.chain.errors import BlobMissing, BlockInvalid, NotNextBlock, ProducerNotAdmitted
+from shared.chain.payloads import (
+    BlockKind,
+    CheckpointPayload,
+    GenesisPayload,
+    NodeJoinedPayload,
+    NodeLeftPayload,
+    RoundPayload,
+)
+from shared.crypto import node_id_for, verify_signature
+
+BlobProblem = Callable[[str], "str | None"]
+"""Given a blob digest, None when the blob is stored intact, else what is wrong ("missing")."""
+
+
+@dataclass(frozen=True)
+class Member:
+    """An admitted node: its key and what its node_joined (or genesis) block said."""
+
+    node_id: str
+    public_key: bytes
+    role: str
+    address: str
+    admitted_at: int
+
+
+@dataclass
+class ChainState:
+    """The chain as of its tip: tip height/hash, admitted and revoked nodes."""
+
+    height: int = -1
+    tip_hash: bytes = ZERO_HASH
+    members: dict[str, Member] = field(default_factory=dict)
+    revoked: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def next_height(self) -> int:
+        """Height the next block must have."""
+        return self.height + 1
+
+    def copy(self) -> "ChainState":
+        """An independent copy (members are immutable)."""
+        return ChainState(self.height, self.tip_hash, dict(self.members), dict(self.revoked))
+
+    def apply(self, block: Block) -> None:
+        """Advance to ``block`` (which ``check_block`` accepted)."""
+        p = block.payload
+        if isinstance(p, GenesisPayload):
+            self.members[p.entry_node_id] = Member(
+                p.entry_node_id, bytes.fromhex(p.entry_public_key), "SN", "", block.height
+            )
+        elif isinstance(p, NodeJoinedPayload):
+            self.members[p.node_id] = Member(
+                p.node_id, bytes.fromhex(p.public_key), p.role, p.address, block.height
+            )
+            self.revoked.pop(p.node_id, None)
+        elif isinstance(p, NodeLeftPayload):
+            self.members.pop(p.node_id, None)
+            self.revoked[p.node_id] = block.height
+        self.height = block.height
+        self.tip_hash = block.hash
+
+    @classmethod
+    def replay(cls, blocks: Iterable[Block], blob_problem: BlobProblem | None = None) -> "ChainState":
+        """Check and apply ``blocks`` from genesis; raises ChainError at the first bad one."""
+        state = cls()
+        for block in blocks:
+            check_block(block, state, blob_problem)
+            state.apply(block)
+        return state
+
+
+def model_digests(block: Block) -> list[str]:
+    """Blob digests a block needs stored (its model weights)."""
+    p = block.payload
+    if isinstance(p, (GenesisPayload, RoundPayload, CheckpointPayload)):
+        return [p.model_digest]
+    return []
+
+
+def _producer_key(block: Block, state: ChainState) -> bytes:
+    p = block.payload
+    if isinstance(p, GenesisPayload):
+        key = bytes.fromhex(p.entry_public_key)
+        if p.entry_node_id != node_id_for(key):
+            raise BlockInvalid(
+                f"genesis entry_node_id {p.entry_node_id} is not the id of entry_public_key "
+                f"({node_id_for(key)})"
+            )
+        if block.producer != p.entry_node_id:
+            raise ProducerNotAdmitted(
+                f"genesis must be produced by the entry node {p.entry_node_id}, not {block.producer}"
+            )
+        return key
+    member = state.members.get(block.producer)
+    if member is None:
+        if block.producer in state.revoked:
+            raise ProducerNotAdmitted(
+                f"producer {block.producer} was revoked at height {state.revoked[block.producer]}"
+            )
+        raise ProducerNotAdmitted(f"producer {block.producer} is not an admitted node")
+    return member.public_key
+
+
+def _check_payload(block: Block, state: ChainState) -> None:
+    p = block.payload
+    if isinstance(p, NodeJoinedPayload):
+        expected = node_id_for(bytes.fromhex(p.public_key))
+        if p.node_id != expected:
+            raise BlockInvalid(f"node_joined node_id {p.node_id} is not the id of its key ({expected})")
+        if p.parent_sn:
+            parent = state.members.get(p.parent_sn)
+            if parent is None or parent.role != "SN":
+                raise BlockInvalid(f"node_joined parent_sn {p.parent_sn} is not an admitted SN")
+    elif isinstance(p, NodeLeftPayload):
+        if p.node_id not in state.members:
+            raise BlockInvalid(f"node_left names {p.node_id}, which is not an admitted node")
+
+
+def check_block(block: Block, state: ChainState, blob_problem: BlobProblem | None = None) -> None:
+    """Raise a ChainError unless ``block`` may follow ``state``'s tip.
+
+    Checks, in order: height and prev_hash link, genesis only at height 0, hash over the
+    canonical header, producer admitted, Ed25519 signature over the hash, payload rules
+    (node ids match keys, Merkle root, parent SN, node_left target), blobs present.
+    """
+    if block.height != state.next_height:
+        raise NotNextBlock(f"block height {block.height} does not follow the tip (next height is {state.next_height})")
+    if block.prev_hash != state.tip_hash:
+        raise NotNextBlock(
+            f"prev_hash {block.prev_hash.hex()[:16]}… does not match the hash of the block before "
+            f"({state.tip_hash.hex()[:16]}…)"
+        )
+    if (block.kind == BlockKind.GENESIS) != (block.height == 0):
+        raise BlockInvalid("the genesis block must be the block at height 0, and only it")
+    if block.computed_hash() != block.hash:
+        raise BlockInvalid("hash does not match the block's contents (SHA-256 of its canonical header)")
+    key = _producer_key(block, state)
+    if not verify_signature(key, block.signature, block.hash):
+        raise BlockInvalid(f"signature does not verify with the key of producer {block.producer}")
+    _check_payload(block, state)
+    if blob_problem is not None:
+        for digest in model_digests(block):
+            problem = blob_problem(digest)
+            if problem is not None:
+                raise BlobMissing(f"model blob {digest[:16]}… is {problem}")

@@ -1,0 +1,140 @@
+"""One federated client's logic, run by both the simulation and a networked edge node.
+
+A ``LocalClient`` holds a data share, a model object (which may be shared between
+clients of one process), its personal state (FedPer's head; empty for FedAvg) and the
+last global shared state it was given. Before training or evaluating it loads
+``global shared state + own head`` into the model, so its personal model is always
+"the latest global base under my own head".
+
+Round protocol, the same in every engine::
+
+    client.set_shared(global_shared)          # FedPer: base only; FedAvg: whole model
+    update, result = client.fit(server_round) # update holds only the shared keys
+    ... server aggregates the updates ...
+    client.set_shared(new_global_shared)
+    client.evaluate()                         # FedPer: personal model; FedAvg: global model
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from shared import tensors
+from shared.config import Settings
+from shared.fl.data import ClientData
+from shared.fl.seeding import round_seed
+from shared.fl.strategy import Strategy, strategy_from_settings
+from shared.fl.training import EvalResult, TrainResult, evaluate, train_local
+
+
+def _clone(state: Mapping[str, torch.Tensor], keys: list[str]) -> dict[str, torch.Tensor]:
+    return {k: state[k].detach().clone() for k in keys}
+
+
+class LocalClient:
+    """A client: trains on its share, sends only the shared keys, keeps its head."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        data: ClientData,
+        model: nn.Module,
+        *,
+        strategy: Strategy | None = None,
+    ) -> None:
+        self.settings = settings
+        self.data = data
+        self.model = model
+        self.strategy = strategy or strategy_from_settings(settings)
+        state = model.state_dict()
+        self.shared_keys: list[str] = self.strategy.shared_keys(model)
+        shared = set(self.shared_keys)
+        self.personal_keys: list[str] = [k for k in state if k not in shared]
+        self._shared = _clone(state, self.shared_keys)
+        self._personal = _clone(state, self.personal_keys)
+
+    @property
+    def index(self) -> int:
+        """This client's partition index."""
+        return self.data.index
+
+    @property
+    def train_samples(self) -> int:
+        """Number of training samples (the weight of this client's update)."""
+        return len(self.data.train)  # type: ignore[arg-type]
+
+    def _check(self, state: Mapping[str, torch.Tensor], keys: list[str], what: str) -> None:
+        got, want = set(state), set(keys)
+        if got != want:
+            extra, missing = sorted(got - want), sorted(want - got)
+            detail = f"unexpected {', '.join(extra[:3])}" if extra else f"missing {', '.join(missing[:3])}"
+            raise ValueError(f"{what} holds the wrong tensors: {detail}")
+        for key in keys:
+            ref, got_t = self._reference(key), state[key]
+            if tuple(got_t.shape) != tuple(ref.shape) or got_t.dtype != ref.dtype:
+                raise ValueError(
+                    f"{what}: tensor {key} is {got_t.dtype}{tuple(got_t.shape)}, "
+                    f"expected {ref.dtype}{tuple(ref.shape)}"
+                )
+
+    def _reference(self, key: str) -> torch.Tensor:
+        return self._shared[key] if key in self._shared else self._personal[key]
+
+    def _load(self) -> None:
+        self.model.load_state_dict({**self._shared, **self._personal}, strict=True)
+
+    def set_shared(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Take the global shared state (FedPer: base; FedAvg: whole model) under own head."""
+        self._check(state, self.shared_keys, "global state")
+        self._shared = {k: state[k].detach() for k in self.shared_keys}
+
+    def fit(self, server_round: int) -> tuple[dict[str, torch.Tensor], TrainResult]:
+        """Train locally for ``local_epochs``; return (shared state to send, result).
+
+        The training seed is ``round_seed(settings.seed, server_round, index)``. The head
+        is kept here and is never part of the returned state.
+        """
+        self._load()
+        result = train_local(
+            self.model,
+            self.data.train,
+            epochs=self.settings.local_epochs,
+            batch_size=self.settings.batch_size,
+            lr=self.settings.lr,
+            momentum=self.settings.momentum,
+            seed=round_seed(self.settings.seed, server_round, self.index),
+        )
+        state = self.model.state_dict()
+        self._personal = _clone(state, self.personal_keys)
+        return _clone(state, self.shared_keys), result
+
+    def evaluate(self) -> EvalResult:
+        """Evaluate the personal model (global shared state + own head) on the test split."""
+        self._load()
+        return evaluate(self.model, self.data.test)
+
+    def personal_state(self) -> dict[str, torch.Tensor]:
+        """A copy of the personal (head) tensors; empty for FedAvg."""
+        return _clone(self._personal, self.personal_keys)
+
+    def save_personal(self, path: Path | str) -> Path:
+        """Write the head as safetensors (atomically); returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(
+            tensors.encode(self._personal, {"algorithm": self.strategy.name, "client": str(self.index)})
+        )
+        os.replace(tmp, path)
+        return path
+
+    def load_personal(self, path: Path | str) -> None:
+        """Load a head saved by ``save_personal`` (checked: names, shapes, dtypes, finite)."""
+        data = Path(path).read_bytes()
+        state = tensors.decode(data, expected=self._personal)
+        self._personal = {k: state[k] for k in self.personal_keys}

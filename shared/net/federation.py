@@ -1,0 +1,55 @@
+"""The federation's learning settings as the entry hands them to joining nodes.
+
+The entry's FL settings (dataset, partitioning, model, optimiser, seed, ...) are written
+into genesis and sent to every joining node, so replicas (``--scale en=N``) need no
+per-node configuration. Node-local settings (ports, dirs, tokens, TLS) never travel.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.config import ConfigError, Settings
+
+FL_FIELDS: tuple[str, ...] = (
+    "algorithm",
+    "dataset",
+    "model",
+    "clients",
+    "local_epochs",
+    "batch_size",
+    "lr",
+    "momentum",
+    "partition",
+    "alpha",
+    "classes_per_client",
+    "client_fraction",
+    "personal_layers",
+    "train_fraction",
+    "seed",
+    "local_eval",
+    "eval",
+    "max_samples",
+)
+
+
+def fl_config(settings: Settings) -> dict[str, Any]:
+    """The federation-wide learning settings of ``settings`` (JSON-friendly values)."""
+    return {name: getattr(settings, name) for name in FL_FIELDS if name in Settings.model_fields}
+
+
+def fl_config_strings(settings: Settings) -> dict[str, str]:
+    """The same, as the str -> str mapping genesis records."""
+    return {k: json.dumps(v) for k, v in fl_config(settings).items()}
+
+
+def apply_fl_config(local: Settings, config: dict[str, Any]) -> Settings:
+    """``local`` with the federation's learning settings laid over it (unknown keys ignored)."""
+    values = {k: v for k, v in config.items() if k in FL_FIELDS}
+    try:
+        return Settings(**{**local.model_dump(), **values})
+    except ValidationError as exc:
+        raise ConfigError(f"the entry sent an invalid federation config: {exc.errors()[0].get('msg')}") from exc

@@ -1,0 +1,148 @@
+"""docker-compose.yml and .env: valid, complete, scalable, and in step with shared/config.py."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shared.config import Settings, load_settings
+
+# Settings that docker-compose.yml sets per service (or that are flags), not passed through.
+PER_SERVICE = {"port", "http_port", "host", "advertise_host", "nt", "entry", "ledger",
+               "state_dir", "db_url", "data_dir"}
+FEDCHAIN_SERVICES = {"ledger", "msn", "sn", "en", "console"}
+ENV_LINE = re.compile(r"^#?\s*([A-Z][A-Z0-9_]*)=(.*)$")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test process's environment without FEDCHAIN_*/FC_* settings, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FEDCHAIN_", "FC_"))}
+    env.update(extra)
+    return env
+
+
+def rendered(compose: list[str], repo: Path, **env: str) -> dict[str, Any]:
+    """`compose config` output (every profile) parsed, as a user's compose would see it."""
+    result = subprocess.run(
+        [*compose, "--profile", "console", "config"], cwd=repo, env=clean_env(**env),
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    data = yaml.safe_load(result.stdout)
+    assert isinstance(data, dict)
+    return data
+
+
+def mount_target(volume: str | dict[str, Any]) -> str:
+    """The container path of a volume entry (v1 renders `src:dst:mode`, v2 a mapping)."""
+    if isinstance(volume, dict):
+        return str(volume["target"])
+    return volume.split(":")[1]
+
+
+def published_port(port: str | dict[str, Any]) -> tuple[str, str, str]:
+    """(host ip, host port, container port) of a port entry in either compose's rendering."""
+    if isinstance(port, dict):
+        return str(port.get("host_ip")), str(port.get("published")), str(port.get("target"))
+    ip, host, container = port.split("/")[0].split(":")
+    return ip, host, container
+
+
+def env_file_keys(path: Path) -> tuple[dict[str, str], list[str]]:
+    """(active KEY=value lines, every key documented, commented or not) of a .env file."""
+    active: dict[str, str] = {}
+    documented: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        m = ENV_LINE.match(line.strip())
+        if not m:
+            continue
+        documented.append(m.group(1))
+        if not line.lstrip().startswith("#"):
+            active[m.group(1)] = m.group(2)
+    return active, documented
+
+
+def test_compose_config_is_valid(compose: list[str], repo: Path) -> None:
+    result = subprocess.run([*compose, "config", "-q"], cwd=repo, env=clean_env(),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_services_dependencies_and_volumes(compose: list[str], repo: Path) -> None:
+    services = rendered(compose, repo)["services"]
+    assert set(services) == {"mysql"} | FEDCHAIN_SERVICES
+    expected_deps = {"ledger": {"mysql"}, "msn": {"ledger"}, "sn": {"msn"}, "en": {"msn", "sn"},
+                     "console": {"msn"}}
+    for name, deps in expected_deps.items():
+        depends = services[name]["depends_on"]
+        assert set(depends) == deps, name
+        assert all(d["condition"] == "service_healthy" for d in depends.values()), name
+    def targets(name: str) -> set[str]:
+        return {mount_target(v) for v in services[name].get("volumes", [])}
+    assert "/var/lib/mysql" in targets("mysql")
+    assert "/var/lib/fedchain/ledger" in targets("ledger")
+    assert "/var/lib/fedchain/msn" in targets("msn")
+    assert "/var/lib/fedchain/en" in targets("en")
+    assert services["mysql"]["healthcheck"]["test"][0] in {"CMD", "CMD-SHELL"}
+    assert "--max-allowed-packet=256M" in services["mysql"]["command"]
+    assert "--innodb-flush-log-at-trx-commit=1" in services["mysql"]["command"]
+    # graceful stop: an init process forwards SIGTERM, a bounded grace period
+    for name in FEDCHAIN_SERVICES:
+        assert services[name].get("init") is True, name
+
+
+def test_edge_and_super_nodes_can_scale(compose: list[str], repo: Path) -> None:
+    services = rendered(compose, repo)["services"]
+    for name in ("en", "sn"):
+        svc = services[name]
+        assert "container_name" not in svc, f"{name}: a fixed name prevents --scale"
+        assert not svc.get("ports"), f"{name}: a published host port prevents --scale"
+        assert svc["environment"].get("FC_STATE_SLOTS_DIR"), f"{name}: replicas need their own state"
+    assert services["console"]["profiles"] == ["console"]  # `up` leaves it out
+
+
+def test_published_port_and_settings_come_from_the_shell(compose: list[str], repo: Path) -> None:
+    services = rendered(compose, repo, FC_PUBLISH="127.0.0.1:19080", FEDCHAIN_ROUNDS="3",
+                        FEDCHAIN_API_TOKEN="s3cret", FC_IMAGE="fedchain:test")["services"]
+    assert published_port(services["msn"]["ports"][0]) == ("127.0.0.1", "19080", "9080")
+    for name in FEDCHAIN_SERVICES:
+        assert services[name]["environment"]["FEDCHAIN_ROUNDS"] == "3", name
+        assert services[name]["environment"]["FEDCHAIN_API_TOKEN"] == "s3cret", name
+        assert services[name]["image"] == "fedchain:test", name
+
+
+def test_every_setting_reaches_the_containers(compose: list[str], repo: Path) -> None:
+    """A new field in shared/config.py must be passed through (or set per service)."""
+    services = rendered(compose, repo)["services"]
+    fields = set(Settings.model_fields)
+    for name in FEDCHAIN_SERVICES:
+        keys = {k for k in services[name]["environment"] if k.startswith("FEDCHAIN_")}
+        names = {k.removeprefix("FEDCHAIN_").lower() for k in keys}
+        assert names <= fields, f"{name}: not settings: {sorted(names - fields)}"
+        missing = fields - PER_SERVICE - names
+        assert not missing, f"{name}: settings not passed to the container: {sorted(missing)}"
+
+
+def test_env_file_documents_every_setting_and_nothing_else(repo: Path) -> None:
+    active, documented = env_file_keys(repo / ".env")
+    fields = {f"FEDCHAIN_{name.upper()}" for name in Settings.model_fields}
+    assert set(documented) == fields, (
+        f"undocumented: {sorted(fields - set(documented))}, unknown: {sorted(set(documented) - fields)}"
+    )
+    assert len(documented) == len(set(documented)), "a setting is documented twice"
+    assert set(active) <= fields  # anything else would make `fedchain` refuse to start here
+
+
+def test_env_file_is_accepted_by_fedchain(repo: Path, monkeypatch: Any) -> None:
+    """`fedchain` run from the repository root reads .env: it must load cleanly."""
+    for key in list(os.environ):
+        if key.startswith("FEDCHAIN_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(repo)
+    settings = load_settings()
+    assert settings.model_dump() == Settings(_env_file=None).model_dump()

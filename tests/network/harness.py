@@ -1,0 +1,174 @@
+"""A real multi-process fedchain network on 127.0.0.1 for tests: start, query, kill, clean up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import REPO, free_port
+
+API_TOKEN = "test-api-token"
+JOIN_TOKEN = "test-join-token"
+
+
+@dataclass
+class Proc:
+    """One node process."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    port: int
+    http_port: int
+    state_dir: Path
+    log: Path
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+
+class LocalNet:
+    """Processes of one test network; ``close()`` leaves none behind."""
+
+    def __init__(self, root: Path, **env: str) -> None:
+        self.root = root
+        self.procs: list[Proc] = []
+        self.env = dict(os.environ)
+        self.env.update(
+            FEDCHAIN_HEARTBEAT_INTERVAL="0.5",
+            FEDCHAIN_HEARTBEAT_TIMEOUT="3",
+            FEDCHAIN_ROUND_TIMEOUT="90",
+            FEDCHAIN_API_TOKEN=API_TOKEN,
+            FEDCHAIN_JOIN_TOKEN=JOIN_TOKEN,
+            FEDCHAIN_TORCH_THREADS="1",
+            PYTHONUNBUFFERED="1",
+        )
+        self.env.update(env)
+        self.entry: Proc | None = None
+        (root / "logs").mkdir(parents=True, exist_ok=True)
+
+    # ---- processes ----
+    def start(self, name: str, args: list[str], port: int | None = None) -> Proc:
+        port = port or free_port()
+        http_port = free_port()
+        state = self.root / name
+        log = self.root / "logs" / f"{name}.log"
+        full = ["node", "--port", str(port), "--http-port", str(http_port), "--state-dir", str(state), *args]
+        with open(log, "ab") as fh:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "services.cli.main", *full],
+                stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env, cwd=REPO,
+            )
+        proc = Proc(name, popen, port, http_port, state, log, full)
+        self.procs.append(proc)
+        return proc
+
+    def start_entry(self, *flags: str, port: int | None = None) -> Proc:
+        self.entry = self.start("entry", ["--nt", "SN", "-z", *flags], port=port)
+        return self.entry
+
+    def start_sn(self, name: str, *flags: str) -> Proc:
+        assert self.entry is not None
+        return self.start(name, ["--nt", "SN", "--entry", self.entry.address, *flags])
+
+    def start_en(self, name: str, *flags: str) -> Proc:
+        assert self.entry is not None
+        return self.start(name, ["--nt", "EN", "--entry", self.entry.address, *flags])
+
+    def restart(self, proc: Proc) -> Proc:
+        """Start ``proc`` again with the same ports, state dir and flags."""
+        with open(proc.log, "ab") as fh:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "services.cli.main", *proc.args],
+                stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env, cwd=REPO,
+            )
+        proc.popen = popen
+        return proc
+
+    def kill(self, proc: Proc, sig: int = signal.SIGKILL) -> None:
+        proc.popen.send_signal(sig)
+        proc.popen.wait(timeout=20)
+
+    def close(self) -> None:
+        for p in reversed(self.procs):
+            if p.popen.poll() is None:
+                p.popen.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for p in reversed(self.procs):
+            try:
+                p.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.popen.kill()
+                p.popen.wait(timeout=5)
+
+    def logs(self) -> str:
+        """Tails of every log (for assertion messages)."""
+        out = []
+        for p in self.procs:
+            lines = p.log.read_text(errors="replace").splitlines()[-15:]
+            out.append(f"--- {p.name} ---\n" + "\n".join(lines))
+        return "\n".join(out)
+
+    # ---- HTTP ----
+    def get(self, path: str, proc: Proc | None = None, **kw: Any) -> Any:
+        target = proc or self.entry
+        assert target is not None
+        r = httpx.get(target.http + path, timeout=30, **kw)
+        assert r.status_code == 200, f"GET {path}: {r.status_code} {r.text}"
+        return r.json()
+
+    def post(self, path: str, body: dict[str, Any] | None = None, proc: Proc | None = None) -> httpx.Response:
+        target = proc or self.entry
+        assert target is not None
+        return httpx.post(
+            target.http + path, json=body, timeout=120, headers={"Authorization": f"Bearer {API_TOKEN}"}
+        )
+
+    def wait_for(self, check: Callable[[], Any], what: str, timeout: float = 120) -> Any:
+        """Poll ``check`` until it returns something truthy (bounded)."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            for p in self.procs:
+                code = p.popen.poll()
+                if code is not None and p.popen.returncode not in (-9, -15, 0) and p is self.entry:
+                    raise AssertionError(f"{p.name} exited with {code}\n{self.logs()}")
+            try:
+                last = check()
+                if last:
+                    return last
+            except (httpx.HTTPError, AssertionError, KeyError):
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last})\n{self.logs()}")
+
+    def wait_healthy(self, proc: Proc, timeout: float = 90) -> None:
+        self.wait_for(lambda: self.get("/health", proc)["status"] == "ok", f"{proc.name} to answer /health", timeout)
+
+    def wait_edges(self, count: int, timeout: float = 120) -> dict[str, Any]:
+        return self.wait_for(lambda: (s := self.get("/status"))["ens"] >= count and s, f"{count} live ENs", timeout)
+
+    def train(self, rounds: int, algorithm: str | None = None, timeout: float = 240) -> list[dict[str, Any]]:
+        """POST /train and wait until the target round is on the chain; returns /rounds."""
+        r = self.post("/train", {"rounds": rounds, "algorithm": algorithm})
+        assert r.status_code == 202, r.text
+        target = r.json()["target_round"]
+        self.wait_for(
+            lambda: (s := self.get("/status"))["round"] >= target and s["state"] != "training",
+            f"round {target}", timeout,
+        )
+        return self.get("/rounds")

@@ -1,0 +1,153 @@
+"""A real network (entry + 2 SNs + 3 ENs, separate processes): rounds match the simulation,
+the chain records them, and the control API answers per docs/control-api.md."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.network.harness import API_TOKEN, LocalNet
+
+FL = ["--dataset", "mnist-sample", "--clients", "3", "--max-samples", "1500", "--local-epochs", "1",
+      "--lr", "0.05", "--seed", "7"]
+ROUNDS = 2
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
+    n = LocalNet(tmp_path_factory.mktemp("rounds-net"))
+    try:
+        entry = n.start_entry(*FL)
+        n.wait_healthy(entry)
+        n.start_sn("sn-1")
+        n.start_sn("sn-2")
+        n.wait_for(lambda: n.get("/status")["sns"] == 3, "2 SNs to join")
+        for i in range(3):
+            n.start_en(f"en-{i}")
+        n.wait_edges(3)
+        yield n
+    finally:
+        n.close()
+
+
+def test_accuracy_matches_simulation(net: LocalNet) -> None:
+    import torch
+
+    from shared.config import load_settings
+    from shared.fl.simulation import run_simulation
+
+    rounds = net.train(ROUNDS)
+    assert [r["round"] for r in rounds] == [1, 2]
+    assert all(len(r["participants"]) == 3 and not r["rejected"] for r in rounds)
+    torch.set_num_threads(1)
+    settings = load_settings(
+        None, dataset="mnist-sample", clients=3, max_samples=1500, local_epochs=1, lr=0.05, seed=7, rounds=ROUNDS
+    )
+    sim = run_simulation(settings)
+    for net_round, sim_round in zip(rounds, sim.rounds, strict=True):
+        assert sim_round.accuracy is not None
+        assert abs(net_round["accuracy"] - sim_round.accuracy) < 0.02, (net_round, sim_round)
+    assert rounds[-1]["accuracy"] > rounds[0]["accuracy"] - 0.05
+
+
+def test_chain_records_joins_and_rounds(net: LocalNet) -> None:
+    blocks = net.get("/blocks", params={"from": 0, "limit": 100})
+    kinds = [b["kind"] for b in blocks]
+    assert kinds[0] == "genesis"
+    assert kinds.count("node_joined") == 5  # 2 SNs + 3 ENs
+    joined = [b["payload"] for b in blocks if b["kind"] == "node_joined"]
+    partitions = {p["node_id"] for p in joined if p["role"] == "EN"}
+    assert len(partitions) == 3
+    sns = {p["node_id"] for p in joined if p["role"] == "SN"}
+    assert {p["parent_sn"] for p in joined if p["role"] == "EN"} <= sns  # ENs go to non-entry SNs
+    rounds = [b for b in blocks if b["kind"] == "round"]
+    for b in rounds:
+        p = b["payload"]
+        assert p["model_version"] == p["round"]
+        assert len(p["update_digests"]) == len(p["participants"]) == 3
+        assert 0 < p["metrics"]["accuracy"] <= 1
+    report = net.get("/verify")
+    assert report["ok"] and report["height"] == blocks[-1]["height"], report
+
+
+def test_model_download_matches_chain_digest(net: LocalNet) -> None:
+    from shared.tensors import decode
+
+    r = httpx.get(net.entry.http + "/model", timeout=30)  # type: ignore[union-attr]
+    assert r.status_code == 200
+    assert r.headers["X-Model-Version"] == str(ROUNDS)
+    assert hashlib.sha256(r.content).hexdigest() == r.headers["X-Model-Digest"]
+    state = decode(r.content)
+    assert any(k.endswith("weight") for k in state)
+    old = httpx.get(net.entry.http + "/model", params={"version": 0}, timeout=30)  # type: ignore[union-attr]
+    assert old.headers["X-Model-Digest"] != r.headers["X-Model-Digest"]
+    missing = httpx.get(net.entry.http + "/model", params={"version": 99}, timeout=30)  # type: ignore[union-attr]
+    assert missing.status_code == 404 and "unknown model version 99" in missing.json()["detail"]
+
+
+def test_status_sn_and_eval(net: LocalNet) -> None:
+    status = net.get("/status")
+    assert status["entry"] is True and status["round"] == ROUNDS and status["state"] == "idle"
+    assert status["ens"] == 3 and status["sns"] == 3 and status["model_version"] == ROUNDS
+    sns = net.get("/sn")
+    assert len(sns) == 3 and sum(s["ens"] for s in sns) == 3
+    assert all(s["status"] == "alive" for s in sns)
+    ev = net.post("/eval")
+    assert ev.status_code == 200, ev.text
+    body = ev.json()
+    assert len(body["clients"]) == 3
+    assert body["pooled"]["total"] == sum(c["total"] for c in body["clients"])
+    last = net.get("/rounds")[-1]
+    assert abs(body["pooled"]["accuracy"] - last["accuracy"]) < 1e-9  # same model, same heads
+
+
+def test_non_entry_sn_forwards_and_en_refuses(net: LocalNet) -> None:
+    sn = next(p for p in net.procs if p.name == "sn-1")
+    assert net.get("/health", sn) == {"status": "ok", "role": "SN", "node_id": net.get("/health", sn)["node_id"], "entry": False}
+    assert net.get("/rounds", sn) == net.get("/rounds")
+    assert net.get("/status", sn)["entry"] is False
+    en = next(p for p in net.procs if p.name == "en-0")
+    assert net.get("/health", en)["role"] == "EN"
+    r = httpx.post(en.http + "/train", json={"rounds": 1}, timeout=10)
+    assert r.status_code == 404 and "edge node" in r.json()["detail"]
+
+
+def test_mutating_endpoints_need_the_token_and_valid_bodies(net: LocalNet) -> None:
+    url = net.entry.http  # type: ignore[union-attr]
+    r = httpx.post(url + "/train", json={"rounds": 1}, timeout=10)
+    assert r.status_code == 401 and "bearer" in r.json()["detail"].lower()
+    r = httpx.post(url + "/train", json={"rounds": 1}, headers={"Authorization": "Bearer nope"}, timeout=10)
+    assert r.status_code == 401
+    bad = httpx.post(url + "/train", json={"rounds": 0}, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=10)
+    assert bad.status_code == 422 and bad.json()["detail"].startswith("invalid rounds")
+    algo = httpx.post(url + "/train", json={"rounds": 1, "algorithm": "sgd"},
+                      headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=10)
+    assert algo.status_code == 422
+    assert net.get("/status")["round"] == ROUNDS  # nothing started
+
+
+def test_train_twice_conflicts_then_pause_and_save(net: LocalNet, tmp_path: Path) -> None:
+    first = net.post("/train", {"rounds": 2})
+    assert first.status_code == 202
+    second = net.post("/train", {"rounds": 1})
+    assert second.status_code == 409 and "already" in second.json()["detail"]
+    paused = net.post("/pause").json()
+    assert paused["status"] in {"pausing", "paused"}
+    net.wait_for(lambda: net.get("/status")["state"] == "paused", "the pause to take effect")
+    assert net.get("/status")["round"] == ROUNDS + 1  # the current round finished, then held
+    saved = net.post("/save", {"path": str(tmp_path / "m.safetensors")}).json()
+    assert saved["version"] == ROUNDS + 1
+    assert hashlib.sha256((tmp_path / "m.safetensors").read_bytes()).hexdigest() == saved["digest"]
+    assert net.get("/blocks", params={"limit": 1})[0]["kind"] == "checkpoint"
+    rounds = net.train(1)
+    assert [r["round"] for r in rounds] == list(range(1, ROUNDS + 3))
+
+
+def test_metrics_are_prometheus_text(net: LocalNet) -> None:
+    r = httpx.get(net.entry.http + "/metrics", timeout=10)  # type: ignore[union-attr]
+    assert r.status_code == 200
+    assert "fedchain_model_version" in r.text and "fedchain_chain_height" in r.text

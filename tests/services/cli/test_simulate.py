@@ -1,0 +1,96 @@
+"""`fedchain simulate`: flags, the --out JSON, --save-dir, and exit code 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from services.cli.main import app
+from shared import tensors
+
+runner = CliRunner()
+QUICK = ["--dataset", "mnist-sample", "--max-samples", "400", "--clients", "3", "--rounds", "2",
+         "--local-epochs", "1", "--batch-size", "32", "--lr", "0.05", "--threads", "1"]
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("FEDCHAIN_") and not name.upper().startswith("FEDCHAIN_TEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_out_json_and_save_dir(tmp_path: Path) -> None:
+    out, models = tmp_path / "res" / "results.json", tmp_path / "models"
+    result = runner.invoke(
+        app, ["simulate", *QUICK, "--algorithm", "fedper", "--partition", "pathological",
+              "--out", str(out), "--save-dir", str(models)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "label counts per client" in result.output and "final accuracy" in result.output
+    data = json.loads(out.read_text())
+    assert data["algorithm"] == "fedper"
+    assert data["config"]["clients"] == 3 and data["config"]["partition"] == "pathological"
+    assert [r["round"] for r in data["rounds"]] == [1, 2]
+    for r in data["rounds"]:
+        assert {"round", "accuracy", "loss", "seconds"} <= set(r)
+        assert 0 <= r["accuracy"] <= 1 and r["seconds"] > 0
+    assert data["final_accuracy"] == data["rounds"][-1]["accuracy"]
+    assert len(data["label_counts"]) == 3 and all(len(c) == 2 for c in data["label_counts"])
+    saved = sorted(p.name for p in models.iterdir())
+    assert saved == ["round-0001.safetensors", "round-0002.safetensors"]
+    base = tensors.decode((models / saved[-1]).read_bytes())
+    assert "fc.weight" not in base and "conv1.0.weight" in base  # FedPer's global model is the base
+
+
+def test_flags_override_the_config_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("algorithm: fedper\nclient.amount: 5\ngobal_epoch: 9\n")
+    out = tmp_path / "r.json"
+    result = runner.invoke(app, ["simulate", "--config", str(cfg), *QUICK, "--algorithm", "fedavg", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    config = json.loads(out.read_text())["config"]
+    assert (config["algorithm"], config["clients"], config["rounds"]) == ("fedavg", 3, 2)
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["--algorithm", "fedprox"], "invalid value for 'algorithm'"),
+        (["--clients", "0"], "invalid value for 'clients'"),
+        (["--dataset", "mnist", "--data-dir", "{tmp}/none"], "mnist not found: put"),
+        (["--config", "{tmp}/bad.json"], "unknown key 'colour'"),
+        (["--personal-layers", "4"], "leaves no shared base"),
+        (["--out", "{tmp}"], "is a directory"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], match: str) -> None:
+    (tmp_path / "bad.json").write_text('{"colour": "red"}')
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    result = runner.invoke(app, ["simulate", *QUICK, *args])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("fedchain: error: ") and match in lines[0]
+    assert "Traceback" not in result.output
+    assert list(tmp_path.glob("*.json")) == ([tmp_path / "bad.json"])
+
+
+def test_the_command_exits_2_without_traceback(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-m", "services.cli.main", "simulate"]
+    proc = subprocess.run(
+        [*cmd, "--dataset", "cifar10", "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])},
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().startswith("fedchain: error: cifar10 not found")
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    proc = subprocess.run([*cmd, "--rounds", "many"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr

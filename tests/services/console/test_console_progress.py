@@ -1,0 +1,109 @@
+"""Following a training run: done, stopped short, timed out, left with Ctrl-C."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from services.console.errors import ConsoleError
+from services.console.progress import follow_training
+
+
+def _round(n: int) -> dict[str, Any]:
+    return {"round": n, "accuracy": 0.1 * n, "participants": ["a"], "rejected": [], "height": n + 1}
+
+
+class ScriptedNode:
+    """Answers /status from a script (the last answer repeats) and /rounds from a list."""
+
+    def __init__(self, statuses: list[dict[str, Any]], rounds: list[dict[str, Any]]) -> None:
+        self.statuses = statuses
+        self.all_rounds = rounds
+        self.polls = 0
+
+    def status(self) -> dict[str, Any]:
+        answer = self.statuses[min(self.polls, len(self.statuses) - 1)]
+        self.polls += 1
+        return answer
+
+    def rounds(self) -> list[dict[str, Any]]:
+        done = self.statuses[min(self.polls - 1, len(self.statuses) - 1)]["round"]
+        return [r for r in self.all_rounds if r["round"] <= done]
+
+
+class Clock:
+    def __init__(self, interrupt_after: int | None = None) -> None:
+        self.now = 0.0
+        self.sleeps = 0
+        self.interrupt_after = interrupt_after
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps += 1
+        if self.interrupt_after is not None and self.sleeps >= self.interrupt_after:
+            raise KeyboardInterrupt
+        self.now += seconds
+
+
+class RecordingView:
+    def __init__(self) -> None:
+        self.updates: list[tuple[int, int]] = []
+
+    def update(self, status: Mapping[str, Any], rounds: list[dict[str, Any]]) -> None:
+        self.updates.append((int(status["round"]), len(rounds)))
+
+
+def _follow(node: ScriptedNode, clock: Clock, view: RecordingView, target: int, prev: int, timeout: float | None):  # type: ignore[no-untyped-def]
+    @contextmanager
+    def open_view(start: Mapping[str, Any]) -> Iterator[RecordingView]:
+        yield view
+
+    start = {"status": "training", "start_round": prev + 1, "target_round": target}
+    return follow_training(node, open_view, start, prev, timeout, poll_interval=1.0, settle_seconds=2.0,  # type: ignore[arg-type]
+                           clock=clock, sleep=clock.sleep)
+
+
+def st(state: str, rnd: int, target: int = 4) -> dict[str, Any]:
+    return {"state": state, "round": rnd, "target_round": target, "model_version": rnd, "height": rnd + 1}
+
+
+def test_follows_until_the_target_and_returns_only_this_runs_rounds() -> None:
+    node = ScriptedNode([st("training", 2), st("training", 3), st("training", 3), st("idle", 4)],
+                        [_round(n) for n in range(1, 5)])
+    clock, view = Clock(), RecordingView()
+    outcome = _follow(node, clock, view, target=4, prev=2, timeout=60)
+    assert [r["round"] for r in outcome.data["rounds"]] == [3, 4]
+    assert not outcome.interrupted and outcome.data["status"]["round"] == 4
+    assert view.updates == [(2, 0), (3, 1), (3, 1), (4, 2)]
+
+
+def test_training_that_stops_short_is_a_failure() -> None:
+    node = ScriptedNode([st("training", 1), st("paused", 2)], [_round(1), _round(2)])
+    with pytest.raises(ConsoleError, match=r"training stopped after round 2 of 4 \(state: paused\); train\(\) resumes"):
+        _follow(node, Clock(), RecordingView(), target=4, prev=0, timeout=60)
+
+
+def test_a_moment_of_idle_right_after_start_is_tolerated() -> None:
+    node = ScriptedNode([st("idle", 0), st("training", 0), st("idle", 4)], [_round(n) for n in range(1, 5)])
+    outcome = _follow(node, Clock(), RecordingView(), target=4, prev=0, timeout=60)
+    assert len(outcome.data["rounds"]) == 4
+
+
+def test_following_gives_up_after_the_timeout() -> None:
+    node = ScriptedNode([st("training", 1)], [_round(1)])
+    clock = Clock()
+    with pytest.raises(ConsoleError, match=r"training still running after 5 s \(round 1 of 4\); it goes on"):
+        _follow(node, clock, RecordingView(), target=4, prev=0, timeout=5)
+    assert clock.now == pytest.approx(5.0)
+
+
+def test_ctrl_c_leaves_the_display_without_error() -> None:
+    node = ScriptedNode([st("training", 1), st("training", 2)], [_round(1), _round(2)])
+    outcome = _follow(node, Clock(interrupt_after=2), RecordingView(), target=4, prev=0, timeout=None)
+    assert outcome.interrupted
+    assert outcome.data["status"]["round"] == 2
