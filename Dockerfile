@@ -8,10 +8,18 @@
 #   PIP_INDEX_URL    the Python package index (default PyPI)
 #   TORCH_INDEX_URL  extra index holding the CPU builds of torch/torchvision
 #                    (default https://download.pytorch.org/whl/cpu; "2.14.1+cpu" outranks
-#                    PyPI's CUDA "2.14.1", so the image stays ~1.5 GB instead of ~6 GB)
+#                    PyPI's "2.14.1", which pulls ~4 GB of CUDA libraries: the CI image,
+#                    built from the CUDA wheels on that machine's disk, is 6.1 GB)
 #   WHEELHOUSE_URL   if set, install only from this directory/URL of wheels, no index
 #                    (offline builds; CI serves .ci/cache/wheels over HTTP, see scripts/docker-build)
 ARG PYTHON_IMAGE=python:3.11-slim
+
+# 0. The dependency list alone, so that editing other parts of pyproject.toml (markers,
+#    tool settings) does not invalidate the multi-GB dependency layer below.
+FROM ${PYTHON_IMAGE} AS requirements
+COPY pyproject.toml docker/requirements.py /tmp/deps/
+RUN python3 /tmp/deps/requirements.py /tmp/deps/pyproject.toml > /tmp/deps/requirements.txt
+
 FROM ${PYTHON_IMAGE}
 
 ARG PIP_INDEX_URL=https://pypi.org/simple
@@ -25,11 +33,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
 
-# 1. Dependencies: this layer changes only when pyproject.toml does.
-COPY pyproject.toml docker/requirements.py /tmp/deps/
+# 1. Dependencies: this layer changes only when the dependency list does.
+COPY --from=requirements /tmp/deps/requirements.txt /tmp/deps/requirements.txt
 RUN set -eu; \
     python3 -m venv /opt/venv; \
-    python /tmp/deps/requirements.py /tmp/deps/pyproject.toml > /tmp/deps/requirements.txt; \
     if [ -n "$WHEELHOUSE_URL" ]; then \
         pip install -q --no-index --find-links "$WHEELHOUSE_URL" --upgrade pip; \
         pip install -q --no-index --find-links "$WHEELHOUSE_URL" -r /tmp/deps/requirements.txt; \
@@ -60,6 +67,9 @@ COPY docker/entrypoint.py docker/healthcheck.py /usr/local/lib/fedchain-docker/
 RUN pip install -q --no-deps --no-build-isolation -e /app \
  && python -c "import services.cli.main"
 
+LABEL org.opencontainers.image.title="fedchain" \
+      org.opencontainers.image.description="Federated learning run by a network of blockchain nodes" \
+      org.opencontainers.image.licenses="Apache-2.0"
 USER fedchain
 ENV FEDCHAIN_HOST=0.0.0.0 \
     FEDCHAIN_DATA_DIR=/data \

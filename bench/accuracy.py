@@ -64,6 +64,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "accuracy.json")
     p.add_argument("--md", type=Path, default=None, help="markdown table (default: --out with .md)")
+    p.add_argument(
+        "--resume", action="store_true",
+        help="keep the runs already in --out that match this invocation; run only the rest",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.fmnist_rounds = args.cifar_rounds = 2
@@ -101,6 +105,35 @@ def run_one(args: argparse.Namespace, dataset: str, split: str, split_kw: dict[s
         seconds=time.perf_counter() - start,
     )
     return result
+
+
+def load_previous(path: Path) -> list[dict[str, Any]]:
+    """The runs recorded in an earlier results file (none if it is missing or unreadable)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return []
+    runs = data.get("runs") if isinstance(data, dict) else None
+    return [r for r in runs if isinstance(r, dict)] if isinstance(runs, list) else []
+
+
+def matching_run(
+    previous: list[dict[str, Any]], args: argparse.Namespace, dataset: str, split: str, algorithm: str
+) -> dict[str, Any] | None:
+    """An earlier run with the same dataset, split, algorithm, rounds, sample budget and seed."""
+    rounds = args.fmnist_rounds if dataset == "fmnist" else args.cifar_rounds
+    samples = (args.fmnist_samples if dataset == "fmnist" else args.cifar_samples) or None
+    for run in previous:
+        cfg = run.get("config", {})
+        if (
+            (run.get("dataset"), run.get("split"), run.get("algorithm")) == (dataset, split, algorithm)
+            and cfg.get("rounds") == rounds
+            and cfg.get("max_samples") == samples
+            and cfg.get("seed") == args.seed
+            and len(run.get("rounds", [])) == rounds
+        ):
+            return run
+    return None
 
 
 def markdown(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
@@ -141,11 +174,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"accuracy: error: unknown dataset(s) {', '.join(unknown)} (use fmnist, cifar10)", file=sys.stderr)
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    previous = load_previous(args.out) if args.resume else []
     runs: list[dict[str, Any]] = []
     started = time.perf_counter()
     for dataset in datasets:
         for split, split_kw in SPLITS:
             for algorithm in ALGORITHMS:
+                kept = matching_run(previous, args, dataset, split, algorithm)
+                if kept is not None:
+                    print(f"{dataset}/{split}/{algorithm}: kept from {args.out}", flush=True)
+                    runs.append(kept)
+                    continue
                 try:
                     runs.append(run_one(args, dataset, split, split_kw, algorithm))
                 except ConfigError as exc:

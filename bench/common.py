@@ -47,6 +47,7 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
     }
     try:
         import torch
@@ -78,10 +79,10 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]
             widths[i] = max(widths[i], len(c))
     line = "  ".join("-" * w for w in widths)
     print(f"\n{title}")
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=False)))
     print(line)
     for row in cells:
-        print("  ".join(c.rjust(w) if _numeric(c) else c.ljust(w) for c, w in zip(row, widths)))
+        print("  ".join(c.rjust(w) if _numeric(c) else c.ljust(w) for c, w in zip(row, widths, strict=False)))
     print()
 
 
@@ -125,7 +126,7 @@ def bar_chart(
     fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(labels) + 2), 3.6), dpi=110)
     bars = ax.bar(list(labels), list(values), yerr=list(errors) if errors else None, capsize=4,
                   color=["#3b6ea8", "#e08a2c", "#5a9e4b", "#a8483b", "#7b5ea8", "#8c8c8c"][: len(labels)])
-    for bar, value in zip(bars, values):
+    for bar, value in zip(bars, values, strict=False):
         ax.annotate(_fmt(float(value)), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                     ha="center", va="bottom", fontsize=8)
     ax.set_ylabel(ylabel)
@@ -139,6 +140,39 @@ def bar_chart(
     return path
 
 
+def grouped_bar_chart(
+    path: Path,
+    groups: Sequence[str],
+    series: Mapping[str, Sequence[float]],
+    *,
+    ylabel: str,
+    title: str,
+) -> Path:
+    """Save bars grouped by ``groups``, one colour per named series, as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    width = 0.8 / max(1, len(series))
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.6 * len(groups) + 2), 3.6), dpi=110)
+    for i, (name, values) in enumerate(series.items()):
+        xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
+        bars = ax.bar(xs, list(values), width=width, label=name)
+        for bar, value in zip(bars, values, strict=True):
+            ax.annotate(_fmt(float(value)), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(groups)), list(groups))
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def line_chart(
     path: Path,
     series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
@@ -146,8 +180,9 @@ def line_chart(
     xlabel: str,
     ylabel: str,
     title: str,
+    log: bool = False,
 ) -> Path:
-    """Save one line per named (x, y) series as PNG."""
+    """Save one line per named (x, y) series as PNG (``log``: logarithmic y axis)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -160,8 +195,10 @@ def line_chart(
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
+    if log:
+        ax.set_yscale("log")
     ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
+    ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -203,6 +240,15 @@ def time_repeated(fn: Callable[[], Any], repeats: int, *, warmup: int = 1) -> li
         fn()
         out.append(time.perf_counter() - t0)
     return out
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit(143) so ``with`` blocks stop the children they started."""
+
+    def _raise(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _raise)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
@@ -343,7 +389,7 @@ class ProcessGroup:
             log.close()
         self._logs.clear()
 
-    def __enter__(self) -> "ProcessGroup":
+    def __enter__(self) -> ProcessGroup:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -537,7 +583,7 @@ class FedchainNetwork:
         """Stop every node (SIGTERM, then SIGKILL after the grace period)."""
         self.group.stop_all(grace=15)
 
-    def __enter__(self) -> "FedchainNetwork":
+    def __enter__(self) -> FedchainNetwork:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -648,7 +694,7 @@ class UpNetwork:
             if pid_alive(pid):
                 _signal(pid, signal.SIGKILL)
 
-    def __enter__(self) -> "UpNetwork":
+    def __enter__(self) -> UpNetwork:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -27,15 +27,15 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
-from safetensors.numpy import save  # noqa: E402
+import numpy as np
+import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from safetensors.numpy import save
 
-from services.ledger.errors import HeightConflict, OutOfSequence  # noqa: E402
-from services.ledger.store import Ledger  # noqa: E402
-from shared.chain.blocks import RoundPayload, build_block  # noqa: E402
-from shared.crypto import NodeKey  # noqa: E402
+from services.ledger.errors import HeightConflict, OutOfSequence
+from services.ledger.store import Ledger
+from shared.chain.blocks import RoundPayload, build_block
+from shared.crypto import NodeKey
 
 UPDATES = 10
 
@@ -43,8 +43,9 @@ UPDATES = 10
 def round_payload(i: int, model_digest: str) -> RoundPayload:
     updates = [f"{(i * UPDATES + j):064x}" for j in range(UPDATES)]
     participants = [f"n-{j:016x}" for j in range(UPDATES)]
-    return RoundPayload.create(i, "fedper", i, model_digest, participants, updates, [],
-                               {"accuracy": 0.9, "loss": 0.3})
+    return RoundPayload.create(
+        i, "fedper", i, model_digest, participants, updates, [], {"accuracy": 0.9, "loss": 0.3}
+    )
 
 
 def append_one(ledger: Ledger, key: NodeKey, i: int, digest: str) -> int:
@@ -61,8 +62,16 @@ def append_one(ledger: Ledger, key: NodeKey, i: int, digest: str) -> int:
     raise RuntimeError("append kept losing races for 300 s")
 
 
-def writer(db_url: str, blob_dir: str, raw_key: bytes, count: int, offset: int, digest: str,
-           go: Any, results: Any) -> None:
+def writer(
+    db_url: str,
+    blob_dir: str,
+    raw_key: bytes,
+    count: int,
+    offset: int,
+    digest: str,
+    go: Any,
+    results: Any,
+) -> None:
     """One of the concurrent writer processes."""
     key = NodeKey(Ed25519PrivateKey.from_private_bytes(raw_key))
     ledger = Ledger(db_url, Path(blob_dir))
@@ -72,15 +81,27 @@ def writer(db_url: str, blob_dir: str, raw_key: bytes, count: int, offset: int, 
     results.put(retries)
 
 
-def bench_backend(name: str, db_url: str, blob_dir: Path, n_single: int, n_each: int) -> dict[str, Any]:
+def bench_backend(
+    name: str, db_url: str, blob_dir: Path, n_single: int, n_each: int
+) -> dict[str, Any]:
     """Time 1-writer appends, 4-writer appends and a full verify on one database."""
     key = NodeKey.generate()
     ledger = Ledger(db_url, blob_dir)
     model = save({"base.weight": np.zeros(1000, dtype=np.float32)})
     digest = ledger.put_blob(model)
-    ledger.append(build_block("genesis", {"config": {"bench": "ledger"}, "model_digest": digest,
-                                          "entry_node_id": key.node_id, "entry_public_key": key.public_hex},
-                              None, key))
+    ledger.append(
+        build_block(
+            "genesis",
+            {
+                "config": {"bench": "ledger"},
+                "model_digest": digest,
+                "entry_node_id": key.node_id,
+                "entry_public_key": key.public_hex,
+            },
+            None,
+            key,
+        )
+    )
     start = time.perf_counter()
     for i in range(n_single):
         append_one(ledger, key, i + 1, digest)
@@ -90,8 +111,13 @@ def bench_backend(name: str, db_url: str, blob_dir: Path, n_single: int, n_each:
     ctx = mp.get_context("spawn")
     go, results = ctx.Event(), ctx.Queue()
     raw = key.private.private_bytes_raw()
-    procs = [ctx.Process(target=writer, args=(db_url, str(blob_dir), raw, n_each, 10_000 * (w + 1), digest,
-                                               go, results)) for w in range(4)]
+    procs = [
+        ctx.Process(
+            target=writer,
+            args=(db_url, str(blob_dir), raw, n_each, 10_000 * (w + 1), digest, go, results),
+        )
+        for w in range(4)
+    ]
     for p in procs:
         p.start()
     time.sleep(3.0)  # let the writers import and connect before the clock starts
@@ -134,9 +160,11 @@ def write_markdown(path: Path, data: dict[str, Any]) -> None:
     lines = [
         "# Ledger benchmark",
         "",
-        f"`python bench/ledger.py{' --quick' if data['quick'] else ''}` on {data['machine']['cpus']} CPUs "
-        f"({data['machine']['platform']}), {data['date']}. Round blocks with {UPDATES} update digests, "
-        "Ed25519-signed; durable commits (SQLite WAL + synchronous=FULL; InnoDB flush at commit).",
+        (
+            f"`python bench/ledger.py{' --quick' if data['quick'] else ''}` on {data['machine']['cpus']} CPUs "
+            f"({data['machine']['platform']}), {data['date']}. Round blocks with {UPDATES} update digests, "
+            "Ed25519-signed; durable commits (SQLite WAL + synchronous=FULL; InnoDB flush at commit)."
+        ),
         "",
         "| backend | appends/s, 1 writer | appends/s, 4 writer processes | lost races retried | blocks verified/s | blocks |",
         "|---|---:|---:|---:|---:|---:|",
@@ -154,8 +182,11 @@ def write_markdown(path: Path, data: dict[str, Any]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small run (~1 min)")
-    parser.add_argument("--mysql-url", default=os.environ.get("FEDCHAIN_TEST_MYSQL_URL", ""),
-                        help="MySQL/MariaDB server URL without a database (default: $FEDCHAIN_TEST_MYSQL_URL)")
+    parser.add_argument(
+        "--mysql-url",
+        default=os.environ.get("FEDCHAIN_TEST_MYSQL_URL", ""),
+        help="MySQL/MariaDB server URL without a database (default: $FEDCHAIN_TEST_MYSQL_URL)",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     args = parser.parse_args()
     n_single, n_each = (150, 40) if args.quick else (1500, 400)
@@ -163,8 +194,11 @@ def main() -> int:
     results = []
     with tempfile.TemporaryDirectory(prefix="fedchain-bench-") as tmp:
         print("sqlite:", flush=True)
-        results.append(bench_backend("sqlite", f"sqlite:///{tmp}/ledger.db", Path(tmp) / "blobs-sqlite",
-                                     n_single, n_each))
+        results.append(
+            bench_backend(
+                "sqlite", f"sqlite:///{tmp}/ledger.db", Path(tmp) / "blobs-sqlite", n_single, n_each
+            )
+        )
         if args.mysql_url:
             server = args.mysql_url.rstrip("/")
             name = "fc_bench_" + uuid.uuid4().hex[:10]
@@ -173,8 +207,11 @@ def main() -> int:
                 conn.execute(sa.text(f"CREATE DATABASE `{name}`"))
             try:
                 print("mysql:", flush=True)
-                results.append(bench_backend("mysql", f"{server}/{name}", Path(tmp) / "blobs-mysql",
-                                             n_single, n_each))
+                results.append(
+                    bench_backend(
+                        "mysql", f"{server}/{name}", Path(tmp) / "blobs-mysql", n_single, n_each
+                    )
+                )
                 notes.append(f"MySQL server: {mysql_version(server + '/')}.")
             finally:
                 with engine.begin() as conn:
@@ -182,8 +219,10 @@ def main() -> int:
                 engine.dispose()
         else:
             notes.append("MySQL was not measured (no --mysql-url / FEDCHAIN_TEST_MYSQL_URL).")
-    notes.append(f"SQLite {sqlite3.sqlite_version}, Python {platform.python_version()}, "
-                 f"SQLAlchemy {sa.__version__}. Load average at the end: {os.getloadavg()[0]:.1f}.")
+    notes.append(
+        f"SQLite {sqlite3.sqlite_version}, Python {platform.python_version()}, "
+        f"SQLAlchemy {sa.__version__}. Load average at the end: {os.getloadavg()[0]:.1f}."
+    )
     data = {
         "quick": args.quick,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

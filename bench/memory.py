@@ -1,18 +1,20 @@
 """Memory per fedchain node process, and the largest network this machine holds.
 
 1. Per process: ``fedchain up --keep`` starts a network (ledger, entry M-SN, ``--sns``
-   SNs, ``--ens`` ENs, each its own process) that trains two rounds of the tiny MNIST-CNN
-   workload; then each process's RSS, PSS and USS (private pages) are read from
-   /proc/<pid>/status and /proc/<pid>/smaps_rollup, and ``fedchain down`` stops it. RSS counts shared library pages (torch) in every process;
-   PSS splits them fairly and is what the processes cost together; USS is what one more
-   process of that kind adds at least.
+   SNs, ``--ens`` ENs, each its own process) that trains two rounds of the tiny
+   MNIST-CNN workload; then each process's RSS, PSS and USS (private pages) are read
+   from /proc/<pid>/status and /proc/<pid>/smaps_rollup, and ``fedchain down`` stops it.
+   RSS counts shared library pages (torch) in every process; PSS splits them fairly and
+   is what the processes cost together; USS is what one more process of that kind adds
+   at least.
 2. Largest network: ENs are added step by step (and one extra SN per ``--ens-per-sn``
-   ENs) to a running network of ``fedchain node`` processes (entry with embedded ledger); after each step one round must finish with every EN taking
-   part. The loop stops at ``--max-ens``, at the time limit, when a step fails, or when
-   the memory still free (MemAvailable) would fall under ``--reserve-mib`` at the next
-   step, at the measured private memory (USS) per EN. The answer is the last step that
-   completed, plus the count that free memory alone would allow (the projection: the
-   ENs running + MemAvailable less the reserve, divided by the USS of one EN).
+   ENs) to a running network of ``fedchain node`` processes (entry with embedded
+   ledger); after each step one round must finish with every EN taking part. The loop
+   stops at ``--max-ens``, at the time limit, when a step fails, or when the memory still
+   free (MemAvailable) would fall under ``--reserve-mib`` at the next step, at the
+   measured private memory (USS) per EN. The answer is the last step that completed,
+   plus the count that free memory alone would allow (the projection: the ENs running +
+   MemAvailable less the reserve, divided by the USS of one EN).
 
 Writes bench/results/memory.json and bench/plots/memory.png; prints tables.
 
@@ -75,7 +77,8 @@ def per_process(ens: int, sns: int, datasets: Path, work: Path, timeout: float) 
         mem = memory_by_role({role: up.pids(prefix) for role, prefix in ROLE_PREFIXES.items()})
         after = common.mem_available_kib()
     if mem.get("EN", {}).get("count") != ens:
-        raise common.BenchError(f"expected {ens} live EN processes after fedchain up, found {mem.get('EN', {}).get('count', 0)}")
+        found = mem.get("EN", {}).get("count", 0)
+        raise common.BenchError(f"expected {ens} live EN processes after fedchain up, found {found}")
     return {"ens": ens, "sns": 1 + sns, "launcher": "fedchain up --keep", "roles": mem,
             "mem_available_drop_mib": (before - after) / 1024}
 
@@ -165,7 +168,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     roles = result["per_process"]["roles"]
     common.print_table(f"Memory per node process after 2 rounds ({ens} ENs, {1 + sns} SNs), MiB",
                        ["role", "processes", "RSS", "PSS", "USS"],
-                       [[r, v["count"], v["mean_rss_mib"], v["mean_pss_mib"], v["mean_uss_mib"]] for r, v in roles.items()])
+                       [[r, v["count"], v["mean_rss_mib"], v["mean_pss_mib"], v["mean_uss_mib"]]
+                        for r, v in roles.items()])
     if "largest" in result:
         big = result["largest"]
         common.print_table("Growing one network (one round per step, every EN must take part)",
@@ -175,10 +179,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"largest network that trained: {big['largest_ens']} ENs, {big['largest_sns']} SNs "
               f"(stopped: {big['stop_reason']}); memory alone would allow about "
               f"{big['ens_by_memory_projection']} ENs at {big['mem_per_en_mib']:.0f} MiB private memory each")
-    labels = [f"{r} {k}" for r in roles for k in ("RSS", "PSS", "USS")]
-    values = [roles[r][f"mean_{k.lower()}_mib"] for r in roles for k in ("RSS", "PSS", "USS")]
-    common.bar_chart(args.plots / "memory.png", labels, values, ylabel="MiB per process",
-                     title=f"fedchain node memory ({ens} ENs, {1 + sns} SNs, after 2 rounds)")
+    common.grouped_bar_chart(args.plots / "memory.png", [f"{r} (x{roles[r]['count']})" for r in roles],
+                             {k: [roles[r][f"mean_{k.lower()}_mib"] for r in roles] for k in ("RSS", "PSS", "USS")},
+                             ylabel="MiB per process",
+                             title=f"fedchain process memory ({ens} ENs, {1 + sns} SNs, after 2 rounds)")
     print(f"wrote {path} and {args.plots / 'memory.png'}")
     return result
 
@@ -204,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=common.RESULTS_DIR)
     parser.add_argument("--plots", type=Path, default=common.PLOTS_DIR)
     args = parser.parse_args(argv)
+    common.exit_on_sigterm()
     args.max_ens = args.max_ens or (2 if args.quick else 64)
     args.time_limit = args.time_limit or (60.0 if args.quick else 900.0)
     for name, low, high in (("ens", 1, 256), ("sns", 0, 64), ("max_ens", 2, 1024), ("ens_per_sn", 1, 1024)):

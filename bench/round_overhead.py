@@ -139,13 +139,16 @@ def run_flower(py: Path, settings: Any, parts: list[Path], work: Path, timeout: 
 
         common.wait_until(all_registered, 120, f"{len(parts)} Flower SuperNodes to register")
         ready_s = time.perf_counter() - t_start
-        run_config = (f"num-rounds={settings.rounds} nodes={settings.clients} local-epochs={settings.local_epochs} "
-                      f"batch-size={settings.batch_size} lr={settings.lr} seed={settings.seed} out={json.dumps(str(out))}")
+        run_config = (f"num-rounds={settings.rounds} nodes={settings.clients} "
+                      f"local-epochs={settings.local_epochs} batch-size={settings.batch_size} lr={settings.lr} "
+                      f"seed={settings.seed} out={json.dumps(str(out))}")
         t_submit = time.perf_counter()
-        proc = subprocess.run([str(bindir / "flwr"), "run", str(common.FLOWER_APP), "bench", "--run-config", run_config],
+        proc = subprocess.run([str(bindir / "flwr"), "run", str(common.FLOWER_APP), "bench",
+                               "--run-config", run_config],
                               env=env, capture_output=True, text=True, timeout=120, cwd=work)
         if proc.returncode != 0 or "Successfully started run" not in proc.stdout:
-            raise common.BenchError(f"flwr run failed (exit {proc.returncode}): {(proc.stdout + proc.stderr).strip()[-600:]}")
+            said = (proc.stdout + proc.stderr).strip()[-600:]
+            raise common.BenchError(f"flwr run failed (exit {proc.returncode}): {said}")
 
         def finished() -> bool:
             group.check_alive()
@@ -307,16 +310,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                        ["system", "clients", "rounds", "startup s", "median s", "mean s", "median s (r>=2)",
                         "min s", "max s"], rows)
     if "ratio_fedchain_vs_flower" in result:
-        print(f"fedchain / Flower (median seconds per round): {result['ratio_fedchain_vs_flower']:.2f}x")
+        ratio = result["ratio_fedchain_vs_flower"]
+        print(f"fedchain / Flower (median seconds per round): {ratio:.3g}x (Flower takes {1 / ratio:.3g}x as long)")
     if systems:
-        names = list(systems)
-        common.bar_chart(args.plots / "round_overhead.png", names,
-                         [systems[n]["summary"]["all_rounds"]["median"] for n in names],
-                         errors=[systems[n]["summary"]["all_rounds"]["stdev"] for n in names],
-                         ylabel="seconds per round (median)",
-                         title=f"Round overhead: {ens} clients, tiny workload, MNIST CNN")
+        plot(result, args.plots / "round_overhead.png")
     print(f"wrote {path}" + (f" and {args.plots / 'round_overhead.png'}" if systems else ""))
     return result
+
+
+def plot(result: dict[str, Any], path: Path) -> Path:
+    """Seconds of every round of every system, log scale, with the medians in the legend."""
+    series = {}
+    for name, res in result["systems"].items():
+        secs = res["round_seconds"]
+        label = f"{name} (median {res['summary']['all_rounds']['median']:.3g} s)"
+        series[label] = (list(range(1, len(secs) + 1)), secs)
+    return common.line_chart(path, series, xlabel="round", ylabel="seconds (log scale)", log=True,
+                             title=f"Seconds per round: {result['ens']} clients, 1 batch of 64 each, MNIST CNN, FedAvg")
 
 
 def _copy_logs(work: Path, dest: Path) -> None:
@@ -341,8 +351,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, help="seconds allowed per system's rounds")
     parser.add_argument("--results", type=Path, default=common.RESULTS_DIR)
     parser.add_argument("--plots", type=Path, default=common.PLOTS_DIR)
+    parser.add_argument("--replot", type=Path, help="only redraw the PNG from a round_overhead.json")
     parser.add_argument("--keep-logs", type=Path, help="copy the processes' logs to this folder")
     args = parser.parse_args(argv)
+    common.exit_on_sigterm()
+    if args.replot:
+        data = json.loads(args.replot.read_text())
+        print(f"wrote {plot(data, args.plots / 'round_overhead.png')}")
+        return 0
     for name in ("ens", "rounds"):
         value = getattr(args, name)
         if value is not None and not 1 <= value <= 64:

@@ -2,13 +2,13 @@
 the same local training takes alone.
 
 Both sides use fedchain's FL core on the same settings and the same client shares:
-  * simulation: ``shared.fl.simulation.run_simulation(settings)``, per-round seconds from
-    its progress callback (selection, state copies, training, aggregation; no evaluation
-    except the last round, which run_simulation always evaluates and which is left out);
-  * local training alone: for each round, ``shared.fl.training.train_local`` on every
-    client's training split with the same epochs, batch size, lr and per-round seeds,
-    one model, nothing else.
-The ratio simulation / training alone is the framework's overhead (1.00x = none).
+  * simulation: ``Simulation.run_round`` -- the body of ``run_simulation``'s loop:
+    selection, state copies, training, aggregation (evaluation off);
+  * local training alone: ``shared.fl.training.train_local`` on every client's training
+    split with the same epochs, batch size, lr and per-round seeds, one model, nothing else.
+The two are measured back to back for every round (order alternating), so load from
+other processes hits both alike; the overhead is the median of the per-round ratios
+(1.00x = none). ``run_simulation``'s own per-round seconds are recorded beside them.
 
 Usage: python bench/sim_overhead.py [--quick] [--clients N] [--rounds R] [--max-samples M]
 """
@@ -36,11 +36,11 @@ def settings_for(args: argparse.Namespace, datasets: Path) -> Any:
         data_dir=datasets,
         model="mnist-cnn",
         clients=args.clients or (5 if args.quick else 10),
-        rounds=(args.rounds or (3 if args.quick else 4)) + 1,  # +1: the always-evaluated last round is dropped
+        rounds=(args.rounds or (4 if args.quick else 8)) + 1,  # +1: the always-evaluated last round is dropped
         local_epochs=1,
         batch_size=64,
         lr=0.01,
-        max_samples=args.max_samples or (4_000 if args.quick else 20_000),
+        max_samples=args.max_samples or (4_000 if args.quick else 10_000),
         partition="iid",
         seed=0,
         eval=False,
@@ -48,8 +48,54 @@ def settings_for(args: argparse.Namespace, datasets: Path) -> Any:
     )
 
 
-def time_simulation(settings: Any, clients: list[Any]) -> list[float]:
-    """Seconds of every round of run_simulation except the last (evaluated) one."""
+def paired_rounds(settings: Any, clients: list[Any], rounds: int) -> tuple[list[float], list[float], int]:
+    """Per round: seconds of ``Simulation.run_round`` (the body of run_simulation's loop) and
+    seconds of train_local alone on every client, measured back to back (order alternating)."""
+    from shared.fl.models import initial_model
+    from shared.fl.seeding import round_seed
+    from shared.fl.simulation import Simulation
+    from shared.fl.training import train_local
+
+    sim = Simulation(settings)
+    for data in clients:
+        sim.add_client(data)
+    model = initial_model(settings)
+    start_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def simulation_round() -> float:
+        t0 = time.perf_counter()
+        sim.run_round(evaluate=False)
+        return time.perf_counter() - t0
+
+    def training_alone(rnd: int) -> tuple[float, int]:
+        total, samples = 0.0, 0
+        for client in clients:
+            model.load_state_dict(start_state)
+            t0 = time.perf_counter()
+            result = train_local(model, client.train, epochs=settings.local_epochs, batch_size=settings.batch_size,
+                                 lr=settings.lr, momentum=settings.momentum,
+                                 seed=round_seed(settings.seed, rnd, client.index))
+            total += time.perf_counter() - t0
+            samples += result.samples
+        return total, samples
+
+    sim_s: list[float] = []
+    alone_s: list[float] = []
+    samples = 0
+    for rnd in range(1, rounds + 1):
+        if rnd % 2:
+            sim_s.append(simulation_round())
+            secs, n = training_alone(rnd)
+        else:
+            secs, n = training_alone(rnd)
+            sim_s.append(simulation_round())
+        alone_s.append(secs)
+        samples += n
+    return sim_s, alone_s, samples
+
+
+def time_run_simulation(settings: Any, clients: list[Any]) -> list[float]:
+    """Per-round seconds reported by run_simulation itself (its last, evaluated round left out)."""
     from shared.fl.simulation import run_simulation
 
     seconds: list[float] = []
@@ -59,32 +105,8 @@ def time_simulation(settings: Any, clients: list[Any]) -> list[float]:
     return seconds[:-1]
 
 
-def time_training_alone(settings: Any, clients: list[Any], rounds: int) -> tuple[list[float], int]:
-    """Per round: the summed seconds of train_local over every client (one model, same seeds)."""
-    from shared.fl.models import initial_model
-    from shared.fl.seeding import round_seed
-    from shared.fl.training import train_local
-
-    model = initial_model(settings)
-    start_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    per_round: list[float] = []
-    samples = 0
-    for rnd in range(1, rounds + 1):
-        total = 0.0
-        for client in clients:
-            model.load_state_dict(start_state)
-            t0 = time.perf_counter()
-            result = train_local(model, client.train, epochs=settings.local_epochs, batch_size=settings.batch_size,
-                                 lr=settings.lr, momentum=settings.momentum,
-                                 seed=round_seed(settings.seed, rnd, client.index))
-            total += time.perf_counter() - t0
-            samples += result.samples
-        per_round.append(total)
-    return per_round, samples
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Measure both sides (alternated 2-3 times to even out machine load), write JSON + PNG."""
+    """Measure both sides round by round, and run_simulation itself; write JSON + PNG."""
     import torch
 
     from shared.fl.data import load_federated
@@ -96,30 +118,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rounds = settings.rounds - 1
     clients = load_federated(settings)
     # warm-up: first-call costs (kernel selection, allocator) are not the framework's
-    time_training_alone(settings, clients[:1], 1)
-    sim: list[float] = []
-    alone: list[float] = []
-    samples = 0
-    repeats = 2 if args.quick else 3
-    for _ in range(repeats):  # alternate the two sides so that load from other processes hits both
-        sim += time_simulation(settings, clients)
-        secs, n = time_training_alone(settings, clients, rounds)
-        alone += secs
-        samples += n
-    s_sim, s_alone = common.summarize(sim), common.summarize(alone)
+    paired_rounds(settings, clients[:1], 1)
+    sim, alone, samples = paired_rounds(settings, clients, rounds)
+    ratios = [a / b for a, b in zip(sim, alone, strict=True)]
+    reported = time_run_simulation(settings, clients)
+    s_sim, s_alone, s_ratio = common.summarize(sim), common.summarize(alone), common.summarize(ratios)
     result: dict[str, Any] = {
         "quick": args.quick,
         "settings": {"algorithm": settings.algorithm, "dataset": "mnist", "model": "mnist-cnn",
-                     "clients": settings.clients, "rounds_timed": rounds, "repeats": repeats,
-                     "max_samples": settings.max_samples, "local_epochs": settings.local_epochs,
-                     "batch_size": settings.batch_size, "torch_threads": args.threads},
-        "train_samples_per_round": samples // (repeats * rounds),
+                     "clients": settings.clients, "rounds_timed": rounds, "max_samples": settings.max_samples,
+                     "local_epochs": settings.local_epochs, "batch_size": settings.batch_size,
+                     "torch_threads": args.threads},
+        "train_samples_per_round": samples // rounds,
         "simulation_round_seconds": sim,
         "training_alone_round_seconds": alone,
+        "paired_ratios": ratios,
+        "run_simulation_reported_round_seconds": reported,
         "simulation": s_sim.as_dict(),
         "training_alone": s_alone.as_dict(),
-        "ratio_simulation_vs_training": s_sim.median / s_alone.median,
-        "ratio_simulation_vs_training_min": s_sim.minimum / s_alone.minimum,
+        "run_simulation_reported": common.summarize(reported).as_dict(),
+        "ratio_simulation_vs_training": s_ratio.median,
+        "ratio_simulation_vs_training_min": s_ratio.minimum,
+        "ratio_simulation_vs_training_max": s_ratio.maximum,
         "overhead_seconds_per_round": s_sim.median - s_alone.median,
     }
     path = common.write_json("sim_overhead", result, args.results)
@@ -127,13 +147,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f"run_simulation vs local training alone ({settings.clients} clients, "
         f"{result['train_samples_per_round']} training samples per round, {settings.algorithm})",
         ["side", "rounds", "median s/round", "mean s/round", "min", "max"],
-        [["run_simulation", s_sim.n, s_sim.median, s_sim.mean, s_sim.minimum, s_sim.maximum],
+        [["Simulation.run_round", s_sim.n, s_sim.median, s_sim.mean, s_sim.minimum, s_sim.maximum],
          ["train_local alone", s_alone.n, s_alone.median, s_alone.mean, s_alone.minimum, s_alone.maximum]],
     )
-    print(f"simulation / training alone: {result['ratio_simulation_vs_training']:.3f}x by medians, "
-          f"{result['ratio_simulation_vs_training_min']:.3f}x by fastest rounds "
-          f"({result['overhead_seconds_per_round'] * 1000:+.0f} ms per round)")
-    common.bar_chart(args.plots / "sim_overhead.png", ["run_simulation", "train_local alone"],
+    print(f"simulation / training alone: {result['ratio_simulation_vs_training']:.3f}x (median of the per-round "
+          f"ratios; range {s_ratio.minimum:.3f}-{s_ratio.maximum:.3f}; "
+          f"{result['overhead_seconds_per_round'] * 1000:+.0f} ms per round)")
+    common.bar_chart(args.plots / "sim_overhead.png", ["simulation round", "train_local alone"],
                      [s_sim.median, s_alone.median], errors=[s_sim.stdev, s_alone.stdev],
                      ylabel="seconds per round (median)",
                      title=f"Simulation overhead: {settings.clients} clients, MNIST CNN, {settings.algorithm}")
@@ -143,16 +163,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="5 clients, 4000 samples, 3 rounds (well under a minute)")
+    parser.add_argument("--quick", action="store_true", help="5 clients, 4000 samples, 4 rounds (well under a minute)")
     parser.add_argument("--clients", type=int, help="clients (default 5 quick, 10 full)")
-    parser.add_argument("--rounds", type=int, help="timed rounds (default 3 quick, 4 full)")
-    parser.add_argument("--max-samples", type=int, help="samples in all (default 4000 quick, 20000 full)")
+    parser.add_argument("--rounds", type=int, help="timed rounds (default 4 quick, 8 full)")
+    parser.add_argument("--max-samples", type=int, help="samples in all (default 4000 quick, 10000 full)")
     parser.add_argument("--algorithm", choices=["fedavg", "fedper"], default="fedavg")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--datasets", type=Path, help="folder holding MNIST/raw (default: shared/datasets)")
     parser.add_argument("--results", type=Path, default=common.RESULTS_DIR)
     parser.add_argument("--plots", type=Path, default=common.PLOTS_DIR)
     args = parser.parse_args(argv)
+    common.exit_on_sigterm()
     for name, low, high in (("clients", 1, 1000), ("rounds", 1, 1000), ("max_samples", 10, 70_000), ("threads", 1, 64)):
         value = getattr(args, name)
         if value is not None and not low <= value <= high:

@@ -216,8 +216,9 @@ def scenario(stack: Stack, timings: dict[str, float]) -> None:
         if not last:
             raise StepFailed(f"/rounds has no round {target}")
         participants = last[0].get("participants", [])
-        if victim_id in participants or len(participants) < 1:
-            raise StepFailed(f"round {target} participants {participants}; killed EN {victim_id}")
+        if victim_id in participants or len(participants) != stack.ens - 1:
+            raise StepFailed(f"round {target} should have the {stack.ens - 1} live ENs and not the killed "
+                             f"{victim_id}: participants {participants}")
         print(f"scenario: round {target} completed with {len(participants)} of {stack.ens} ENs "
               f"(killed {victim_id[:12]})", file=sys.stderr)
         result = stack.http("GET", "/verify")
@@ -227,7 +228,7 @@ def scenario(stack: Stack, timings: dict[str, float]) -> None:
 
     def graceful_stop() -> None:
         start = time.monotonic()
-        stack.run(["stop", "-t", "10"], timeout=180)
+        stack.run(["stop"], timeout=300)  # the file's stop_grace_period
         elapsed = time.monotonic() - start
         ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={stack.project}"],
                              capture_output=True, text=True, timeout=60).stdout.split()
@@ -238,7 +239,7 @@ def scenario(stack: Stack, timings: dict[str, float]) -> None:
         print(f"scenario: stop took {elapsed:.1f} s; exit codes {exits}", file=sys.stderr)
         killed = sorted(name for name, code in exits.items() if code == 137)
         if killed:
-            raise StepFailed(f"needed SIGKILL after the 10 s grace period (SIGTERM not handled): {killed}")
+            raise StepFailed(f"needed SIGKILL after the grace period (SIGTERM not handled): {killed}")
     step("graceful stop (SIGTERM)", graceful_stop)
 
 
@@ -267,7 +268,7 @@ def main(argv: list[str]) -> int:
     finally:
         if not args.keep:
             start = time.monotonic()
-            stack.run(["--profile", "console", "down", "-v", "--remove-orphans", "-t", "10"],
+            stack.run(["--profile", "console", "down", "-v", "--remove-orphans"],
                       timeout=300, check=False)
             timings["down -v"] = round(time.monotonic() - start, 1)
     print(json.dumps({"ok": failed is None, "failed": failed, "seconds": timings}))

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING
 
 import typer
 
 from shared.config import ConfigError, load_settings
+
+if TYPE_CHECKING:
+    from services.ledger.store import VerifyReport
 
 
 def _fail(message: str, code: int) -> None:
@@ -25,12 +28,20 @@ def register(app: typer.Typer) -> None:
 
     @app.command("ledger")
     def ledger_command(
-        state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="chain (SQLite) and blobs live here"),
-        db_url: Optional[str] = typer.Option(None, "--db-url", help="SQLAlchemy URL, e.g. mysql+pymysql://u:p@host/db"),
-        port: Optional[int] = typer.Option(None, "--port", help="gRPC port"),
-        http_port: Optional[int] = typer.Option(None, "--http-port", help="HTTP port (default port+1000)"),
-        host: Optional[str] = typer.Option(None, "--host", help="address to bind"),
-        config: Optional[Path] = typer.Option(None, "--config", help="config file (JSON, YAML or TOML)"),
+        state_dir: Path | None = typer.Option(
+            None, "--state-dir", help="chain (SQLite) and blobs live here"
+        ),
+        db_url: str | None = typer.Option(
+            None, "--db-url", help="SQLAlchemy URL, e.g. mysql+pymysql://u:p@host/db"
+        ),
+        port: int | None = typer.Option(None, "--port", help="gRPC port"),
+        http_port: int | None = typer.Option(
+            None, "--http-port", help="HTTP port (default port+1000)"
+        ),
+        host: str | None = typer.Option(None, "--host", help="address to bind"),
+        config: Path | None = typer.Option(
+            None, "--config", help="config file (JSON, YAML or TOML)"
+        ),
     ) -> None:
         """Run the ledger: gRPC and HTTP (/docs) until SIGTERM or Ctrl-C."""
         settings = load_settings(
@@ -46,11 +57,17 @@ def register(app: typer.Typer) -> None:
 
     @app.command("verify")
     def verify_command(
-        state_dir: Optional[Path] = typer.Option(None, "--state-dir", help="verify the ledger kept in this folder"),
-        db_url: Optional[str] = typer.Option(None, "--db-url", help="verify the chain in this database"),
-        blobs: Optional[Path] = typer.Option(None, "--blobs", help="blob folder (with --db-url)"),
-        ledger: Optional[str] = typer.Option(None, "--ledger", help="HOST:PORT: ask a running ledger"),
-        config: Optional[Path] = typer.Option(None, "--config", help="config file (JSON, YAML or TOML)"),
+        state_dir: Path | None = typer.Option(
+            None, "--state-dir", help="verify the ledger kept in this folder"
+        ),
+        db_url: str | None = typer.Option(
+            None, "--db-url", help="verify the chain in this database"
+        ),
+        blobs: Path | None = typer.Option(None, "--blobs", help="blob folder (with --db-url)"),
+        ledger: str | None = typer.Option(None, "--ledger", help="HOST:PORT: ask a running ledger"),
+        config: Path | None = typer.Option(
+            None, "--config", help="config file (JSON, YAML or TOML)"
+        ),
     ) -> None:
         """Recompute every hash, link, signature, Merkle root and blob digest of the chain."""
         from services.ledger.errors import LedgerError, LedgerUnavailable
@@ -67,7 +84,10 @@ def register(app: typer.Typer) -> None:
 
                 parse_address(ledger, "--ledger")
                 with LedgerClient(
-                    ledger, tls_ca=settings.tls_ca, tls_cert=settings.tls_cert, tls_key=settings.tls_key,
+                    ledger,
+                    tls_ca=settings.tls_ca,
+                    tls_cert=settings.tls_cert,
+                    tls_key=settings.tls_key,
                     max_message_mb=settings.max_message_mb,
                 ) as client:
                     report = client.verify()
@@ -81,12 +101,14 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(0 if report.ok else 1)
 
 
-def _verify_local(state_dir: Path, db_url: str | None, blobs: Path | None):  # type: ignore[no-untyped-def]
+def _verify_local(state_dir: Path, db_url: str | None, blobs: Path | None) -> VerifyReport:
     from services.ledger.store import Ledger, default_db_url
 
     if db_url is None:
         if not (Path(state_dir) / "ledger.db").is_file():
-            raise ConfigError(f"no ledger in {state_dir} (expected {Path(state_dir) / 'ledger.db'})")
+            raise ConfigError(
+                f"no ledger in {state_dir} (expected {Path(state_dir) / 'ledger.db'})"
+            )
         db_url = default_db_url(state_dir)
     blob_dir = blobs if blobs is not None else Path(state_dir) / "blobs"
     if not Path(blob_dir).is_dir():

@@ -85,6 +85,13 @@ def node(
         raise ConfigError("a super node needs --entry HOST:PORT, or -z to be the entry")
     if settings.effective_http_port == settings.port:
         raise ConfigError("--http-port must differ from --port")
+    from shared.net.grpc_util import NetConfig, parse_address
+
+    NetConfig.from_settings(settings)  # TLS files exist and come in pairs
+    if settings.entry:
+        parse_address(settings.entry, "--entry")
+    if settings.ledger:
+        parse_address(settings.ledger, "--ledger")
     setup_process(settings)
     if settings.nt == "EN":
         from services.en.process import run_edge_node

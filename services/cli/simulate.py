@@ -94,7 +94,7 @@ def simulate(
     threads: Optional[int] = typer.Option(None, min=1, max=256, help="torch CPU threads"),
     config: Optional[Path] = typer.Option(None, "--config", help="config file (JSON, YAML or TOML)"),
     out: Optional[Path] = typer.Option(None, help="write the results as JSON here"),
-    save_dir: Optional[Path] = typer.Option(None, help="write each round's global model (safetensors) here"),
+    save_dir: Optional[Path] = typer.Option(None, help="write each round's global model (safetensors; FedPer: the shared base) here"),
 ) -> None:
     """Run federated learning in one process and report accuracy per round."""
     flags: dict[str, Any] = dict(

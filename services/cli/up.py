@@ -68,7 +68,7 @@ class UpRun:
         self.settings = settings
         self.sns, self.ens, self.rounds, self.keep = sns, ens, rounds, keep
         self.state_dir = Path(settings.state_dir).resolve()
-        self.console = Console(highlight=False)
+        self.console = Console(highlight=False, soft_wrap=True)
         self.net = Network(self.state_dir, _child_env(settings))
         self.entry_http = f"http://127.0.0.1:{settings.effective_http_port}"
         self.headers = {"Authorization": f"Bearer {settings.api_token}"}
@@ -79,7 +79,7 @@ class UpRun:
         s, sd = self.settings, self.state_dir
         lport, lhttp = free_port(), free_port()
         say = self.console.print
-        db = s.db_url or f"sqlite:///{sd / 'ledger' / 'chain.sqlite'}"
+        db = s.db_url or f"sqlite:///{sd / 'ledger' / 'ledger.db'}"
         ledger_args = ["ledger", "--state-dir", str(sd / "ledger"), "--port", str(lport), "--http-port", str(lhttp)]
         if s.db_url:
             ledger_args += ["--db-url", s.db_url]
@@ -106,8 +106,9 @@ class UpRun:
                  "--state-dir", str(sd / f"sn-{i}"), *common],
                 g, h,
             )
-        self._wait_status(lambda st: st["sns"] >= 1 + self.sns, f"{self.sns} super nodes to join")
-        say(f"  {self.sns} super nodes joined")
+        if self.sns:
+            self._wait_status(lambda st: st["sns"] >= 1 + self.sns, f"{self.sns} super nodes to join")
+            say(f"  {self.sns} super node(s) joined")
         for i in range(1, self.ens + 1):
             g, h = free_port(), free_port()
             self.net.start(
@@ -117,7 +118,7 @@ class UpRun:
                 g, h,
             )
         self._wait_status(lambda st: st["ens"] >= self.ens, f"{self.ens} edge nodes to load their data and join")
-        say(f"  {self.ens} edge nodes joined")
+        say(f"  {self.ens} edge node(s) joined")
 
     def _get(self, path: str, **kw: Any) -> Any:
         import httpx
@@ -192,7 +193,7 @@ class UpRun:
             raise ConfigError(f"chain verification FAILED at height {v['height']}: {v['reason']}")
         saved = self._post("/save", {"path": str(self.state_dir / "model.safetensors")})
         s = self.settings
-        chain = _redact(s.db_url) if s.db_url else str(self.state_dir / "ledger" / "chain.sqlite")
+        chain = _redact(s.db_url) if s.db_url else str(self.state_dir / "ledger" / "ledger.db")
         self.console.print(f"model   v{saved['version']} -> {saved['path']} (sha256 {saved['digest'][:16]}…)")
         self.console.print(f"chain   {chain} (blobs in {self.state_dir / 'ledger' / 'blobs'})")
         self.console.print(f"verify  fedchain verify --state-dir {self.state_dir / 'ledger'}" if not s.db_url
@@ -204,10 +205,9 @@ class UpRun:
 
 
 def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
+    from services.ledger.store import redact
+
+    return redact(url)
 
 
 def up(

@@ -27,6 +27,7 @@ def run_edge_node(settings: Settings) -> None:
         raise ConfigError("an edge node needs --entry HOST:PORT of the entry super node")
     parse_address(settings.entry, "--entry")
     net = NetConfig.from_settings(settings)
+    server = make_server(net, settings.host, settings.port, workers=8)  # fails first if the port is taken
     key = load_key(settings)
     address, http_address = node_addresses(settings)
     peers = Peers(net)
@@ -34,10 +35,9 @@ def run_edge_node(settings: Settings) -> None:
     metrics = NodeMetrics("EN")
     metrics.gauge("fedchain_last_round", "Last round this EN trained", lambda: en.last_round)
     stop = StopFlag()
-    server = make_server(net, settings.host, settings.port, workers=8)
     node_pb2_grpc.add_NodeServicer_to_server(EdgeServicer(en), server)
-    server.start()
     http = HttpServer(build_app(en, metrics), settings.host, settings.effective_http_port)
+    server.start()
     http.start()
     try:
         en.join()

@@ -23,7 +23,9 @@ DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 def check_digest(digest: str) -> str:
     """Return ``digest`` if it is 64 lowercase hex characters, else raise InvalidBlob."""
     if not isinstance(digest, str) or not DIGEST_RE.match(digest):
-        raise InvalidBlob(f"blob digest must be 64 lowercase hex characters, got {str(digest)[:80]!r}")
+        raise InvalidBlob(
+            f"blob digest must be 64 lowercase hex characters, got {str(digest)[:80]!r}"
+        )
     return digest
 
 
@@ -55,7 +57,9 @@ def check_safetensors(data: bytes) -> None:
             or not all(isinstance(o, int) for o in offsets)
             or not 0 <= offsets[0] <= offsets[1] <= body
         ):
-            raise InvalidBlob(f"blob is not a safetensors file (tensor {str(name)[:40]!r} has bad offsets)")
+            raise InvalidBlob(
+                f"blob is not a safetensors file (tensor {str(name)[:40]!r} has bad offsets)"
+            )
 
 
 class BlobStore:
@@ -79,7 +83,9 @@ class BlobStore:
         check_safetensors(data)
         digest = hashlib.sha256(data).hexdigest()
         if expected_digest is not None and check_digest(expected_digest) != digest:
-            raise InvalidBlob(f"blob content has digest {digest}, not the announced {expected_digest}")
+            raise InvalidBlob(
+                f"blob content has digest {digest}, not the announced {expected_digest}"
+            )
         target = self.path(digest)
         if self.problem(digest) is None:
             return digest
@@ -110,7 +116,9 @@ class BlobStore:
             raise NotFound(f"no blob with digest {digest}") from None
         actual = hashlib.sha256(data).hexdigest()
         if actual != digest:
-            raise LedgerCorrupt(f"blob {digest} is corrupt on disk (its content hashes to {actual})")
+            raise LedgerCorrupt(
+                f"blob {digest} is corrupt on disk (its content hashes to {actual})"
+            )
         return data
 
     def has(self, digest: str) -> bool:

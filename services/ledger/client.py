@@ -15,7 +15,13 @@ from typing import Any, TypeVar
 import grpc
 
 from services.ledger.convert import block_from_proto, block_to_proto
-from services.ledger.errors import ERROR_CLASSES, LedgerError, LedgerRejected, LedgerUnavailable, NotFound
+from services.ledger.errors import (
+    ERROR_CLASSES,
+    LedgerError,
+    LedgerRejected,
+    LedgerUnavailable,
+    NotFound,
+)
 from services.ledger.grpc_service import ERROR_METADATA
 from services.ledger.store import InclusionProof, VerifyReport
 from shared.chain.blocks import Block
@@ -23,7 +29,11 @@ from shared.net.grpc_util import NetConfig, make_channel
 from shared.rpc import ledger_pb2, ledger_pb2_grpc
 
 T = TypeVar("T")
-_UNAVAILABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
+_UNAVAILABLE = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+}
 
 
 def _read(path: Path | None) -> bytes | None:
@@ -47,7 +57,9 @@ class LedgerClient:
         self.address = address
         self.timeout = timeout
         self.chunk_bytes = chunk_kb * 1024
-        net = NetConfig(max_message_mb * 1024 * 1024, _read(tls_cert), _read(tls_key), _read(tls_ca))
+        net = NetConfig(
+            max_message_mb * 1024 * 1024, _read(tls_cert), _read(tls_key), _read(tls_ca)
+        )
         self._channel = make_channel(net, address)
         self._stub = ledger_pb2_grpc.LedgerStub(self._channel)
 
@@ -55,23 +67,27 @@ class LedgerClient:
         """Close the channel."""
         self._channel.close()
 
-    def __enter__(self) -> "LedgerClient":
+    def __enter__(self) -> LedgerClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def _error(self, err: grpc.RpcError) -> LedgerError:
-        code = err.code() if hasattr(err, "code") else None
-        details = err.details() if hasattr(err, "details") else str(err)
-        if code in _UNAVAILABLE:
-            return LedgerUnavailable(f"ledger at {self.address} is unavailable ({code.name.lower()}): {details}")
+        code = err.code() if isinstance(err, grpc.Call) else None
+        details = err.details() if isinstance(err, grpc.Call) else str(err)
+        if code is None or code in _UNAVAILABLE:
+            status = code.name.lower() if code is not None else "no status"
+            return LedgerUnavailable(
+                f"ledger at {self.address} is unavailable ({status}): {details}"
+            )
         name = ""
-        for key, value in (err.trailing_metadata() or ()) if hasattr(err, "trailing_metadata") else ():
-            if key == ERROR_METADATA:
-                name = value
+        if isinstance(err, grpc.Call):
+            for key, value in err.trailing_metadata() or ():
+                if key == ERROR_METADATA:
+                    name = str(value)
         cls = ERROR_CLASSES.get(name, LedgerRejected)
-        return cls(details or f"ledger at {self.address} refused the request ({code})")
+        return cls(details or f"ledger at {self.address} refused the request ({code.name})")
 
     def _call(self, fn: Callable[[], T]) -> T:
         try:
@@ -93,7 +109,9 @@ class LedgerClient:
         """The block at ``height``, or None."""
         try:
             msg = self._call(
-                lambda: self._stub.GetBlock(ledger_pb2.GetBlockRequest(height=height), timeout=self.timeout)
+                lambda: self._stub.GetBlock(
+                    ledger_pb2.GetBlockRequest(height=height), timeout=self.timeout
+                )
             )
         except NotFound:
             return None
@@ -126,9 +144,12 @@ class LedgerClient:
 
     def get_blob(self, digest: str, max_bytes: int | None = None) -> bytes:
         """The blob's bytes; the digest is re-checked here too (LedgerRejected if it differs)."""
+
         def fetch() -> bytes:
             buf = bytearray()
-            for chunk in self._stub.GetBlob(ledger_pb2.BlobRequest(digest=digest), timeout=self.timeout):
+            for chunk in self._stub.GetBlob(
+                ledger_pb2.BlobRequest(digest=digest), timeout=self.timeout
+            ):
                 buf.extend(chunk.data)
                 if max_bytes is not None and len(buf) > max_bytes:
                     raise LedgerRejected(f"blob {digest[:16]}… is larger than {max_bytes} bytes")
@@ -136,7 +157,9 @@ class LedgerClient:
 
         data = self._call(fetch)
         if hashlib.sha256(data).hexdigest() != digest:
-            raise LedgerRejected(f"blob received from {self.address} does not match digest {digest}")
+            raise LedgerRejected(
+                f"blob received from {self.address} does not match digest {digest}"
+            )
         return data
 
     def has_blob(self, digest: str) -> bool:
@@ -149,7 +172,9 @@ class LedgerClient:
     def verify(self, timeout: float | None = None) -> VerifyReport:
         """Ask the ledger to verify its whole chain (allow a longer ``timeout`` for long chains)."""
         reply = self._call(
-            lambda: self._stub.Verify(ledger_pb2.VerifyRequest(), timeout=timeout or max(self.timeout, 300))
+            lambda: self._stub.Verify(
+                ledger_pb2.VerifyRequest(), timeout=timeout or max(self.timeout, 300)
+            )
         )
         height = reply.height if reply.HasField("height") else None
         return VerifyReport(reply.ok, reply.checked, height, reply.reason or None)
@@ -159,5 +184,10 @@ class LedgerClient:
         request = ledger_pb2.InclusionProofRequest(height=height, update_digest=update_digest)
         reply: Any = self._call(lambda: self._stub.InclusionProof(request, timeout=self.timeout))
         return InclusionProof(
-            reply.height, reply.index, reply.tree_size, reply.update_digest, list(reply.path), bytes(reply.root)
+            reply.height,
+            reply.index,
+            reply.tree_size,
+            reply.update_digest,
+            list(reply.path),
+            bytes(reply.root),
         )

@@ -12,7 +12,10 @@ class LedgerError(Exception):
 
 
 class LedgerUnavailable(LedgerError):
-    """The ledger service cannot be reached (down, wrong address, timeout)."""
+    """The ledger service or its database cannot be reached (down, wrong address, timeout)."""
+
+    grpc_code = "UNAVAILABLE"
+    http_status = 503
 
 
 class SchemaMismatch(LedgerError):

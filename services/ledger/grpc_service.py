@@ -15,7 +15,14 @@ import grpc
 
 from services.ledger.blobs import check_digest
 from services.ledger.convert import block_from_proto, block_to_proto
-from services.ledger.errors import LedgerCorrupt, LedgerError, LedgerRejected, NotFound, TooLarge
+from services.ledger.errors import (
+    LedgerCorrupt,
+    LedgerError,
+    LedgerRejected,
+    LedgerUnavailable,
+    NotFound,
+    TooLarge,
+)
 from services.ledger.metrics import LedgerMetrics
 from services.ledger.store import MAX_RANGE, Ledger
 from shared.rpc import ledger_pb2, ledger_pb2_grpc
@@ -33,10 +40,10 @@ def _abort(context: grpc.ServicerContext, exc: LedgerError, metrics: LedgerMetri
 
 def _unary(method: F) -> F:
     @functools.wraps(method)
-    def wrapper(self: "LedgerServicer", request: Any, context: grpc.ServicerContext) -> Any:
+    def wrapper(self: LedgerServicer, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return method(self, request, context)
-        except (LedgerRejected, LedgerCorrupt) as exc:
+        except (LedgerRejected, LedgerCorrupt, LedgerUnavailable) as exc:
             _abort(context, exc, self.metrics)
 
     return wrapper  # type: ignore[return-value]
@@ -44,10 +51,10 @@ def _unary(method: F) -> F:
 
 def _streaming(method: F) -> F:
     @functools.wraps(method)
-    def wrapper(self: "LedgerServicer", request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    def wrapper(self: LedgerServicer, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
             yield from method(self, request, context)
-        except (LedgerRejected, LedgerCorrupt) as exc:
+        except (LedgerRejected, LedgerCorrupt, LedgerUnavailable) as exc:
             _abort(context, exc, self.metrics)
 
     return wrapper  # type: ignore[return-value]
@@ -62,7 +69,9 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
         self.chunk_bytes = chunk_bytes
 
     @_unary
-    def Append(self, request: ledger_pb2.Block, context: grpc.ServicerContext) -> ledger_pb2.AppendReply:
+    def Append(
+        self, request: ledger_pb2.Block, context: grpc.ServicerContext
+    ) -> ledger_pb2.AppendReply:
         block = block_from_proto(request)
         before = self.ledger.height()
         stored = self.ledger.append(block)
@@ -72,27 +81,35 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
         return ledger_pb2.AppendReply(block=block_to_proto(stored))
 
     @_unary
-    def Tip(self, request: ledger_pb2.TipRequest, context: grpc.ServicerContext) -> ledger_pb2.TipReply:
+    def Tip(
+        self, request: ledger_pb2.TipRequest, context: grpc.ServicerContext
+    ) -> ledger_pb2.TipReply:
         tip = self.ledger.tip()
         if tip is None:
             return ledger_pb2.TipReply(empty=True)
         return ledger_pb2.TipReply(empty=False, block=block_to_proto(tip))
 
     @_unary
-    def GetBlock(self, request: ledger_pb2.GetBlockRequest, context: grpc.ServicerContext) -> ledger_pb2.Block:
+    def GetBlock(
+        self, request: ledger_pb2.GetBlockRequest, context: grpc.ServicerContext
+    ) -> ledger_pb2.Block:
         block = self.ledger.get(request.height)
         if block is None:
             raise NotFound(f"no block at height {request.height}")
         return block_to_proto(block)
 
     @_streaming
-    def Range(self, request: ledger_pb2.RangeRequest, context: grpc.ServicerContext) -> Iterator[ledger_pb2.Block]:
+    def Range(
+        self, request: ledger_pb2.RangeRequest, context: grpc.ServicerContext
+    ) -> Iterator[ledger_pb2.Block]:
         limit = request.limit or 100
         for block in self.ledger.range(request.start, min(limit, MAX_RANGE)):
             yield block_to_proto(block)
 
     @_unary
-    def PutBlob(self, request_iterator: Iterator[ledger_pb2.BlobChunk], context: grpc.ServicerContext) -> ledger_pb2.PutBlobReply:
+    def PutBlob(
+        self, request_iterator: Iterator[ledger_pb2.BlobChunk], context: grpc.ServicerContext
+    ) -> ledger_pb2.PutBlobReply:
         limit = self.ledger.blobs.max_bytes
         buf = bytearray()
         expected: str | None = None
@@ -107,26 +124,36 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
         return ledger_pb2.PutBlobReply(digest=digest, size=len(buf))
 
     @_streaming
-    def GetBlob(self, request: ledger_pb2.BlobRequest, context: grpc.ServicerContext) -> Iterator[ledger_pb2.BlobChunk]:
+    def GetBlob(
+        self, request: ledger_pb2.BlobRequest, context: grpc.ServicerContext
+    ) -> Iterator[ledger_pb2.BlobChunk]:
         data = self.ledger.get_blob(check_digest(request.digest))
         view = memoryview(data)
         if not data:
             yield ledger_pb2.BlobChunk(data=b"", digest=request.digest)
         for start in range(0, len(data), self.chunk_bytes):
-            yield ledger_pb2.BlobChunk(data=bytes(view[start : start + self.chunk_bytes]), digest=request.digest)
+            yield ledger_pb2.BlobChunk(
+                data=bytes(view[start : start + self.chunk_bytes]), digest=request.digest
+            )
 
     @_unary
-    def HasBlob(self, request: ledger_pb2.BlobRequest, context: grpc.ServicerContext) -> ledger_pb2.HasBlobReply:
+    def HasBlob(
+        self, request: ledger_pb2.BlobRequest, context: grpc.ServicerContext
+    ) -> ledger_pb2.HasBlobReply:
         return ledger_pb2.HasBlobReply(present=self.ledger.has_blob(request.digest))
 
     @_unary
-    def Verify(self, request: ledger_pb2.VerifyRequest, context: grpc.ServicerContext) -> ledger_pb2.VerifyReply:
+    def Verify(
+        self, request: ledger_pb2.VerifyRequest, context: grpc.ServicerContext
+    ) -> ledger_pb2.VerifyReply:
         start = time.perf_counter()
         report = self.ledger.verify()
         self.metrics.verify_seconds.observe(time.perf_counter() - start)
         if not report.ok:
             self.metrics.verify_failures.inc()
-        reply = ledger_pb2.VerifyReply(ok=report.ok, checked=report.checked, reason=report.reason or "")
+        reply = ledger_pb2.VerifyReply(
+            ok=report.ok, checked=report.checked, reason=report.reason or ""
+        )
         if report.height is not None:
             reply.height = report.height
         return reply

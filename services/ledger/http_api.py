@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from services.ledger.errors import LedgerCorrupt, LedgerRejected, NotFound
+from services.ledger.errors import LedgerCorrupt, LedgerRejected, LedgerUnavailable, NotFound
 from services.ledger.metrics import LedgerMetrics
 from services.ledger.store import MAX_RANGE, Ledger
 
@@ -34,14 +34,18 @@ def create_app(ledger: Ledger, metrics: LedgerMetrics) -> FastAPI:
         return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
 
     @app.exception_handler(LedgerCorrupt)
-    async def _corrupt(_: Request, exc: LedgerCorrupt) -> JSONResponse:
+    @app.exception_handler(LedgerUnavailable)
+    async def _server_side(_: Request, exc: LedgerCorrupt | LedgerUnavailable) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         err = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "path"))
-        return JSONResponse({"detail": f"invalid {where or 'request'}: {err.get('msg', 'bad value')}"}, status_code=400)
+        return JSONResponse(
+            {"detail": f"invalid {where or 'request'}: {err.get('msg', 'bad value')}"},
+            status_code=400,
+        )
 
     @app.get("/health", summary="Liveness and the tip height")
     def health() -> dict[str, Any]:
@@ -58,7 +62,9 @@ def create_app(ledger: Ledger, metrics: LedgerMetrics) -> FastAPI:
 
     @app.get("/blocks", summary="Consecutive blocks (default: the last 10)")
     def blocks(
-        start: int | None = Query(None, alias="from", ge=0, description="first height (default: last `limit`)"),
+        start: int | None = Query(
+            None, alias="from", ge=0, description="first height (default: last `limit`)"
+        ),
         limit: int = Query(10, ge=1, le=MAX_RANGE),
     ) -> list[dict[str, Any]]:
         if start is None:
@@ -77,7 +83,9 @@ def create_app(ledger: Ledger, metrics: LedgerMetrics) -> FastAPI:
     @app.get("/blobs/{digest}", summary="A blob (safetensors) by SHA-256, digest re-checked")
     def blob(digest: str) -> Response:
         data = ledger.get_blob(digest)
-        return Response(data, media_type="application/octet-stream", headers={"X-Blob-Digest": digest})
+        return Response(
+            data, media_type="application/octet-stream", headers={"X-Blob-Digest": digest}
+        )
 
     @app.get("/verify", summary="Verify the whole chain")
     def verify() -> dict[str, Any]:

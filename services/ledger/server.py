@@ -9,8 +9,8 @@ from __future__ import annotations
 import signal
 import socket
 import threading
-from concurrent import futures
 from collections.abc import Callable
+from concurrent import futures
 from pathlib import Path
 from types import FrameType
 
@@ -57,7 +57,9 @@ def _make_grpc_server(net: NetConfig, host: str, port: int) -> grpc.Server:
     try:
         if net.tls_cert is not None and net.tls_key is not None:
             creds = grpc.ssl_server_credentials(
-                [(net.tls_key, net.tls_cert)], root_certificates=net.tls_ca, require_client_auth=net.tls_ca is not None
+                [(net.tls_key, net.tls_cert)],
+                root_certificates=net.tls_ca,
+                require_client_auth=net.tls_ca is not None,
             )
             bound = server.add_secure_port(address, creds)
         else:
@@ -105,7 +107,10 @@ class LedgerService:
         server.start()
         self._grpc = server
         config = uvicorn.Config(
-            create_app(self.ledger, self.metrics), log_level="warning", access_log=False, lifespan="off"
+            create_app(self.ledger, self.metrics),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
         )
         self._http = uvicorn.Server(config)
         self._http_thread = threading.Thread(

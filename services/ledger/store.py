@@ -10,13 +10,17 @@ height is a ``HeightConflict``. ``verify`` recomputes everything from the raw ro
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import json
+import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -38,7 +42,13 @@ from services.ledger.errors import (
 )
 from shared.chain import merkle
 from shared.chain.blocks import Block, payload_text
-from shared.chain.errors import BlobMissing, BlockInvalid, ChainError, NotNextBlock, ProducerNotAdmitted
+from shared.chain.errors import (
+    BlobMissing,
+    BlockInvalid,
+    ChainError,
+    NotNextBlock,
+    ProducerNotAdmitted,
+)
 from shared.chain.payloads import RoundPayload, parse_kind, payload_from_json
 from shared.chain.rules import ChainState, check_block
 from shared.config import ConfigError
@@ -64,7 +74,12 @@ class VerifyReport:
 
     def to_json(self) -> dict[str, Any]:
         """``{"ok", "checked", "height", "reason"}``."""
-        return {"ok": self.ok, "checked": self.checked, "height": self.height, "reason": self.reason}
+        return {
+            "ok": self.ok,
+            "checked": self.checked,
+            "height": self.height,
+            "reason": self.reason,
+        }
 
     def summary(self) -> str:
         """One line for people."""
@@ -107,16 +122,18 @@ def redact(url: str) -> str:
         return url
 
 
-def _make_engine(url: str) -> Engine:
+def _make_engine(url: str, timeout: float) -> Engine:
     try:
         parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError:
-        raise ConfigError(f"--db-url {url!r} is not a database URL (sqlite:///FILE or mysql+pymysql://…)") from None
+        raise ConfigError(
+            f"--db-url {url!r} is not a database URL (sqlite:///FILE or mysql+pymysql://…)"
+        ) from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(parsed, connect_args={"timeout": 60})
+        engine = sa.create_engine(parsed, connect_args={"timeout": timeout})
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -124,7 +141,7 @@ def _make_engine(url: str) -> Engine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=FULL")
-            cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -135,7 +152,15 @@ def _make_engine(url: str) -> Engine:
         return engine
     if backend in ("mysql", "mariadb"):
         return sa.create_engine(
-            parsed, pool_pre_ping=True, pool_recycle=3600, isolation_level="READ COMMITTED"
+            parsed,
+            pool_pre_ping=True,
+            pool_recycle=3600,
+            isolation_level="READ COMMITTED",
+            connect_args={
+                "connect_timeout": max(1, int(timeout)),
+                "read_timeout": max(1, int(timeout)),
+                "write_timeout": max(1, int(timeout)),
+            },
         )
     raise ConfigError(f"--db-url must be SQLite or MySQL/MariaDB, got a {backend} URL")
 
@@ -162,6 +187,25 @@ def _row_block(row: Any) -> Block:
     )
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _db_errors(method: F) -> F:
+    """Turn a lost or refused database connection into LedgerUnavailable (one line)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Ledger, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            detail = str(getattr(exc, "orig", exc)).splitlines()[0]
+            raise LedgerUnavailable(
+                f"ledger database {redact(self.db_url)} is unavailable: {detail}"
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
 _REFUSALS: list[tuple[type[ChainError], type[Exception]]] = [
     (NotNextBlock, OutOfSequence),
     (ProducerNotAdmitted, ProducerRejected),
@@ -174,7 +218,8 @@ class Ledger:
     """Chain in SQL at ``db_url`` and blobs under ``blob_dir``; safe for threads and processes.
 
     ``create=False`` refuses (SchemaMismatch) a database that holds no ledger yet instead
-    of creating the tables, for read-only uses such as ``fedchain verify``.
+    of creating the tables, for read-only uses such as ``fedchain verify``. A write that
+    cannot start within ``write_timeout`` seconds raises LedgerUnavailable.
     """
 
     def __init__(
@@ -185,18 +230,28 @@ class Ledger:
         max_block_bytes: int = DEFAULT_MAX_BLOCK_BYTES,
         max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES,
         create: bool = True,
+        write_timeout: float = 60.0,
     ) -> None:
         self.db_url = db_url
+        self.write_timeout = write_timeout
         self.create = create
         self.max_block_bytes = max_block_bytes
-        self.engine = _make_engine(db_url)
+        self.engine = _make_engine(db_url, write_timeout)
+        self._lock_fd: int | None = None
+        database = self.engine.url.database
+        if self.engine.dialect.name == "sqlite" and database and database != ":memory:":
+            # writers from other processes queue on a kernel lock instead of SQLite's sleep-and-retry
+            self._lock_fd = os.open(f"{database}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         self.blobs = BlobStore(Path(blob_dir), max_blob_bytes)
         self._lock = threading.Lock()
         self._state = ChainState()
         try:
             self._init_schema()
+        except SchemaMismatch:
+            self.close()
+            raise
         except sa.exc.OperationalError as exc:
-            self.engine.dispose()
+            self.close()
             raise LedgerUnavailable(
                 f"cannot open ledger database {redact(db_url)}: {str(exc.orig).splitlines()[0]}"
             ) from None
@@ -216,17 +271,29 @@ class Ledger:
                 try:
                     schema.metadata.create_all(self.engine, checkfirst=True)
                     with self._write() as conn:
-                        for name, value in (("schema_version", schema.SCHEMA_VERSION), ("tip", schema.EMPTY_TIP)):
-                            if conn.execute(
-                                sa.select(schema.ledger_meta.c.value).where(schema.ledger_meta.c.name == name)
-                            ).first() is None:
-                                conn.execute(sa.insert(schema.ledger_meta).values(name=name, value=value))
+                        for name, value in (
+                            ("schema_version", schema.SCHEMA_VERSION),
+                            ("tip", schema.EMPTY_TIP),
+                        ):
+                            if (
+                                conn.execute(
+                                    sa.select(schema.ledger_meta.c.value).where(
+                                        schema.ledger_meta.c.name == name
+                                    )
+                                ).first()
+                                is None
+                            ):
+                                conn.execute(
+                                    sa.insert(schema.ledger_meta).values(name=name, value=value)
+                                )
                     break
                 except (sa.exc.IntegrityError, sa.exc.OperationalError, sa.exc.ProgrammingError):
                     continue
         with self.engine.connect() as conn:
             version = conn.execute(
-                sa.select(schema.ledger_meta.c.value).where(schema.ledger_meta.c.name == "schema_version")
+                sa.select(schema.ledger_meta.c.value).where(
+                    schema.ledger_meta.c.name == "schema_version"
+                )
             ).scalar()
         if version != schema.SCHEMA_VERSION:
             raise SchemaMismatch(
@@ -234,16 +301,43 @@ class Ledger:
                 f"this fedchain needs version {schema.SCHEMA_VERSION!r}"
             )
 
+    def _take_file_lock(self) -> None:
+        """Wait (bounded by ``write_timeout``) for the SQLite writers' file lock."""
+        assert self._lock_fd is not None
+        deadline = time.monotonic() + self.write_timeout
+        pause = 0.0005
+        while True:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LedgerUnavailable(
+                        f"ledger database {redact(self.db_url)} is busy: another writer held it for "
+                        f"{self.write_timeout:g} s"
+                    ) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.005)
+
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
-            conn.execution_options(fedchain_write=True)
-            with conn.begin():
-                yield conn
+        if self._lock_fd is not None:
+            self._take_file_lock()
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(fedchain_write=True)
+                with conn.begin():
+                    yield conn
+        finally:
+            if self._lock_fd is not None:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         """Release database connections."""
         self.engine.dispose()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     # ---------------------------------------------------------------- reads
     @staticmethod
@@ -265,22 +359,26 @@ class Ledger:
         except ChainError as exc:
             raise LedgerCorrupt(f"stored block at height {height} is unreadable: {exc}") from None
 
+    @_db_errors
     def tip(self) -> Block | None:
         """The last block, or None when the chain is empty."""
         with self.engine.connect() as conn:
             height, _ = self._read_tip(conn)
             return None if height < 0 else self._load(conn, height)
 
+    @_db_errors
     def height(self) -> int:
         """Height of the tip (-1 when empty)."""
         with self.engine.connect() as conn:
             return self._read_tip(conn)[0]
 
+    @_db_errors
     def get(self, height: int) -> Block | None:
         """The block at ``height``, or None."""
         with self.engine.connect() as conn:
             return self._load(conn, height)
 
+    @_db_errors
     def range(self, start: int, limit: int) -> list[Block]:
         """Up to ``limit`` (at most 1000) consecutive blocks from height ``start``."""
         limit = max(0, min(limit, MAX_RANGE))
@@ -296,7 +394,9 @@ class Ledger:
             try:
                 out.append(_row_block(row))
             except ChainError as exc:
-                raise LedgerCorrupt(f"stored block at height {row.height} is unreadable: {exc}") from None
+                raise LedgerCorrupt(
+                    f"stored block at height {row.height} is unreadable: {exc}"
+                ) from None
         return out
 
     # ---------------------------------------------------------------- blobs
@@ -313,6 +413,7 @@ class Ledger:
         return self.blobs.has(check_digest(digest))
 
     # ---------------------------------------------------------------- append
+    @_db_errors
     def append(self, block: Block) -> Block:
         """Append ``block`` after the tip; returns the stored block.
 
@@ -323,23 +424,22 @@ class Ledger:
             raise InvalidBlock(f"append needs a Block, got {type(block).__name__}")
         size = len(block.header()) + len(payload_text(block.payload))
         if size > self.max_block_bytes:
-            raise TooLarge(f"block of {size} bytes exceeds the limit of {self.max_block_bytes} bytes")
+            raise TooLarge(
+                f"block of {size} bytes exceeds the limit of {self.max_block_bytes} bytes"
+            )
         with self._lock:
             for _ in range(5):
                 try:
                     return self._append_once(block)
                 except sa.exc.IntegrityError:
                     continue  # lost a race the tip lock should have prevented: re-read and decide
-                except sa.exc.OperationalError as exc:
-                    raise LedgerUnavailable(
-                        f"ledger database {redact(self.db_url)} did not accept the write: "
-                        f"{str(exc.orig).splitlines()[0]}"
-                    ) from None
             raise LedgerUnavailable("append kept colliding with concurrent writers; retry")
 
     def _state_for(self, conn: Connection, tip_height: int, tip_hash: str) -> ChainState:
         state = self._state
-        if state.height > tip_height or (state.height == tip_height and state.tip_hash.hex() != tip_hash):
+        if state.height > tip_height or (
+            state.height == tip_height and state.tip_hash.hex() != tip_hash
+        ):
             state = ChainState()
         if state.height < tip_height:
             state = state.copy()
@@ -352,7 +452,9 @@ class Ledger:
                 try:
                     state.apply(_row_block(row))
                 except ChainError as exc:
-                    raise LedgerCorrupt(f"stored block at height {row.height} is unreadable: {exc}") from None
+                    raise LedgerCorrupt(
+                        f"stored block at height {row.height} is unreadable: {exc}"
+                    ) from None
         return state
 
     def _append_once(self, block: Block) -> Block:
@@ -403,6 +505,7 @@ class Ledger:
         return block
 
     # ---------------------------------------------------------------- proofs
+    @_db_errors
     def inclusion_proof(self, height: int, update_digest: str) -> InclusionProof:
         """Proof that ``update_digest`` is among the update digests of round block ``height``."""
         check_digest(update_digest)
@@ -417,11 +520,16 @@ class Ledger:
         index = digests.index(update_digest)
         leaves = [bytes.fromhex(d) for d in digests]
         return InclusionProof(
-            height, index, len(leaves), update_digest, merkle.inclusion_proof(leaves, index),
+            height,
+            index,
+            len(leaves),
+            update_digest,
+            merkle.inclusion_proof(leaves, index),
             bytes.fromhex(block.payload.merkle_root),
         )
 
     # ---------------------------------------------------------------- verify
+    @_db_errors
     def verify(self, progress: Callable[[int], None] | None = None) -> VerifyReport:
         """Recompute every hash, link, signature, Merkle root and blob digest from the rows.
 
@@ -458,7 +566,10 @@ class Ledger:
                 break
             for row in rows:
                 if row.height != expected:
-                    return bad(expected, f"block is missing (the next stored block is at height {row.height})")
+                    return bad(
+                        expected,
+                        f"block is missing (the next stored block is at height {row.height})",
+                    )
                 try:
                     block = _row_block(row)
                     check_block(block, state, blob_problem)

@@ -47,12 +47,10 @@ def open_ledger(settings: Settings) -> LedgerLike:
             max_message_mb=settings.max_message_mb,
             chunk_kb=settings.chunk_kb,
         )
-    from services.ledger.store import Ledger
+    from services.ledger.server import open_ledger as open_embedded
 
-    state = Path(settings.state_dir)
-    state.mkdir(parents=True, exist_ok=True)
-    url = settings.db_url or f"sqlite:///{(state / 'chain.sqlite').resolve()}"
-    return Ledger(url, state / "blobs", max_blob_bytes=settings.max_message_mb * 1024 * 1024)
+    Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
+    return open_embedded(settings)  # SQLite ledger.db (or --db-url) and blobs/ in the state dir
 
 
 @dataclass(frozen=True)

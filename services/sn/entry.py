@@ -233,7 +233,7 @@ class EntryRole:
     def model_bytes(self, version: int, model_digest: str) -> bytes:
         """A global model by digest (or version): memory first, then the blob store."""
         if not model_digest:
-            found = self.chain.model_digest(version) if version > 0 or self.model.version != 0 else self.model.digest
+            found = self.chain.model_digest(version)
             if found is None:
                 raise KeyError(f"unknown model version {version}")
             model_digest = found
@@ -377,15 +377,18 @@ class EntryRole:
 
     # ------------------------------------------------------------ one round
     def _wait_for_edges(self) -> list[Member]:
-        """Wait (bounded by the heartbeat timeout) until enough registered ENs are alive."""
+        """Live ENs, waiting (bounded) for all registered ENs; after a short settle time a quorum will do."""
         total = len(self.registry.members("EN"))
         need = max(1, math.ceil(self.settings.quorum * total))
-        deadline = time.monotonic() + self.settings.heartbeat_timeout + 2 * self.settings.heartbeat_interval
+        interval = self.settings.heartbeat_interval
+        settle = time.monotonic() + 2 * interval  # restarted SNs report their ENs within a beat
+        deadline = time.monotonic() + self.settings.heartbeat_timeout + 2 * interval
         while True:
             alive = self.registry.alive_edges()
-            if len(alive) >= total or (len(alive) >= need and time.monotonic() >= deadline - self.settings.heartbeat_timeout):
+            now = time.monotonic()
+            if len(alive) >= total or (len(alive) >= need and now >= settle):
                 return alive
-            if time.monotonic() >= deadline or self._stop.is_set():
+            if now >= deadline or self._stop.is_set():
                 return alive
             time.sleep(0.2)
 

@@ -15,8 +15,7 @@ class NodeMetrics:
         self.updates = Counter(
             "fedchain_updates_total", "Updates received by this SN", ["outcome"], registry=self.registry
         )
-        self.rounds = Counter("fedchain_rounds_total", "Rounds finished by this node", registry=self.registry)
-        self._role = role
+        self.role = role
 
     def gauge(self, name: str, doc: str, read: Callable[[], float]) -> None:
         """A gauge whose value is read when /metrics is scraped."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -34,8 +35,14 @@ FATAL = {
 
 
 def node_addresses(settings: Settings) -> tuple[str, str]:
-    """(gRPC address, HTTP address) peers use to reach this node."""
+    """(gRPC address, HTTP address) peers use to reach this node.
+
+    Bound to all interfaces without --advertise-host, the node advertises its host name
+    (what a container network resolves).
+    """
     host = settings.advertise_host or settings.host
+    if host in ("0.0.0.0", "::", "") and not settings.advertise_host:
+        host = socket.gethostname()
     return f"{host}:{settings.port}", f"{host}:{settings.effective_http_port}"
 
 
@@ -127,6 +134,7 @@ def run_super_node(settings: Settings, *, entry_mode: bool) -> None:
     if settings.entry:
         parse_address(settings.entry, "--entry")
     net = NetConfig.from_settings(settings)
+    server = make_server(net, settings.host, settings.port)  # fails first if the port is taken
     key = load_key(settings)
     address, http_address = node_addresses(settings)
     peers = Peers(net)
@@ -135,7 +143,6 @@ def run_super_node(settings: Settings, *, entry_mode: bool) -> None:
         sn.entry_address = address
     metrics = NodeMetrics("SN")
     stop = StopFlag()
-    server = make_server(net, settings.host, settings.port)
     entry = None
     from services.sn.servicer import SuperNodeServicer
 
@@ -154,8 +161,7 @@ def run_super_node(settings: Settings, *, entry_mode: bool) -> None:
         sn.entry_http_address = http_address
         entry = EntryRole(settings, key, peers, sn, EntryChain(ledger, key), address=address, http_address=http_address)
         sn._upstream_model = entry.model_bytes  # noqa: SLF001 - the entry's SN part reads models in-process
-    node_pb2_grpc.add_NodeServicer_to_server(SuperNodeServicer(sn, entry), server)
-    server.start()
+    node_pb2_grpc.add_NodeServicer_to_server(SuperNodeServicer(sn, entry, metrics), server)
     from services.sn.api import build_app
 
     metrics.gauge("fedchain_edges_alive", "ENs heartbeating this SN", lambda: len(sn.edges.alive()))
@@ -166,6 +172,7 @@ def run_super_node(settings: Settings, *, entry_mode: bool) -> None:
         metrics.gauge("fedchain_chain_height", "Chain height", lambda: e.chain.height())
         metrics.gauge("fedchain_sns_alive", "Live super nodes", lambda: len(e.registry.alive_sns()))
     http = HttpServer(build_app(sn, entry, metrics, settings.api_token), settings.host, settings.effective_http_port)
+    server.start()
     http.start()
     beat_stop = threading.Event()
     try:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import grpc
 
 from services.sn.entry import EntryRole
+from services.sn.metrics import NodeMetrics
 from services.sn.supernode import SuperNode
 from services.sn.validation import Rejected
 from shared.net.streams import model_chunks
@@ -21,9 +22,14 @@ log = logging.getLogger("fedchain.sn.rpc")
 class SuperNodeServicer(node_pb2_grpc.NodeServicer):
     """Maps RPCs onto the SN role and, on the entry, the entry role."""
 
-    def __init__(self, sn: SuperNode, entry: EntryRole | None) -> None:
+    def __init__(self, sn: SuperNode, entry: EntryRole | None, metrics: NodeMetrics | None = None) -> None:
         self.sn = sn
         self.entry = entry
+        self.metrics = metrics
+
+    def _count(self, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.updates.labels(outcome=outcome).inc()
 
     def _need_entry(self, context: grpc.ServicerContext, what: str) -> EntryRole:
         if self.entry is None:
@@ -73,8 +79,11 @@ class SuperNodeServicer(node_pb2_grpc.NodeServicer):
 
     def SubmitUpdate(self, request_iterator: Iterator[pb.UpdatePart], context: grpc.ServicerContext) -> pb.SubmitReply:
         try:
-            return self.sn.submit_update(request_iterator)
+            reply = self.sn.submit_update(request_iterator)
+            self._count("accepted")
+            return reply
         except Rejected as rej:
+            self._count("rejected")
             log.warning("update refused: %s", rej.reason)
             context.abort(rej.code, rej.reason)
             raise

@@ -32,6 +32,7 @@ from shared.chain.payloads import (
 from shared.crypto import SIGNATURE_BYTES, NodeKey
 
 __all__ = [
+    "ZERO_HASH",
     "Block",
     "BlockKind",
     "CheckpointPayload",
@@ -40,7 +41,6 @@ __all__ = [
     "NodeLeftPayload",
     "Payload",
     "RoundPayload",
-    "ZERO_HASH",
     "build_block",
     "header_bytes",
     "merkle_root_hex",
@@ -55,7 +55,12 @@ MAX_PRODUCER = 128
 
 
 def header_bytes(
-    height: int, kind: BlockKind, prev_hash: bytes, timestamp_ms: int, producer: str, payload: Payload
+    height: int,
+    kind: BlockKind,
+    prev_hash: bytes,
+    timestamp_ms: int,
+    producer: str,
+    payload: Payload,
 ) -> bytes:
     """Canonical header: domain tag, height, kind, prev hash, timestamp, producer, payload."""
     body = CanonicalWriter()
@@ -102,7 +107,11 @@ class Block:
     signature: bytes
 
     def __post_init__(self) -> None:
-        if isinstance(self.height, bool) or not isinstance(self.height, int) or not 0 <= self.height < 2**63:
+        if (
+            isinstance(self.height, bool)
+            or not isinstance(self.height, int)
+            or not 0 <= self.height < 2**63
+        ):
             raise BlockInvalid(f"block height must be an integer >= 0, got {self.height!r}")
         object.__setattr__(self, "kind", parse_kind(self.kind))
         if not isinstance(self.payload, PAYLOAD_TYPES[self.kind]):
@@ -146,11 +155,20 @@ class Block:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "Block":
+    def from_json(cls, data: Mapping[str, Any]) -> Block:
         """Parse ``to_json`` output; BlockInvalid with a one-line reason on any problem."""
         if not isinstance(data, Mapping):
             raise BlockInvalid("a block must be a JSON object")
-        needed = ("height", "kind", "hash", "prev_hash", "producer", "timestamp_ms", "payload", "signature")
+        needed = (
+            "height",
+            "kind",
+            "hash",
+            "prev_hash",
+            "producer",
+            "timestamp_ms",
+            "payload",
+            "signature",
+        )
         missing = [k for k in needed if k not in data]
         if missing:
             raise BlockInvalid(f"block is missing {', '.join(missing)}")

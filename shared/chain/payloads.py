@@ -262,13 +262,20 @@ class RoundPayload(_Payload):
         update_digests: list[str],
         rejected: list[tuple[str, str]] | None = None,
         metrics: Mapping[str, float] | None = None,
-    ) -> "RoundPayload":
+    ) -> RoundPayload:
         """A round payload with ``merkle_root`` computed over ``update_digests``."""
         for i, d in enumerate(update_digests):
             check_hex64(d, f"round update_digests[{i}]")
         return cls(
-            round, algorithm, model_version, model_digest, merkle_root_hex(list(update_digests)),
-            list(participants), list(update_digests), list(rejected or []), dict(metrics or {}),
+            round,
+            algorithm,
+            model_version,
+            model_digest,
+            merkle_root_hex(list(update_digests)),
+            list(participants),
+            list(update_digests),
+            list(rejected or []),
+            dict(metrics or {}),
         )
 
     def check(self) -> None:

@@ -53,7 +53,7 @@ class ChainState:
         """Height the next block must have."""
         return self.height + 1
 
-    def copy(self) -> "ChainState":
+    def copy(self) -> ChainState:
         """An independent copy (members are immutable)."""
         return ChainState(self.height, self.tip_hash, dict(self.members), dict(self.revoked))
 
@@ -76,7 +76,7 @@ class ChainState:
         self.tip_hash = block.hash
 
     @classmethod
-    def replay(cls, blocks: Iterable[Block], blob_problem: BlobProblem | None = None) -> "ChainState":
+    def replay(cls, blocks: Iterable[Block], blob_problem: BlobProblem | None = None) -> ChainState:
         """Check and apply ``blocks`` from genesis; raises ChainError at the first bad one."""
         state = cls()
         for block in blocks:
@@ -122,14 +122,15 @@ def _check_payload(block: Block, state: ChainState) -> None:
     if isinstance(p, NodeJoinedPayload):
         expected = node_id_for(bytes.fromhex(p.public_key))
         if p.node_id != expected:
-            raise BlockInvalid(f"node_joined node_id {p.node_id} is not the id of its key ({expected})")
+            raise BlockInvalid(
+                f"node_joined node_id {p.node_id} is not the id of its key ({expected})"
+            )
         if p.parent_sn:
             parent = state.members.get(p.parent_sn)
             if parent is None or parent.role != "SN":
                 raise BlockInvalid(f"node_joined parent_sn {p.parent_sn} is not an admitted SN")
-    elif isinstance(p, NodeLeftPayload):
-        if p.node_id not in state.members:
-            raise BlockInvalid(f"node_left names {p.node_id}, which is not an admitted node")
+    elif isinstance(p, NodeLeftPayload) and p.node_id not in state.members:
+        raise BlockInvalid(f"node_left names {p.node_id}, which is not an admitted node")
 
 
 def check_block(block: Block, state: ChainState, blob_problem: BlobProblem | None = None) -> None:
@@ -140,7 +141,9 @@ def check_block(block: Block, state: ChainState, blob_problem: BlobProblem | Non
     (node ids match keys, Merkle root, parent SN, node_left target), blobs present.
     """
     if block.height != state.next_height:
-        raise NotNextBlock(f"block height {block.height} does not follow the tip (next height is {state.next_height})")
+        raise NotNextBlock(
+            f"block height {block.height} does not follow the tip (next height is {state.next_height})"
+        )
     if block.prev_hash != state.tip_hash:
         raise NotNextBlock(
             f"prev_hash {block.prev_hash.hex()[:16]}… does not match the hash of the block before "
@@ -149,7 +152,9 @@ def check_block(block: Block, state: ChainState, blob_problem: BlobProblem | Non
     if (block.kind == BlockKind.GENESIS) != (block.height == 0):
         raise BlockInvalid("the genesis block must be the block at height 0, and only it")
     if block.computed_hash() != block.hash:
-        raise BlockInvalid("hash does not match the block's contents (SHA-256 of its canonical header)")
+        raise BlockInvalid(
+            "hash does not match the block's contents (SHA-256 of its canonical header)"
+        )
     key = _producer_key(block, state)
     if not verify_signature(key, block.signature, block.hash):
         raise BlockInvalid(f"signature does not verify with the key of producer {block.producer}")

@@ -1,0 +1,25 @@
+"""The federated-learning core, used by the simulation and by the networked nodes alike.
+
+Modules, in the order a round uses them:
+
+* ``models``     -- ``build_model(name, dataset)``; ``initial_model(settings)`` is the run's
+  initial global model: ``torch.manual_seed(settings.seed)`` then ``build_model``. Every
+  engine starts from it.
+* ``data``       -- datasets on disk -> ``load_federated(settings)`` / ``load_client(settings, i)``
+  (the same share i in both); ``partition`` holds the iid / dirichlet / pathological splits.
+* ``split``      -- FedPer's base/head split of any ``nn.Module`` (``head_keys``, ``base_keys``,
+  ``shared_state``).
+* ``client``     -- ``LocalClient``: ``set_shared`` -> ``fit(round)`` -> (shared update, result);
+  the head never leaves it. Training seeds come from ``seeding.round_seed(seed, round, i)``.
+* ``strategy``   -- ``FedAvg`` / ``FedPer``: client selection, update checks, aggregation
+  (``aggregate.weighted_average``, weights = training sample counts).
+* ``training``   -- ``train_local`` / ``evaluate`` (SGD, cross-entropy).
+* ``simulation`` -- ``run_simulation(settings)``: all clients in one process.
+* ``seed_api``   -- the seed project's ``Server`` / ``Client`` / ``start_train()`` usage.
+
+A networked engine that wants the simulation's numbers does the same steps with the same
+inputs: initial model from ``initial_model``, client i's data from ``load_client``,
+client selection from ``random.Random(seeding.selection_seed(seed, round))`` passed to
+``Strategy.select_clients`` over the sorted client indices, ``LocalClient.fit(round)``,
+``Strategy.aggregate`` over the updates in client-index order.
+"""

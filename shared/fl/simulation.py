@@ -105,6 +105,8 @@ class Simulation:
         """Register a client holding ``data`` (its index must be new)."""
         if any(c.index == data.index for c in self.clients):
             raise ConfigError(f"a client with index {data.index} is already registered")
+        # a client joining late starts from the current global model and the initial head
+        self.model.load_state_dict(self.global_state)
         client = LocalClient(self.settings, data, self.model, strategy=self.strategy)
         self.clients.append(client)
         return client

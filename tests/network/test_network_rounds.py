@@ -1,4 +1,4 @@
-"""A real network (entry + 2 SNs + 3 ENs, separate processes): rounds match the simulation,
+"""A real network (entry + 2 SNs + 2 ENs, separate processes): rounds match the simulation,
 the chain records them, and the control API answers per docs/control-api.md."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from tests.network.harness import API_TOKEN, LocalNet
 
-FL = ["--dataset", "mnist-sample", "--clients", "3", "--max-samples", "1500", "--local-epochs", "1",
+FL = ["--dataset", "mnist-sample", "--clients", "2", "--max-samples", "1200", "--local-epochs", "1",
       "--lr", "0.05", "--seed", "7"]
 ROUNDS = 2
 
@@ -26,9 +26,9 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
         n.start_sn("sn-1")
         n.start_sn("sn-2")
         n.wait_for(lambda: n.get("/status")["sns"] == 3, "2 SNs to join")
-        for i in range(3):
+        for i in range(2):
             n.start_en(f"en-{i}")
-        n.wait_edges(3)
+        n.wait_edges(2)
         yield n
     finally:
         n.close()
@@ -42,10 +42,10 @@ def test_accuracy_matches_simulation(net: LocalNet) -> None:
 
     rounds = net.train(ROUNDS)
     assert [r["round"] for r in rounds] == [1, 2]
-    assert all(len(r["participants"]) == 3 and not r["rejected"] for r in rounds)
+    assert all(len(r["participants"]) == 2 and not r["rejected"] for r in rounds)
     torch.set_num_threads(1)
     settings = load_settings(
-        None, dataset="mnist-sample", clients=3, max_samples=1500, local_epochs=1, lr=0.05, seed=7, rounds=ROUNDS
+        None, dataset="mnist-sample", clients=2, max_samples=1200, local_epochs=1, lr=0.05, seed=7, rounds=ROUNDS
     )
     sim = run_simulation(settings)
     for net_round, sim_round in zip(rounds, sim.rounds, strict=True):
@@ -58,17 +58,17 @@ def test_chain_records_joins_and_rounds(net: LocalNet) -> None:
     blocks = net.get("/blocks", params={"from": 0, "limit": 100})
     kinds = [b["kind"] for b in blocks]
     assert kinds[0] == "genesis"
-    assert kinds.count("node_joined") == 5  # 2 SNs + 3 ENs
+    assert kinds.count("node_joined") == 4  # 2 SNs + 2 ENs
     joined = [b["payload"] for b in blocks if b["kind"] == "node_joined"]
     partitions = {p["node_id"] for p in joined if p["role"] == "EN"}
-    assert len(partitions) == 3
+    assert len(partitions) == 2
     sns = {p["node_id"] for p in joined if p["role"] == "SN"}
-    assert {p["parent_sn"] for p in joined if p["role"] == "EN"} <= sns  # ENs go to non-entry SNs
+    assert {p["parent_sn"] for p in joined if p["role"] == "EN"} == sns  # one EN per non-entry SN
     rounds = [b for b in blocks if b["kind"] == "round"]
     for b in rounds:
         p = b["payload"]
         assert p["model_version"] == p["round"]
-        assert len(p["update_digests"]) == len(p["participants"]) == 3
+        assert len(p["update_digests"]) == len(p["participants"]) == 2
         assert 0 < p["metrics"]["accuracy"] <= 1
     report = net.get("/verify")
     assert report["ok"] and report["height"] == blocks[-1]["height"], report
@@ -92,14 +92,14 @@ def test_model_download_matches_chain_digest(net: LocalNet) -> None:
 def test_status_sn_and_eval(net: LocalNet) -> None:
     status = net.get("/status")
     assert status["entry"] is True and status["round"] == ROUNDS and status["state"] == "idle"
-    assert status["ens"] == 3 and status["sns"] == 3 and status["model_version"] == ROUNDS
+    assert status["ens"] == 2 and status["sns"] == 3 and status["model_version"] == ROUNDS
     sns = net.get("/sn")
-    assert len(sns) == 3 and sum(s["ens"] for s in sns) == 3
+    assert len(sns) == 3 and sum(s["ens"] for s in sns) == 2
     assert all(s["status"] == "alive" for s in sns)
     ev = net.post("/eval")
     assert ev.status_code == 200, ev.text
     body = ev.json()
-    assert len(body["clients"]) == 3
+    assert len(body["clients"]) == 2
     assert body["pooled"]["total"] == sum(c["total"] for c in body["clients"])
     last = net.get("/rounds")[-1]
     assert abs(body["pooled"]["accuracy"] - last["accuracy"]) < 1e-9  # same model, same heads
@@ -151,3 +151,15 @@ def test_metrics_are_prometheus_text(net: LocalNet) -> None:
     r = httpx.get(net.entry.http + "/metrics", timeout=10)  # type: ignore[union-attr]
     assert r.status_code == 200
     assert "fedchain_model_version" in r.text and "fedchain_chain_height" in r.text
+
+
+def test_train_fl_runs_fedavg_over_the_same_network(net: LocalNet) -> None:
+    before = net.get("/status")["round"]
+    r = net.post("/train-fl", {"rounds": 1})
+    assert r.status_code == 202 and r.json()["algorithm"] == "fedavg"
+    net.wait_for(lambda: (s := net.get("/status"))["round"] > before and s["state"] == "idle", "the FedAvg round")
+    last = net.get("/rounds")[-1]
+    assert last["algorithm"] == "fedavg" and len(last["participants"]) == 2
+    assert 0.1 < last["accuracy"] <= 1
+    block = net.get("/blocks", params={"limit": 1})[0]
+    assert block["kind"] == "round" and block["payload"]["algorithm"] == "fedavg"

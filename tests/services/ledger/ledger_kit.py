@@ -46,34 +46,59 @@ class Federation:
 
     def genesis(self) -> Block:
         digest = self.ledger.put_blob(model_blob(0))
-        return self.add("genesis", {"config": {"algorithm": "fedper", "dataset": "mnist"}, "model_digest": digest,
-                                    "entry_node_id": self.entry.node_id, "entry_public_key": self.entry.public_hex})
+        return self.add(
+            "genesis",
+            {
+                "config": {"algorithm": "fedper", "dataset": "mnist"},
+                "model_digest": digest,
+                "entry_node_id": self.entry.node_id,
+                "entry_public_key": self.entry.public_hex,
+            },
+        )
 
     def join(self, key: NodeKey, role: str, parent: str = "") -> Block:
-        return self.add("node_joined", {"node_id": key.node_id, "role": role, "public_key": key.public_hex,
-                                        "parent_sn": parent, "address": "127.0.0.1:7000"})
+        return self.add(
+            "node_joined",
+            {
+                "node_id": key.node_id,
+                "role": role,
+                "public_key": key.public_hex,
+                "parent_sn": parent,
+                "address": "127.0.0.1:7000",
+            },
+        )
 
     def round(self, number: int, participants: list[NodeKey]) -> Block:
         digest = self.ledger.put_blob(model_blob(number))
         updates = [update_digest(number * 100 + i) for i in range(len(participants))]
-        payload = RoundPayload.create(number, "fedper", number, digest, [k.node_id for k in participants],
-                                      updates, [("n-late", "timed out")], {"accuracy": 0.5 + number / 100})
+        payload = RoundPayload.create(
+            number,
+            "fedper",
+            number,
+            digest,
+            [k.node_id for k in participants],
+            updates,
+            [("n-late", "timed out")],
+            {"accuracy": 0.5 + number / 100},
+        )
         return self.add("round", payload)
 
     def checkpoint(self, version: int) -> Block:
         digest = self.ledger.put_blob(model_blob(version))
-        return self.add("checkpoint", {"model_version": version, "model_digest": digest, "note": "saved"})
+        return self.add(
+            "checkpoint", {"model_version": version, "model_digest": digest, "note": "saved"}
+        )
 
     def standard_chain(self) -> list[Block]:
         """Ten blocks: genesis, 3 joins, 2 rounds, checkpoint, a leave, a round, a checkpoint."""
-        self.genesis()                                   # 0
-        self.join(self.sn, "SN")                         # 1
-        self.join(self.ens[0], "EN", self.sn.node_id)    # 2
-        self.join(self.ens[1], "EN", self.sn.node_id)    # 3
-        self.round(1, self.ens)                          # 4
-        self.round(2, self.ens)                          # 5
-        self.checkpoint(2)                               # 6
+        self.genesis()  # 0
+        self.join(self.sn, "SN")  # 1
+        self.join(self.ens[0], "EN", self.sn.node_id)  # 2
+        self.join(self.ens[1], "EN", self.sn.node_id)  # 3
+        self.round(1, self.ens)  # 4
+        self.round(2, self.ens)  # 5
+        self.checkpoint(2)  # 6
         self.add("node_left", {"node_id": self.ens[1].node_id, "reason": "heartbeat timeout"})  # 7
-        self.round(3, self.ens[:1])                      # 8
-        self.checkpoint(3)                               # 9
+        self.round(3, self.ens[:1])  # 8
+        self.checkpoint(3)  # 9
         return self.blocks

@@ -1,8 +1,8 @@
 """Worker processes for the concurrency and crash tests (run as a script, not collected).
 
-    python ledger_workers.py race DB_URL BLOB_DIR KEY_PEM NAME COUNT GO_FILE
-    python ledger_workers.py replay DB_URL BLOB_DIR BLOCKS_JSON GO_FILE
-    python ledger_workers.py loop DB_URL BLOB_DIR KEY_PEM MAX_SECONDS
+python ledger_workers.py race DB_URL BLOB_DIR KEY_PEM NAME COUNT GO_FILE
+python ledger_workers.py replay DB_URL BLOB_DIR BLOCKS_JSON GO_FILE
+python ledger_workers.py loop DB_URL BLOB_DIR KEY_PEM MAX_SECONDS
 """
 
 from __future__ import annotations
@@ -40,8 +40,12 @@ def race(ledger: Ledger, key: NodeKey, name: str, count: int, go: Path) -> None:
             if time.monotonic() > deadline:
                 sys.exit("gave up: too slow")
             tip = ledger.tip()
-            block = build_block("checkpoint", {"model_version": i, "model_digest": digest, "note": f"{name}-{i}"},
-                                tip, key)
+            block = build_block(
+                "checkpoint",
+                {"model_version": i, "model_digest": digest, "note": f"{name}-{i}"},
+                tip,
+                key,
+            )
             try:
                 ledger.append(block)
                 break
@@ -66,8 +70,12 @@ def loop(ledger: Ledger, key: NodeKey, max_seconds: float) -> None:
         i += 1
         blob = save({"w": np.full(4096, i, dtype=np.float32)})
         digest = ledger.put_blob(blob)
-        block = build_block("checkpoint", {"model_version": i, "model_digest": digest, "note": "loop"},
-                            ledger.tip(), key)
+        block = build_block(
+            "checkpoint",
+            {"model_version": i, "model_digest": digest, "note": "loop"},
+            ledger.tip(),
+            key,
+        )
         stored = ledger.append(block)
         print(stored.height, flush=True)
 
@@ -77,7 +85,13 @@ def main() -> None:
     ledger = Ledger(db_url, blob_dir)
     try:
         if mode == "race":
-            race(ledger, NodeKey.load_or_create(Path(sys.argv[4])), sys.argv[5], int(sys.argv[6]), Path(sys.argv[7]))
+            race(
+                ledger,
+                NodeKey.load_or_create(Path(sys.argv[4])),
+                sys.argv[5],
+                int(sys.argv[6]),
+                Path(sys.argv[7]),
+            )
         elif mode == "replay":
             blocks = [Block.from_json(b) for b in json.loads(Path(sys.argv[4]).read_text())]
             replay(ledger, blocks, Path(sys.argv[5]))

@@ -7,7 +7,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,23 +21,43 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def fedchain(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services.cli.main", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
 
 
 @pytest.fixture
 def running_ledger(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]:
     state, port, http_port = tmp_path / "state", free_port(), free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli.main", "ledger", "--state-dir", str(state), "--port", str(port),
-         "--http-port", str(http_port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+        [
+            sys.executable,
+            "-m",
+            "services.cli.main",
+            "ledger",
+            "--state-dir",
+            str(state),
+            "--port",
+            str(port),
+            "--http-port",
+            str(http_port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()  # the listening line (or EOF if it failed)
-    assert f"gRPC on 127.0.0.1:{port}" in line and f"HTTP on http://127.0.0.1:{http_port}" in line, (
-        line + (proc.stderr.read() if proc.stderr else "")
-    )
+    assert (
+        f"gRPC on 127.0.0.1:{port}" in line and f"HTTP on http://127.0.0.1:{http_port}" in line
+    ), line + (proc.stderr.read() if proc.stderr else "")
     try:
         yield proc, f"127.0.0.1:{port}", state
     finally:
@@ -52,7 +71,9 @@ def test_ledger_serves_verifies_and_stops_cleanly_on_sigterm(running_ledger: tup
     with LedgerClient(address) as client:
         Federation(client).standard_chain()  # type: ignore[arg-type]
     ok = fedchain("verify", "--ledger", address)
-    assert ok.returncode == 0 and ok.stdout.strip() == "ok: 10 blocks verified (heights 0..9)", ok.stderr
+    assert ok.returncode == 0 and ok.stdout.strip() == "ok: 10 blocks verified (heights 0..9)", (
+        ok.stderr
+    )
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
@@ -75,7 +96,9 @@ def test_verify_names_the_first_bad_height(tmp_path: Path) -> None:
     bad = fedchain("verify", "--state-dir", str(state))
     assert bad.returncode == 1
     assert bad.stdout.startswith("FAILED at height 6: hash does not match"), bad.stdout
-    same = fedchain("verify", "--db-url", f"sqlite:///{state / 'ledger.db'}", "--blobs", str(state / "blobs"))
+    same = fedchain(
+        "verify", "--db-url", f"sqlite:///{state / 'ledger.db'}", "--blobs", str(state / "blobs")
+    )
     assert same.returncode == 1 and "height 6" in same.stdout
 
 
@@ -95,7 +118,10 @@ def test_verify_against_mysql_by_url(mysql_url: str, tmp_path: Path) -> None:
         (["verify", "--blobs", "x"], "--blobs goes with --db-url"),
         (["verify", "--state-dir", "/nonexistent/fedchain"], "no ledger in /nonexistent/fedchain"),
         (["verify", "--db-url", "::not a url::", "--blobs", "/tmp"], "not a database URL"),
-        (["verify", "--db-url", "postgresql://u@127.0.0.1/x", "--blobs", "/tmp"], "SQLite or MySQL"),
+        (
+            ["verify", "--db-url", "postgresql://u@127.0.0.1/x", "--blobs", "/tmp"],
+            "SQLite or MySQL",
+        ),
         (["ledger", "--port", "70000"], "port"),
     ],
 )
@@ -109,6 +135,18 @@ def test_bad_flags_exit_2_with_one_line(args: list[str], message: str, tmp_path:
 def test_port_in_use_is_a_clear_error(running_ledger: tuple, tmp_path: Path) -> None:  # type: ignore[type-arg]
     _, address, _ = running_ledger
     port = address.rsplit(":", 1)[1]
-    result = fedchain("ledger", "--state-dir", str(tmp_path / "other"), "--port", port, "--http-port",
-                      str(free_port()), timeout=60)
-    assert result.returncode == 2 and "cannot listen" in result.stderr and "Traceback" not in result.stderr
+    result = fedchain(
+        "ledger",
+        "--state-dir",
+        str(tmp_path / "other"),
+        "--port",
+        port,
+        "--http-port",
+        str(free_port()),
+        timeout=60,
+    )
+    assert (
+        result.returncode == 2
+        and "cannot listen" in result.stderr
+        and "Traceback" not in result.stderr
+    )

@@ -11,7 +11,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
 from ledger_kit import Federation, model_blob
 
 from services.ledger.store import Ledger
@@ -24,8 +23,13 @@ REPO = Path(__file__).resolve().parents[3]
 
 def spawn(*args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, str(WORKERS), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, str(WORKERS), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def start_chain(db_url: str, tmp_path: Path) -> tuple[Ledger, NodeKey, Path]:
@@ -42,8 +46,10 @@ def test_four_racing_writers_never_fork_or_duplicate(db_url: str, tmp_path: Path
     ledger, _, key_file = start_chain(db_url, tmp_path)
     go = tmp_path / "go"
     count = 15
-    procs = [spawn("race", db_url, str(tmp_path / "blobs"), str(key_file), f"w{i}", str(count), str(go))
-             for i in range(4)]
+    procs = [
+        spawn("race", db_url, str(tmp_path / "blobs"), str(key_file), f"w{i}", str(count), str(go))
+        for i in range(4)
+    ]
     time.sleep(1.0)  # let them import and connect, then release them together
     go.touch()
     outputs = [p.communicate(timeout=180) for p in procs]
@@ -67,12 +73,17 @@ def test_same_blocks_from_four_processes_are_stored_once(db_url: str, tmp_path: 
     blocks = []
     prev = ledger.tip()
     for i in range(10):
-        prev = build_block("checkpoint", {"model_version": i, "model_digest": digest, "note": "retry"}, prev, key)
+        prev = build_block(
+            "checkpoint", {"model_version": i, "model_digest": digest, "note": "retry"}, prev, key
+        )
         blocks.append(prev)
     blocks_file = tmp_path / "blocks.json"
     blocks_file.write_text(json.dumps([b.to_json() for b in blocks]))
     go = tmp_path / "go"
-    procs = [spawn("replay", db_url, str(tmp_path / "blobs"), str(blocks_file), str(go)) for _ in range(4)]
+    procs = [
+        spawn("replay", db_url, str(tmp_path / "blobs"), str(blocks_file), str(go))
+        for _ in range(4)
+    ]
     time.sleep(1.0)
     go.touch()
     for p in procs:
@@ -85,7 +96,9 @@ def test_same_blocks_from_four_processes_are_stored_once(db_url: str, tmp_path: 
         ledger.close()
 
 
-def test_kill_9_mid_append_loses_no_committed_block_and_leaves_no_half_block(db_url: str, tmp_path: Path) -> None:
+def test_kill_9_mid_append_loses_no_committed_block_and_leaves_no_half_block(
+    db_url: str, tmp_path: Path
+) -> None:
     ledger, key, key_file = start_chain(db_url, tmp_path)
     ledger.close()
     proc = spawn("loop", db_url, str(tmp_path / "blobs"), str(key_file), "60")
@@ -111,8 +124,12 @@ def test_kill_9_mid_append_loses_no_committed_block_and_leaves_no_half_block(db_
             assert restarted.blobs.problem(path.name) is None
         # and the chain goes on
         digest = restarted.put_blob(model_blob(99))
-        nxt = build_block("checkpoint", {"model_version": 1, "model_digest": digest, "note": "after"},
-                          restarted.tip(), key)
+        nxt = build_block(
+            "checkpoint",
+            {"model_version": 1, "model_digest": digest, "note": "after"},
+            restarted.tip(),
+            key,
+        )
         assert restarted.append(nxt).height == restarted.height()
         assert restarted.verify().ok
     finally:

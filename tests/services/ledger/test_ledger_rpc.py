@@ -34,8 +34,14 @@ from tests.conftest import free_port
 
 @pytest.fixture
 def service(db_url: str, tmp_path: Path) -> Iterator[LedgerService]:
-    settings = Settings(state_dir=tmp_path / "state", db_url=db_url, port=free_port(), http_port=free_port(),
-                        max_message_mb=1, chunk_kb=16)
+    settings = Settings(
+        state_dir=tmp_path / "state",
+        db_url=db_url,
+        port=free_port(),
+        http_port=free_port(),
+        max_message_mb=1,
+        chunk_kb=16,
+    )
     svc = LedgerService(settings)
     svc.start()
     yield svc
@@ -89,7 +95,10 @@ def test_refusals_travel_as_their_error_class_and_change_nothing(client: LedgerC
     good = build_block("checkpoint", ck, tip, fed.entry)
     cases = [
         (build_block("checkpoint", ck, fed.blocks[5], fed.entry), HeightConflict),
-        (build_block("checkpoint", ck, dataclasses.replace(tip, hash=b"\x05" * 32), fed.entry), OutOfSequence),
+        (
+            build_block("checkpoint", ck, dataclasses.replace(tip, hash=b"\x05" * 32), fed.entry),
+            OutOfSequence,
+        ),
         (build_block("checkpoint", ck, tip, stranger), ProducerRejected),
         (build_block("checkpoint", ck, tip, fed.ens[1]), ProducerRejected),
         (dataclasses.replace(good, signature=stranger.sign(good.hash)), InvalidBlock),
@@ -108,10 +117,24 @@ def test_malformed_requests_get_invalid_argument(service: LedgerService) -> None
     with grpc.insecure_channel(service.grpc_address) as channel:
         stub = ledger_pb2_grpc.LedgerStub(channel)
         bad_messages = [
-            ledger_pb2.Block(height=0, kind="genesis", payload_json="{not json", prev_hash=b"", hash=b"", signature=b""),
+            ledger_pb2.Block(
+                height=0,
+                kind="genesis",
+                payload_json="{not json",
+                prev_hash=b"",
+                hash=b"",
+                signature=b"",
+            ),
             ledger_pb2.Block(height=0, kind="coinbase", payload_json="{}"),
-            ledger_pb2.Block(height=0, kind="node_left", payload_json='{"node_id": "x"}', prev_hash=bytes(32),
-                             hash=bytes(32), signature=bytes(64), producer="p"),
+            ledger_pb2.Block(
+                height=0,
+                kind="node_left",
+                payload_json='{"node_id": "x"}',
+                prev_hash=bytes(32),
+                hash=bytes(32),
+                signature=bytes(64),
+                producer="p",
+            ),
         ]
         for msg in bad_messages:
             with pytest.raises(grpc.RpcError) as info:
@@ -143,8 +166,12 @@ def test_http_api(service: LedgerService, client: LedgerClient) -> None:
         assert http.get("/tip").json() == fed.blocks[-1].to_json()
         last = http.get("/blocks").json()
         assert [b["height"] for b in last] == list(range(3, 13))
-        assert http.get("/blocks", params={"from": 2, "limit": 3}).json() == [b.to_json() for b in blocks[2:5]]
-        assert http.get("/blocks/4").json()["payload"]["participants"] == [k.node_id for k in fed.ens]
+        assert http.get("/blocks", params={"from": 2, "limit": 3}).json() == [
+            b.to_json() for b in blocks[2:5]
+        ]
+        assert http.get("/blocks/4").json()["payload"]["participants"] == [
+            k.node_id for k in fed.ens
+        ]
         missing = http.get("/blocks/400")
         assert missing.status_code == 404 and missing.json() == {"detail": "no block at height 400"}
         bad = http.get("/blocks", params={"limit": 0})
@@ -156,9 +183,17 @@ def test_http_api(service: LedgerService, client: LedgerClient) -> None:
         assert blob.headers["content-type"] == "application/octet-stream"
         assert http.get("/blobs/" + "f" * 64).status_code == 404
         assert http.get("/blobs/nothex").status_code == 400
-        assert http.get("/verify").json() == {"ok": True, "checked": 13, "height": 12, "reason": None}
+        assert http.get("/verify").json() == {
+            "ok": True,
+            "checked": 13,
+            "height": 12,
+            "reason": None,
+        }
         metrics = http.get("/metrics").text
-        assert "fedchain_ledger_height 12.0" in metrics and "fedchain_ledger_appends_total 13.0" in metrics
+        assert (
+            "fedchain_ledger_height 12.0" in metrics
+            and "fedchain_ledger_appends_total 13.0" in metrics
+        )
         assert http.get("/docs").status_code == 200
         assert "/blocks/{height}" in http.get("/openapi.json").json()["paths"]
         # a blob altered on disk: /verify names the height, /blobs refuses to serve it

@@ -54,16 +54,28 @@ def test_empty_chain(ledger: Ledger) -> None:
     assert report.ok and report.checked == 0 and report.height is None
 
 
-def test_retry_is_idempotent_and_a_different_block_at_a_taken_height_conflicts(ledger: Ledger) -> None:
+def test_retry_is_idempotent_and_a_different_block_at_a_taken_height_conflicts(
+    ledger: Ledger,
+) -> None:
     fed = Federation(ledger)
     fed.genesis()
     joined = fed.join(fed.sn, "SN")
     before = snapshot(ledger)
-    assert ledger.append(joined) == joined          # same block again: returns the stored one
+    assert ledger.append(joined) == joined  # same block again: returns the stored one
     assert ledger.append(fed.blocks[0]) == fed.blocks[0]
     assert snapshot(ledger) == before
-    rival = build_block("node_joined", {"node_id": fed.ens[0].node_id, "role": "SN", "public_key": fed.ens[0].public_hex,
-                                        "parent_sn": "", "address": ""}, fed.blocks[0], fed.entry)
+    rival = build_block(
+        "node_joined",
+        {
+            "node_id": fed.ens[0].node_id,
+            "role": "SN",
+            "public_key": fed.ens[0].public_hex,
+            "parent_sn": "",
+            "address": "",
+        },
+        fed.blocks[0],
+        fed.entry,
+    )
     with pytest.raises(HeightConflict, match="height 1 already holds"):
         ledger.append(rival)
     assert snapshot(ledger) == before
@@ -76,12 +88,19 @@ def test_state_is_shared_between_ledger_instances(db_url: str, tmp_path: Path) -
         fed = Federation(first)
         fed.genesis()
         fed.join(fed.sn, "SN")
-        fed.ledger = second                       # the other instance continues the chain
+        fed.ledger = second  # the other instance continues the chain
         fed.join(fed.ens[0], "EN", fed.sn.node_id)
-        fed.ledger = first                        # and the first catches up with it
+        fed.ledger = first  # and the first catches up with it
         fed.checkpoint(1)
-        fed.add("checkpoint", {"model_version": 1, "model_digest": fed.blocks[-1].payload.model_digest,
-                               "note": "by the SN"}, key=fed.sn)
+        fed.add(
+            "checkpoint",
+            {
+                "model_version": 1,
+                "model_digest": fed.blocks[-1].payload.model_digest,
+                "note": "by the SN",
+            },
+            key=fed.sn,
+        )
         assert first.height() == second.height() == 4
         assert second.verify().ok
     finally:
@@ -98,17 +117,50 @@ def _refusals(fed: Federation) -> list[tuple[str, object, type[Exception], str]]
     good = build_block("checkpoint", ck, tip, fed.entry)
     stranger = NodeKey.generate()
     return [
-        ("wrong prev_hash", build_block("checkpoint", ck, dataclasses.replace(tip, hash=b"\x07" * 32), fed.entry),
-         OutOfSequence, "prev_hash"),
-        ("height gap", build_block("checkpoint", ck, dataclasses.replace(tip, height=tip.height + 5), fed.entry),
-         OutOfSequence, "does not follow"),
-        ("unknown producer", build_block("checkpoint", ck, tip, stranger), ProducerRejected, "not an admitted"),
-        ("revoked producer", build_block("checkpoint", ck, tip, fed.ens[1]), ProducerRejected, "revoked"),
-        ("bad signature", dataclasses.replace(good, signature=stranger.sign(good.hash)), InvalidBlock, "signature"),
-        ("hash not over contents", dataclasses.replace(good, timestamp_ms=good.timestamp_ms + 1), InvalidBlock,
-         "hash does not match"),
-        ("missing blob", build_block("checkpoint", {**ck, "model_digest": "ab" * 32}, tip, fed.entry), MissingBlob,
-         "put the blob"),
+        (
+            "wrong prev_hash",
+            build_block("checkpoint", ck, dataclasses.replace(tip, hash=b"\x07" * 32), fed.entry),
+            OutOfSequence,
+            "prev_hash",
+        ),
+        (
+            "height gap",
+            build_block(
+                "checkpoint", ck, dataclasses.replace(tip, height=tip.height + 5), fed.entry
+            ),
+            OutOfSequence,
+            "does not follow",
+        ),
+        (
+            "unknown producer",
+            build_block("checkpoint", ck, tip, stranger),
+            ProducerRejected,
+            "not an admitted",
+        ),
+        (
+            "revoked producer",
+            build_block("checkpoint", ck, tip, fed.ens[1]),
+            ProducerRejected,
+            "revoked",
+        ),
+        (
+            "bad signature",
+            dataclasses.replace(good, signature=stranger.sign(good.hash)),
+            InvalidBlock,
+            "signature",
+        ),
+        (
+            "hash not over contents",
+            dataclasses.replace(good, timestamp_ms=good.timestamp_ms + 1),
+            InvalidBlock,
+            "hash does not match",
+        ),
+        (
+            "missing blob",
+            build_block("checkpoint", {**ck, "model_digest": "ab" * 32}, tip, fed.entry),
+            MissingBlob,
+            "put the blob",
+        ),
         ("not a block", {"height": 1}, InvalidBlock, "needs a Block"),
     ]
 
@@ -131,8 +183,12 @@ def test_oversized_block_and_blob_are_refused(db_url: str, tmp_path: Path) -> No
         fed.genesis()
         before = snapshot(small)
         digest = fed.blocks[0].payload.model_digest  # type: ignore[union-attr]
-        big = build_block("checkpoint", {"model_version": 1, "model_digest": digest, "note": "n" * 3000},
-                          fed.tip, fed.entry)
+        big = build_block(
+            "checkpoint",
+            {"model_version": 1, "model_digest": digest, "note": "n" * 3000},
+            fed.tip,
+            fed.entry,
+        )
         with pytest.raises(TooLarge, match="exceeds the limit of 2048"):
             small.append(big)
         with pytest.raises(TooLarge, match="exceeds the limit of 4096"):
@@ -145,7 +201,7 @@ def test_oversized_block_and_blob_are_refused(db_url: str, tmp_path: Path) -> No
 def test_blobs_round_trip_and_bad_blobs_are_refused(ledger: Ledger) -> None:
     data = model_blob(5)
     digest = ledger.put_blob(data)
-    assert ledger.put_blob(data) == digest            # idempotent
+    assert ledger.put_blob(data) == digest  # idempotent
     assert ledger.get_blob(digest) == data and ledger.has_blob(digest)
     assert not ledger.has_blob("0" * 64)
     before = snapshot(ledger)
@@ -171,7 +227,9 @@ def test_inclusion_proofs(ledger: Ledger) -> None:
         proof = ledger.inclusion_proof(5, update_digest(200 + i))
         assert proof.index == i and proof.tree_size == 2 and proof.verify()
         assert proof.root.hex() == fed.blocks[5].payload.merkle_root  # type: ignore[union-attr]
-    forged = dataclasses.replace(ledger.inclusion_proof(5, update_digest(200)), update_digest=update_digest(999))
+    forged = dataclasses.replace(
+        ledger.inclusion_proof(5, update_digest(200)), update_digest=update_digest(999)
+    )
     assert not forged.verify()
     with pytest.raises(NotFound, match="not in round block 5"):
         ledger.inclusion_proof(5, update_digest(999))
@@ -190,3 +248,30 @@ def test_schema_version_is_checked_at_start(db_url: str, tmp_path: Path) -> None
     store.close()
     with pytest.raises(SchemaMismatch, match="schema version '0'; this fedchain needs version '1'"):
         Ledger(db_url, tmp_path / "blobs")
+
+
+def test_a_writer_stuck_holding_the_database_makes_append_unavailable_not_hang(
+    tmp_path: Path,
+) -> None:
+    import fcntl
+    import time
+
+    from services.ledger.errors import LedgerUnavailable
+
+    db = tmp_path / "ledger.db"
+    ledger = Ledger(f"sqlite:///{db}", tmp_path / "blobs", write_timeout=0.5)
+    try:
+        fed = Federation(ledger)
+        fed.genesis()
+        before = snapshot(ledger)
+        with open(f"{db}.lock", "rb+") as other_writer:
+            fcntl.flock(other_writer.fileno(), fcntl.LOCK_EX)
+            start = time.monotonic()
+            with pytest.raises(LedgerUnavailable, match="busy"):
+                fed.join(fed.sn, "SN")
+            assert time.monotonic() - start < 5
+        assert snapshot(ledger) == before
+        fed.join(fed.sn, "SN")  # the lock is free again
+        assert ledger.height() == 1
+    finally:
+        ledger.close()

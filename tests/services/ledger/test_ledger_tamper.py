@@ -13,19 +13,35 @@ from services.ledger.store import Ledger
 from shared.chain.blocks import build_block, header_bytes, payload_text
 from shared.crypto import NodeKey
 
-COLUMNS = ["height", "kind", "prev_hash", "hash", "timestamp_ms", "producer", "payload", "signature"]
+COLUMNS = [
+    "height",
+    "kind",
+    "prev_hash",
+    "hash",
+    "timestamp_ms",
+    "producer",
+    "payload",
+    "signature",
+]
 
 
 def read_row(ledger: Ledger, height: int) -> dict[str, Any]:
     with ledger.engine.connect() as conn:
-        row = conn.execute(sa.text("SELECT * FROM blocks WHERE height = :h"), {"h": height}).mappings().one()
+        row = (
+            conn.execute(sa.text("SELECT * FROM blocks WHERE height = :h"), {"h": height})
+            .mappings()
+            .one()
+        )
     return dict(row)
 
 
 def write_row(ledger: Ledger, height: int, values: dict[str, Any]) -> None:
     sets = ", ".join(f"{k} = :{k}" for k in values)
     with ledger.engine.begin() as conn:
-        conn.execute(sa.text(f"UPDATE blocks SET {sets} WHERE height = :where_h"), {**values, "where_h": height})
+        conn.execute(
+            sa.text(f"UPDATE blocks SET {sets} WHERE height = :where_h"),
+            {**values, "where_h": height},
+        )
 
 
 def flip(value: Any, position: int) -> Any:
@@ -116,7 +132,9 @@ def test_swapped_rows_are_found_at_the_lower_height(fed: Federation) -> None:
 
 
 @pytest.mark.parametrize("how", ["altered", "deleted"])
-def test_blob_changes_are_found_at_the_first_block_naming_the_blob(fed: Federation, how: str) -> None:
+def test_blob_changes_are_found_at_the_first_block_naming_the_blob(
+    fed: Federation, how: str
+) -> None:
     ledger = fed.ledger
     digest = fed.blocks[5].payload.model_digest  # type: ignore[union-attr]  (also named by block 6)
     path = ledger.blobs.path(digest)
@@ -140,7 +158,9 @@ def test_forged_signature_and_rewritten_block_by_an_outsider(fed: Federation) ->
     # an outsider rewrites block 7 consistently (own producer id, recomputed hash, own signature)
     block = fed.blocks[7]
     forged = build_block(block.kind, block.payload, fed.blocks[6], outsider, block.timestamp_ms)
-    write_row(ledger, 7, {"producer": forged.producer, "hash": forged.hash, "signature": forged.signature})
+    write_row(
+        ledger, 7, {"producer": forged.producer, "hash": forged.hash, "signature": forged.signature}
+    )
     assert "not an admitted node" in assert_bad_at(ledger, 7)
 
 
@@ -154,7 +174,9 @@ def test_replaced_key_is_found(fed: Federation) -> None:
     assert_bad_at(ledger, 2)
     # even re-hashed and re-signed by the entry key, the node id no longer matches the key
     forged_payload = type(block.payload)(**fields)
-    header = header_bytes(2, block.kind, block.prev_hash, block.timestamp_ms, block.producer, forged_payload)
+    header = header_bytes(
+        2, block.kind, block.prev_hash, block.timestamp_ms, block.producer, forged_payload
+    )
     digest = hashlib.sha256(header).digest()
     write_row(ledger, 2, {"hash": digest, "signature": fed.entry.sign(digest)})
     assert "not the id of its key" in assert_bad_at(ledger, 2)
@@ -163,5 +185,7 @@ def test_replaced_key_is_found(fed: Federation) -> None:
 def test_tip_record_tamper_is_found(fed: Federation) -> None:
     ledger = fed.ledger
     with ledger.engine.begin() as conn:
-        conn.execute(sa.text("UPDATE ledger_meta SET value = :v WHERE name = 'tip'"), {"v": "9 " + "00" * 32})
+        conn.execute(
+            sa.text("UPDATE ledger_meta SET value = :v WHERE name = 'tip'"), {"v": "9 " + "00" * 32}
+        )
     assert "tip record" in assert_bad_at(ledger, 9)

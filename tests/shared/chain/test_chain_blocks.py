@@ -32,14 +32,23 @@ def fixed_key(seed: int) -> NodeKey:
 
 
 def genesis(key: NodeKey, ts: int = 1000) -> Block:
-    payload = {"config": {"algorithm": "fedper", "rounds": "3"}, "model_digest": DIGEST,
-               "entry_node_id": key.node_id, "entry_public_key": key.public_hex}
+    payload = {
+        "config": {"algorithm": "fedper", "rounds": "3"},
+        "model_digest": DIGEST,
+        "entry_node_id": key.node_id,
+        "entry_public_key": key.public_hex,
+    }
     return build_block(BlockKind.GENESIS, payload, None, key, ts)
 
 
 def joined(key: NodeKey, node: NodeKey, prev: Block, role: str = "SN", parent: str = "") -> Block:
-    payload = {"node_id": node.node_id, "role": role, "public_key": node.public_hex,
-               "parent_sn": parent, "address": "127.0.0.1:9"}
+    payload = {
+        "node_id": node.node_id,
+        "role": role,
+        "public_key": node.public_hex,
+        "parent_sn": parent,
+        "address": "127.0.0.1:9",
+    }
     return build_block(BlockKind.NODE_JOINED, payload, prev, key, prev.timestamp_ms + 1)
 
 
@@ -50,10 +59,22 @@ def _lp(data: bytes) -> bytes:
 def test_header_layout_is_the_documented_canonical_encoding() -> None:
     payload = NodeLeftPayload(node_id="n-1", reason="bye")
     got = header_bytes(7, BlockKind.NODE_LEFT, b"\x11" * 32, 1234, "n-0", payload)
-    body = _lp(b"node_left") + struct.pack(">I", 2) + _lp(b"node_id") + _lp(b"n-1") + _lp(b"reason") + _lp(b"bye")
+    body = (
+        _lp(b"node_left")
+        + struct.pack(">I", 2)
+        + _lp(b"node_id")
+        + _lp(b"n-1")
+        + _lp(b"reason")
+        + _lp(b"bye")
+    )
     expected = (
-        _lp(b"fedchain/block/v1") + struct.pack(">Q", 7) + _lp(b"node_left") + _lp(b"\x11" * 32)
-        + struct.pack(">Q", 1234) + _lp(b"n-0") + _lp(body)
+        _lp(b"fedchain/block/v1")
+        + struct.pack(">Q", 7)
+        + _lp(b"node_left")
+        + _lp(b"\x11" * 32)
+        + struct.pack(">Q", 1234)
+        + _lp(b"n-0")
+        + _lp(body)
     )
     assert got == expected
 
@@ -78,8 +99,12 @@ def test_length_prefixes_keep_different_fields_apart() -> None:
 def test_mapping_order_does_not_change_the_hash_and_floats_are_big_endian_ieee754() -> None:
     key = fixed_key(2)
     g = genesis(key)
-    p1 = RoundPayload.create(1, "fedper", 1, DIGEST, ["n-a"], [DIGEST], [], {"acc": 0.5, "loss": 1.25})
-    p2 = RoundPayload.create(1, "fedper", 1, DIGEST, ["n-a"], [DIGEST], [], {"loss": 1.25, "acc": 0.5})
+    p1 = RoundPayload.create(
+        1, "fedper", 1, DIGEST, ["n-a"], [DIGEST], [], {"acc": 0.5, "loss": 1.25}
+    )
+    p2 = RoundPayload.create(
+        1, "fedper", 1, DIGEST, ["n-a"], [DIGEST], [], {"loss": 1.25, "acc": 0.5}
+    )
     b1 = build_block("round", p1, g, key, 5)
     b2 = build_block("round", p2, g, key, 5)
     assert b1.hash == b2.hash
@@ -89,19 +114,55 @@ def test_mapping_order_does_not_change_the_hash_and_floats_are_big_endian_ieee75
 @pytest.mark.parametrize(
     ("kind", "payload", "message"),
     [
-        ("round", {"round": 1, "algorithm": "fedper", "model_version": 1, "model_digest": DIGEST,
-                   "merkle_root": "00" * 32, "participants": [], "update_digests": [DIGEST],
-                   "rejected": [], "metrics": {}}, "merkle_root"),
-        ("round", {"round": 1, "algorithm": "fedper", "model_version": 1, "model_digest": DIGEST,
-                   "merkle_root": RoundPayload.create(1, "x", 1, DIGEST, [], []).merkle_root,
-                   "participants": [], "update_digests": [], "rejected": [], "metrics": {"acc": float("nan")}},
-         "finite"),
+        (
+            "round",
+            {
+                "round": 1,
+                "algorithm": "fedper",
+                "model_version": 1,
+                "model_digest": DIGEST,
+                "merkle_root": "00" * 32,
+                "participants": [],
+                "update_digests": [DIGEST],
+                "rejected": [],
+                "metrics": {},
+            },
+            "merkle_root",
+        ),
+        (
+            "round",
+            {
+                "round": 1,
+                "algorithm": "fedper",
+                "model_version": 1,
+                "model_digest": DIGEST,
+                "merkle_root": RoundPayload.create(1, "x", 1, DIGEST, [], []).merkle_root,
+                "participants": [],
+                "update_digests": [],
+                "rejected": [],
+                "metrics": {"acc": float("nan")},
+            },
+            "finite",
+        ),
         ("checkpoint", {"model_version": 1, "model_digest": "XYZ", "note": ""}, "64 lowercase hex"),
         ("checkpoint", {"model_version": -1, "model_digest": DIGEST, "note": ""}, "between 0"),
         ("checkpoint", {"model_version": 1, "model_digest": DIGEST}, "missing note"),
-        ("checkpoint", {"model_version": 1, "model_digest": DIGEST, "note": "", "x": 1}, "unknown field"),
-        ("node_joined", {"node_id": "n", "role": "BOSS", "public_key": "00" * 32, "parent_sn": "",
-                         "address": ""}, "role"),
+        (
+            "checkpoint",
+            {"model_version": 1, "model_digest": DIGEST, "note": "", "x": 1},
+            "unknown field",
+        ),
+        (
+            "node_joined",
+            {
+                "node_id": "n",
+                "role": "BOSS",
+                "public_key": "00" * 32,
+                "parent_sn": "",
+                "address": "",
+            },
+            "role",
+        ),
         ("mystery", {}, "unknown block kind"),
     ],
 )
@@ -116,12 +177,16 @@ def test_bad_payloads_are_refused_with_a_reason(kind: str, payload: dict, messag
     participants=st.lists(st.text(max_size=12), max_size=5),
     digests=st.lists(st.binary(min_size=32, max_size=32).map(bytes.hex), max_size=5),
     rejected=st.lists(st.tuples(st.text(max_size=8), st.text(max_size=20)), max_size=3),
-    metrics=st.dictionaries(st.text(max_size=8), st.floats(allow_nan=False, allow_infinity=False), max_size=4),
+    metrics=st.dictionaries(
+        st.text(max_size=8), st.floats(allow_nan=False, allow_infinity=False), max_size=4
+    ),
     round_no=st.integers(0, 2**40),
 )
 def test_json_round_trip_keeps_the_hash(participants, digests, rejected, metrics, round_no) -> None:  # type: ignore[no-untyped-def]
     key = fixed_key(4)
-    payload = RoundPayload.create(round_no, "fedavg", round_no, DIGEST, participants, digests, rejected, metrics)
+    payload = RoundPayload.create(
+        round_no, "fedavg", round_no, DIGEST, participants, digests, rejected, metrics
+    )
     block = build_block("round", payload, genesis(key), key, 77)
     again = Block.from_json(block.to_json())
     assert again == block
@@ -143,11 +208,15 @@ def test_chain_rules_admit_revoke_and_refuse() -> None:
     assert set(state.members) == {entry.node_id, sn.node_id, en.node_id}
 
     # an admitted non-entry key may produce
-    ck = build_block("checkpoint", {"model_version": 1, "model_digest": DIGEST, "note": ""}, j_en, sn, 9)
+    ck = build_block(
+        "checkpoint", {"model_version": 1, "model_digest": DIGEST, "note": ""}, j_en, sn, 9
+    )
     check_block(ck, state)
 
     # unknown producer
-    bad = build_block("checkpoint", {"model_version": 1, "model_digest": DIGEST, "note": ""}, j_en, stranger, 9)
+    bad = build_block(
+        "checkpoint", {"model_version": 1, "model_digest": DIGEST, "note": ""}, j_en, stranger, 9
+    )
     with pytest.raises(ProducerNotAdmitted, match="not an admitted node"):
         check_block(bad, state)
     # EN parent must be an admitted SN
@@ -174,11 +243,16 @@ def test_chain_rules_admit_revoke_and_refuse() -> None:
     left = build_block("node_left", {"node_id": sn.node_id, "reason": "timeout"}, j_en, entry, 10)
     check_block(left, state)
     state.apply(left)
-    late = build_block("checkpoint", {"model_version": 1, "model_digest": DIGEST, "note": ""}, left, sn, 11)
+    late = build_block(
+        "checkpoint", {"model_version": 1, "model_digest": DIGEST, "note": ""}, left, sn, 11
+    )
     with pytest.raises(ProducerNotAdmitted, match="revoked at height 3"):
         check_block(late, state)
     with pytest.raises(BlockInvalid, match="not an admitted node"):
-        check_block(build_block("node_left", {"node_id": sn.node_id, "reason": "again"}, left, entry, 12), state)
+        check_block(
+            build_block("node_left", {"node_id": sn.node_id, "reason": "again"}, left, entry, 12),
+            state,
+        )
 
 
 def test_genesis_rules() -> None:

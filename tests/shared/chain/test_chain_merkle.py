@@ -10,8 +10,19 @@ from hypothesis import strategies as st
 
 from shared.chain import merkle
 
-LEAVES = [bytes.fromhex(x) for x in ("", "00", "10", "2021", "3031", "40414243", "5051525354555657",
-                                     "606162636465666768696a6b6c6d6e6f")]
+LEAVES = [
+    bytes.fromhex(x)
+    for x in (
+        "",
+        "00",
+        "10",
+        "2021",
+        "3031",
+        "40414243",
+        "5051525354555657",
+        "606162636465666768696a6b6c6d6e6f",
+    )
+]
 # Roots of the trees of the first n leaves (transparency-dev/merkle testonly.RootHashes).
 ROOTS = [
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
@@ -25,20 +36,26 @@ ROOTS = [
     "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
 ]
 # Level-0/1/2 node hashes of the 8-leaf tree (testonly.NodeHashes).
-L0 = ["6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
-      "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
-      "0298d122906dcfc10892cb53a73992fc5b9f493ea4c9badb27b791b4127a7fe7",
-      "07506a85fd9dd2f120eb694f86011e5bb4662e5c415a62917033d4a9624487e7",
-      "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
-      "4271a26be0d8a84f0bd54c8c302e7cb3a3b5d1fa6780a40bcce2873477dab658",
-      "b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f",
-      "46f6ffadd3d06a09ff3c5860d2755c8b9819db7df44251788c7d8e3180de8eb1"]
-L1 = ["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
-      "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-      "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
-      "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0"]
-L2 = ["d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
-      "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"]
+L0 = [
+    "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+    "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+    "0298d122906dcfc10892cb53a73992fc5b9f493ea4c9badb27b791b4127a7fe7",
+    "07506a85fd9dd2f120eb694f86011e5bb4662e5c415a62917033d4a9624487e7",
+    "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+    "4271a26be0d8a84f0bd54c8c302e7cb3a3b5d1fa6780a40bcce2873477dab658",
+    "b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f",
+    "46f6ffadd3d06a09ff3c5860d2755c8b9819db7df44251788c7d8e3180de8eb1",
+]
+L1 = [
+    "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+    "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+    "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+    "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+]
+L2 = [
+    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+    "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+]
 
 
 @pytest.mark.parametrize("size", range(len(ROOTS)))
@@ -61,7 +78,9 @@ def test_leaf_hashes_match_reference() -> None:
         (6, 7, [L1[2], L2[0]]),
     ],
 )
-def test_inclusion_proof_matches_reference_nodes(index: int, size: int, expected: list[str]) -> None:
+def test_inclusion_proof_matches_reference_nodes(
+    index: int, size: int, expected: list[str]
+) -> None:
     proof = merkle.inclusion_proof(LEAVES[:size], index)
     assert [p.hex() for p in proof] == expected
     assert merkle.verify_inclusion(LEAVES[index], index, size, proof, bytes.fromhex(ROOTS[size]))
@@ -74,7 +93,9 @@ def test_every_leaf_proves_and_wrong_inputs_fail(size: int) -> None:
         proof = merkle.inclusion_proof(LEAVES[:size], index)
         assert merkle.verify_inclusion(LEAVES[index], index, size, proof, root)
         assert not merkle.verify_inclusion(b"other", index, size, proof, root)
-        assert not merkle.verify_inclusion(LEAVES[index], index, size, proof, merkle.root(LEAVES[: size - 1]))
+        assert not merkle.verify_inclusion(
+            LEAVES[index], index, size, proof, merkle.root(LEAVES[: size - 1])
+        )
         if size > 1:
             assert not merkle.verify_inclusion(LEAVES[index], (index + 1) % size, size, proof, root)
             assert not merkle.verify_inclusion(LEAVES[index], index, size, proof[:-1], root)
@@ -93,7 +114,10 @@ def test_leaf_and_node_domains_differ() -> None:
     a, b = b"a", b"b"
     fake_leaf = merkle.leaf_hash(a) + merkle.leaf_hash(b)
     assert merkle.root([a, b]) != merkle.root([fake_leaf])
-    assert merkle.root([a, b]) == hashlib.sha256(b"\x01" + merkle.leaf_hash(a) + merkle.leaf_hash(b)).digest()
+    assert (
+        merkle.root([a, b])
+        == hashlib.sha256(b"\x01" + merkle.leaf_hash(a) + merkle.leaf_hash(b)).digest()
+    )
 
 
 @settings(max_examples=60, deadline=None)

@@ -120,3 +120,17 @@ def test_real_mnist_and_cifar10(datasets_dir: Path) -> None:
     assert np.bincount(cifar.labels.numpy()).tolist() == [6000] * 10
     mean = cifar.images[:5000].float().div(255).mean(dim=(0, 2, 3))
     assert torch.allclose(mean, torch.tensor([0.49, 0.48, 0.45]), atol=0.02)
+
+
+def test_download_offline_says_it_needs_internet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib.error
+
+    import torchvision
+
+    class Offline:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", Offline)
+    with pytest.raises(D.DatasetMissing, match="could not download mnist .*needs internet"):
+        D.load_pool("mnist", tmp_path / "fresh", download=True)

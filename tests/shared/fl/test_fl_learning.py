@@ -25,7 +25,7 @@ def _settings(datasets_dir: Path, **kw: object):
 def test_fedavg_passes_95_percent_on_iid_mnist(datasets_dir: Path) -> None:
     s = _settings(
         datasets_dir, algorithm="fedavg", partition="iid", clients=5, rounds=5, max_samples=5000,
-        lr=0.03, momentum=0.9,
+        lr=0.015, momentum=0.9,
     )
     seen: list[RoundResult] = []
     result = run_simulation(s, progress=seen.append)

@@ -43,3 +43,23 @@ def test_seed_server_without_clients_says_so() -> None:
     server = Server(load_settings(dataset="mnist-sample"))
     with pytest.raises(ConfigError, match="no clients"):
         server.start_train()
+
+
+def test_a_client_joining_late_starts_from_the_initial_head() -> None:
+    import torch
+
+    from shared.fl.data import load_federated
+    from shared.fl.simulation import Simulation
+
+    s = load_settings(dataset="mnist-sample", clients=3, max_samples=300, local_epochs=1, lr=0.1)
+    shares = load_federated(s)
+    sim = Simulation(s)
+    initial_head = sim.global_state["fc.weight"].clone()
+    sim.add_client(shares[0])
+    sim.add_client(shares[1])
+    sim.run_round(evaluate=False)
+    late = sim.add_client(shares[2])
+    assert torch.equal(late.personal_state()["fc.weight"], initial_head)
+    assert not torch.equal(sim.clients[0].personal_state()["fc.weight"], initial_head)
+    base = {k: v for k, v in late.model.state_dict().items() if k in late.shared_keys}
+    assert all(torch.equal(base[k], sim.global_state[k]) for k in base)

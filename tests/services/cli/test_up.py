@@ -1,0 +1,157 @@
+"""`fedchain up` end to end: real child processes, real rounds on the chain, nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import REPO, free_port
+
+SMALL = ["--sns", "1", "--ens", "2", "--max-samples", "1000"]
+TINY = ["--sns", "0", "--ens", "1", "--max-samples", "600"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(FEDCHAIN_HEARTBEAT_INTERVAL="0.5", FEDCHAIN_HEARTBEAT_TIMEOUT="3", FEDCHAIN_TORCH_THREADS="1")
+    return env
+
+
+def _fedchain(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli.main", *args],
+        capture_output=True, text=True, timeout=timeout, env=_env(), cwd=REPO,
+    )
+
+
+def _processes_using(path: Path) -> list[str]:
+    """Command lines of live processes that mention ``path`` (our children would)."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            continue
+        if str(path) in cmd and state != "Z":
+            out.append(cmd)
+    return out
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_up_trains_verifies_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    port = free_port()
+    state = tmp_path / "fc"
+    r = _fedchain("up", "--state-dir", str(state), "--port", str(port), "--rounds", "2", *SMALL)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    assert "round 1/2: accuracy" in out and "round 2/2: accuracy" in out
+    assert "2 participants" in out and "block height" in out
+    assert "chain verified" in out
+    assert (state / "model.safetensors").is_file()
+    assert (state / "ledger" / "ledger.db").is_file()
+    assert str(state / "model.safetensors") in out
+    assert not (state / "network.json").exists()
+    assert _processes_using(state) == []
+    assert _port_free(port) and _port_free(port + 1000)
+    check = _fedchain("verify", "--state-dir", str(state / "ledger"), timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_up_keep_leaves_the_network_for_the_console_and_down_stops_it(tmp_path: Path) -> None:
+    port = free_port()
+    state = tmp_path / "fc"
+    try:
+        r = _fedchain("up", "--state-dir", str(state), "--port", str(port), "--rounds", "1", "--keep", *TINY)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert f"fedchain console --ip 127.0.0.1 --port {port + 1000}" in r.stdout
+        assert f"fedchain down --state-dir {state}" in r.stdout
+        health = httpx.get(f"http://127.0.0.1:{port + 1000}/health", timeout=5).json()
+        assert health["role"] == "SN" and health["entry"] is True
+        assert httpx.get(f"http://127.0.0.1:{port + 1000}/status", timeout=5).json()["round"] == 1
+        again = _fedchain("up", "--state-dir", str(state), "--port", str(free_port()), timeout=60)
+        assert again.returncode == 2 and "already running" in again.stderr
+    finally:
+        d = _fedchain("down", "--state-dir", str(state), timeout=60)
+    assert d.returncode == 0, d.stdout + d.stderr
+    assert "stopped 3 processes" in d.stdout  # ledger, entry, one EN
+    assert _processes_using(state) == []
+    assert _port_free(port) and _port_free(port + 1000)
+    nothing = _fedchain("down", "--state-dir", str(state), timeout=60)
+    assert nothing.returncode == 2 and "no network" in nothing.stderr
+
+
+def test_ctrl_c_stops_every_child(tmp_path: Path) -> None:
+    port = free_port()
+    state = tmp_path / "fc"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli.main", "up", "--state-dir", str(state), "--port", str(port),
+         "--rounds", "50", *TINY],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(), cwd=REPO,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        seen = ""
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            seen += line
+            if "round 1/" in line or not line:
+                break
+        assert "round 1/" in seen, seen
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, seen + rest
+    assert "stopping the network" in rest
+    assert _processes_using(state) == []
+    assert _port_free(port) and _port_free(port + 1000)
+
+
+def test_up_refuses_a_busy_port_with_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        busy = s.getsockname()[1]
+        r = _fedchain("up", "--state-dir", str(tmp_path / "fc"), "--port", str(busy), timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"fedchain: error: port {busy} is in use; stop what uses it or pass --port"
+    assert not (tmp_path / "fc" / "network.json").exists()
+
+
+@pytest.mark.mysql
+def test_up_with_a_mysql_chain(tmp_path: Path, mysql_url: str) -> None:
+    port = free_port()
+    state = tmp_path / "fc"
+    r = _fedchain("up", "--state-dir", str(state), "--port", str(port), "--rounds", "1", "--db-url", mysql_url, *SMALL)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "round 1/1: accuracy" in r.stdout and "chain verified" in r.stdout
+    assert "fedchain:fedchain@" not in r.stdout  # the password is not printed
+    assert not (state / "ledger" / "ledger.db").exists()
+    check = _fedchain("verify", "--db-url", mysql_url, "--blobs", str(state / "ledger" / "blobs"), timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert _processes_using(state) == []

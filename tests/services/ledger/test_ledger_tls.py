@@ -1,0 +1,92 @@
+"""The ledger over mutual TLS: a client with the CA and its own certificate gets in, others do not."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from services.ledger.client import LedgerClient
+from services.ledger.errors import LedgerUnavailable
+from services.ledger.server import LedgerService
+from shared.config import Settings
+from tests.conftest import free_port
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def make_pki(folder: Path) -> dict[str, Path]:
+    """A CA, and a certificate for 127.0.0.1 signed by it (used by both server and client)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name("fedchain test CA"))
+        .issuer_name(_name("fedchain test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("127.0.0.1"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(2)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = {"ca": folder / "ca.pem", "cert": folder / "node.pem", "key": folder / "node.key"}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths["key"].write_bytes(_pem_key(key))
+    return paths
+
+
+def test_mutual_tls(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    settings = Settings(
+        state_dir=tmp_path / "state",
+        port=free_port(),
+        http_port=free_port(),
+        tls_ca=pki["ca"],
+        tls_cert=pki["cert"],
+        tls_key=pki["key"],
+    )
+    service = LedgerService(settings)
+    service.start()
+    try:
+        with LedgerClient(
+            service.grpc_address, tls_ca=pki["ca"], tls_cert=pki["cert"], tls_key=pki["key"]
+        ) as c:
+            assert c.tip() is None and c.verify().ok
+        with (
+            LedgerClient(service.grpc_address, timeout=3) as plain,
+            pytest.raises(LedgerUnavailable),
+        ):
+            plain.tip()
+    finally:
+        service.stop()

@@ -1,0 +1,68 @@
+"""The entry's registry: least-loaded SN assignment, stable partitions, liveness."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from services.sn.registry import FederationFull, NoSuperNode, Registry
+
+
+def _reg(tmp_path: Path, timeout: float = 5.0) -> Registry:
+    r = Registry(tmp_path / "registry.json", heartbeat_timeout=timeout)
+    r.add_entry("entry", "00" * 32, "127.0.0.1:1", "127.0.0.1:2")
+    return r
+
+
+def test_edges_go_to_the_least_loaded_non_entry_sn(tmp_path: Path) -> None:
+    r = _reg(tmp_path)
+    r.admit_sn("sn-a", "11" * 32, "a:1", "a:2")
+    r.admit_sn("sn-b", "22" * 32, "b:1", "b:2")
+    parents = [r.admit_en(f"en-{i}", "33" * 32, f"e{i}:1", "", clients=4)[0].parent_sn for i in range(4)]
+    assert sorted(parents) == ["sn-a", "sn-a", "sn-b", "sn-b"]
+    assert [m.partition_index for m in r.members("EN")] == [0, 1, 2, 3]
+
+
+def test_the_entry_hosts_edges_only_without_other_sns(tmp_path: Path) -> None:
+    r = _reg(tmp_path)
+    m, _ = r.admit_en("en-0", "33" * 32, "e:1", "", clients=2)
+    assert m.parent_sn == "entry"
+
+
+def test_a_returning_edge_keeps_its_partition_and_avoids_a_dead_sn(tmp_path: Path) -> None:
+    r = _reg(tmp_path)
+    r.admit_sn("sn-a", "11" * 32, "a:1", "a:2")
+    r.admit_sn("sn-b", "22" * 32, "b:1", "b:2")
+    first, _ = r.admit_en("en-0", "33" * 32, "e:1", "", clients=3)
+    r.admit_en("en-1", "44" * 32, "f:1", "", clients=3)
+    again, changed = r.admit_en("en-0", "33" * 32, "e:1", "", clients=3, avoid_sn=first.parent_sn)
+    assert again.partition_index == first.partition_index
+    assert again.parent_sn != first.parent_sn and changed
+    same, changed = r.admit_en("en-1", "44" * 32, "f:1", "", clients=3)
+    assert not changed and same.partition_index == 1
+    # persisted: a restarted entry knows the same federation
+    r2 = Registry(tmp_path / "registry.json", heartbeat_timeout=5)
+    assert {m.node_id: m.partition_index for m in r2.members("EN")} == {"en-0": 0, "en-1": 1}
+
+
+def test_full_federation_and_no_sn_are_refused(tmp_path: Path) -> None:
+    r = _reg(tmp_path)
+    r.admit_en("en-0", "33" * 32, "e:1", "", clients=1)
+    with pytest.raises(FederationFull, match="all 1 partitions"):
+        r.admit_en("en-1", "44" * 32, "f:1", "", clients=1)
+    with pytest.raises(NoSuperNode):
+        r.admit_en("en-0", "33" * 32, "e:1", "", clients=1, avoid_sn="entry")
+
+
+def test_sn_liveness_follows_heartbeats(tmp_path: Path) -> None:
+    r = _reg(tmp_path, timeout=0.2)
+    r.admit_sn("sn-a", "11" * 32, "a:1", "a:2")
+    en, _ = r.admit_en("en-0", "33" * 32, "e:1", "", clients=1)
+    assert r.heartbeat("sn-a", "a:1", "a:2", ["en-0"])
+    assert r.is_alive("sn-a") and r.is_alive("en-0")
+    time.sleep(0.3)
+    assert not r.is_alive("sn-a") and not r.is_alive("en-0")
+    assert r.is_alive("entry")
+    assert not r.heartbeat("stranger", "x:1", "x:2", [])
