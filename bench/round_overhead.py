@@ -157,6 +157,8 @@ def run_flower(py: Path, settings: Any, parts: list[Path], work: Path, timeout: 
         common.wait_until(finished, timeout, f"the Flower run to finish {settings.rounds} rounds", interval=0.5)
         total_s = time.perf_counter() - t_submit
     data = json.loads(out.read_text())
+    if "error" in data:
+        raise common.BenchError(f"the Flower ServerApp failed: {data['error']}")
     rounds = data["rounds"]
     if any(r["replies"] != settings.clients for r in rounds):
         raise common.BenchError(f"a Flower round got fewer than {settings.clients} replies: {rounds}")

@@ -19,6 +19,8 @@ from services.ledger.errors import LedgerCorrupt, LedgerRejected, LedgerUnavaila
 from services.ledger.metrics import LedgerMetrics
 from services.ledger.store import MAX_RANGE, Ledger
 
+MAX_HEIGHT = 2**63 - 1  # heights are SQL BIGINTs; a larger number can name no block
+
 
 def create_app(ledger: Ledger, metrics: LedgerMetrics) -> FastAPI:
     """A FastAPI app serving ``ledger`` read-only over HTTP."""
@@ -63,7 +65,7 @@ def create_app(ledger: Ledger, metrics: LedgerMetrics) -> FastAPI:
     @app.get("/blocks", summary="Consecutive blocks (default: the last 10)")
     def blocks(
         start: int | None = Query(
-            None, alias="from", ge=0, description="first height (default: last `limit`)"
+            None, alias="from", ge=0, le=MAX_HEIGHT, description="first height (default: last `limit`)"
         ),
         limit: int = Query(10, ge=1, le=MAX_RANGE),
     ) -> list[dict[str, Any]]:
@@ -73,7 +75,7 @@ def create_app(ledger: Ledger, metrics: LedgerMetrics) -> FastAPI:
 
     @app.get("/blocks/{height}", summary="One block by height")
     def block(height: int) -> dict[str, Any]:
-        if height < 0:
+        if height < 0 or height > MAX_HEIGHT:
             raise NotFound(f"no block at height {height}")
         found = ledger.get(height)
         if found is None:

@@ -10,7 +10,6 @@ import signal
 import socket
 import threading
 from collections.abc import Callable
-from concurrent import futures
 from pathlib import Path
 from types import FrameType
 
@@ -22,7 +21,7 @@ from services.ledger.http_api import create_app
 from services.ledger.metrics import LedgerMetrics
 from services.ledger.store import Ledger, default_db_url, redact
 from shared.config import ConfigError, Settings
-from shared.net.grpc_util import NetConfig
+from shared.net.grpc_util import NetConfig, make_server
 from shared.rpc import ledger_pb2_grpc
 
 
@@ -43,32 +42,6 @@ def _bind_http(host: str, port: int) -> socket.socket:
         raise ConfigError(f"cannot listen for HTTP on {host}:{port}: {exc.strerror}") from None
     sock.listen(128)
     return sock
-
-
-def _make_grpc_server(net: NetConfig, host: str, port: int) -> grpc.Server:
-    """A gRPC server bound to host:port, refusing a port another process already serves.
-
-    gRPC enables SO_REUSEPORT by default, which lets a second server silently share a
-    port; it is turned off here so a taken port is a ConfigError.
-    """
-    options = [*net.options(), ("grpc.so_reuseport", 0)]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=options)
-    address = f"{host}:{port}"
-    try:
-        if net.tls_cert is not None and net.tls_key is not None:
-            creds = grpc.ssl_server_credentials(
-                [(net.tls_key, net.tls_cert)],
-                root_certificates=net.tls_ca,
-                require_client_auth=net.tls_ca is not None,
-            )
-            bound = server.add_secure_port(address, creds)
-        else:
-            bound = server.add_insecure_port(address)
-    except RuntimeError:
-        bound = 0
-    if bound == 0:
-        raise ConfigError(f"cannot listen for gRPC on {address} (port in use or address not local)")
-    return server
 
 
 class LedgerService:
@@ -98,7 +71,7 @@ class LedgerService:
         net = NetConfig.from_settings(self.settings)
         sock = _bind_http(self.settings.host, self.settings.effective_http_port)
         try:
-            server = _make_grpc_server(net, self.settings.host, self.settings.port)
+            server = make_server(net, self.settings.host, self.settings.port)
         except ConfigError:
             sock.close()
             raise

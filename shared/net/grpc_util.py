@@ -61,8 +61,13 @@ class NetConfig:
 
 
 def make_server(net: NetConfig, host: str, port: int, *, workers: int = 16) -> grpc.Server:
-    """A gRPC server bound to host:port (TLS when configured). Raises ConfigError if the port is taken."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=net.options())
+    """A gRPC server bound to host:port (TLS when configured). Raises ConfigError if the port is taken.
+
+    gRPC enables SO_REUSEPORT by default, which lets a second server silently share a port;
+    it is turned off so that a taken port is an error, not two nodes answering at random.
+    """
+    options = [*net.options(), ("grpc.so_reuseport", 0)]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
     address = f"{host}:{port}"
     try:
         if net.tls_cert is not None and net.tls_key is not None:

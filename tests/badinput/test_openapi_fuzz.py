@@ -122,3 +122,18 @@ def test_save_to_an_unwritable_path_is_a_400(live: LiveNet) -> None:
     assert r.status_code == 400, r.text
     assert "cannot write" in r.json()["detail"]
     assert live.net.get("/status")["height"] == height, "a refused save still wrote a checkpoint block"
+
+
+HUGE = str(2**64)  # past every SQL BIGINT and protobuf int64 (found by the fuzzer on the ledger)
+
+
+@pytest.mark.parametrize(
+    ("who", "path"),
+    [("ledger", f"/blocks?from={HUGE}"), ("ledger", f"/blocks/{HUGE}"), ("entry", f"/blocks?from={HUGE}"),
+     ("entry", f"/model?version={HUGE}"), ("sn", f"/blocks?from={HUGE}")],
+)
+def test_integers_past_int64_are_a_4xx(live: LiveNet, who: str, path: str) -> None:
+    proc = {"ledger": live.ledger, "entry": live.entry, "sn": live.sn}[who]
+    r = httpx.get(proc.http + path, timeout=30)
+    assert 400 <= r.status_code < 500, f"{who} {path}: {r.status_code} {r.text}"
+    assert r.json()["detail"], r.text

@@ -68,12 +68,25 @@ def wait_round(net: LocalNet, round_no: int, timeout: float = 240) -> dict[str, 
     return net.wait_for(lambda: (s := net.get("/status"))["round"] >= round_no and s, f"round {round_no}", timeout)
 
 
+class TrainingStopped(Exception):
+    """The entry gave up training before reaching the target round (not an AssertionError, so
+    ``LocalNet.wait_for`` lets it through instead of polling on)."""
+
+
 def wait_done(net: LocalNet, target: int, timeout: float = 300) -> dict[str, Any]:
-    """Wait until training reached ``target`` and stopped."""
-    return net.wait_for(
-        lambda: (s := net.get("/status"))["round"] >= target and s["state"] != "training" and s,
-        f"training to reach round {target}", timeout,
-    )
+    """Wait until training reached ``target`` and stopped; fail at once if the entry gave up early."""
+
+    def check() -> dict[str, Any] | None:
+        s = net.get("/status")
+        if s["state"] == "training" or s["state"] == "pausing":
+            return None
+        if s["round"] < target:
+            raise TrainingStopped(
+                f"the entry stopped at round {s['round']} of {target} ({s['state']}): {s.get('error')}\n{net.logs()}"
+            )
+        return s
+
+    return net.wait_for(check, f"training to reach round {target}", timeout)
 
 
 def round_blocks(net: LocalNet) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import need
 from tests.faults import mariadb
@@ -23,6 +24,8 @@ from tests.faults.cluster import (
     wait_round,
 )
 from tests.network.harness import LocalNet
+
+pytestmark = pytest.mark.slow  # each starts a real multi-process network
 
 ROUNDS = 3
 

@@ -50,7 +50,7 @@ class LocalNet:
         self.env = dict(os.environ)
         self.env.update(
             FEDCHAIN_HEARTBEAT_INTERVAL="0.5",
-            FEDCHAIN_HEARTBEAT_TIMEOUT="3",
+            FEDCHAIN_HEARTBEAT_TIMEOUT="10",  # modules that kill nodes pass a shorter one
             FEDCHAIN_ROUND_TIMEOUT="90",
             FEDCHAIN_API_TOKEN=API_TOKEN,
             FEDCHAIN_JOIN_TOKEN=JOIN_TOKEN,

@@ -56,6 +56,9 @@ class FakeEdge(node_pb2_grpc.NodeServicer):
         self.opened.put(request)
         return pb.OpenRoundReply(ok=True, edges=1)
 
+    def Evaluate(self, request: pb.EvaluateRequest, context: grpc.ServicerContext) -> pb.EvaluateReply:
+        return pb.EvaluateReply()  # a fake has no data to evaluate
+
     def submit(self, header: pb.UpdateHeader, data: bytes) -> grpc.RpcError:
         with pytest.raises(grpc.RpcError) as info:
             self.stub.SubmitUpdate(update_parts(header, data, 512 * 1024), timeout=30)
@@ -79,7 +82,10 @@ def join(channel: grpc.Channel, key: NodeKey, address: str, token: str) -> pb.Jo
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
-    n = LocalNet(tmp_path_factory.mktemp("bad-input-net"), FEDCHAIN_MAX_MESSAGE_MB=str(MAX_MB))
+    # a long heartbeat timeout: the fake ENs live in this (busy) test process and must not be declared dead
+    n = LocalNet(
+        tmp_path_factory.mktemp("bad-input-net"), FEDCHAIN_MAX_MESSAGE_MB=str(MAX_MB), FEDCHAIN_HEARTBEAT_TIMEOUT="30"
+    )
     try:
         n.wait_healthy(n.start_entry("--dataset", "mnist-sample", "--clients", str(len(FAKES) + 1),
                                      "--max-samples", "800", "--quorum", "0.1", "--local-epochs", "1"))
@@ -103,6 +109,10 @@ def test_wrong_join_token_is_refused_and_changes_nothing(net: LocalNet) -> None:
 
 
 def test_bad_updates_are_refused_and_listed(net: LocalNet) -> None:
+    from shared.fl.models import build_model
+    from shared.fl.split import shared_keys
+
+    keys = shared_keys(build_model("auto", "mnist-sample"), "fedper", 1)
     fakes = {name: FakeEdge(net.entry.address) for name in FAKES}  # type: ignore[union-attr]
     try:
         net.wait_edges(1 + len(FAKES))
@@ -114,10 +124,6 @@ def test_bad_updates_are_refused_and_listed(net: LocalNet) -> None:
             pb.FetchModelRequest(version=any_req.version, digest=any_req.model_digest), timeout=30
         )
         global_state = decode(join_model_chunks(stream, 64 << 20))
-        from shared.fl.models import build_model
-        from shared.fl.split import shared_keys
-
-        keys = shared_keys(build_model("auto", "mnist-sample"), "fedper", 1)
         good = {k: global_state[k].clone() for k in keys}
         first = keys[0]
 

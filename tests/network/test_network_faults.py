@@ -16,7 +16,7 @@ FL = ["--dataset", "mnist-sample", "--clients", "3", "--max-samples", "900", "--
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
-    n = LocalNet(tmp_path_factory.mktemp("faults-net"))
+    n = LocalNet(tmp_path_factory.mktemp("faults-net"), FEDCHAIN_HEARTBEAT_TIMEOUT="5")
     try:
         n.wait_healthy(n.start_entry(*FL))
         n.start_sn("sn-1")
@@ -101,7 +101,7 @@ def test_restarted_edge_node_keeps_identity_partition_and_head(net: LocalNet) ->
     net.kill(en, signal.SIGTERM)
     assert en.popen.returncode == 0  # a clean stop
     net.restart(en)
-    net.wait_for(lambda: net.get("/status", en)["partition_index"] >= 0, "the EN to re-join")
+    net.wait_for(lambda: net.get("/status", en)["state"] == "idle", "the EN to re-join and load its data")
     after = net.get("/status", en)
     assert after["node_id"] == before["node_id"]
     assert after["partition_index"] == before["partition_index"]

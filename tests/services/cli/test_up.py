@@ -20,7 +20,7 @@ TINY = ["--sns", "0", "--ens", "1", "--max-samples", "600"]
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    env.update(FEDCHAIN_HEARTBEAT_INTERVAL="0.5", FEDCHAIN_HEARTBEAT_TIMEOUT="3", FEDCHAIN_TORCH_THREADS="1")
+    env.update(FEDCHAIN_HEARTBEAT_INTERVAL="0.5", FEDCHAIN_HEARTBEAT_TIMEOUT="10", FEDCHAIN_TORCH_THREADS="1")
     return env
 
 

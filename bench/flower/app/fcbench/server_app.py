@@ -23,6 +23,22 @@ app = ServerApp()
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
+    """Run the timed rounds; on any failure write ``{"error": ...}`` so the benchmark stops waiting."""
+    try:
+        timed_rounds(grid, context)
+    except Exception as exc:
+        _write(str(context.run_config["out"]), {"error": f"{type(exc).__name__}: {exc}"})
+        raise
+
+
+def _write(out: str, data: dict[str, object]) -> None:
+    if out:
+        tmp = Path(out + ".part")
+        tmp.write_text(json.dumps(data, indent=1))
+        tmp.replace(out)
+
+
+def timed_rounds(grid: Grid, context: Context) -> None:
     """Run ``num-rounds`` FedAvg rounds over every connected SuperNode and record their times."""
     cfg = context.run_config
     rounds = int(cfg["num-rounds"])
@@ -57,8 +73,4 @@ def main(grid: Grid, context: Context) -> None:
                 "train_loss": float(metrics["train_loss"]) if metrics else float("nan"),
             }
         )
-    out = str(cfg["out"])
-    if out:
-        tmp = Path(out + ".part")
-        tmp.write_text(json.dumps({"nodes": nodes, "rounds": records}, indent=1))
-        tmp.replace(out)
+    _write(str(cfg["out"]), {"nodes": nodes, "rounds": records})
