@@ -204,28 +204,36 @@ def normalise_keys(data: dict[str, Any], source: str) -> dict[str, Any]:
     for key, value in _flatten(data).items():
         name = SEED_ALIASES.get(key, key.replace("-", "_"))
         if name not in fields:
-            raise ConfigError(f"{source}: unknown key '{key}' (known: {', '.join(sorted(fields))})")
+            raise ConfigError(f"{source}: unknown key {key!r} (known: {', '.join(sorted(fields))})")
         out[name] = value
     return out
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
     """Read a JSON, YAML or TOML config file into field names (aliases resolved)."""
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a directory, not a file")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
+    kinds = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml", ".json": "json", "": "json"}
+    if path.suffix.lower() not in kinds:
+        raise ConfigError(
+            f"config file {path}: unsupported format '{path.suffix}' (use .json, .yaml, .yml or .toml)"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc}".splitlines()[0]) from exc
     try:
-        if path.suffix == ".toml":
+        if path.suffix.lower() == ".toml":
             data: Any = tomllib.loads(text)
-        elif path.suffix in {".yaml", ".yml"}:
+        elif path.suffix.lower() in {".yaml", ".yml"}:
             data = yaml.safe_load(text)
         else:
             data = json.loads(text)
     except (json.JSONDecodeError, yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"config file {path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}".splitlines()[0]) from exc
+        kind = kinds[path.suffix.lower()]
+        raise ConfigError(f"config file {path} is not valid {kind}: {' '.join(str(exc).split())}") from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):

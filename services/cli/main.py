@@ -2,7 +2,8 @@
 
 Each command group lives in its own module with a ``register(app)`` function; heavy
 imports (torch, grpc) happen inside the commands so ``fedchain --help`` stays fast.
-A ConfigError anywhere becomes one line on stderr and exit code 2.
+Every user error — a flag click cannot parse, an unknown option, a bad config value, a
+missing dataset — becomes one line on stderr and exit code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +11,11 @@ from __future__ import annotations
 import sys
 
 import typer
+
+try:  # typer >= 0.20 vendors click; its exceptions are not click's
+    from typer._click import exceptions as cx
+except ImportError:  # pragma: no cover - older typer on plain click
+    from click import exceptions as cx
 
 from services.cli import console, ledger, node, simulate, up
 from shared.config import ConfigError
@@ -26,12 +32,36 @@ for module in (simulate, ledger, node, up, console):
     module.register(app)
 
 
-def main() -> None:
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _usage_error(exc: cx.UsageError) -> str:
+    """``fedchain node: Invalid value for '--port': 'eighty' is not a valid integer.``"""
+    where = exc.ctx.command_path if exc.ctx is not None else "fedchain"
+    hint = f" (see '{where} --help')" if exc.ctx is not None else ""
+    return f"{where}: {_one_line(exc.format_message())}{hint}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; exit 2 with one line for any usage or configuration error."""
     try:
-        app()
-    except ConfigError as exc:
-        print(f"fedchain: error: {exc}", file=sys.stderr)
+        code = app(args=argv, standalone_mode=False)
+    except cx.NoArgsIsHelpError:  # typer has already printed the help
+        sys.exit(0)
+    except cx.UsageError as exc:
+        print(f"fedchain: error: {_usage_error(exc)}", file=sys.stderr)
         sys.exit(2)
+    except ConfigError as exc:
+        print(f"fedchain: error: {_one_line(str(exc))}", file=sys.stderr)
+        sys.exit(2)
+    except typer.Abort:
+        print("fedchain: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except cx.ClickException as exc:
+        print(f"fedchain: error: {_one_line(exc.format_message())}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,10 @@ FATAL_JOIN = {
 }
 
 
+class ShuttingDown(Exception):
+    """Raised inside local training when the node is stopping (checked before every batch)."""
+
+
 class EdgeNode:
     """State and behaviour of an EN; its gRPC servicer and HTTP API call into it."""
 
@@ -65,6 +69,7 @@ class EdgeNode:
         self.last_accuracy: float | None = None
         self._stop = threading.Event()
         self._last_algorithm = settings.algorithm
+        self._workers: list[threading.Thread] = []
 
     # ------------------------------------------------------------ joining
     def join(self, avoid_sn: str = "", timeout: float = 120.0) -> None:
@@ -140,6 +145,7 @@ class EdgeNode:
         self._data = load_client(self.settings, self.partition_index)
         # The simulation's clients start from the seeded initial model (heads included); so do we.
         self._model = initial_model(self.settings)
+        self._model.register_forward_pre_hook(self._abort_if_stopping)
         for algorithm in ("fedper", "fedavg"):
             path = self._personal_path(algorithm)
             if path.is_file() and not keep_personal:
@@ -199,8 +205,21 @@ class EdgeNode:
                     log.warning("re-join failed: %s", exc)
                     failing_since = time.monotonic()
 
+    def _abort_if_stopping(self, *_: object) -> None:
+        """Forward pre-hook: every batch of training or evaluation first checks the stop flag."""
+        if self._stop.is_set():
+            raise ShuttingDown("the edge node is stopping")
+
     def stop(self) -> None:
+        """Stop accepting rounds; a running round stops at its next batch."""
         self._stop.set()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for round threads to finish; True when none is left running."""
+        deadline = time.monotonic() + timeout
+        for worker in list(self._workers):
+            worker.join(max(0.0, deadline - time.monotonic()))
+        return not any(w.is_alive() for w in self._workers)
 
     # ------------------------------------------------------------ rounds
     def _fetch_global(self, version: int, model_digest: str) -> dict:
@@ -216,7 +235,11 @@ class EdgeNode:
         """Accept a round and train it in the background."""
         if self._data is None:
             return pb.OpenRoundReply(ok=False, message="edge node is still starting")
-        threading.Thread(target=self._train, args=(req,), name=f"en-round-{req.round}", daemon=True).start()
+        if self._stop.is_set():
+            return pb.OpenRoundReply(ok=False, message="edge node is shutting down")
+        worker = threading.Thread(target=self._train, args=(req,), name=f"en-round-{req.round}", daemon=True)
+        self._workers = [w for w in self._workers if w.is_alive()] + [worker]
+        worker.start()
         return pb.OpenRoundReply(ok=True, edges=1)
 
     def _train(self, req: pb.OpenRoundRequest) -> None:
@@ -248,6 +271,8 @@ class EdgeNode:
                 )
                 self.last_round = req.round
                 log.info("round %d: update submitted (%s)", req.round, reply.message)
+            except ShuttingDown:
+                log.info("round %d: training stopped because the edge node is shutting down", req.round)
             except grpc.RpcError as exc:
                 log.warning("round %d: update refused: %s %s", req.round, exc.code().name, exc.details())
             except Exception:  # noqa: BLE001 - a failed round must not kill the node

@@ -13,11 +13,14 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
+from services.ledger.errors import LedgerUnavailable
 from services.sn.entry import Busy, EntryRole
 from services.sn.metrics import NodeMetrics
 from services.sn.supernode import SuperNode
 
 FORWARD_TIMEOUT = httpx.Timeout(connect=5.0, read=600.0, write=60.0, pool=5.0)
+MAX_INT64 = 2**63 - 1
+"""Largest height/version a query accepts (the ledger stores heights as signed 64-bit)."""
 
 
 class TrainBody(BaseModel):
@@ -49,6 +52,11 @@ def build_app(sn: SuperNode, entry: EntryRole | None, metrics: NodeMetrics, api_
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _one_line(exc)}, status_code=422)
+
+    @app.exception_handler(LedgerUnavailable)
+    async def _ledger_down(_: Request, exc: LedgerUnavailable) -> JSONResponse:
+        first = (str(exc).splitlines() or ["unreachable"])[0]
+        return JSONResponse({"detail": f"the ledger is unavailable: {first}"}, status_code=503)
 
     def require_token(request: Request) -> None:
         header = request.headers.get("authorization", "")
@@ -97,7 +105,8 @@ def build_app(sn: SuperNode, entry: EntryRole | None, metrics: NodeMetrics, api_
                 import json
 
                 merged = json.loads(bytes(r.body))
-                merged.update(node_id=sn.node_id, entry=False, ens=len(sn.edges.alive()), state=merged.get("state"))
+                # "ens"/"sns" stay the federation's live counts (as the entry sees them); this SN's own ENs apart
+                merged.update(node_id=sn.node_id, entry=False, local_ens=len(sn.edges.alive()))
                 return merged
         except HTTPException:
             pass
@@ -172,7 +181,7 @@ def build_app(sn: SuperNode, entry: EntryRole | None, metrics: NodeMetrics, api_
         return out
 
     @app.get("/model")
-    def model(version: int | None = Query(None, ge=0)) -> Response:
+    def model(version: int | None = Query(None, ge=0, le=MAX_INT64)) -> Response:
         e = need_entry()
         v = e.model.version if version is None else version
         d = e.chain.model_digest(v) if v != e.model.version else e.model.digest
@@ -203,7 +212,7 @@ def build_app(sn: SuperNode, entry: EntryRole | None, metrics: NodeMetrics, api_
 
     @app.get("/blocks")
     def blocks(
-        start: int | None = Query(None, alias="from", ge=0), limit: int = Query(10, ge=1, le=1000)
+        start: int | None = Query(None, alias="from", ge=0, le=MAX_INT64), limit: int = Query(10, ge=1, le=1000)
     ) -> list[dict[str, Any]]:
         e = need_entry()
         top = e.chain.height()

@@ -70,20 +70,46 @@ class EntryChain:
         self.ledger = ledger
         self.key = key
         self._lock = threading.Lock()
+        self.cached_height = -1
+        """Tip height as last seen (what /status shows while the ledger is unreachable)."""
 
     def append(self, kind: str, payload: Any) -> Any:
-        """Build the next block on the current tip, sign it with the entry key and append it."""
+        """Build the next block on the current tip, sign it with the entry key and append it.
+
+        When the append fails (refused, timed out, connection lost) the tip is read again: if
+        the block landed anyway (the ledger committed it but the reply was lost), it is
+        returned as appended; otherwise the original error is raised.
+        """
         from shared.chain.blocks import BlockKind, build_block
 
         with self._lock:
             prev = self.ledger.tip()
             block = build_block(BlockKind(kind), payload, prev, self.key)
-            return self.ledger.append(block)
+            try:
+                stored = self.ledger.append(block)
+            except Exception:
+                stored = self._landed(block)
+                if stored is None:
+                    raise
+                log.warning("block %d (%s) was stored although its append failed; keeping it", block.height, kind)
+            self.cached_height = max(self.cached_height, int(stored.height))
+            return stored
+
+    def _landed(self, block: Any) -> Any | None:
+        """The stored block at ``block``'s height when it is ``block`` itself (same hash), else None."""
+        try:
+            stored = self.ledger.get(int(block.height))
+        except Exception:  # noqa: BLE001 - the ledger is still unreachable: the append stays failed
+            return None
+        if stored is not None and bytes(stored.hash) == bytes(block.hash):
+            return stored
+        return None
 
     def height(self) -> int:
         """Height of the tip, -1 for an empty chain."""
         tip = self.ledger.tip()
-        return -1 if tip is None else int(tip.height)
+        self.cached_height = -1 if tip is None else int(tip.height)
+        return self.cached_height
 
     def blocks(self, start: int = 0, kind: str | None = None) -> list[Any]:
         """Every block from ``start`` (optionally one kind), paging through the ledger."""

@@ -33,7 +33,10 @@ from shared.tensors import decode, digest, encode
 
 log = logging.getLogger("fedchain.entry")
 
-MAX_ROUND_ATTEMPTS = 5
+MIN_RETRY_SPAN_S = 60.0
+"""A failing round (ledger down, quorum missed) is retried for max(this, round_timeout) seconds."""
+MAX_RETRY_PAUSE_S = 5.0
+"""Longest pause between two attempts of a failing round."""
 JOIN_CLOCK_SKEW_MS = 10 * 60 * 1000
 COLLECT_GRACE_S = 15.0
 
@@ -342,8 +345,13 @@ class EntryRole:
         if self._driver is not None:
             self._driver.join(timeout=2)
 
+    def retry_span(self) -> float:
+        """Seconds a failing round is retried before the driver gives up (derived from round_timeout)."""
+        return max(MIN_RETRY_SPAN_S, self.settings.round_timeout)
+
     def _drive(self) -> None:
         failures = 0
+        failing_since = 0.0
         while not self._stop.is_set():
             with self._lock:
                 if self.state == "pausing":
@@ -356,24 +364,54 @@ class EntryRole:
                     return
             r = self.model.round + 1
             try:
+                self._ledger_ready(resync=failures > 0)
+                if self.model.round >= r:
+                    failures = 0
+                    self.error = None
+                    continue  # round r was on the chain already (its append reply was lost)
                 self.run_round(r, self.plan.algorithm)
                 failures = 0
                 self.error = None
             except RoundFailed as exc:
+                if failures == 0:
+                    failing_since = time.monotonic()
                 failures += 1
+                span = self.retry_span()
                 self.error = f"round {r}: {exc}"
-                log.warning("round %d failed (%d/%d): %s", r, failures, MAX_ROUND_ATTEMPTS, exc)
-                if failures >= MAX_ROUND_ATTEMPTS:
+                log.warning("round %d failed (%d/%.0fs): %s", r, failures, span, exc)
+                if time.monotonic() - failing_since >= span:
+                    log.error("round %d kept failing for %.0f s; training stops", r, span)
                     with self._lock:
                         self.state = "idle"
                     return
-                self._stop.wait(min(10.0, self.settings.heartbeat_interval * failures))
+                self._stop.wait(min(MAX_RETRY_PAUSE_S, self.settings.heartbeat_interval * failures))
             except Exception as exc:  # noqa: BLE001 - keep the node up, report the problem
                 log.exception("round %d crashed", r)
                 self.error = f"round {r}: {exc}"
                 with self._lock:
                     self.state = "idle"
                 return
+
+    def _ledger_ready(self, *, resync: bool) -> None:
+        """Raise RoundFailed while the ledger is unreachable; after a failure adopt rounds already on the chain."""
+        try:
+            self.chain.height()
+            if not resync:
+                return
+            ref = self.chain.latest_model()
+            if ref.round <= self.model.round:
+                return
+            data = self.chain.ledger.get_blob(ref.digest)
+        except Exception as exc:  # noqa: BLE001 - LedgerUnavailable, or the gRPC/DB error behind it
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise RoundFailed(f"waiting for the ledger: {first}") from None
+        state = decode(data, max_bytes=self.max_bytes)
+        self.sn.remember_model(data)
+        with self._lock:
+            self.model = ref
+            self.global_bytes = data
+            self.global_state = state
+        log.info("round %d is on the chain already (its append reply was lost); continuing from it", ref.round)
 
     # ------------------------------------------------------------ one round
     def _wait_for_edges(self) -> list[Member]:
@@ -548,7 +586,7 @@ class EntryRole:
             "round": self.model.round,
             "target_round": max(self.plan.target_round, self.model.round),
             "model_version": self.model.version,
-            "height": self.chain.height(),
+            "height": self.chain.cached_height,
             "ens": len(self.registry.alive_edges()),
             "sns": len(self.registry.alive_sns()),
             "error": self.error,

@@ -169,7 +169,7 @@ def run_super_node(settings: Settings, *, entry_mode: bool) -> None:
     if entry is not None:
         e = entry
         metrics.gauge("fedchain_model_version", "Global model version", lambda: e.model.version)
-        metrics.gauge("fedchain_chain_height", "Chain height", lambda: e.chain.height())
+        metrics.gauge("fedchain_chain_height", "Chain height", lambda: e.chain.cached_height)
         metrics.gauge("fedchain_sns_alive", "Live super nodes", lambda: len(e.registry.alive_sns()))
     http = HttpServer(build_app(sn, entry, metrics, settings.api_token), settings.host, settings.effective_http_port)
     server.start()

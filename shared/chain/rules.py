@@ -41,12 +41,14 @@ class Member:
 
 @dataclass
 class ChainState:
-    """The chain as of its tip: tip height/hash, admitted and revoked nodes."""
+    """The chain as of its tip: tip height/hash, admitted and revoked nodes, last round."""
 
     height: int = -1
     tip_hash: bytes = ZERO_HASH
     members: dict[str, Member] = field(default_factory=dict)
     revoked: dict[str, int] = field(default_factory=dict)
+    last_round: int = 0
+    """Round number of the newest round block (0 before the first round)."""
 
     @property
     def next_height(self) -> int:
@@ -55,7 +57,9 @@ class ChainState:
 
     def copy(self) -> ChainState:
         """An independent copy (members are immutable)."""
-        return ChainState(self.height, self.tip_hash, dict(self.members), dict(self.revoked))
+        return ChainState(
+            self.height, self.tip_hash, dict(self.members), dict(self.revoked), self.last_round
+        )
 
     def apply(self, block: Block) -> None:
         """Advance to ``block`` (which ``check_block`` accepted)."""
@@ -72,6 +76,8 @@ class ChainState:
         elif isinstance(p, NodeLeftPayload):
             self.members.pop(p.node_id, None)
             self.revoked[p.node_id] = block.height
+        elif isinstance(p, RoundPayload):
+            self.last_round = p.round
         self.height = block.height
         self.tip_hash = block.hash
 
@@ -131,6 +137,12 @@ def _check_payload(block: Block, state: ChainState) -> None:
                 raise BlockInvalid(f"node_joined parent_sn {p.parent_sn} is not an admitted SN")
     elif isinstance(p, NodeLeftPayload) and p.node_id not in state.members:
         raise BlockInvalid(f"node_left names {p.node_id}, which is not an admitted node")
+    elif isinstance(p, RoundPayload) and p.round != state.last_round + 1:
+        # a round recorded twice (a retried append whose first reply was lost) or skipped
+        raise BlockInvalid(
+            f"round block records round {p.round}, but the previous round block recorded "
+            f"round {state.last_round} (the next round is {state.last_round + 1})"
+        )
 
 
 def check_block(block: Block, state: ChainState, blob_problem: BlobProblem | None = None) -> None:
@@ -138,7 +150,8 @@ def check_block(block: Block, state: ChainState, blob_problem: BlobProblem | Non
 
     Checks, in order: height and prev_hash link, genesis only at height 0, hash over the
     canonical header, producer admitted, Ed25519 signature over the hash, payload rules
-    (node ids match keys, Merkle root, parent SN, node_left target), blobs present.
+    (node ids match keys, Merkle root, parent SN, node_left target, a round block's round is
+    the previous round block's round + 1, starting at 1), blobs present.
     """
     if block.height != state.next_height:
         raise NotNextBlock(

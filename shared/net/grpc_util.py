@@ -86,14 +86,34 @@ def make_server(net: NetConfig, host: str, port: int, *, workers: int = 16) -> g
     return server
 
 
+RECONNECT_BACKOFF_MS = (250, 2_000)
+"""First and longest wait (ms) before a channel redials a peer that went away.
+
+gRPC's defaults (1 s growing to 120 s) leave a node deaf for minutes after a network cut
+or a peer restart; nodes on one federation redial quickly instead.
+"""
+
+
+def channel_options(net: NetConfig) -> list[tuple[str, int]]:
+    """Options of a client channel: the endpoint bounds plus a short reconnect backoff."""
+    first, longest = RECONNECT_BACKOFF_MS
+    return [
+        *net.options(),
+        ("grpc.initial_reconnect_backoff_ms", first),
+        ("grpc.min_reconnect_backoff_ms", first),
+        ("grpc.max_reconnect_backoff_ms", longest),
+    ]
+
+
 def make_channel(net: NetConfig, address: str) -> grpc.Channel:
     """A channel to HOST:PORT with the same bounds and TLS material as our server."""
+    options = channel_options(net)
     if net.tls:
         creds = grpc.ssl_channel_credentials(
             root_certificates=net.tls_ca, private_key=net.tls_key, certificate_chain=net.tls_cert
         )
-        return grpc.secure_channel(address, creds, options=net.options())
-    return grpc.insecure_channel(address, options=net.options())
+        return grpc.secure_channel(address, creds, options=options)
+    return grpc.insecure_channel(address, options=options)
 
 
 def parse_address(value: str, what: str = "address") -> tuple[str, int]:
