@@ -68,7 +68,7 @@ class EdgeNode:
         self.last_round = 0
         self.last_accuracy: float | None = None
         self._stop = threading.Event()
-        self._last_algorithm = settings.algorithm
+        self._last_algorithm: str = settings.algorithm
         self._workers: list[threading.Thread] = []
 
     # ------------------------------------------------------------ joining
@@ -275,7 +275,7 @@ class EdgeNode:
                 log.info("round %d: training stopped because the edge node is shutting down", req.round)
             except grpc.RpcError as exc:
                 log.warning("round %d: update refused: %s %s", req.round, exc.code().name, exc.details())
-            except Exception:  # noqa: BLE001 - a failed round must not kill the node
+            except Exception:
                 log.exception("round %d failed on this edge node", req.round)
             finally:
                 self.state = "idle"

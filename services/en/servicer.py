@@ -21,7 +21,7 @@ class EdgeServicer(node_pb2_grpc.NodeServicer):
     def Evaluate(self, request: pb.EvaluateRequest, context: grpc.ServicerContext) -> pb.EvaluateReply:
         try:
             return self.en.evaluate(request)
-        except Exception as exc:  # noqa: BLE001 - report, do not crash the node
+        except Exception as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"evaluation failed on {self.en.node_id}: {exc}")
             raise
 

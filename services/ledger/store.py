@@ -206,6 +206,9 @@ def _db_errors(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+MAX_HEIGHT = 2**63 - 1
+"""Heights are SQL BIGINTs: a larger number (protobuf uint64 allows one) names no block."""
+
 _REFUSALS: list[tuple[type[ChainError], type[Exception]]] = [
     (NotNextBlock, OutOfSequence),
     (ProducerNotAdmitted, ProducerRejected),
@@ -375,6 +378,8 @@ class Ledger:
     @_db_errors
     def get(self, height: int) -> Block | None:
         """The block at ``height``, or None."""
+        if not 0 <= height <= MAX_HEIGHT:
+            return None
         with self.engine.connect() as conn:
             return self._load(conn, height)
 
@@ -382,6 +387,8 @@ class Ledger:
     def range(self, start: int, limit: int) -> list[Block]:
         """Up to ``limit`` (at most 1000) consecutive blocks from height ``start``."""
         limit = max(0, min(limit, MAX_RANGE))
+        if start > MAX_HEIGHT:
+            return []
         with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(schema.blocks)

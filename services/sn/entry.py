@@ -242,7 +242,7 @@ class EntryRole:
             model_digest = found
         if model_digest == self.model.digest and self.global_bytes:
             return self.global_bytes
-        pending = self.sn._models.get(model_digest)  # noqa: SLF001 - shared cache within the process
+        pending = self.sn._models.get(model_digest)
         if pending is not None:
             return pending
         return self.chain.ledger.get_blob(model_digest)
@@ -385,7 +385,7 @@ class EntryRole:
                         self.state = "idle"
                     return
                 self._stop.wait(min(MAX_RETRY_PAUSE_S, self.settings.heartbeat_interval * failures))
-            except Exception as exc:  # noqa: BLE001 - keep the node up, report the problem
+            except Exception as exc:
                 log.exception("round %d crashed", r)
                 self.error = f"round {r}: {exc}"
                 with self._lock:
@@ -447,7 +447,7 @@ class EntryRole:
         collector = RoundCollector(r, version, algorithm, set(groups), deadline)
         collector.reference = self.template.reference(self.global_state, algorithm)
         self._agg = collector
-        request_base = dict(
+        request_base = pb.OpenRoundRequest(
             round=r,
             version=version,
             model_digest=self.model.digest,
@@ -459,9 +459,10 @@ class EntryRole:
             sn = self.registry.get(sn_id)
             assert sn is not None
             try:
-                reply = self.peers.stub(sn.address).OpenRound(
-                    pb.OpenRoundRequest(participants=ens, **request_base), timeout=30
-                )
+                request = pb.OpenRoundRequest()
+                request.CopyFrom(request_base)
+                request.participants.extend(ens)
+                reply = self.peers.stub(sn.address).OpenRound(request, timeout=30)
                 if not reply.ok:
                     collector.drop(sn_id, f"super node refused the round: {reply.message}")
             except grpc.RpcError as exc:
@@ -496,7 +497,7 @@ class EntryRole:
         self.sn.remember_model(data)
         metrics: dict[str, float] = {
             "samples": float(sum(u.samples for u in used)),
-            "train_loss": _weighted(((u.train_loss, u.samples) for u in used)),
+            "train_loss": _weighted((u.train_loss, u.samples) for u in used),
         }
         if self.settings.eval:
             metrics.update(self._round_eval(version + 1, new_digest))

@@ -160,7 +160,7 @@ def run_super_node(settings: Settings, *, entry_mode: bool) -> None:
         sn.entry_node_id = key.node_id
         sn.entry_http_address = http_address
         entry = EntryRole(settings, key, peers, sn, EntryChain(ledger, key), address=address, http_address=http_address)
-        sn._upstream_model = entry.model_bytes  # noqa: SLF001 - the entry's SN part reads models in-process
+        sn._upstream_model = entry.model_bytes
     node_pb2_grpc.add_NodeServicer_to_server(SuperNodeServicer(sn, entry, metrics), server)
     from services.sn.api import build_app
 

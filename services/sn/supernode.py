@@ -156,7 +156,7 @@ class SuperNode:
                 return
             self._submit_aggregate(req, collector, global_bytes)
             self.last_round = req.round
-        except Exception:  # noqa: BLE001 - a round failure must not kill the node
+        except Exception:
             log.exception("round %d failed on this SN", req.round)
         finally:
             self.state = "idle"

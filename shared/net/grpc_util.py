@@ -30,7 +30,7 @@ class NetConfig:
         return self.tls_cert is not None or self.tls_ca is not None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "NetConfig":
+    def from_settings(cls, settings: Settings) -> NetConfig:
         """Read the TLS files named in settings; refuse half a configuration with a clear message."""
 
         def read(path: Path | None, what: str) -> bytes | None:

@@ -8,6 +8,7 @@ import threading
 import time
 
 import uvicorn
+from fastapi import FastAPI
 
 from shared.config import ConfigError
 
@@ -15,7 +16,7 @@ from shared.config import ConfigError
 class HttpServer:
     """A uvicorn server in a daemon thread; ``stop()`` shuts it down."""
 
-    def __init__(self, app: object, host: str, port: int) -> None:
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

@@ -56,7 +56,9 @@ def test_status_counts_live_nodes_and_a_sigterm_mid_round_exits_0(tmp_path: Path
             raise AssertionError(f"en-0 still running {EXIT_WITHIN_S} s after SIGTERM\n{net.logs()}") from None
         assert code == 0, f"en-0 exited with {code} after SIGTERM mid-round\n{net.logs()}"
         assert time.monotonic() - t0 < EXIT_WITHIN_S
-        assert "Traceback" not in victim.log.read_text(errors="replace"), net.logs()
+        log = victim.log.read_text(errors="replace")
+        assert "Traceback" not in log, net.logs()
+        assert "training stopped because the edge node is shutting down" in log, "SIGTERM missed the round"
 
         # the stopped EN drops out of the live count everywhere once its heartbeats stop
         net.wait_for(lambda: _status(entry.http)["ens"] == 1, "the entry to count 1 live EN", timeout=30)
