@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO
 from tests.network.harness import LocalNet, Proc
 
 # A tiny real workload (mnist-sample, 1,500 images over 3 partitions): a round takes seconds.
@@ -24,18 +24,7 @@ FL = ["--dataset", "mnist-sample", "--clients", "3", "--max-samples", "1500", "-
 
 def start_ledger(net: LocalNet, name: str = "ledger", *flags: str) -> Proc:
     """Start ``fedchain ledger`` (gRPC + HTTP on free ports, SQLite in its own state dir unless ``flags`` say)."""
-    port, http_port = free_port(), free_port()
-    state = net.root / name
-    log = net.root / "logs" / f"{name}.log"
-    args = ["ledger", "--port", str(port), "--http-port", str(http_port), "--state-dir", str(state), *flags]
-    with open(log, "ab") as fh:
-        popen = subprocess.Popen(
-            [sys.executable, "-m", "services.cli.main", *args],
-            stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=net.env, cwd=REPO,
-        )
-    proc = Proc(name, popen, port, http_port, state, log, args)
-    net.procs.append(proc)
-    return proc
+    return net.start(name, list(flags), command="ledger")
 
 
 def wait_ledger(net: LocalNet, ledger: Proc, timeout: float = 60) -> None:

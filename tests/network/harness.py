@@ -62,12 +62,13 @@ class LocalNet:
         (root / "logs").mkdir(parents=True, exist_ok=True)
 
     # ---- processes ----
-    def start(self, name: str, args: list[str], port: int | None = None) -> Proc:
+    def start(self, name: str, args: list[str], port: int | None = None, command: str = "node") -> Proc:
+        """Start ``fedchain COMMAND`` (a node by default) on free ports with its own state dir and log."""
         port = port or free_port()
         http_port = free_port()
         state = self.root / name
         log = self.root / "logs" / f"{name}.log"
-        full = ["node", "--port", str(port), "--http-port", str(http_port), "--state-dir", str(state), *args]
+        full = [command, "--port", str(port), "--http-port", str(http_port), "--state-dir", str(state), *args]
         with open(log, "ab") as fh:
             popen = subprocess.Popen(
                 [sys.executable, "-m", "services.cli.main", *full],
