@@ -63,9 +63,10 @@ COPY pyproject.toml README.md* ./
 COPY proto ./proto
 COPY shared ./shared
 COPY services ./services
+COPY fedchain ./fedchain
 COPY docker/entrypoint.py docker/healthcheck.py /usr/local/lib/fedchain-docker/
 RUN pip install -q --no-deps --no-build-isolation -e /app \
- && python -c "import services.cli.main"
+ && python -c "import fedchain.services.cli.main"
 
 LABEL org.opencontainers.image.title="fedchain" \
       org.opencontainers.image.description="Federated learning run by a network of blockchain nodes" \

@@ -8,7 +8,7 @@ accuracy over 2,000 rounds:
     Dirichlet alpha=0.1:             FedAvg 85.85, FedPer 97.44
 
 This script runs the same two splits for both algorithms with fedchain's shared core
-(``shared.fl.simulation.run_simulation``), first on Fashion-MNIST, then on CIFAR-10, and
+(``fedchain.shared.fl.simulation.run_simulation``), first on Fashion-MNIST, then on CIFAR-10, and
 writes every round to a JSON file and a markdown table beside the published figures.
 It is a benchmark, not a test: the full run takes long; run it in the background::
 
@@ -35,8 +35,8 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from shared.config import ConfigError, load_settings  # noqa: E402
-from shared.fl.simulation import RoundResult, run_simulation  # noqa: E402
+from fedchain.shared.config import ConfigError, load_settings  # noqa: E402
+from fedchain.shared.fl.simulation import RoundResult, run_simulation  # noqa: E402
 
 PUBLISHED: dict[tuple[str, str, str], float] = {
     ("fmnist", "pathological", "fedavg"): 80.41,

@@ -414,17 +414,17 @@ def free_port() -> int:
 
 def fedchain_cmd() -> list[str]:
     """argv prefix that runs the ``fedchain`` CLI of this checkout with this interpreter."""
-    return [sys.executable, "-c", "from services.cli.main import main; main()"]
+    return [sys.executable, "-c", "from fedchain.services.cli.main import main; main()"]
 
 
 # ---------------------------------------------------------------- model and data
 
 
 def build_mnist_cnn() -> Any:
-    """fedchain's MNIST CNN (``shared.fl.models``) when its FL core is there, else the
+    """fedchain's MNIST CNN (``fedchain.shared.fl.models``) when its FL core is there, else the
     identical definition shipped with the Flower app (conv32-pool-conv64-pool-FC512-FC10)."""
     try:
-        from shared.fl.models import build_model  # type: ignore[import-not-found,unused-ignore]
+        from fedchain.shared.fl.models import build_model  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         if str(FLOWER_APP) not in sys.path:
             sys.path.insert(0, str(FLOWER_APP))

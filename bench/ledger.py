@@ -32,10 +32,10 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from safetensors.numpy import save
 
-from services.ledger.errors import HeightConflict, OutOfSequence
-from services.ledger.store import Ledger
-from shared.chain.blocks import RoundPayload, build_block
-from shared.crypto import NodeKey
+from fedchain.services.ledger.errors import HeightConflict, OutOfSequence
+from fedchain.services.ledger.store import Ledger
+from fedchain.shared.chain.blocks import RoundPayload, build_block
+from fedchain.shared.crypto import NodeKey
 
 UPDATES = 10
 

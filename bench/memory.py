@@ -39,7 +39,7 @@ SAMPLES_PER_CLIENT = 100
 
 def fl_settings(clients: int, datasets: Path) -> Any:
     """Tiny FedAvg workload on MNIST (one batch of 64 per EN per round), no evaluation."""
-    from shared.config import Settings
+    from fedchain.shared.config import Settings
 
     return Settings(algorithm="fedavg", dataset="mnist", data_dir=datasets, model="mnist-cnn", clients=clients,
                     rounds=1, local_epochs=1, batch_size=64, lr=0.01, max_samples=SAMPLES_PER_CLIENT * clients,

@@ -43,7 +43,7 @@ SAMPLES_PER_CLIENT = 100  # 75 train + 25 test with train_fraction 0.75 -> one b
 
 def fl_settings(ens: int, rounds: int, datasets: Path) -> Any:
     """The learning settings both systems run with."""
-    from shared.config import Settings
+    from fedchain.shared.config import Settings
 
     return Settings(
         algorithm="fedavg",
@@ -68,7 +68,7 @@ def write_partitions(settings: Any, out_dir: Path) -> list[Path]:
     import numpy as np
     import torch
 
-    from shared.fl.data import load_client
+    from fedchain.shared.fl.data import load_client
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -4,7 +4,7 @@ the same local training takes alone.
 Both sides use fedchain's FL core on the same settings and the same client shares:
   * simulation: ``Simulation.run_round`` -- the body of ``run_simulation``'s loop:
     selection, state copies, training, aggregation (evaluation off);
-  * local training alone: ``shared.fl.training.train_local`` on every client's training
+  * local training alone: ``fedchain.shared.fl.training.train_local`` on every client's training
     split with the same epochs, batch size, lr and per-round seeds, one model, nothing else.
 The two are measured back to back for every round (order alternating), so load from
 other processes hits both alike; the overhead is the median of the per-round ratios
@@ -28,7 +28,7 @@ import common  # noqa: E402
 
 def settings_for(args: argparse.Namespace, datasets: Path) -> Any:
     """FedAvg over MNIST, IID, eval off; sizes from the flags or the quick/full defaults."""
-    from shared.config import Settings
+    from fedchain.shared.config import Settings
 
     return Settings(
         algorithm=args.algorithm,
@@ -51,10 +51,10 @@ def settings_for(args: argparse.Namespace, datasets: Path) -> Any:
 def paired_rounds(settings: Any, clients: list[Any], rounds: int) -> tuple[list[float], list[float], int]:
     """Per round: seconds of ``Simulation.run_round`` (the body of run_simulation's loop) and
     seconds of train_local alone on every client, measured back to back (order alternating)."""
-    from shared.fl.models import initial_model
-    from shared.fl.seeding import round_seed
-    from shared.fl.simulation import Simulation
-    from shared.fl.training import train_local
+    from fedchain.shared.fl.models import initial_model
+    from fedchain.shared.fl.seeding import round_seed
+    from fedchain.shared.fl.simulation import Simulation
+    from fedchain.shared.fl.training import train_local
 
     sim = Simulation(settings)
     for data in clients:
@@ -96,7 +96,7 @@ def paired_rounds(settings: Any, clients: list[Any], rounds: int) -> tuple[list[
 
 def time_run_simulation(settings: Any, clients: list[Any]) -> list[float]:
     """Per-round seconds reported by run_simulation itself (its last, evaluated round left out)."""
-    from shared.fl.simulation import run_simulation
+    from fedchain.shared.fl.simulation import run_simulation
 
     seconds: list[float] = []
     run_simulation(settings, clients=clients, progress=lambda r: seconds.append(float(r.seconds)))
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Measure both sides round by round, and run_simulation itself; write JSON + PNG."""
     import torch
 
-    from shared.fl.data import load_federated
+    from fedchain.shared.fl.data import load_federated
 
     torch.set_num_threads(args.threads)
     datasets = common.DATASETS if args.datasets is None else args.datasets

@@ -1,10 +1,10 @@
 """Model transfer over fedchain's gRPC chunked path vs raw loopback TCP, and the tensor
-codec (shared.tensors.encode/decode) vs a plain memory copy -- as ratios, in one run.
+codec (fedchain.shared.tensors.encode/decode) vs a plain memory copy -- as ratios, in one run.
 
 Transport (the server always runs in a separate process, as between two nodes):
-  * fedchain path: ``Node.FetchModel`` served with ``shared.net.streams.model_chunks`` and
+  * fedchain path: ``Node.FetchModel`` served with ``fedchain.shared.net.streams.model_chunks`` and
     read with ``join_model_chunks`` (size bound and SHA-256 digest checked), over channels
-    and servers made by ``shared.net.grpc_util`` with the default ``chunk_kb``;
+    and servers made by ``fedchain.shared.net.grpc_util`` with the default ``chunk_kb``;
   * bare grpcio: a server-streaming method that yields the same chunk size, no digest;
   * raw TCP: ``sendall`` of the payload over a loopback socket into a preallocated buffer.
 Codec: ``encode(state)`` vs ``clone()`` of every tensor; ``decode(bytes, expected=state)``
@@ -40,10 +40,10 @@ def serve_grpc(port: int, payload_file: Path, chunk_bytes: int) -> None:
     """Serve the payload both through fedchain's Node.FetchModel and a bare stream method."""
     import grpc
 
-    from shared.config import Settings
-    from shared.net.grpc_util import NetConfig, make_server
-    from shared.net.streams import model_chunks
-    from shared.rpc import node_pb2_grpc
+    from fedchain.shared.config import Settings
+    from fedchain.shared.net.grpc_util import NetConfig, make_server
+    from fedchain.shared.net.streams import model_chunks
+    from fedchain.shared.rpc import node_pb2_grpc
 
     data = payload_file.read_bytes()
 
@@ -102,11 +102,11 @@ def _start_server(group: common.ProcessGroup, kind: str, payload_file: Path, chu
 
 def time_fedchain_grpc(port: int, size: int, repeats: int) -> list[float]:
     """Seconds per FetchModel over fedchain's channel, digest and size checked."""
-    from shared.config import Settings
-    from shared.net.grpc_util import NetConfig, make_channel
-    from shared.net.streams import join_model_chunks
-    from shared.rpc import node_pb2 as pb
-    from shared.rpc import node_pb2_grpc
+    from fedchain.shared.config import Settings
+    from fedchain.shared.net.grpc_util import NetConfig, make_channel
+    from fedchain.shared.net.streams import join_model_chunks
+    from fedchain.shared.rpc import node_pb2 as pb
+    from fedchain.shared.rpc import node_pb2_grpc
 
     net = NetConfig.from_settings(Settings(max_message_mb=max(64, size // 2**20 + 1)))
     with make_channel(net, f"127.0.0.1:{port}") as channel:
@@ -181,7 +181,7 @@ def measure_transport(payload: bytes, chunk_bytes: int, repeats: int, work: Path
 
 def measure_codec(state: dict[str, Any], repeats: int) -> dict[str, Any]:
     """encode vs clone and decode vs bytearray copy for one state dict."""
-    from shared.tensors import decode, encode
+    from fedchain.shared.tensors import decode, encode
 
     data = encode(state)
     size = len(data)
@@ -221,8 +221,8 @@ def run(quick: bool, results_dir: Path, plots_dir: Path) -> dict[str, Any]:
     """Run every measurement, write JSON and PNG, print the tables; return the result."""
     import torch
 
-    from shared.config import Settings
-    from shared.tensors import encode
+    from fedchain.shared.config import Settings
+    from fedchain.shared.tensors import encode
 
     torch.set_num_threads(1)
     chunk_bytes = Settings().chunk_kb * 1024

@@ -6,7 +6,7 @@
 # Its declared requirements are installed first, then flwr itself with --no-deps because
 # it asks for a certifi release newer than some indexes hold. torch is NOT installed a second
 # time: a .pth file appends fedchain's venv site-packages to the Flower venv's sys.path, so
-# the Flower apps import the very same torch (and shared.fl.models) as fedchain. Packages
+# the Flower apps import the very same torch (and fedchain.shared.fl.models) as fedchain. Packages
 # installed in the Flower venv come first on sys.path and win over fedchain's versions.
 # Prints the venv's python path on stdout.
 set -euo pipefail
@@ -38,6 +38,6 @@ SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["pur
 # an "import" line in a .pth runs at start-up: addsitedir appends fedchain's site-packages
 # (and processes its .pth files, so the editable fedchain install is importable too)
 echo "import site; site.addsitedir('$MAIN_SITE')" > "$SITE/zz-fedchain-main-venv.pth"
-"$VENV/bin/python" -c 'import flwr, torch, shared.tensors' >&2
+"$VENV/bin/python" -c 'import flwr, torch, fedchain.shared.tensors' >&2
 touch "$stamp"
 echo "$VENV/bin/python"

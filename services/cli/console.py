@@ -21,7 +21,7 @@ def _base_url(ip: str, port: int) -> str:
 
 
 def _default_token() -> str:
-    from shared.config import Settings
+    from fedchain.shared.config import Settings
 
     return str(Settings.model_fields["api_token"].default)
 
@@ -44,11 +44,11 @@ def console(
     ),
 ) -> None:
     """Drive a running network: train(), pause(), save(), eval(), getSN(), getModel(), trainFL(), ..."""
-    from services.console.client import ControlClient
-    from services.console.errors import ConsoleError
-    from services.console.render import JsonRenderer, RichRenderer
-    from services.console.repl import default_history_path, run_repl
-    from services.console.session import EXIT_INTERRUPTED, Session
+    from fedchain.services.console.client import ControlClient
+    from fedchain.services.console.errors import ConsoleError
+    from fedchain.services.console.render import JsonRenderer, RichRenderer
+    from fedchain.services.console.repl import default_history_path, run_repl
+    from fedchain.services.console.session import EXIT_INTERRUPTED, Session
 
     interactive = not commands and sys.stdin.isatty()
     if json_output and interactive:

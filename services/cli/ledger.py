@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from shared.config import ConfigError, load_settings
+from fedchain.shared.config import ConfigError, load_settings
 
 if TYPE_CHECKING:
-    from services.ledger.store import VerifyReport
+    from fedchain.services.ledger.store import VerifyReport
 
 
 def _fail(message: str, code: int) -> None:
@@ -47,8 +47,8 @@ def register(app: typer.Typer) -> None:
         settings = load_settings(
             config, state_dir=state_dir, db_url=db_url, port=port, http_port=http_port, host=host
         )
-        from services.ledger.errors import LedgerError
-        from services.ledger.server import serve
+        from fedchain.services.ledger.errors import LedgerError
+        from fedchain.services.ledger.server import serve
 
         try:
             serve(settings, announce=lambda line: print(line, flush=True))
@@ -70,7 +70,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Recompute every hash, link, signature, Merkle root and blob digest of the chain."""
-        from services.ledger.errors import LedgerError, LedgerUnavailable
+        from fedchain.services.ledger.errors import LedgerError, LedgerUnavailable
 
         if ledger is not None and (state_dir or db_url or blobs):
             _fail("--ledger cannot be combined with --state-dir, --db-url or --blobs", 2)
@@ -79,8 +79,8 @@ def register(app: typer.Typer) -> None:
         settings = load_settings(config, state_dir=state_dir, db_url=db_url)
         try:
             if ledger is not None:
-                from services.ledger.client import LedgerClient
-                from shared.net.grpc_util import parse_address
+                from fedchain.services.ledger.client import LedgerClient
+                from fedchain.shared.net.grpc_util import parse_address
 
                 parse_address(ledger, "--ledger")
                 with LedgerClient(
@@ -102,7 +102,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _verify_local(state_dir: Path, db_url: str | None, blobs: Path | None) -> VerifyReport:
-    from services.ledger.store import Ledger, default_db_url
+    from fedchain.services.ledger.store import Ledger, default_db_url
 
     if db_url is None:
         if not (Path(state_dir) / "ledger.db").is_file():

@@ -17,8 +17,8 @@ try:  # typer >= 0.20 vendors click; its exceptions are not click's
 except ImportError:  # pragma: no cover - older typer on plain click
     from click import exceptions as cx
 
-from services.cli import console, ledger, node, simulate, up
-from shared.config import ConfigError
+from fedchain.services.cli import console, ledger, node, simulate, up
+from fedchain.shared.config import ConfigError
 
 app = typer.Typer(
     name="fedchain",

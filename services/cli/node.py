@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import typer
 
-from shared.config import ConfigError, Settings, load_settings
+from fedchain.shared.config import ConfigError, Settings, load_settings
 
 
 def setup_process(settings: Settings) -> None:
@@ -85,7 +85,7 @@ def node(
         raise ConfigError("a super node needs --entry HOST:PORT, or -z to be the entry")
     if settings.effective_http_port == settings.port:
         raise ConfigError("--http-port must differ from --port")
-    from shared.net.grpc_util import NetConfig, parse_address
+    from fedchain.shared.net.grpc_util import NetConfig, parse_address
 
     NetConfig.from_settings(settings)  # TLS files exist and come in pairs
     if settings.entry:
@@ -94,11 +94,11 @@ def node(
         parse_address(settings.ledger, "--ledger")
     setup_process(settings)
     if settings.nt == "EN":
-        from services.en.process import run_edge_node
+        from fedchain.services.en.process import run_edge_node
 
         run_edge_node(settings)
     else:
-        from services.sn.process import run_super_node
+        from fedchain.services.sn.process import run_super_node
 
         run_super_node(settings, entry_mode=is_entry)
 

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from shared.config import ConfigError, load_settings
+from fedchain.shared.config import ConfigError, load_settings
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from shared.fl.simulation import SimulationResult
+    from fedchain.shared.fl.simulation import SimulationResult
 
 
 def _fail(message: str) -> None:
@@ -117,10 +117,10 @@ def _run(settings: Any, *, out: Path | None, save_dir: Path | None, threads: int
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from shared.fl.data import load_federated
-    from shared.fl.models import build_model, resolve_model_name
-    from shared.fl.split import head_keys
-    from shared.fl.simulation import RoundResult, run_simulation
+    from fedchain.shared.fl.data import load_federated
+    from fedchain.shared.fl.models import build_model, resolve_model_name
+    from fedchain.shared.fl.split import head_keys
+    from fedchain.shared.fl.simulation import RoundResult, run_simulation
 
     if threads is not None:
         torch.set_num_threads(threads)

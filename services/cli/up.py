@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import typer
 
-from shared.config import ConfigError, Settings, load_settings
+from fedchain.shared.config import ConfigError, Settings, load_settings
 
 UP_DEFAULTS: dict[str, Any] = {"local_epochs": 1, "lr": 0.05}
 START_TIMEOUT = 180.0
@@ -44,7 +44,7 @@ def _child_env(settings: Settings) -> dict[str, str]:
 
 
 def _fl_flags(settings: Settings) -> list[str]:
-    from shared.net.federation import fl_config
+    from fedchain.shared.net.federation import fl_config
 
     out: list[str] = []
     flag_names = {
@@ -63,7 +63,7 @@ class UpRun:
     def __init__(self, settings: Settings, sns: int, ens: int, rounds: int, keep: bool) -> None:
         from rich.console import Console
 
-        from services.sn.launcher import Network
+        from fedchain.services.sn.launcher import Network
 
         self.settings = settings
         self.sns, self.ens, self.rounds, self.keep = sns, ens, rounds, keep
@@ -74,7 +74,7 @@ class UpRun:
         self.headers = {"Authorization": f"Bearer {settings.api_token}"}
 
     def start(self) -> None:
-        from services.sn.launcher import free_port
+        from fedchain.services.sn.launcher import free_port
 
         s, sd = self.settings, self.state_dir
         lport, lhttp = free_port(), free_port()
@@ -205,7 +205,7 @@ class UpRun:
 
 
 def _redact(url: str) -> str:
-    from services.ledger.store import redact
+    from fedchain.services.ledger.store import redact
 
     return redact(url)
 
@@ -245,7 +245,7 @@ def up(
         extra["rounds"] = 3
     if extra:
         settings = Settings(**{**settings.model_dump(), **extra})
-    from services.sn.launcher import port_is_free, read_network
+    from fedchain.services.sn.launcher import port_is_free, read_network
 
     sd = Path(settings.state_dir).resolve()
     running = [c for c in read_network(sd) if _alive(c.pid)]
@@ -284,7 +284,7 @@ def up(
 
 
 def _alive(pid: int) -> bool:
-    from services.sn.launcher import is_fedchain_process, pid_alive
+    from fedchain.services.sn.launcher import is_fedchain_process, pid_alive
 
     return pid_alive(pid) and is_fedchain_process(pid)
 
@@ -293,7 +293,7 @@ def down(
     state_dir: Optional[Path] = typer.Option(None, help="state dir of the network (default ./.fedchain)"),
 ) -> None:
     """Stop a network started with `fedchain up --keep`."""
-    from services.sn.launcher import PIDS_FILE, read_network, stop_children
+    from fedchain.services.sn.launcher import PIDS_FILE, read_network, stop_children
 
     sd = Path(state_dir or load_settings(None).state_dir).resolve()
     children = read_network(sd)

@@ -1,15 +1,15 @@
 """The command table: every console command, its parameters (type, default, help) and handler.
 
-Handlers call the :class:`~services.console.client.ControlClient` through the context and
-return an :class:`~services.console.spec.Outcome` for a renderer; they never print.
+Handlers call the :class:`~fedchain.services.console.client.ControlClient` through the context and
+return an :class:`~fedchain.services.console.spec.Outcome` for a renderer; they never print.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from services.console.errors import ConsoleError
-from services.console.spec import Command, CommandContext, CommandTable, Outcome, Param
+from fedchain.services.console.errors import ConsoleError
+from fedchain.services.console.spec import Command, CommandContext, CommandTable, Outcome, Param
 
 ALGORITHMS = ("fedper", "fedavg")
 MAX_BLOCKS = 1000  # the control API's /blocks limit

@@ -11,7 +11,7 @@ import ast
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.console.errors import UsageError
+from fedchain.services.console.errors import UsageError
 
 MAX_LINE_CHARS = 4096
 

@@ -11,9 +11,9 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from services.console.client import ControlClient
-from services.console.errors import ConsoleError
-from services.console.spec import Outcome
+from fedchain.services.console.client import ControlClient
+from fedchain.services.console.errors import ConsoleError
+from fedchain.services.console.spec import Outcome
 
 ACTIVE_STATES = frozenset({"training", "pausing"})
 

@@ -14,8 +14,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from services.console.progress import TrainingView
-from services.console.spec import Outcome
+from fedchain.services.console.progress import TrainingView
+from fedchain.services.console.spec import Outcome
 
 
 class Renderer(Protocol):

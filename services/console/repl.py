@@ -13,8 +13,8 @@ from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, History, InMemoryHistory
 
-from services.console.session import Session
-from services.console.spec import CommandTable
+from fedchain.services.console.session import Session
+from fedchain.services.console.spec import CommandTable
 
 PROMPT = "fedchain> "
 _CALL_OPEN = re.compile(r"^\s*([A-Za-z_]\w*)\s*\((.*)$", re.DOTALL)

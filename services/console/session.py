@@ -10,13 +10,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from services.console.client import ControlClient
-from services.console.commands import build_table
-from services.console.errors import ConsoleError
-from services.console.parser import parse_line
-from services.console.progress import follow_training
-from services.console.render import Renderer
-from services.console.spec import CommandTable, Outcome
+from fedchain.services.console.client import ControlClient
+from fedchain.services.console.commands import build_table
+from fedchain.services.console.errors import ConsoleError
+from fedchain.services.console.parser import parse_line
+from fedchain.services.console.progress import follow_training
+from fedchain.services.console.render import Renderer
+from fedchain.services.console.spec import CommandTable, Outcome
 
 EXIT_INTERRUPTED = 130
 

@@ -12,11 +12,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from services.console.errors import UsageError
-from services.console.parser import BareName, RawCall
+from fedchain.services.console.errors import UsageError
+from fedchain.services.console.parser import BareName, RawCall
 
 if TYPE_CHECKING:
-    from services.console.client import ControlClient
+    from fedchain.services.console.client import ControlClient
 
 Kind = Literal["int", "float", "str", "bool", "command"]
 

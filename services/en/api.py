@@ -8,8 +8,8 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.en.edge import EdgeNode
-from services.sn.metrics import NodeMetrics
+from fedchain.services.en.edge import EdgeNode
+from fedchain.services.sn.metrics import NodeMetrics
 
 NOT_ON_EN = "this is an edge node (EN): point the console or API client at a super node (SN) instead"
 

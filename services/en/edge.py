@@ -17,14 +17,14 @@ from typing import Any
 
 import grpc
 
-from services.sn.peers import Peers
-from shared.config import ConfigError, Settings
-from shared.crypto import NodeKey
-from shared.net.federation import apply_fl_config
-from shared.net.signing import join_message, update_message
-from shared.net.streams import join_model_chunks, update_parts
-from shared.rpc import node_pb2 as pb
-from shared.tensors import decode, digest, encode
+from fedchain.services.sn.peers import Peers
+from fedchain.shared.config import ConfigError, Settings
+from fedchain.shared.crypto import NodeKey
+from fedchain.shared.net.federation import apply_fl_config
+from fedchain.shared.net.signing import join_message, update_message
+from fedchain.shared.net.streams import join_model_chunks, update_parts
+from fedchain.shared.rpc import node_pb2 as pb
+from fedchain.shared.tensors import decode, digest, encode
 
 log = logging.getLogger("fedchain.en")
 
@@ -138,8 +138,8 @@ class EdgeNode:
 
     def _prepare(self, keep_personal: bool) -> None:
         """Load this EN's data share once and build its model (the FL core's objects)."""
-        from shared.fl.data import load_client
-        from shared.fl.models import initial_model
+        from fedchain.shared.fl.data import load_client
+        from fedchain.shared.fl.models import initial_model
 
         t0 = time.monotonic()
         self._data = load_client(self.settings, self.partition_index)
@@ -154,8 +154,8 @@ class EdgeNode:
 
     def client(self, algorithm: str) -> Any:
         """The core's LocalClient for ``algorithm`` (one per algorithm, sharing model and data)."""
-        from shared.fl.client import LocalClient
-        from shared.fl.strategy import strategy_from_settings
+        from fedchain.shared.fl.client import LocalClient
+        from fedchain.shared.fl.strategy import strategy_from_settings
 
         c = self._clients.get(algorithm)
         if c is None:

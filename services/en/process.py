@@ -6,16 +6,16 @@ import logging
 import os
 import threading
 
-from services.en.api import build_app
-from services.en.edge import EdgeNode
-from services.en.servicer import EdgeServicer
-from services.sn.metrics import NodeMetrics
-from services.sn.peers import Peers
-from services.sn.process import StopFlag, load_key, node_addresses
-from shared.config import Settings
-from shared.net.grpc_util import NetConfig, make_server, parse_address
-from shared.net.http_server import HttpServer
-from shared.rpc import node_pb2_grpc
+from fedchain.services.en.api import build_app
+from fedchain.services.en.edge import EdgeNode
+from fedchain.services.en.servicer import EdgeServicer
+from fedchain.services.sn.metrics import NodeMetrics
+from fedchain.services.sn.peers import Peers
+from fedchain.services.sn.process import StopFlag, load_key, node_addresses
+from fedchain.shared.config import Settings
+from fedchain.shared.net.grpc_util import NetConfig, make_server, parse_address
+from fedchain.shared.net.http_server import HttpServer
+from fedchain.shared.rpc import node_pb2_grpc
 
 log = logging.getLogger("fedchain.node")
 
@@ -25,7 +25,7 @@ SHUTDOWN_WAIT_S = 5.0
 
 def run_edge_node(settings: Settings) -> None:
     """Run an EN until SIGTERM/SIGINT."""
-    from shared.config import ConfigError
+    from fedchain.shared.config import ConfigError
 
     if not settings.entry:
         raise ConfigError("an edge node needs --entry HOST:PORT of the entry super node")

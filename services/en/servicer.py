@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import grpc
 
-from services.en.edge import EdgeNode
-from shared.rpc import node_pb2 as pb
-from shared.rpc import node_pb2_grpc
+from fedchain.services.en.edge import EdgeNode
+from fedchain.shared.rpc import node_pb2 as pb
+from fedchain.shared.rpc import node_pb2_grpc
 
 
 class EdgeServicer(node_pb2_grpc.NodeServicer):

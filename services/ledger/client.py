@@ -14,19 +14,19 @@ from typing import Any, TypeVar
 
 import grpc
 
-from services.ledger.convert import block_from_proto, block_to_proto
-from services.ledger.errors import (
+from fedchain.services.ledger.convert import block_from_proto, block_to_proto
+from fedchain.services.ledger.errors import (
     ERROR_CLASSES,
     LedgerError,
     LedgerRejected,
     LedgerUnavailable,
     NotFound,
 )
-from services.ledger.grpc_service import ERROR_METADATA
-from services.ledger.store import InclusionProof, VerifyReport
-from shared.chain.blocks import Block
-from shared.net.grpc_util import NetConfig, make_channel
-from shared.rpc import ledger_pb2, ledger_pb2_grpc
+from fedchain.services.ledger.grpc_service import ERROR_METADATA
+from fedchain.services.ledger.store import InclusionProof, VerifyReport
+from fedchain.shared.chain.blocks import Block
+from fedchain.shared.net.grpc_util import NetConfig, make_channel
+from fedchain.shared.rpc import ledger_pb2, ledger_pb2_grpc
 
 T = TypeVar("T")
 _UNAVAILABLE = {

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from services.ledger.errors import InvalidBlock
-from shared.chain.blocks import Block, payload_text
-from shared.chain.errors import ChainError
-from shared.chain.payloads import parse_kind, payload_from_json
-from shared.rpc import ledger_pb2
+from fedchain.services.ledger.errors import InvalidBlock
+from fedchain.shared.chain.blocks import Block, payload_text
+from fedchain.shared.chain.errors import ChainError
+from fedchain.shared.chain.payloads import parse_kind, payload_from_json
+from fedchain.shared.rpc import ledger_pb2
 
 
 def block_to_proto(block: Block) -> ledger_pb2.Block:

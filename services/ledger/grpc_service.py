@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 
 import grpc
 
-from services.ledger.blobs import check_digest
-from services.ledger.convert import block_from_proto, block_to_proto
-from services.ledger.errors import (
+from fedchain.services.ledger.blobs import check_digest
+from fedchain.services.ledger.convert import block_from_proto, block_to_proto
+from fedchain.services.ledger.errors import (
     LedgerCorrupt,
     LedgerError,
     LedgerRejected,
@@ -23,9 +23,9 @@ from services.ledger.errors import (
     NotFound,
     TooLarge,
 )
-from services.ledger.metrics import LedgerMetrics
-from services.ledger.store import MAX_RANGE, Ledger
-from shared.rpc import ledger_pb2, ledger_pb2_grpc
+from fedchain.services.ledger.metrics import LedgerMetrics
+from fedchain.services.ledger.store import MAX_RANGE, Ledger
+from fedchain.shared.rpc import ledger_pb2, ledger_pb2_grpc
 
 ERROR_METADATA = "fedchain-error"
 F = TypeVar("F", bound=Callable[..., Any])

@@ -16,13 +16,13 @@ from types import FrameType
 import grpc
 import uvicorn
 
-from services.ledger.grpc_service import LedgerServicer
-from services.ledger.http_api import create_app
-from services.ledger.metrics import LedgerMetrics
-from services.ledger.store import Ledger, default_db_url, redact
-from shared.config import ConfigError, Settings
-from shared.net.grpc_util import NetConfig, make_server
-from shared.rpc import ledger_pb2_grpc
+from fedchain.services.ledger.grpc_service import LedgerServicer
+from fedchain.services.ledger.http_api import create_app
+from fedchain.services.ledger.metrics import LedgerMetrics
+from fedchain.services.ledger.store import Ledger, default_db_url, redact
+from fedchain.shared.config import ConfigError, Settings
+from fedchain.shared.net.grpc_util import NetConfig, make_server
+from fedchain.shared.rpc import ledger_pb2_grpc
 
 
 def open_ledger(settings: Settings) -> Ledger:

@@ -26,9 +26,9 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from services.ledger import schema
-from services.ledger.blobs import BlobStore, check_digest
-from services.ledger.errors import (
+from fedchain.services.ledger import schema
+from fedchain.services.ledger.blobs import BlobStore, check_digest
+from fedchain.services.ledger.errors import (
     HeightConflict,
     InvalidBlock,
     LedgerCorrupt,
@@ -40,18 +40,18 @@ from services.ledger.errors import (
     SchemaMismatch,
     TooLarge,
 )
-from shared.chain import merkle
-from shared.chain.blocks import Block, payload_text
-from shared.chain.errors import (
+from fedchain.shared.chain import merkle
+from fedchain.shared.chain.blocks import Block, payload_text
+from fedchain.shared.chain.errors import (
     BlobMissing,
     BlockInvalid,
     ChainError,
     NotNextBlock,
     ProducerNotAdmitted,
 )
-from shared.chain.payloads import RoundPayload, parse_kind, payload_from_json
-from shared.chain.rules import ChainState, check_block
-from shared.config import ConfigError
+from fedchain.shared.chain.payloads import RoundPayload, parse_kind, payload_from_json
+from fedchain.shared.chain.rules import ChainState, check_block
+from fedchain.shared.config import ConfigError
 
 DEFAULT_MAX_BLOCK_BYTES = 1024 * 1024
 DEFAULT_MAX_BLOB_BYTES = 64 * 1024 * 1024

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from shared.config import Settings
-from shared.crypto import NodeKey
+from fedchain.shared.config import Settings
+from fedchain.shared.crypto import NodeKey
 
 log = logging.getLogger("fedchain.chain")
 
@@ -37,7 +37,7 @@ class LedgerLike(Protocol):
 def open_ledger(settings: Settings) -> LedgerLike:
     """A ledger client for ``--ledger``, else an embedded store in the state dir."""
     if settings.ledger:
-        from services.ledger.client import LedgerClient
+        from fedchain.services.ledger.client import LedgerClient
 
         return LedgerClient(
             settings.ledger,
@@ -47,7 +47,7 @@ def open_ledger(settings: Settings) -> LedgerLike:
             max_message_mb=settings.max_message_mb,
             chunk_kb=settings.chunk_kb,
         )
-    from services.ledger.server import open_ledger as open_embedded
+    from fedchain.services.ledger.server import open_ledger as open_embedded
 
     Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
     return open_embedded(settings)  # SQLite ledger.db (or --db-url) and blobs/ in the state dir
@@ -80,7 +80,7 @@ class EntryChain:
         the block landed anyway (the ledger committed it but the reply was lost), it is
         returned as appended; otherwise the original error is raised.
         """
-        from shared.chain.blocks import BlockKind, build_block
+        from fedchain.shared.chain.blocks import BlockKind, build_block
 
         with self._lock:
             prev = self.ledger.tip()

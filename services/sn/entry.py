@@ -17,19 +17,19 @@ from typing import Any
 import grpc
 import torch
 
-from services.sn.chain import EntryChain, ModelRef
-from services.sn.collector import Accepted, RoundCollector
-from services.sn.model_ops import ModelTemplate, initial_state, merge, select_participants
-from services.sn.peers import Peers
-from services.sn.registry import FederationFull, Member, NoSuperNode, Registry
-from services.sn.supernode import SuperNode
-from services.sn.validation import Rejected, check_update
-from shared.config import Settings
-from shared.crypto import NodeKey, node_id_for, verify_signature
-from shared.net.federation import fl_config, fl_config_strings
-from shared.net.signing import join_message
-from shared.rpc import node_pb2 as pb
-from shared.tensors import decode, digest, encode
+from fedchain.services.sn.chain import EntryChain, ModelRef
+from fedchain.services.sn.collector import Accepted, RoundCollector
+from fedchain.services.sn.model_ops import ModelTemplate, initial_state, merge, select_participants
+from fedchain.services.sn.peers import Peers
+from fedchain.services.sn.registry import FederationFull, Member, NoSuperNode, Registry
+from fedchain.services.sn.supernode import SuperNode
+from fedchain.services.sn.validation import Rejected, check_update
+from fedchain.shared.config import Settings
+from fedchain.shared.crypto import NodeKey, node_id_for, verify_signature
+from fedchain.shared.net.federation import fl_config, fl_config_strings
+from fedchain.shared.net.signing import join_message
+from fedchain.shared.rpc import node_pb2 as pb
+from fedchain.shared.tensors import decode, digest, encode
 
 log = logging.getLogger("fedchain.entry")
 
@@ -118,7 +118,7 @@ class EntryRole:
             )
             log.info("genesis written: model %s", d[:16])
         elif genesis.payload.entry_public_key != self.key.public_hex:
-            from shared.config import ConfigError
+            from fedchain.shared.config import ConfigError
 
             raise ConfigError(
                 "the chain was started by another entry node (its genesis names a different key); "
@@ -278,7 +278,7 @@ class EntryRole:
                     f"but round {collector.round} on version {collector.version} is open",
                 )
             if h.total_bytes == 0:
-                from shared.net.signing import update_message
+                from fedchain.shared.net.signing import update_message
 
                 if not verify_signature(pk, bytes(h.signature), update_message("00" * 32, h.round, h.version)):
                     raise Rejected(grpc.StatusCode.PERMISSION_DENIED, "bad signature on aggregate")
@@ -611,6 +611,6 @@ def _weighted(pairs: Iterator[tuple[float, int]]) -> float:
 
 
 def _merkle_hex(digests: list[str]) -> str:
-    from shared.chain.payloads import merkle_root_hex
+    from fedchain.shared.chain.payloads import merkle_root_hex
 
     return merkle_root_hex(digests)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from shared.config import ConfigError
+from fedchain.shared.config import ConfigError
 
 PIDS_FILE = "network.json"
 
@@ -83,7 +83,7 @@ class Network:
         log_path = self.state_dir / "logs" / f"{name}.log"
         log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli.main", *args],
+            [sys.executable, "-m", "fedchain.services.cli.main", *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -133,7 +133,7 @@ def is_fedchain_process(pid: int) -> bool:
     """True when ``pid`` runs fedchain (guards against a recycled pid in a stale network file)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return b"services.cli.main" in fh.read()
+            return b"fedchain.services.cli.main" in fh.read()
     except OSError:
         return False
 

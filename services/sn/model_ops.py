@@ -1,4 +1,4 @@
-"""The model operations nodes need, all delegated to the FL core (shared.fl): one copy of each algorithm."""
+"""The model operations nodes need, all delegated to the FL core (fedchain.shared.fl): one copy of each algorithm."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from shared.config import Settings
+from fedchain.shared.config import Settings
 
 
 class ModelTemplate:
     """The federation's model architecture: which tensors each algorithm shares."""
 
     def __init__(self, settings: Settings) -> None:
-        from shared.fl.models import build_model
+        from fedchain.shared.fl.models import build_model
 
         self.settings = settings
         self._model = build_model(settings.model, settings.dataset)
@@ -24,7 +24,7 @@ class ModelTemplate:
 
     def shared_keys(self, algorithm: str) -> list[str]:
         """State-dict keys that leave a client under ``algorithm`` (FedPer: base only)."""
-        from shared.fl.split import shared_keys
+        from fedchain.shared.fl.split import shared_keys
 
         with self._lock:
             if algorithm not in self._keys:
@@ -48,14 +48,14 @@ class ModelTemplate:
 
 def strategy_for(settings: Settings, algorithm: str):  # type: ignore[no-untyped-def]
     """The core's Strategy for ``algorithm`` with the federation's parameters."""
-    from shared.fl.strategy import strategy_from_settings
+    from fedchain.shared.fl.strategy import strategy_from_settings
 
     return strategy_from_settings(settings.model_copy(update={"algorithm": algorithm}))
 
 
 def select_participants(settings: Settings, algorithm: str, round_no: int, indices: Sequence[int]) -> list[int]:
     """The partitions that train in ``round_no`` (FedAvg's client fraction), as the simulation picks them."""
-    from shared.fl.seeding import selection_seed
+    from fedchain.shared.fl.seeding import selection_seed
 
     strategy = strategy_for(settings, algorithm)
     return strategy.select_clients(round_no, list(indices), random.Random(selection_seed(settings.seed, round_no)))
@@ -63,7 +63,7 @@ def select_participants(settings: Settings, algorithm: str, round_no: int, indic
 
 def initial_state(settings: Settings) -> dict[str, torch.Tensor]:
     """The initial global model: the core's initial_model (build_model under manual_seed(seed))."""
-    from shared.fl.models import initial_model
+    from fedchain.shared.fl.models import initial_model
 
     model = initial_model(settings)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -71,6 +71,6 @@ def initial_state(settings: Settings) -> dict[str, torch.Tensor]:
 
 def merge(global_state: Mapping[str, torch.Tensor], aggregated: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The global state with the aggregated entries replaced (the core's Strategy.apply)."""
-    from shared.fl.strategy import Strategy
+    from fedchain.shared.fl.strategy import Strategy
 
     return Strategy.apply(global_state, aggregated)

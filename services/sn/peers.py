@@ -6,8 +6,8 @@ import threading
 
 import grpc
 
-from shared.net.grpc_util import NetConfig, make_channel
-from shared.rpc import node_pb2_grpc
+from fedchain.shared.net.grpc_util import NetConfig, make_channel
+from fedchain.shared.rpc import node_pb2_grpc
 
 
 class Peers:

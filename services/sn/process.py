@@ -12,17 +12,17 @@ from pathlib import Path
 
 import grpc
 
-from services.sn.metrics import NodeMetrics
-from services.sn.peers import Peers
-from services.sn.supernode import SuperNode
-from shared.config import ConfigError, Settings
-from shared.crypto import NodeKey
-from shared.net.federation import apply_fl_config
-from shared.net.grpc_util import NetConfig, make_server, parse_address
-from shared.net.http_server import HttpServer
-from shared.net.signing import join_message
-from shared.rpc import node_pb2 as pb
-from shared.rpc import node_pb2_grpc
+from fedchain.services.sn.metrics import NodeMetrics
+from fedchain.services.sn.peers import Peers
+from fedchain.services.sn.supernode import SuperNode
+from fedchain.shared.config import ConfigError, Settings
+from fedchain.shared.crypto import NodeKey
+from fedchain.shared.net.federation import apply_fl_config
+from fedchain.shared.net.grpc_util import NetConfig, make_server, parse_address
+from fedchain.shared.net.http_server import HttpServer
+from fedchain.shared.net.signing import join_message
+from fedchain.shared.rpc import node_pb2 as pb
+from fedchain.shared.rpc import node_pb2_grpc
 
 log = logging.getLogger("fedchain.node")
 
@@ -144,11 +144,11 @@ def run_super_node(settings: Settings, *, entry_mode: bool) -> None:
     metrics = NodeMetrics("SN")
     stop = StopFlag()
     entry = None
-    from services.sn.servicer import SuperNodeServicer
+    from fedchain.services.sn.servicer import SuperNodeServicer
 
     if entry_mode:
-        from services.sn.chain import EntryChain, open_ledger
-        from services.sn.entry import EntryRole
+        from fedchain.services.sn.chain import EntryChain, open_ledger
+        from fedchain.services.sn.entry import EntryRole
 
         try:
             ledger = open_ledger(settings)
@@ -162,7 +162,7 @@ def run_super_node(settings: Settings, *, entry_mode: bool) -> None:
         entry = EntryRole(settings, key, peers, sn, EntryChain(ledger, key), address=address, http_address=http_address)
         sn._upstream_model = entry.model_bytes
     node_pb2_grpc.add_NodeServicer_to_server(SuperNodeServicer(sn, entry, metrics), server)
-    from services.sn.api import build_app
+    from fedchain.services.sn.api import build_app
 
     metrics.gauge("fedchain_edges_alive", "ENs heartbeating this SN", lambda: len(sn.edges.alive()))
     metrics.gauge("fedchain_last_round", "Last round this SN took part in", lambda: sn.last_round)

@@ -7,14 +7,14 @@ from collections.abc import Iterator
 
 import grpc
 
-from services.sn.entry import EntryRole
-from services.sn.metrics import NodeMetrics
-from services.sn.supernode import SuperNode
-from services.sn.validation import Rejected
-from shared.net.streams import model_chunks
-from shared.rpc import node_pb2 as pb
-from shared.rpc import node_pb2_grpc
-from shared.tensors import TensorError
+from fedchain.services.sn.entry import EntryRole
+from fedchain.services.sn.metrics import NodeMetrics
+from fedchain.services.sn.supernode import SuperNode
+from fedchain.services.sn.validation import Rejected
+from fedchain.shared.net.streams import model_chunks
+from fedchain.shared.rpc import node_pb2 as pb
+from fedchain.shared.rpc import node_pb2_grpc
+from fedchain.shared.tensors import TensorError
 
 log = logging.getLogger("fedchain.sn.rpc")
 

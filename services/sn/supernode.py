@@ -14,17 +14,17 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 
-from services.sn.collector import Accepted, RoundCollector
-from services.sn.edges import Edge, EdgePool
-from services.sn.model_ops import ModelTemplate
-from services.sn.peers import Peers
-from services.sn.validation import Rejected, check_update
-from shared.config import Settings
-from shared.crypto import NodeKey
-from shared.net.signing import update_message
-from shared.net.streams import aggregate_parts, join_model_chunks
-from shared.rpc import node_pb2 as pb
-from shared.tensors import TensorError, decode, digest, encode
+from fedchain.services.sn.collector import Accepted, RoundCollector
+from fedchain.services.sn.edges import Edge, EdgePool
+from fedchain.services.sn.model_ops import ModelTemplate
+from fedchain.services.sn.peers import Peers
+from fedchain.services.sn.validation import Rejected, check_update
+from fedchain.shared.config import Settings
+from fedchain.shared.crypto import NodeKey
+from fedchain.shared.net.signing import update_message
+from fedchain.shared.net.streams import aggregate_parts, join_model_chunks
+from fedchain.shared.rpc import node_pb2 as pb
+from fedchain.shared.tensors import TensorError, decode, digest, encode
 
 log = logging.getLogger("fedchain.sn")
 

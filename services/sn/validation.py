@@ -11,9 +11,9 @@ from collections.abc import Mapping
 import grpc
 import torch
 
-from shared.crypto import verify_signature
-from shared.net.signing import update_message
-from shared.tensors import TensorError, decode, digest
+from fedchain.shared.crypto import verify_signature
+from fedchain.shared.net.signing import update_message
+from fedchain.shared.tensors import TensorError, decode, digest
 
 
 class Rejected(Exception):

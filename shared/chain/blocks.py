@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shared.chain.encoding import CanonicalWriter
-from shared.chain.errors import BlockInvalid
-from shared.chain.payloads import (
+from fedchain.shared.chain.encoding import CanonicalWriter
+from fedchain.shared.chain.errors import BlockInvalid
+from fedchain.shared.chain.payloads import (
     PAYLOAD_TYPES,
     BlockKind,
     CheckpointPayload,
@@ -29,7 +29,7 @@ from shared.chain.payloads import (
     parse_kind,
     payload_from_json,
 )
-from shared.crypto import SIGNATURE_BYTES, NodeKey
+from fedchain.shared.crypto import SIGNATURE_BYTES, NodeKey
 
 __all__ = [
     "ZERO_HASH",

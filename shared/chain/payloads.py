@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from shared.chain import merkle
-from shared.chain.encoding import CanonicalWriter
-from shared.chain.errors import BlockInvalid
+from fedchain.shared.chain import merkle
+from fedchain.shared.chain.encoding import CanonicalWriter
+from fedchain.shared.chain.errors import BlockInvalid
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 ROLES = ("SN", "EN")

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from shared.chain.blocks import ZERO_HASH, Block
-from shared.chain.errors import BlobMissing, BlockInvalid, NotNextBlock, ProducerNotAdmitted
-from shared.chain.payloads import (
+from fedchain.shared.chain.blocks import ZERO_HASH, Block
+from fedchain.shared.chain.errors import BlobMissing, BlockInvalid, NotNextBlock, ProducerNotAdmitted
+from fedchain.shared.chain.payloads import (
     BlockKind,
     CheckpointPayload,
     GenesisPayload,
@@ -22,7 +22,7 @@ from shared.chain.payloads import (
     NodeLeftPayload,
     RoundPayload,
 )
-from shared.crypto import node_id_for, verify_signature
+from fedchain.shared.crypto import node_id_for, verify_signature
 
 BlobProblem = Callable[[str], "str | None"]
 """Given a blob digest, None when the blob is stored intact, else what is wrong ("missing")."""

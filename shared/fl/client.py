@@ -24,12 +24,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from shared import tensors
-from shared.config import Settings
-from shared.fl.data import ClientData
-from shared.fl.seeding import round_seed
-from shared.fl.strategy import Strategy, strategy_from_settings
-from shared.fl.training import EvalResult, TrainResult, evaluate, train_local
+from fedchain.shared import tensors
+from fedchain.shared.config import Settings
+from fedchain.shared.fl.data import ClientData
+from fedchain.shared.fl.seeding import round_seed
+from fedchain.shared.fl.strategy import Strategy, strategy_from_settings
+from fedchain.shared.fl.training import EvalResult, TrainResult, evaluate, train_local
 
 
 def _clone(state: Mapping[str, torch.Tensor], keys: list[str]) -> dict[str, torch.Tensor]:

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from shared.config import ConfigError, Settings
-from shared.fl import partition as partitioners
+from fedchain.shared.config import ConfigError, Settings
+from fedchain.shared.fl import partition as partitioners
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 NUM_CLASSES = 10

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from shared.config import ConfigError, Settings
+from fedchain.shared.config import ConfigError, Settings
 
 MODEL_NAMES = ("auto", "mnist-cnn", "cifar-cnn", "resnet18")
 NUM_CLASSES = 10

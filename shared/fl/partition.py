@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.config import ConfigError
+from fedchain.shared.config import ConfigError
 
 DIRICHLET_ATTEMPTS = 1000
 

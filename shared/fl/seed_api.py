@@ -2,7 +2,7 @@
 
 ::
 
-    from shared.fl.seed_api import Client, Server
+    from fedchain.shared.fl.seed_api import Client, Server
 
     server = Server(dataset="mnist-sample", clients=10)   # or Server(settings) / Server(config_file=...)
     for i in range(10):
@@ -19,9 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from shared.config import Settings, load_settings
-from shared.fl.data import ClientData, load_client
-from shared.fl.simulation import RoundResult, Simulation, SimulationResult
+from fedchain.shared.config import Settings, load_settings
+from fedchain.shared.fl.data import ClientData, load_client
+from fedchain.shared.fl.simulation import RoundResult, Simulation, SimulationResult
 
 
 class Client:

@@ -18,13 +18,13 @@ from typing import Any
 
 import torch
 
-from shared import tensors
-from shared.config import ConfigError, Settings
-from shared.fl.client import LocalClient
-from shared.fl.data import ClientData, load_federated
-from shared.fl.models import initial_model, resolve_model_name
-from shared.fl.seeding import selection_seed
-from shared.fl.strategy import strategy_from_settings
+from fedchain.shared import tensors
+from fedchain.shared.config import ConfigError, Settings
+from fedchain.shared.fl.client import LocalClient
+from fedchain.shared.fl.data import ClientData, load_federated
+from fedchain.shared.fl.models import initial_model, resolve_model_name
+from fedchain.shared.fl.seeding import selection_seed
+from fedchain.shared.fl.strategy import strategy_from_settings
 
 
 @dataclass

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from shared.config import ConfigError
+from fedchain.shared.config import ConfigError
 
 
 def parameterised_layers(model: nn.Module) -> list[str]:

@@ -23,9 +23,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from shared.config import ConfigError, Settings
-from shared.fl.aggregate import weighted_average
-from shared.fl.split import head_keys
+from fedchain.shared.config import ConfigError, Settings
+from fedchain.shared.fl.aggregate import weighted_average
+from fedchain.shared.fl.split import head_keys
 
 Update = tuple[Mapping[str, torch.Tensor], int]
 

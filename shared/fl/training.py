@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from shared.fl.data import ImageTensors
-from shared.fl.seeding import seed_everything
+from fedchain.shared.fl.data import ImageTensors
+from fedchain.shared.fl.seeding import seed_everything
 
 
 @dataclass

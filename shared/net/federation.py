@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.config import ConfigError, Settings
+from fedchain.shared.config import ConfigError, Settings
 
 FL_FIELDS: tuple[str, ...] = (
     "algorithm",

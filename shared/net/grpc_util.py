@@ -13,7 +13,7 @@ from pathlib import Path
 
 import grpc
 
-from shared.config import ConfigError, Settings
+from fedchain.shared.config import ConfigError, Settings
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import time
 import uvicorn
 from fastapi import FastAPI
 
-from shared.config import ConfigError
+from fedchain.shared.config import ConfigError
 
 
 class HttpServer:

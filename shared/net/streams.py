@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from shared.rpc import node_pb2 as pb
-from shared.tensors import TensorError, chunks, digest
+from fedchain.shared.rpc import node_pb2 as pb
+from fedchain.shared.tensors import TensorError, chunks, digest
 
 
 def model_chunks(data: bytes, chunk_bytes: int) -> Iterator[pb.Chunk]:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.config import ConfigError, Settings, load_settings
+from fedchain.shared.config import ConfigError, Settings, load_settings
 from tests.conftest import REPO
 
 NODE = ["node", "--nt", "EN", "--entry", "127.0.0.1:9", "--port", "18000"]
@@ -56,7 +56,7 @@ def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEDCHAIN_")}
     env["PYTHONPATH"] = str(REPO)
     return subprocess.run(
-        [sys.executable, "-m", "services.cli.main", *args], capture_output=True, text=True, timeout=60, cwd=cwd, env=env
+        [sys.executable, "-m", "fedchain.services.cli.main", *args], capture_output=True, text=True, timeout=60, cwd=cwd, env=env
     )
 
 

@@ -20,7 +20,7 @@ from google.protobuf.message_factory import GetMessageClass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.rpc import ledger_pb2, node_pb2
+from fedchain.shared.rpc import ledger_pb2, node_pb2
 from tests.badinput.conftest import LiveNet
 
 DEADLINE_S = 5.0

@@ -1,4 +1,4 @@
-"""Property-based fuzzing of ``shared.tensors.decode``: garbage only ever raises TensorError
+"""Property-based fuzzing of ``fedchain.shared.tensors.decode``: garbage only ever raises TensorError
 (never another exception, never a crash), and every valid state dict round-trips exactly."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.tensors import TensorError, decode, encode
+from fedchain.shared.tensors import TensorError, decode, encode
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FEW = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

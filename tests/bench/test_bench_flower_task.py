@@ -14,7 +14,7 @@ sys.path.insert(0, str(REPO / "bench" / "flower" / "app"))
 import round_overhead  # noqa: E402
 from fcbench.task import MnistCNN, build_model, load_partition, train_batches  # noqa: E402
 
-from shared.fl.models import build_model as fedchain_model  # noqa: E402
+from fedchain.shared.fl.models import build_model as fedchain_model  # noqa: E402
 
 
 def test_local_copy_of_the_cnn_matches_fedchains() -> None:

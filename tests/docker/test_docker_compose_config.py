@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from shared.config import Settings, load_settings
+from fedchain.shared.config import Settings, load_settings
 
 # Settings that docker-compose.yml sets per service (or that are flags), not passed through.
 PER_SERVICE = {"port", "http_port", "host", "advertise_host", "nt", "entry", "ledger",

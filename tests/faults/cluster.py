@@ -100,7 +100,7 @@ def assert_rounds_exactly_once(net: LocalNet, rounds: int) -> list[dict[str, Any
 def verify_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """Run ``fedchain verify ARGS`` and return the finished process."""
     return subprocess.run(
-        [sys.executable, "-m", "services.cli.main", "verify", *args],
+        [sys.executable, "-m", "fedchain.services.cli.main", "verify", *args],
         capture_output=True, text=True, timeout=120, cwd=REPO,
     )
 

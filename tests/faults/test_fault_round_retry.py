@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save
 
-from services.ledger.errors import LedgerRejected
-from services.ledger.store import Ledger
-from shared.chain.blocks import RoundPayload, build_block
-from shared.crypto import NodeKey
+from fedchain.services.ledger.errors import LedgerRejected
+from fedchain.services.ledger.store import Ledger
+from fedchain.shared.chain.blocks import RoundPayload, build_block
+from fedchain.shared.crypto import NodeKey
 
 
 def _blob(seed: int) -> bytes:

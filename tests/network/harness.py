@@ -71,7 +71,7 @@ class LocalNet:
         full = [command, "--port", str(port), "--http-port", str(http_port), "--state-dir", str(state), *args]
         with open(log, "ab") as fh:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "services.cli.main", *full],
+                [sys.executable, "-m", "fedchain.services.cli.main", *full],
                 stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env, cwd=REPO,
             )
         proc = Proc(name, popen, port, http_port, state, log, full)
@@ -94,7 +94,7 @@ class LocalNet:
         """Start ``proc`` again with the same ports, state dir and flags."""
         with open(proc.log, "ab") as fh:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "services.cli.main", *proc.args],
+                [sys.executable, "-m", "fedchain.services.cli.main", *proc.args],
                 stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env, cwd=REPO,
             )
         proc.popen = popen

@@ -13,12 +13,12 @@ import grpc
 import pytest
 import torch
 
-from shared.crypto import NodeKey
-from shared.net.signing import join_message, update_message
-from shared.net.streams import join_model_chunks, update_parts
-from shared.rpc import node_pb2 as pb
-from shared.rpc import node_pb2_grpc
-from shared.tensors import decode, digest, encode
+from fedchain.shared.crypto import NodeKey
+from fedchain.shared.net.signing import join_message, update_message
+from fedchain.shared.net.streams import join_model_chunks, update_parts
+from fedchain.shared.rpc import node_pb2 as pb
+from fedchain.shared.rpc import node_pb2_grpc
+from fedchain.shared.tensors import decode, digest, encode
 from tests.conftest import free_port
 from tests.network.harness import JOIN_TOKEN, LocalNet
 
@@ -109,8 +109,8 @@ def test_wrong_join_token_is_refused_and_changes_nothing(net: LocalNet) -> None:
 
 
 def test_bad_updates_are_refused_and_listed(net: LocalNet) -> None:
-    from shared.fl.models import build_model
-    from shared.fl.split import shared_keys
+    from fedchain.shared.fl.models import build_model
+    from fedchain.shared.fl.split import shared_keys
 
     keys = shared_keys(build_model("auto", "mnist-sample"), "fedper", 1)
     fakes = {name: FakeEdge(net.entry.address) for name in FAKES}  # type: ignore[union-attr]

@@ -37,8 +37,8 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
 def test_accuracy_matches_simulation(net: LocalNet) -> None:
     import torch
 
-    from shared.config import load_settings
-    from shared.fl.simulation import run_simulation
+    from fedchain.shared.config import load_settings
+    from fedchain.shared.fl.simulation import run_simulation
 
     rounds = net.train(ROUNDS)
     assert [r["round"] for r in rounds] == [1, 2]
@@ -75,7 +75,7 @@ def test_chain_records_joins_and_rounds(net: LocalNet) -> None:
 
 
 def test_model_download_matches_chain_digest(net: LocalNet) -> None:
-    from shared.tensors import decode
+    from fedchain.shared.tensors import decode
 
     r = httpx.get(net.entry.http + "/model", timeout=30)  # type: ignore[union-attr]
     assert r.status_code == 200

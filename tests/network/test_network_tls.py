@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from shared.rpc import node_pb2 as pb
-from shared.rpc import node_pb2_grpc
+from fedchain.shared.rpc import node_pb2 as pb
+from fedchain.shared.rpc import node_pb2_grpc
 from tests.network.harness import LocalNet
 
 

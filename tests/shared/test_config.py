@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import ConfigError, Settings, load_settings
+from fedchain.shared.config import ConfigError, Settings, load_settings
 
 
 @pytest.fixture(autouse=True)

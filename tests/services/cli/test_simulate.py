@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from services.cli.main import app
-from shared import tensors
+from fedchain.services.cli.main import app
+from fedchain.shared import tensors
 
 runner = CliRunner()
 QUICK = ["--dataset", "mnist-sample", "--max-samples", "400", "--clients", "3", "--rounds", "2",
@@ -83,7 +83,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], match
 
 
 def test_the_command_exits_2_without_traceback(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "services.cli.main", "simulate"]
+    cmd = [sys.executable, "-m", "fedchain.services.cli.main", "simulate"]
     proc = subprocess.run(
         [*cmd, "--dataset", "cifar10", "--data-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=120, cwd=tmp_path,

@@ -26,7 +26,7 @@ def _env() -> dict[str, str]:
 
 def _fedchain(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.cli.main", *args],
+        [sys.executable, "-m", "fedchain.services.cli.main", *args],
         capture_output=True, text=True, timeout=timeout, env=_env(), cwd=REPO,
     )
 
@@ -105,7 +105,7 @@ def test_ctrl_c_stops_every_child(tmp_path: Path) -> None:
     port = free_port()
     state = tmp_path / "fc"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.cli.main", "up", "--state-dir", str(state), "--port", str(port),
+        [sys.executable, "-m", "fedchain.services.cli.main", "up", "--state-dir", str(state), "--port", str(port),
          "--rounds", "50", *TINY],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(), cwd=REPO,
     )

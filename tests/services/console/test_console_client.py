@@ -14,8 +14,8 @@ import pytest
 from fake_control_node import TOKEN, RunningNode
 from safetensors.numpy import load_file
 
-from services.console.client import ControlClient
-from services.console.errors import ApiError, AuthError, ConnectError, ConsoleError, UsageError
+from fedchain.services.console.client import ControlClient
+from fedchain.services.console.errors import ApiError, AuthError, ConnectError, ConsoleError, UsageError
 from tests.conftest import free_port
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from services.console.commands import build_table
-from services.console.errors import UsageError
-from services.console.parser import parse_line
-from services.console.spec import CommandTable
+from fedchain.services.console.commands import build_table
+from fedchain.services.console.errors import UsageError
+from fedchain.services.console.parser import parse_line
+from fedchain.services.console.spec import CommandTable
 
 
 @pytest.fixture

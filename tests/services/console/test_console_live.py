@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow
 
 
 def fedchain(*args: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services.cli.main", *args], check=False, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "fedchain.services.cli.main", *args], check=False, capture_output=True,
                           text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
 
 

@@ -23,7 +23,7 @@ def fedchain_console(port: int, *args: str, token: str | None = TOKEN, stdin: st
     if token is not None:
         env["FEDCHAIN_API_TOKEN"] = token
     env["COLUMNS"] = "160"
-    cmd = [sys.executable, "-m", "services.cli.main", "console", "--ip", "127.0.0.1", "--port", str(port),
+    cmd = [sys.executable, "-m", "fedchain.services.cli.main", "console", "--ip", "127.0.0.1", "--port", str(port),
            "--poll", "0.05", *args]
     return subprocess.run(cmd, check=False, input=stdin if stdin is not None else "", capture_output=True, text=True,
                           timeout=timeout, env=env)

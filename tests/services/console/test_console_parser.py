@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from services.console.errors import UsageError
-from services.console.parser import BareName, RawCall, parse_line
+from fedchain.services.console.errors import UsageError
+from fedchain.services.console.parser import BareName, RawCall, parse_line
 
 
 def test_keyword_and_positional_literals() -> None:

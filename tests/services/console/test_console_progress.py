@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from services.console.errors import ConsoleError
-from services.console.progress import follow_training
+from fedchain.services.console.errors import ConsoleError
+from fedchain.services.console.progress import follow_training
 
 
 def _round(n: int) -> dict[str, Any]:

@@ -14,11 +14,11 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 from rich.console import Console
 
-from services.console.client import ControlClient
-from services.console.commands import build_table
-from services.console.render import RichRenderer
-from services.console.repl import CommandCompleter, default_history_path, run_repl
-from services.console.session import Session
+from fedchain.services.console.client import ControlClient
+from fedchain.services.console.commands import build_table
+from fedchain.services.console.render import RichRenderer
+from fedchain.services.console.repl import CommandCompleter, default_history_path, run_repl
+from fedchain.services.console.session import Session
 
 
 def make_session(node: RunningNode, token: str = TOKEN) -> tuple[Session, io.StringIO, io.StringIO]:

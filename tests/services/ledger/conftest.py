@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.ledger.store import Ledger
+from fedchain.services.ledger.store import Ledger
 
 
 @pytest.fixture(params=["sqlite", "mysql"])

@@ -7,9 +7,9 @@ import hashlib
 import numpy as np
 from safetensors.numpy import save
 
-from services.ledger.store import Ledger
-from shared.chain.blocks import Block, BlockKind, RoundPayload, build_block
-from shared.crypto import NodeKey
+from fedchain.services.ledger.store import Ledger
+from fedchain.shared.chain.blocks import Block, BlockKind, RoundPayload, build_block
+from fedchain.shared.crypto import NodeKey
 
 
 def model_blob(seed: int, size: int = 64) -> bytes:

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save
 
-from services.ledger.errors import HeightConflict, OutOfSequence
-from services.ledger.store import Ledger
-from shared.chain.blocks import Block, build_block
-from shared.crypto import NodeKey
+from fedchain.services.ledger.errors import HeightConflict, OutOfSequence
+from fedchain.services.ledger.store import Ledger
+from fedchain.shared.chain.blocks import Block, build_block
+from fedchain.shared.crypto import NodeKey
 
 
 def wait_for(go: Path, limit: float = 60) -> None:

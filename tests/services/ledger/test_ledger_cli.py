@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from ledger_kit import Federation
 
-from services.ledger.client import LedgerClient
-from services.ledger.store import Ledger
+from fedchain.services.ledger.client import LedgerClient
+from fedchain.services.ledger.store import Ledger
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[3]
@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 def fedchain(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.cli.main", *args],
+        [sys.executable, "-m", "fedchain.services.cli.main", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -38,7 +38,7 @@ def running_ledger(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str,
         [
             sys.executable,
             "-m",
-            "services.cli.main",
+            "fedchain.services.cli.main",
             "ledger",
             "--state-dir",
             str(state),

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from ledger_kit import Federation, model_blob
 
-from services.ledger.store import Ledger
-from shared.chain.blocks import build_block
-from shared.crypto import NodeKey
+from fedchain.services.ledger.store import Ledger
+from fedchain.shared.chain.blocks import build_block
+from fedchain.shared.crypto import NodeKey
 
 WORKERS = Path(__file__).with_name("ledger_workers.py")
 REPO = Path(__file__).resolve().parents[3]

@@ -7,9 +7,9 @@ import pytest
 import sqlalchemy as sa
 from ledger_kit import Federation, model_blob, update_digest
 
-from services.ledger.errors import InvalidBlock
-from services.ledger.store import Ledger
-from shared.chain.blocks import RoundPayload, build_block
+from fedchain.services.ledger.errors import InvalidBlock
+from fedchain.services.ledger.store import Ledger
+from fedchain.shared.chain.blocks import RoundPayload, build_block
 
 
 def _round_payload(ledger: Ledger, number: int, seed: int, fed: Federation) -> RoundPayload:
@@ -60,6 +60,6 @@ def test_verify_finds_a_forged_duplicate_round_at_its_height(fed: Federation) ->
 
 
 def forged_payload_text(block: object) -> str:
-    from shared.chain.blocks import payload_text
+    from fedchain.shared.chain.blocks import payload_text
 
     return payload_text(block.payload)  # type: ignore[attr-defined]

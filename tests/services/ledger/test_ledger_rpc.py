@@ -12,8 +12,8 @@ import httpx
 import pytest
 from ledger_kit import Federation, model_blob, update_digest
 
-from services.ledger.client import LedgerClient
-from services.ledger.errors import (
+from fedchain.services.ledger.client import LedgerClient
+from fedchain.services.ledger.errors import (
     HeightConflict,
     InvalidBlob,
     InvalidBlock,
@@ -24,11 +24,11 @@ from services.ledger.errors import (
     ProducerRejected,
     TooLarge,
 )
-from services.ledger.server import LedgerService
-from shared.chain.blocks import build_block
-from shared.config import Settings
-from shared.crypto import NodeKey
-from shared.rpc import ledger_pb2, ledger_pb2_grpc
+from fedchain.services.ledger.server import LedgerService
+from fedchain.shared.chain.blocks import build_block
+from fedchain.shared.config import Settings
+from fedchain.shared.crypto import NodeKey
+from fedchain.shared.rpc import ledger_pb2, ledger_pb2_grpc
 from tests.conftest import free_port
 
 

@@ -9,9 +9,9 @@ import pytest
 import sqlalchemy as sa
 from ledger_kit import Federation
 
-from services.ledger.store import Ledger
-from shared.chain.blocks import build_block, header_bytes, payload_text
-from shared.crypto import NodeKey
+from fedchain.services.ledger.store import Ledger
+from fedchain.shared.chain.blocks import build_block, header_bytes, payload_text
+from fedchain.shared.crypto import NodeKey
 
 COLUMNS = [
     "height",

@@ -12,10 +12,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from services.ledger.client import LedgerClient
-from services.ledger.errors import LedgerUnavailable
-from services.ledger.server import LedgerService
-from shared.config import Settings
+from fedchain.services.ledger.client import LedgerClient
+from fedchain.services.ledger.errors import LedgerUnavailable
+from fedchain.services.ledger.server import LedgerService
+from fedchain.shared.config import Settings
 from tests.conftest import free_port
 
 

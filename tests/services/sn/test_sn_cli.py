@@ -16,7 +16,7 @@ from tests.conftest import REPO
 def _node(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEDCHAIN_")}
     return subprocess.run(
-        [sys.executable, "-m", "services.cli.main", "node", *args],
+        [sys.executable, "-m", "fedchain.services.cli.main", "node", *args],
         capture_output=True, text=True, timeout=120, env={**env, "PYTHONPATH": str(REPO)}, cwd=cwd,
     )
 

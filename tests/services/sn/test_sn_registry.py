@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.sn.registry import FederationFull, NoSuperNode, Registry
+from fedchain.services.sn.registry import FederationFull, NoSuperNode, Registry
 
 
 def _reg(tmp_path: Path, timeout: float = 5.0) -> Registry:

@@ -8,25 +8,25 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from services.sn.collector import RoundCollector
-from services.sn.edges import Edge
-from services.sn.peers import Peers
-from services.sn.servicer import SuperNodeServicer
-from services.sn.supernode import SuperNode
-from shared.config import load_settings
-from shared.crypto import NodeKey
-from shared.net.grpc_util import NetConfig, make_channel, make_server
-from shared.net.signing import update_message
-from shared.net.streams import join_model_chunks, update_parts
-from shared.rpc import node_pb2 as pb
-from shared.rpc import node_pb2_grpc
-from shared.tensors import decode, digest, encode
+from fedchain.services.sn.collector import RoundCollector
+from fedchain.services.sn.edges import Edge
+from fedchain.services.sn.peers import Peers
+from fedchain.services.sn.servicer import SuperNodeServicer
+from fedchain.services.sn.supernode import SuperNode
+from fedchain.shared.config import load_settings
+from fedchain.shared.crypto import NodeKey
+from fedchain.shared.net.grpc_util import NetConfig, make_channel, make_server
+from fedchain.shared.net.signing import update_message
+from fedchain.shared.net.streams import join_model_chunks, update_parts
+from fedchain.shared.rpc import node_pb2 as pb
+from fedchain.shared.rpc import node_pb2_grpc
+from fedchain.shared.tensors import decode, digest, encode
 from tests.conftest import free_port
 
 
 @pytest.fixture(scope="module")
 def resnet_sn() -> Iterator[tuple[SuperNode, str, bytes]]:
-    from services.sn.model_ops import initial_state
+    from fedchain.services.sn.model_ops import initial_state
 
     settings = load_settings(None, model="resnet18", dataset="cifar10", max_message_mb=128, chunk_kb=1024)
     port = free_port()

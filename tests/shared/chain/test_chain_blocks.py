@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.chain.blocks import (
+from fedchain.shared.chain.blocks import (
     ZERO_HASH,
     Block,
     BlockKind,
@@ -20,9 +20,9 @@ from shared.chain.blocks import (
     build_block,
     header_bytes,
 )
-from shared.chain.errors import BlobMissing, BlockInvalid, NotNextBlock, ProducerNotAdmitted
-from shared.chain.rules import ChainState, check_block
-from shared.crypto import NodeKey
+from fedchain.shared.chain.errors import BlobMissing, BlockInvalid, NotNextBlock, ProducerNotAdmitted
+from fedchain.shared.chain.rules import ChainState, check_block
+from fedchain.shared.crypto import NodeKey
 
 DIGEST = hashlib.sha256(b"model").hexdigest()
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.chain import merkle
+from fedchain.shared.chain import merkle
 
 LEAVES = [
     bytes.fromhex(x)

@@ -7,10 +7,10 @@ import random
 import pytest
 import torch
 
-from shared.config import ConfigError, load_settings
-from shared.fl.aggregate import weighted_average
-from shared.fl.models import build_model
-from shared.fl.strategy import FedAvg, FedPer, UpdateRejected, strategy_from_settings
+from fedchain.shared.config import ConfigError, load_settings
+from fedchain.shared.fl.aggregate import weighted_average
+from fedchain.shared.fl.models import build_model
+from fedchain.shared.fl.strategy import FedAvg, FedPer, UpdateRejected, strategy_from_settings
 
 
 def test_weighted_average_weights_by_samples() -> None:

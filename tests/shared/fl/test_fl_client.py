@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from shared import tensors
-from shared.config import load_settings
-from shared.fl.client import LocalClient
-from shared.fl.data import load_federated
-from shared.fl.models import initial_model
+from fedchain.shared import tensors
+from fedchain.shared.config import load_settings
+from fedchain.shared.fl.client import LocalClient
+from fedchain.shared.fl.data import load_federated
+from fedchain.shared.fl.models import initial_model
 
 SETTINGS = dict(dataset="mnist-sample", clients=10, max_samples=600, local_epochs=1, batch_size=32, lr=0.05)
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from shared.config import ConfigError, load_settings
-from shared.fl import data as D
+from fedchain.shared.config import ConfigError, load_settings
+from fedchain.shared.fl import data as D
 
 
 def _write_idx(path: Path, array: np.ndarray, gz: bool) -> None:

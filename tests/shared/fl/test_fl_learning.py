@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from shared import tensors
-from shared.config import load_settings
-from shared.fl.simulation import RoundResult, Simulation, run_simulation
-from shared.fl.strategy import Strategy
+from fedchain.shared import tensors
+from fedchain.shared.config import load_settings
+from fedchain.shared.fl.simulation import RoundResult, Simulation, run_simulation
+from fedchain.shared.fl.strategy import Strategy
 
 
 def _settings(datasets_dir: Path, **kw: object):
@@ -75,7 +75,7 @@ def test_the_head_never_reaches_the_server(datasets_dir: Path, monkeypatch: pyte
 
     monkeypatch.setattr(Strategy, "aggregate", spy)
     sim = Simulation(s)
-    from shared.fl.data import load_federated
+    from fedchain.shared.fl.data import load_federated
 
     for d in load_federated(s):
         sim.add_client(d)

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from shared.config import ConfigError, load_settings
-from shared.fl.models import FedAvgCNN, build_model, initial_model, resolve_model_name
-from shared.fl.split import base_keys, head_keys, parameterised_layers, shared_state
+from fedchain.shared.config import ConfigError, load_settings
+from fedchain.shared.fl.models import FedAvgCNN, build_model, initial_model, resolve_model_name
+from fedchain.shared.fl.split import base_keys, head_keys, parameterised_layers, shared_state
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.config import ConfigError
-from shared.fl import partition as P
+from fedchain.shared.config import ConfigError
+from fedchain.shared.fl import partition as P
 
 LABELS = np.repeat(np.arange(10), 100)  # 1,000 samples, 100 per class
 

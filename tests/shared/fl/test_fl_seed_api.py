@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config import ConfigError, load_settings
-from shared.fl.data import load_client
-from shared.fl.seed_api import Client, Server
-from shared.fl.simulation import run_simulation
+from fedchain.shared.config import ConfigError, load_settings
+from fedchain.shared.fl.data import load_client
+from fedchain.shared.fl.seed_api import Client, Server
+from fedchain.shared.fl.simulation import run_simulation
 
 
 def test_seed_loop_matches_run_simulation() -> None:
@@ -48,8 +48,8 @@ def test_seed_server_without_clients_says_so() -> None:
 def test_a_client_joining_late_starts_from_the_initial_head() -> None:
     import torch
 
-    from shared.fl.data import load_federated
-    from shared.fl.simulation import Simulation
+    from fedchain.shared.fl.data import load_federated
+    from fedchain.shared.fl.simulation import Simulation
 
     s = load_settings(dataset="mnist-sample", clients=3, max_samples=300, local_epochs=1, lr=0.1)
     shares = load_federated(s)

@@ -1,6 +1,6 @@
 """The model, the data and the local step shared by the ServerApp and the ClientApp.
 
-The model is fedchain's MNIST CNN (``shared.fl.models.build_model("mnist-cnn", "mnist")``)
+The model is fedchain's MNIST CNN (``fedchain.shared.fl.models.build_model("mnist-cnn", "mnist")``)
 when fedchain's FL core is importable, else an identical local definition
 (5x5 conv32 - pool - 5x5 conv64 - pool - FC512 - FC10), so both systems train the same net.
 Each SuperNode's samples come from an ``.npz`` file named in its node config; the
@@ -16,7 +16,7 @@ from torch import nn
 
 class MnistCNN(nn.Module):
     """5x5 conv32 - pool - 5x5 conv64 - pool - FC512 - FC10, laid out exactly as
-    ``shared.fl.models.FedAvgCNN`` (same parameter names and shapes)."""
+    ``fedchain.shared.fl.models.FedAvgCNN`` (same parameter names and shapes)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -33,7 +33,7 @@ class MnistCNN(nn.Module):
 def build_model() -> nn.Module:
     """fedchain's MNIST CNN when its FL core is installed, else the identical local copy."""
     try:
-        from shared.fl.models import build_model as fedchain_build_model  # type: ignore[import-not-found]
+        from fedchain.shared.fl.models import build_model as fedchain_build_model  # type: ignore[import-not-found]
     except ImportError:
         return MnistCNN()
     return fedchain_build_model("mnist-cnn", "mnist")

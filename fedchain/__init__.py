@@ -1,0 +1,20 @@
+"""fedchain: federated learning (FedPer, FedAvg) run by a network of blockchain nodes.
+
+The one top-level package of the distribution. Its parts live in the repository's
+``shared/`` (the code several services use: FL core, chain format, transport, settings)
+and ``services/`` (ledger, super node, edge node, console, CLI) folders and are imported
+as ``fedchain.shared`` and ``fedchain.services``; ``fedchain/shared`` and
+``fedchain/services`` are links to those folders, so the installed package, the source
+tree and the import-linter contracts all see one package.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("fedchain")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0.0.0+source"
+
+__all__ = ["__version__"]
