@@ -32,10 +32,10 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from safetensors.numpy import save
 
-from fedchain.services.ledger.errors import HeightConflict, OutOfSequence
 from fedchain.services.ledger.store import Ledger
 from fedchain.shared.chain.blocks import RoundPayload, build_block
 from fedchain.shared.crypto import NodeKey
+from fedchain.shared.ledger.errors import HeightConflict, OutOfSequence
 
 UPDATES = 10
 

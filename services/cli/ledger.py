@@ -47,8 +47,8 @@ def register(app: typer.Typer) -> None:
         settings = load_settings(
             config, state_dir=state_dir, db_url=db_url, port=port, http_port=http_port, host=host
         )
-        from fedchain.services.ledger.errors import LedgerError
         from fedchain.services.ledger.server import serve
+        from fedchain.shared.ledger.errors import LedgerError
 
         try:
             serve(settings, announce=lambda line: print(line, flush=True))
@@ -70,7 +70,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Recompute every hash, link, signature, Merkle root and blob digest of the chain."""
-        from fedchain.services.ledger.errors import LedgerError, LedgerUnavailable
+        from fedchain.shared.ledger.errors import LedgerError, LedgerUnavailable
 
         if ledger is not None and (state_dir or db_url or blobs):
             _fail("--ledger cannot be combined with --state-dir, --db-url or --blobs", 2)

@@ -119,8 +119,8 @@ def _run(settings: Any, *, out: Path | None, save_dir: Path | None, threads: int
 
     from fedchain.shared.fl.data import load_federated
     from fedchain.shared.fl.models import build_model, resolve_model_name
-    from fedchain.shared.fl.split import head_keys
     from fedchain.shared.fl.simulation import RoundResult, run_simulation
+    from fedchain.shared.fl.split import head_keys
 
     if threads is not None:
         torch.set_num_threads(threads)

@@ -17,7 +17,13 @@ from typing import Any, Self
 
 import httpx
 
-from fedchain.services.console.errors import ApiError, AuthError, ConnectError, ConsoleError, UsageError
+from fedchain.services.console.errors import (
+    ApiError,
+    AuthError,
+    ConnectError,
+    ConsoleError,
+    UsageError,
+)
 
 DOWNLOAD_CHUNK = 1 << 20
 MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fedchain.services.en.edge import EdgeNode
-from fedchain.services.sn.metrics import NodeMetrics
+from fedchain.shared.node.metrics import NodeMetrics
 
 NOT_ON_EN = "this is an edge node (EN): point the console or API client at a super node (SN) instead"
 

@@ -17,12 +17,12 @@ from typing import Any
 
 import grpc
 
-from fedchain.services.sn.peers import Peers
 from fedchain.shared.config import ConfigError, Settings
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.net.federation import apply_fl_config
 from fedchain.shared.net.signing import join_message, update_message
 from fedchain.shared.net.streams import join_model_chunks, update_parts
+from fedchain.shared.node.peers import Peers
 from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.tensors import decode, digest, encode
 

@@ -9,12 +9,12 @@ import threading
 from fedchain.services.en.api import build_app
 from fedchain.services.en.edge import EdgeNode
 from fedchain.services.en.servicer import EdgeServicer
-from fedchain.services.sn.metrics import NodeMetrics
-from fedchain.services.sn.peers import Peers
-from fedchain.services.sn.process import StopFlag, load_key, node_addresses
 from fedchain.shared.config import Settings
 from fedchain.shared.net.grpc_util import NetConfig, make_server, parse_address
 from fedchain.shared.net.http_server import HttpServer
+from fedchain.shared.node.metrics import NodeMetrics
+from fedchain.shared.node.peers import Peers
+from fedchain.shared.node.process import StopFlag, load_key, node_addresses
 from fedchain.shared.rpc import node_pb2_grpc
 
 log = logging.getLogger("fedchain.node")

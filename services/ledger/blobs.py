@@ -15,7 +15,7 @@ import struct
 import tempfile
 from pathlib import Path
 
-from fedchain.services.ledger.errors import InvalidBlob, LedgerCorrupt, NotFound, TooLarge
+from fedchain.shared.ledger.errors import InvalidBlob, LedgerCorrupt, NotFound, TooLarge
 
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
 

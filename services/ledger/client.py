@@ -15,16 +15,16 @@ from typing import Any, TypeVar
 import grpc
 
 from fedchain.services.ledger.convert import block_from_proto, block_to_proto
-from fedchain.services.ledger.errors import (
+from fedchain.services.ledger.grpc_service import ERROR_METADATA
+from fedchain.services.ledger.store import InclusionProof, VerifyReport
+from fedchain.shared.chain.blocks import Block
+from fedchain.shared.ledger.errors import (
     ERROR_CLASSES,
     LedgerError,
     LedgerRejected,
     LedgerUnavailable,
     NotFound,
 )
-from fedchain.services.ledger.grpc_service import ERROR_METADATA
-from fedchain.services.ledger.store import InclusionProof, VerifyReport
-from fedchain.shared.chain.blocks import Block
 from fedchain.shared.net.grpc_util import NetConfig, make_channel
 from fedchain.shared.rpc import ledger_pb2, ledger_pb2_grpc
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from fedchain.services.ledger.errors import InvalidBlock
 from fedchain.shared.chain.blocks import Block, payload_text
 from fedchain.shared.chain.errors import ChainError
 from fedchain.shared.chain.payloads import parse_kind, payload_from_json
+from fedchain.shared.ledger.errors import InvalidBlock
 from fedchain.shared.rpc import ledger_pb2
 
 

@@ -15,7 +15,9 @@ import grpc
 
 from fedchain.services.ledger.blobs import check_digest
 from fedchain.services.ledger.convert import block_from_proto, block_to_proto
-from fedchain.services.ledger.errors import (
+from fedchain.services.ledger.metrics import LedgerMetrics
+from fedchain.services.ledger.store import MAX_RANGE, Ledger
+from fedchain.shared.ledger.errors import (
     LedgerCorrupt,
     LedgerError,
     LedgerRejected,
@@ -23,8 +25,6 @@ from fedchain.services.ledger.errors import (
     NotFound,
     TooLarge,
 )
-from fedchain.services.ledger.metrics import LedgerMetrics
-from fedchain.services.ledger.store import MAX_RANGE, Ledger
 from fedchain.shared.rpc import ledger_pb2, ledger_pb2_grpc
 
 ERROR_METADATA = "fedchain-error"

@@ -28,18 +28,6 @@ from sqlalchemy.engine import Connection, Engine
 
 from fedchain.services.ledger import schema
 from fedchain.services.ledger.blobs import BlobStore, check_digest
-from fedchain.services.ledger.errors import (
-    HeightConflict,
-    InvalidBlock,
-    LedgerCorrupt,
-    LedgerUnavailable,
-    MissingBlob,
-    NotFound,
-    OutOfSequence,
-    ProducerRejected,
-    SchemaMismatch,
-    TooLarge,
-)
 from fedchain.shared.chain import merkle
 from fedchain.shared.chain.blocks import Block, payload_text
 from fedchain.shared.chain.errors import (
@@ -52,6 +40,18 @@ from fedchain.shared.chain.errors import (
 from fedchain.shared.chain.payloads import RoundPayload, parse_kind, payload_from_json
 from fedchain.shared.chain.rules import ChainState, check_block
 from fedchain.shared.config import ConfigError
+from fedchain.shared.ledger.errors import (
+    HeightConflict,
+    InvalidBlock,
+    LedgerCorrupt,
+    LedgerUnavailable,
+    MissingBlob,
+    NotFound,
+    OutOfSequence,
+    ProducerRejected,
+    SchemaMismatch,
+    TooLarge,
+)
 
 DEFAULT_MAX_BLOCK_BYTES = 1024 * 1024
 DEFAULT_MAX_BLOB_BYTES = 64 * 1024 * 1024

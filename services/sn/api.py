@@ -13,10 +13,10 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
-from fedchain.services.ledger.errors import LedgerUnavailable
 from fedchain.services.sn.entry import Busy, EntryRole
-from fedchain.services.sn.metrics import NodeMetrics
 from fedchain.services.sn.supernode import SuperNode
+from fedchain.shared.ledger.errors import LedgerUnavailable
+from fedchain.shared.node.metrics import NodeMetrics
 
 FORWARD_TIMEOUT = httpx.Timeout(connect=5.0, read=600.0, write=60.0, pool=5.0)
 MAX_INT64 = 2**63 - 1

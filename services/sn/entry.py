@@ -20,7 +20,6 @@ import torch
 from fedchain.services.sn.chain import EntryChain, ModelRef
 from fedchain.services.sn.collector import Accepted, RoundCollector
 from fedchain.services.sn.model_ops import ModelTemplate, initial_state, merge, select_participants
-from fedchain.services.sn.peers import Peers
 from fedchain.services.sn.registry import FederationFull, Member, NoSuperNode, Registry
 from fedchain.services.sn.supernode import SuperNode
 from fedchain.services.sn.validation import Rejected, check_update
@@ -28,6 +27,7 @@ from fedchain.shared.config import Settings
 from fedchain.shared.crypto import NodeKey, node_id_for, verify_signature
 from fedchain.shared.net.federation import fl_config, fl_config_strings
 from fedchain.shared.net.signing import join_message
+from fedchain.shared.node.peers import Peers
 from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.tensors import decode, digest, encode
 

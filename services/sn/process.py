@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
-import socket
 import threading
 import time
-from pathlib import Path
 
 import grpc
 
-from fedchain.services.sn.metrics import NodeMetrics
-from fedchain.services.sn.peers import Peers
 from fedchain.services.sn.supernode import SuperNode
 from fedchain.shared.config import ConfigError, Settings
 from fedchain.shared.crypto import NodeKey
@@ -21,6 +16,9 @@ from fedchain.shared.net.federation import apply_fl_config
 from fedchain.shared.net.grpc_util import NetConfig, make_server, parse_address
 from fedchain.shared.net.http_server import HttpServer
 from fedchain.shared.net.signing import join_message
+from fedchain.shared.node.metrics import NodeMetrics
+from fedchain.shared.node.peers import Peers
+from fedchain.shared.node.process import StopFlag, load_key, node_addresses
 from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.rpc import node_pb2_grpc
 
@@ -32,39 +30,6 @@ FATAL = {
     grpc.StatusCode.INVALID_ARGUMENT,
     grpc.StatusCode.FAILED_PRECONDITION,
 }
-
-
-def node_addresses(settings: Settings) -> tuple[str, str]:
-    """(gRPC address, HTTP address) peers use to reach this node.
-
-    Bound to all interfaces without --advertise-host, the node advertises its host name
-    (what a container network resolves).
-    """
-    host = settings.advertise_host or settings.host
-    if host in ("0.0.0.0", "::", "") and not settings.advertise_host:
-        host = socket.gethostname()
-    return f"{host}:{settings.port}", f"{host}:{settings.effective_http_port}"
-
-
-def load_key(settings: Settings) -> NodeKey:
-    """The node's Ed25519 key in its state dir (made on first start)."""
-    try:
-        return NodeKey.load_or_create(Path(settings.state_dir) / "node.key")
-    except (ValueError, OSError) as exc:
-        raise ConfigError(str(exc)) from None
-
-
-class StopFlag:
-    """Set by SIGTERM/SIGINT; the main thread waits on it."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.event.set())
-
-    def wait(self) -> None:
-        while not self.event.wait(0.5):
-            pass
 
 
 def join_as_sn(sn: SuperNode, settings: Settings, key: NodeKey, timeout: float = 120.0) -> pb.JoinReply:

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import grpc
 
 from fedchain.services.sn.entry import EntryRole
-from fedchain.services.sn.metrics import NodeMetrics
 from fedchain.services.sn.supernode import SuperNode
 from fedchain.services.sn.validation import Rejected
 from fedchain.shared.net.streams import model_chunks
+from fedchain.shared.node.metrics import NodeMetrics
 from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.rpc import node_pb2_grpc
 from fedchain.shared.tensors import TensorError

@@ -17,12 +17,12 @@ import grpc
 from fedchain.services.sn.collector import Accepted, RoundCollector
 from fedchain.services.sn.edges import Edge, EdgePool
 from fedchain.services.sn.model_ops import ModelTemplate
-from fedchain.services.sn.peers import Peers
 from fedchain.services.sn.validation import Rejected, check_update
 from fedchain.shared.config import Settings
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.net.signing import update_message
 from fedchain.shared.net.streams import aggregate_parts, join_model_chunks
+from fedchain.shared.node.peers import Peers
 from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.tensors import TensorError, decode, digest, encode
 

@@ -13,7 +13,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from fedchain.shared.chain.blocks import ZERO_HASH, Block
-from fedchain.shared.chain.errors import BlobMissing, BlockInvalid, NotNextBlock, ProducerNotAdmitted
+from fedchain.shared.chain.errors import (
+    BlobMissing,
+    BlockInvalid,
+    NotNextBlock,
+    ProducerNotAdmitted,
+)
 from fedchain.shared.chain.payloads import (
     BlockKind,
     CheckpointPayload,

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save
 
-from fedchain.services.ledger.errors import LedgerRejected
 from fedchain.services.ledger.store import Ledger
 from fedchain.shared.chain.blocks import RoundPayload, build_block
 from fedchain.shared.crypto import NodeKey
+from fedchain.shared.ledger.errors import LedgerRejected
 
 
 def _blob(seed: int) -> bytes:

@@ -15,7 +15,13 @@ from fake_control_node import TOKEN, RunningNode
 from safetensors.numpy import load_file
 
 from fedchain.services.console.client import ControlClient
-from fedchain.services.console.errors import ApiError, AuthError, ConnectError, ConsoleError, UsageError
+from fedchain.services.console.errors import (
+    ApiError,
+    AuthError,
+    ConnectError,
+    ConsoleError,
+    UsageError,
+)
 from tests.conftest import free_port
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save
 
-from fedchain.services.ledger.errors import HeightConflict, OutOfSequence
 from fedchain.services.ledger.store import Ledger
 from fedchain.shared.chain.blocks import Block, build_block
 from fedchain.shared.crypto import NodeKey
+from fedchain.shared.ledger.errors import HeightConflict, OutOfSequence
 
 
 def wait_for(go: Path, limit: float = 60) -> None:

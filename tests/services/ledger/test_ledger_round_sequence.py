@@ -7,9 +7,9 @@ import pytest
 import sqlalchemy as sa
 from ledger_kit import Federation, model_blob, update_digest
 
-from fedchain.services.ledger.errors import InvalidBlock
 from fedchain.services.ledger.store import Ledger
 from fedchain.shared.chain.blocks import RoundPayload, build_block
+from fedchain.shared.ledger.errors import InvalidBlock
 
 
 def _round_payload(ledger: Ledger, number: int, seed: int, fed: Federation) -> RoundPayload:

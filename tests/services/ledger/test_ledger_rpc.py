@@ -13,7 +13,11 @@ import pytest
 from ledger_kit import Federation, model_blob, update_digest
 
 from fedchain.services.ledger.client import LedgerClient
-from fedchain.services.ledger.errors import (
+from fedchain.services.ledger.server import LedgerService
+from fedchain.shared.chain.blocks import build_block
+from fedchain.shared.config import Settings
+from fedchain.shared.crypto import NodeKey
+from fedchain.shared.ledger.errors import (
     HeightConflict,
     InvalidBlob,
     InvalidBlock,
@@ -24,10 +28,6 @@ from fedchain.services.ledger.errors import (
     ProducerRejected,
     TooLarge,
 )
-from fedchain.services.ledger.server import LedgerService
-from fedchain.shared.chain.blocks import build_block
-from fedchain.shared.config import Settings
-from fedchain.shared.crypto import NodeKey
 from fedchain.shared.rpc import ledger_pb2, ledger_pb2_grpc
 from tests.conftest import free_port
 

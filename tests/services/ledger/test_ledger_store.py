@@ -9,7 +9,10 @@ import pytest
 import sqlalchemy as sa
 from ledger_kit import Federation, model_blob, update_digest
 
-from fedchain.services.ledger.errors import (
+from fedchain.services.ledger.store import Ledger
+from fedchain.shared.chain.blocks import build_block
+from fedchain.shared.crypto import NodeKey
+from fedchain.shared.ledger.errors import (
     HeightConflict,
     InvalidBlob,
     InvalidBlock,
@@ -21,9 +24,6 @@ from fedchain.services.ledger.errors import (
     SchemaMismatch,
     TooLarge,
 )
-from fedchain.services.ledger.store import Ledger
-from fedchain.shared.chain.blocks import build_block
-from fedchain.shared.crypto import NodeKey
 
 
 def snapshot(ledger: Ledger) -> tuple[int, bytes | None, int, list[str]]:
@@ -256,7 +256,7 @@ def test_a_writer_stuck_holding_the_database_makes_append_unavailable_not_hang(
     import fcntl
     import time
 
-    from fedchain.services.ledger.errors import LedgerUnavailable
+    from fedchain.shared.ledger.errors import LedgerUnavailable
 
     db = tmp_path / "ledger.db"
     ledger = Ledger(f"sqlite:///{db}", tmp_path / "blobs", write_timeout=0.5)

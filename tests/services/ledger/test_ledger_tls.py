@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from fedchain.services.ledger.client import LedgerClient
-from fedchain.services.ledger.errors import LedgerUnavailable
 from fedchain.services.ledger.server import LedgerService
 from fedchain.shared.config import Settings
+from fedchain.shared.ledger.errors import LedgerUnavailable
 from tests.conftest import free_port
 
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import save
 
-from fedchain.services.ledger.errors import LedgerUnavailable
 from fedchain.services.ledger.store import Ledger
 from fedchain.services.sn.chain import EntryChain
 from fedchain.shared.chain.blocks import RoundPayload
 from fedchain.shared.crypto import NodeKey
+from fedchain.shared.ledger.errors import LedgerUnavailable
 
 
 class LossyLedger:

@@ -10,7 +10,6 @@ import pytest
 
 from fedchain.services.sn.collector import RoundCollector
 from fedchain.services.sn.edges import Edge
-from fedchain.services.sn.peers import Peers
 from fedchain.services.sn.servicer import SuperNodeServicer
 from fedchain.services.sn.supernode import SuperNode
 from fedchain.shared.config import load_settings
@@ -18,6 +17,7 @@ from fedchain.shared.crypto import NodeKey
 from fedchain.shared.net.grpc_util import NetConfig, make_channel, make_server
 from fedchain.shared.net.signing import update_message
 from fedchain.shared.net.streams import join_model_chunks, update_parts
+from fedchain.shared.node.peers import Peers
 from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.rpc import node_pb2_grpc
 from fedchain.shared.tensors import decode, digest, encode

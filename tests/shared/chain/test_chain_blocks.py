@@ -20,7 +20,12 @@ from fedchain.shared.chain.blocks import (
     build_block,
     header_bytes,
 )
-from fedchain.shared.chain.errors import BlobMissing, BlockInvalid, NotNextBlock, ProducerNotAdmitted
+from fedchain.shared.chain.errors import (
+    BlobMissing,
+    BlockInvalid,
+    NotNextBlock,
+    ProducerNotAdmitted,
+)
 from fedchain.shared.chain.rules import ChainState, check_block
 from fedchain.shared.crypto import NodeKey
 

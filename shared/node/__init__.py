@@ -1,0 +1,1 @@
+"""Node plumbing that the super node and the edge node share: peers, metrics, keys, stop flag, addresses."""
