@@ -19,6 +19,8 @@ from fedchain.shared.chain.encoding import CanonicalWriter
 from fedchain.shared.chain.errors import BlockInvalid
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
+HEX128 = re.compile(r"^[0-9a-f]{128}$")
+HANDOVER_DOMAIN = "fedchain/authority-handover/v1"
 ROLES = ("SN", "EN")
 MAX_TEXT = 4096
 
@@ -31,6 +33,7 @@ class BlockKind(StrEnum):
     NODE_LEFT = "node_left"
     ROUND = "round"
     CHECKPOINT = "checkpoint"
+    AUTHORITY_HANDOVER = "authority_handover"
 
 
 def check_hex64(value: Any, what: str) -> str:
@@ -310,7 +313,57 @@ class CheckpointPayload(_Payload):
         check_hex64(self.model_digest, "checkpoint model_digest")
 
 
-Payload = GenesisPayload | NodeJoinedPayload | NodeLeftPayload | RoundPayload | CheckpointPayload
+def handover_statement(prev_hash: bytes, new_public_key: str) -> bytes:
+    """What the incoming key signs to accept the entry's authority: a domain tag, the hash
+    of the block the handover follows (which pins chain and position), the new key."""
+    w = CanonicalWriter()
+    w.text(HANDOVER_DOMAIN)
+    w.raw(prev_hash)
+    w.text(new_public_key)
+    return w.getvalue()
+
+
+@dataclass(frozen=True)
+class AuthorityHandoverPayload(_Payload):
+    """The entry hands its authority (the right to write every block) to a new key.
+
+    The block is signed by the outgoing entry key like every block; ``acceptance`` is the
+    incoming key's Ed25519 signature over ``handover_statement(prev_hash, new_public_key)``,
+    so a handover carries both keys' consent. From the next block on, only the new key
+    may write.
+    """
+
+    new_node_id: str
+    new_public_key: str
+    acceptance: str
+    reason: str
+
+    KIND: ClassVar[BlockKind] = BlockKind.AUTHORITY_HANDOVER
+    FIELDS: ClassVar[tuple[tuple[str, str], ...]] = (
+        ("new_node_id", "text"),
+        ("new_public_key", "text"),
+        ("acceptance", "text"),
+        ("reason", "text"),
+    )
+
+    def check(self) -> None:
+        check_hex64(self.new_public_key, "authority_handover new_public_key")
+        if not HEX128.match(self.acceptance):
+            raise BlockInvalid(
+                "authority_handover acceptance must be a 64-byte Ed25519 signature in hex"
+            )
+        if not self.new_node_id:
+            raise BlockInvalid("authority_handover new_node_id is empty")
+
+
+Payload = (
+    GenesisPayload
+    | NodeJoinedPayload
+    | NodeLeftPayload
+    | RoundPayload
+    | CheckpointPayload
+    | AuthorityHandoverPayload
+)
 
 PAYLOAD_TYPES: dict[BlockKind, type[_Payload]] = {
     BlockKind.GENESIS: GenesisPayload,
@@ -318,6 +371,7 @@ PAYLOAD_TYPES: dict[BlockKind, type[_Payload]] = {
     BlockKind.NODE_LEFT: NodeLeftPayload,
     BlockKind.ROUND: RoundPayload,
     BlockKind.CHECKPOINT: CheckpointPayload,
+    BlockKind.AUTHORITY_HANDOVER: AuthorityHandoverPayload,
 }
 
 

@@ -3,8 +3,12 @@
 ``ChainState`` is what the chain says at its tip (height, hash, admitted keys).
 ``check_block`` raises a ``ChainError`` naming the first rule a block breaks; the
 ledger runs it before every append and verification runs it over every stored row.
-Genesis's producer is the entry node (its key is in the payload); node_joined admits
-a key, node_left revokes it; every other block must be signed by an admitted key.
+
+Who may write: genesis names the entry key, and that key alone produces every later
+block. node_joined admits a member key (it may then sign messages the nodes exchange,
+never blocks), node_left revokes it. The entry hands its authority to another key only
+by an ``authority_handover`` block signed by both: the outgoing key signs the block, the
+incoming key signs its acceptance of that exact position on the chain.
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ from fedchain.shared.chain.errors import (
     ProducerNotAdmitted,
 )
 from fedchain.shared.chain.payloads import (
+    AuthorityHandoverPayload,
     BlockKind,
     CheckpointPayload,
     GenesisPayload,
     NodeJoinedPayload,
     NodeLeftPayload,
     RoundPayload,
+    handover_statement,
 )
 from fedchain.shared.crypto import node_id_for, verify_signature
 
@@ -54,6 +60,10 @@ class ChainState:
     revoked: dict[str, int] = field(default_factory=dict)
     last_round: int = 0
     """Round number of the newest round block (0 before the first round)."""
+    authority: str = ""
+    """Node id of the key that may write the next block (the entry; "" before genesis)."""
+    authority_key: bytes = b""
+    """That key's Ed25519 public key."""
 
     @property
     def next_height(self) -> int:
@@ -63,7 +73,13 @@ class ChainState:
     def copy(self) -> ChainState:
         """An independent copy (members are immutable)."""
         return ChainState(
-            self.height, self.tip_hash, dict(self.members), dict(self.revoked), self.last_round
+            self.height,
+            self.tip_hash,
+            dict(self.members),
+            dict(self.revoked),
+            self.last_round,
+            self.authority,
+            self.authority_key,
         )
 
     def apply(self, block: Block) -> None:
@@ -73,6 +89,14 @@ class ChainState:
             self.members[p.entry_node_id] = Member(
                 p.entry_node_id, bytes.fromhex(p.entry_public_key), "SN", "", block.height
             )
+            self.authority = p.entry_node_id
+            self.authority_key = bytes.fromhex(p.entry_public_key)
+        elif isinstance(p, AuthorityHandoverPayload):
+            self.members[p.new_node_id] = Member(
+                p.new_node_id, bytes.fromhex(p.new_public_key), "SN", "", block.height
+            )
+            self.authority = p.new_node_id
+            self.authority_key = bytes.fromhex(p.new_public_key)
         elif isinstance(p, NodeJoinedPayload):
             self.members[p.node_id] = Member(
                 p.node_id, bytes.fromhex(p.public_key), p.role, p.address, block.height
@@ -118,14 +142,23 @@ def _producer_key(block: Block, state: ChainState) -> bytes:
                 f"genesis must be produced by the entry node {p.entry_node_id}, not {block.producer}"
             )
         return key
+    if block.producer == state.authority:
+        return state.authority_key
+    who = f"the entry {state.authority}" if state.authority else "the entry named in genesis"
+    if block.producer in state.revoked:
+        raise ProducerNotAdmitted(
+            f"producer {block.producer} was revoked at height {state.revoked[block.producer]}; "
+            f"only {who} may write blocks"
+        )
     member = state.members.get(block.producer)
     if member is None:
-        if block.producer in state.revoked:
-            raise ProducerNotAdmitted(
-                f"producer {block.producer} was revoked at height {state.revoked[block.producer]}"
-            )
-        raise ProducerNotAdmitted(f"producer {block.producer} is not an admitted node")
-    return member.public_key
+        raise ProducerNotAdmitted(
+            f"producer {block.producer} is not an admitted node; only {who} may write blocks"
+        )
+    raise ProducerNotAdmitted(
+        f"producer {block.producer} is an admitted {member.role}, but a {block.kind} block "
+        f"may be written only by {who}"
+    )
 
 
 def _check_payload(block: Block, state: ChainState) -> None:
@@ -140,8 +173,35 @@ def _check_payload(block: Block, state: ChainState) -> None:
             parent = state.members.get(p.parent_sn)
             if parent is None or parent.role != "SN":
                 raise BlockInvalid(f"node_joined parent_sn {p.parent_sn} is not an admitted SN")
-    elif isinstance(p, NodeLeftPayload) and p.node_id not in state.members:
-        raise BlockInvalid(f"node_left names {p.node_id}, which is not an admitted node")
+        if p.node_id == state.authority:
+            raise BlockInvalid("node_joined cannot admit the entry's own key as a member")
+    elif isinstance(p, NodeLeftPayload):
+        if p.node_id not in state.members:
+            raise BlockInvalid(f"node_left names {p.node_id}, which is not an admitted node")
+        if p.node_id == state.authority:
+            raise BlockInvalid("node_left cannot revoke the entry; hand its authority over first")
+    elif isinstance(p, AuthorityHandoverPayload):
+        new_key = bytes.fromhex(p.new_public_key)
+        if p.new_node_id != node_id_for(new_key):
+            raise BlockInvalid(
+                f"authority_handover new_node_id {p.new_node_id} is not the id of its key "
+                f"({node_id_for(new_key)})"
+            )
+        if p.new_node_id == state.authority:
+            raise BlockInvalid("authority_handover names the key that already holds authority")
+        if p.new_node_id in state.revoked:
+            raise BlockInvalid(f"authority_handover names {p.new_node_id}, a revoked key")
+        other = state.members.get(p.new_node_id)
+        if other is not None:
+            raise BlockInvalid(
+                f"authority_handover names {p.new_node_id}, an admitted {other.role}: "
+                "the entry's key must be a key of its own"
+            )
+        statement = handover_statement(block.prev_hash, p.new_public_key)
+        if not verify_signature(new_key, bytes.fromhex(p.acceptance), statement):
+            raise BlockInvalid(
+                "authority_handover acceptance is not the new key's signature over this handover"
+            )
     elif isinstance(p, RoundPayload) and p.round != state.last_round + 1:
         # a round recorded twice (a retried append whose first reply was lost) or skipped
         raise BlockInvalid(
@@ -154,9 +214,10 @@ def check_block(block: Block, state: ChainState, blob_problem: BlobProblem | Non
     """Raise a ChainError unless ``block`` may follow ``state``'s tip.
 
     Checks, in order: height and prev_hash link, genesis only at height 0, hash over the
-    canonical header, producer admitted, Ed25519 signature over the hash, payload rules
-    (node ids match keys, Merkle root, parent SN, node_left target, a round block's round is
-    the previous round block's round + 1, starting at 1), blobs present.
+    canonical header, producer is the entry (genesis's key, or the key it handed authority
+    to), Ed25519 signature over the hash, payload rules (node ids match keys, Merkle root,
+    parent SN, node_left target, a round block's round is the previous round block's
+    round + 1 starting at 1, a handover accepted by the new key), blobs present.
     """
     if block.height != state.next_height:
         raise NotNextBlock(

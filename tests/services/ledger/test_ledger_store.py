@@ -97,9 +97,8 @@ def test_state_is_shared_between_ledger_instances(db_url: str, tmp_path: Path) -
             {
                 "model_version": 1,
                 "model_digest": fed.blocks[-1].payload.model_digest,
-                "note": "by the SN",
+                "note": "again",
             },
-            key=fed.sn,
         )
         assert first.height() == second.height() == 4
         assert second.verify().ok

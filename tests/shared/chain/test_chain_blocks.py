@@ -212,9 +212,14 @@ def test_chain_rules_admit_revoke_and_refuse() -> None:
     state.apply(j_en)
     assert set(state.members) == {entry.node_id, sn.node_id, en.node_id}
 
-    # an admitted non-entry key may produce
-    ck = build_block(
+    # only the entry writes blocks: an admitted SN may not
+    by_sn = build_block(
         "checkpoint", {"model_version": 1, "model_digest": DIGEST, "note": ""}, j_en, sn, 9
+    )
+    with pytest.raises(ProducerNotAdmitted, match="may be written only by the entry"):
+        check_block(by_sn, state)
+    ck = build_block(
+        "checkpoint", {"model_version": 1, "model_digest": DIGEST, "note": ""}, j_en, entry, 9
     )
     check_block(ck, state)
 
