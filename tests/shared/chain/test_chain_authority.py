@@ -73,7 +73,12 @@ def joined(node: NodeKey, role: str, parent: str = "") -> dict[str, str]:
 
 def round_payload(number: int, participants: list[NodeKey]) -> RoundPayload:
     return RoundPayload.create(
-        number, "fedper", number, DIGEST, [p.node_id for p in participants], [UPDATE] * len(participants)
+        number,
+        "fedper",
+        number,
+        DIGEST,
+        [p.node_id for p in participants],
+        [UPDATE] * len(participants),
     )
 
 
@@ -113,7 +118,9 @@ def test_a_member_cannot_write_a_round(
         check_block(block, chain.state)
 
 
-def test_a_member_cannot_admit_a_key_of_its_own(fed: tuple[Chain, NodeKey, NodeKey, NodeKey]) -> None:
+def test_a_member_cannot_admit_a_key_of_its_own(
+    fed: tuple[Chain, NodeKey, NodeKey, NodeKey],
+) -> None:
     chain, _, sn, en = fed
     block = chain.make(en, "node_joined", joined(key(9), "SN"))
     with pytest.raises(ProducerNotAdmitted, match="admitted EN"):

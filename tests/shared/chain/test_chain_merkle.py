@@ -127,3 +127,65 @@ def test_random_trees_prove_every_leaf(leaves: list[bytes], data: st.DataObject)
     root = merkle.root(leaves)
     proof = merkle.inclusion_proof(leaves, index)
     assert merkle.verify_inclusion(leaves[index], index, len(leaves), proof, root)
+
+
+# Consistency proofs of the 8-leaf reference tree (RFC 6962 section 2.1.2; the same values as
+# transparency-dev/merkle's testonly consistency vectors), expressed with its node hashes.
+CONSISTENCY = [
+    (1, 1, []),
+    (1, 8, [L0[1], L1[1], L2[1]]),
+    (6, 8, [L1[2], L1[3], L2[0]]),
+    (2, 5, [L1[1], L0[4]]),
+    (4, 8, [L2[1]]),
+    (3, 8, [L0[2], L0[3], L1[0], L2[1]]),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), CONSISTENCY)
+def test_consistency_proof_matches_reference_nodes(old: int, new: int, expected: list[str]) -> None:
+    proof = merkle.consistency_proof(LEAVES[:new], old)
+    assert [p.hex() for p in proof] == expected
+    assert merkle.verify_consistency(
+        old, new, bytes.fromhex(ROOTS[old]), bytes.fromhex(ROOTS[new]), proof
+    )
+
+
+def _hashes(n: int) -> list[bytes]:
+    return [hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(n)]
+
+
+@pytest.mark.parametrize("new", range(0, 34))
+def test_every_prefix_is_consistent_and_every_corruption_fails(new: int) -> None:
+    leaves = _hashes(new)
+    new_root = merkle.root(leaves)
+    for old in range(0, new + 1):
+        old_root = merkle.root(leaves[:old])
+        proof = merkle.consistency_proof(leaves, old)
+        assert merkle.verify_consistency(old, new, old_root, new_root, proof), (old, new)
+        if not 0 < old < new:
+            continue
+        for i in range(len(proof)):  # each proof node flipped
+            bad = list(proof)
+            bad[i] = bytes([bad[i][0] ^ 1]) + bad[i][1:]
+            assert not merkle.verify_consistency(old, new, old_root, new_root, bad)
+        assert not merkle.verify_consistency(old, new, old_root, new_root, proof[:-1])
+        assert not merkle.verify_consistency(old, new, old_root, new_root, [*proof, new_root])
+        assert not merkle.verify_consistency(old, new, new_root, new_root, proof)  # wrong old root
+        assert not merkle.verify_consistency(old, new, old_root, old_root, proof)  # wrong new root
+        other = merkle.root(_hashes(old + 1)[1:])  # a different history of the same size
+        assert not merkle.verify_consistency(old, new, other, new_root, proof)
+        assert not merkle.verify_consistency(
+            old, new, old_root, new_root, [b"\x00" * 31] + proof[1:]
+        )
+
+
+def test_consistency_edge_cases() -> None:
+    leaves = _hashes(5)
+    r5 = merkle.root(leaves)
+    assert merkle.verify_consistency(0, 5, merkle.root([]), r5, [])
+    assert not merkle.verify_consistency(0, 5, merkle.root([]), r5, [r5])
+    assert merkle.verify_consistency(5, 5, r5, r5, [])
+    assert not merkle.verify_consistency(5, 5, r5, merkle.root(leaves[:4]), [])
+    assert not merkle.verify_consistency(6, 5, r5, r5, [])  # a tree cannot shrink
+    with pytest.raises(IndexError):
+        merkle.consistency_proof(leaves, 6)
