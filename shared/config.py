@@ -4,21 +4,35 @@ Precedence, lowest first: defaults < config file (``--config``, JSON/YAML/TOML)
 < environment (``FEDCHAIN_*`` variables and ``.env``) < command-line flags.
 
 Environment: ``FEDCHAIN_<FIELD>`` (any case; e.g. ``FEDCHAIN_CLIENTS=5``), read from the
-process environment over a ``.env`` file in the working directory; other variables in
-either are ignored.
+process environment over a ``.env`` file in the working directory (both through
+pydantic-settings' own sources). A ``FEDCHAIN_*`` name in ``.env`` or a key in a config file
+that is no setting is refused; other variables, and ``FEDCHAIN_*`` names in the process
+environment that are no setting (``FEDCHAIN_TEST_*``), are left alone.
 
 The seed project's keys are accepted as aliases in config files, flags and environment:
 ``client.amount`` -> ``clients``, ``local_epoch`` -> ``local_epochs``,
 ``local_OpenEval`` -> ``local_eval``, ``gobal_epoch`` -> ``rounds``, ``openEval`` -> ``eval``,
 ``dataset``, ``learn_rate`` -> ``lr``, ``BATCH_SIZE`` -> ``batch_size``.
 The defaults are the seed's: 10 clients, 2 local epochs, 20 global epochs, lr 0.01, batch 64.
+
+Every field has a *scope* (``json_schema_extra={"scope": ...}``), the one place that says
+where a setting goes:
+
+- ``federation``: learning settings the entry records in genesis and sends to every joining
+  node (:data:`FEDERATION_FIELDS`); ``fedchain up`` passes them to its node children.
+- ``run``: learning settings of one run that stay on the machine (rounds, dataset root,
+  download). Together with the federation fields they are :data:`LEARNING_FIELDS`: the
+  learning options of ``simulate``, ``up`` and ``node`` and the ``config`` of a results file.
+- ``node``: everything else (ports, addresses, tokens, TLS, process knobs).
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import tomllib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,7 +40,13 @@ import yaml
 from dotenv import dotenv_values
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 SEED_ALIASES: dict[str, str] = {
     "client.amount": "clients",
@@ -42,81 +62,161 @@ SEED_ALIASES: dict[str, str] = {
 Algorithm = Literal["fedper", "fedavg"]
 DatasetName = Literal["mnist", "fmnist", "cifar10", "mnist-sample"]
 Partition = Literal["iid", "dirichlet", "pathological"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+Scope = Literal["federation", "run", "node"]
+
+ENV_PREFIX = "FEDCHAIN_"
 
 
 class ConfigError(ValueError):
     """A user-caused configuration problem; its message is one line a person can act on."""
 
 
+def _scope(scope: Scope) -> dict[str, Any]:
+    return {"scope": scope}
+
+
+FEDERATION = _scope("federation")
+RUN = _scope("run")
+
+
 class Settings(BaseSettings):
     """Every knob of fedchain. Field docs are the reference for config files and flags."""
 
     model_config = SettingsConfigDict(
-        env_prefix="FEDCHAIN_",
+        env_prefix=ENV_PREFIX,
         env_file=".env",
         env_file_encoding="utf-8",
+        env_ignore_empty=True,
         extra="forbid",
         validate_assignment=True,
         populate_by_name=True,
     )
 
     # ---- learning ----
-    algorithm: Algorithm = Field("fedper", description="fedper (base averaged, head personal) or fedavg")
-    dataset: DatasetName = Field("mnist-sample", description="mnist, fmnist, cifar10 or mnist-sample")
-    data_dir: Path = Field(Path("./data"), description="torchvision on-disk layout root")
-    download: bool = Field(False, description="download a missing dataset (needs internet)")
-    model: str = Field("auto", description="auto, mnist-cnn, cifar-cnn or resnet18")
-    clients: int = Field(10, ge=1, le=10_000, description="number of clients (ENs)")
-    rounds: int = Field(20, ge=1, le=100_000, description="global epochs")
-    local_epochs: int = Field(2, ge=1, le=1_000)
-    batch_size: int = Field(64, ge=1, le=65_536)
-    lr: float = Field(0.01, gt=0, le=10)
-    momentum: float = Field(0.0, ge=0, lt=1)
-    partition: Partition = Field("iid")
-    alpha: float = Field(0.5, gt=0, description="Dirichlet concentration")
-    classes_per_client: int = Field(2, ge=1, description="pathological split: classes per client")
-    client_fraction: float = Field(1.0, gt=0, le=1, description="FedAvg: fraction of clients per round")
-    personal_layers: int = Field(1, ge=0, description="FedPer: last N parameterised layers stay local")
-    train_fraction: float = Field(0.75, gt=0, lt=1, description="per-client train/test split")
-    max_samples: int | None = Field(
-        None, ge=10, description="use a seeded random subset of this many samples (quick runs)"
+    algorithm: Algorithm = Field(
+        default="fedper", json_schema_extra=FEDERATION,
+        description="fedper (base averaged, head personal) or fedavg",
     )
-    seed: int = Field(0, ge=0)
-    local_eval: bool = Field(True, description="seed's local_OpenEval: evaluate on each client")
-    eval: bool = Field(True, description="seed's openEval: evaluate every round")
+    dataset: DatasetName = Field(
+        default="mnist-sample", json_schema_extra=FEDERATION,
+        description="mnist, fmnist, cifar10 or mnist-sample",
+    )
+    data_dir: Path = Field(
+        default=Path("./data"), json_schema_extra=RUN,
+        description="dataset root (torchvision on-disk layout)",
+    )
+    download: bool = Field(
+        default=False, json_schema_extra=RUN, description="download a missing dataset (needs internet)"
+    )
+    model: str = Field(
+        default="auto", json_schema_extra=FEDERATION, description="auto, mnist-cnn, cifar-cnn or resnet18"
+    )
+    clients: int = Field(
+        default=10, ge=1, le=10_000, json_schema_extra=FEDERATION,
+        description="number of clients (data partitions, one per EN)",
+    )
+    rounds: int = Field(
+        default=20, ge=1, le=100_000, json_schema_extra=RUN, description="global epochs (rounds) to train"
+    )
+    local_epochs: int = Field(
+        default=2, ge=1, le=1_000, json_schema_extra=FEDERATION, description="local epochs per round"
+    )
+    batch_size: int = Field(
+        default=64, ge=1, le=65_536, json_schema_extra=FEDERATION, description="local mini-batch size"
+    )
+    lr: float = Field(default=0.01, gt=0, le=10, json_schema_extra=FEDERATION, description="SGD learning rate")
+    momentum: float = Field(
+        default=0.0, ge=0, lt=1, json_schema_extra=FEDERATION, description="SGD momentum (0: plain SGD)"
+    )
+    partition: Partition = Field(
+        default="iid", json_schema_extra=FEDERATION,
+        description="how the data is split over clients: iid, dirichlet or pathological",
+    )
+    alpha: float = Field(
+        default=0.5, gt=0, json_schema_extra=FEDERATION, description="dirichlet split: concentration"
+    )
+    classes_per_client: int = Field(
+        default=2, ge=1, json_schema_extra=FEDERATION, description="pathological split: classes per client"
+    )
+    client_fraction: float = Field(
+        default=1.0, gt=0, le=1, json_schema_extra=FEDERATION,
+        description="FedAvg: fraction of clients trained per round",
+    )
+    personal_layers: int = Field(
+        default=1, ge=0, json_schema_extra=FEDERATION,
+        description="FedPer: last N parameterised layers stay local",
+    )
+    train_fraction: float = Field(
+        default=0.75, gt=0, lt=1, json_schema_extra=FEDERATION,
+        description="per-client train share (the rest is its test set)",
+    )
+    max_samples: int | None = Field(
+        default=None, ge=10, json_schema_extra=FEDERATION,
+        description="use a seeded random subset of this many samples (quick runs)",
+    )
+    seed: int = Field(
+        default=0, ge=0, json_schema_extra=FEDERATION,
+        description="seed for partitioning, initial weights and shuffling",
+    )
+    local_eval: bool = Field(
+        default=True, json_schema_extra=FEDERATION,
+        description="evaluate on each client's own test split (seed: local_OpenEval)",
+    )
+    eval: bool = Field(
+        default=True, json_schema_extra=FEDERATION, description="evaluate every round (seed: openEval)"
+    )
 
     # ---- network ----
-    port: int = Field(8080, ge=1, le=65535, description="gRPC port")
-    http_port: int | None = Field(None, ge=1, le=65535, description="HTTP port, default port+1000")
-    host: str = Field("127.0.0.1", description="address to bind")
-    advertise_host: str | None = Field(None, description="address peers use to reach this node")
-    nt: Literal["SN", "EN"] | None = Field(None, description="node type")
-    entry: str | None = Field(None, description="HOST:PORT of the entry super node")
-    ledger: str | None = Field(None, description="HOST:PORT of the ledger gRPC service")
-    state_dir: Path = Field(Path("./.fedchain"), description="keys, chain, blobs, personal layers")
-    db_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in state_dir")
-    join_token: str = Field("fedchain-dev-join", min_length=1)
-    api_token: str = Field("fedchain-dev-api", min_length=1)
-    quorum: float = Field(0.5, gt=0, le=1, description="fraction of ENs a round needs")
-    round_timeout: float = Field(300.0, gt=0, description="seconds an EN may take per round")
-    heartbeat_interval: float = Field(2.0, gt=0)
-    heartbeat_timeout: float = Field(10.0, gt=0)
-    max_message_mb: int = Field(64, ge=1, le=2048, description="largest gRPC message / blob")
-    chunk_kb: int = Field(1024, ge=16, le=4096, description="tensor stream chunk size")
+    port: int = Field(default=8080, ge=1, le=65535, description="gRPC port")
+    http_port: int | None = Field(default=None, ge=1, le=65535, description="HTTP port, default port+1000")
+    host: str = Field(default="127.0.0.1", description="address to bind")
+    advertise_host: str | None = Field(default=None, description="address peers use to reach this node")
+    nt: Literal["SN", "EN"] | None = Field(default=None, description="node type")
+    entry: str | None = Field(default=None, description="HOST:PORT of the entry super node")
+    ledger: str | None = Field(default=None, description="HOST:PORT of the ledger gRPC service")
+    state_dir: Path = Field(
+        default=Path("./.fedchain"), description="keys, chain, blobs, personal layers"
+    )
+    db_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in state_dir")
+    join_token: str = Field(default="fedchain-dev-join", min_length=1)
+    api_token: str = Field(default="fedchain-dev-api", min_length=1)
+    quorum: float = Field(default=0.5, gt=0, le=1, description="fraction of ENs a round needs")
+    round_timeout: float = Field(default=300.0, gt=0, description="seconds an EN may take per round")
+    heartbeat_interval: float = Field(default=2.0, gt=0)
+    heartbeat_timeout: float = Field(default=10.0, gt=0)
+    max_message_mb: int = Field(default=64, ge=1, le=2048, description="largest gRPC message / blob")
+    chunk_kb: int = Field(default=1024, ge=16, le=4096, description="tensor stream chunk size")
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_ca: Path | None = None
+
+    # ---- process ----
+    torch_threads: int | None = Field(
+        default=None, ge=1, le=256,
+        description="torch CPU threads (default: 1 in a node, torch's own choice in simulate)",
+    )
+    log_level: LogLevel = Field(default="INFO", description="node log level: DEBUG, INFO, WARNING, ERROR")
+    home: Path | None = Field(
+        default=None, description="console: folder of its history file (default: ~/.fedchain_history)"
+    )
 
     @field_validator("dataset", mode="before")
     @classmethod
     def _dataset_lower(cls, v: Any) -> Any:
         if isinstance(v, str):
             v = v.strip().lower()
-            return {"fashion-mnist": "fmnist", "fashionmnist": "fmnist", "cifar-10": "cifar10"}.get(v, v)
+            aliases = {"fashion-mnist": "fmnist", "fashionmnist": "fmnist", "cifar-10": "cifar10"}
+            return aliases.get(v, v)
         return v
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level_upper(cls, v: Any) -> Any:
+        return v.strip().upper() if isinstance(v, str) else v
+
     @model_validator(mode="after")
-    def _check(self) -> "Settings":
+    def _check(self) -> Settings:
         if self.partition == "pathological" and self.classes_per_client > 10:
             raise ValueError("classes_per_client must be at most the number of classes (10)")
         return self
@@ -135,12 +235,57 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # init kwargs carry flags (highest) merged over the config file by load_settings;
-        # FEDCHAIN_* variables come from the environment over ``.env`` (FedchainEnvSource)
-        return (init_settings, FedchainEnvSource(settings_cls))
+        # FEDCHAIN_* variables come from the environment over ``.env`` (``_env_file`` kept)
+        env_file = dotenv_settings.env_file if isinstance(dotenv_settings, DotEnvSettingsSource) else None
+        return (init_settings, SeedAliasEnvSource(settings_cls), CheckedDotEnvSource(settings_cls, env_file))
 
 
-ENV_PREFIX = "FEDCHAIN_"
+def scope_of(name: str) -> Scope:
+    """The scope of a Settings field (see the module doc)."""
+    extra = Settings.model_fields[name].json_schema_extra
+    scope = extra.get("scope") if isinstance(extra, dict) else None
+    if scope == "federation":
+        return "federation"
+    return "run" if scope == "run" else "node"
 
+
+def fields_in(*scopes: Scope) -> tuple[str, ...]:
+    """The Settings fields of the given scopes, in declaration order."""
+    return tuple(name for name in Settings.model_fields if scope_of(name) in scopes)
+
+
+FEDERATION_FIELDS: tuple[str, ...] = fields_in("federation")
+LEARNING_FIELDS: tuple[str, ...] = fields_in("federation", "run")
+
+
+def flag_name(name: str) -> str:
+    """``client_fraction`` -> ``--client-fraction``."""
+    return "--" + name.replace("_", "-")
+
+
+def settings_to_flags(settings: Settings, fields: Iterable[str]) -> list[str]:
+    """Command-line flags that give a child ``fedchain`` process these settings' values.
+
+    Booleans become ``--name``/``--no-name``; fields whose value is None are left out.
+    """
+    out: list[str] = []
+    for name in fields:
+        value = getattr(settings, name)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            out.append(flag_name(name) if value else "--no-" + name.replace("_", "-"))
+        else:
+            out += [flag_name(name), str(value)]
+    return out
+
+
+def learning_summary(settings: Settings) -> dict[str, Any]:
+    """The learning settings of a run, JSON-ready (paths as strings)."""
+    return settings.model_dump(mode="json", include=set(LEARNING_FIELDS))
+
+
+# ---- environment and .env ----
 
 def env_field_name(variable: str) -> str | None:
     """The field a ``FEDCHAIN_*`` variable sets (seed aliases too), or None if it sets none.
@@ -152,39 +297,63 @@ def env_field_name(variable: str) -> str | None:
         return None
     name = variable[len(ENV_PREFIX) :].lower()
     fields = {f.lower(): f for f in Settings.model_fields}
-    aliases = {a.lower().replace(".", "_"): f for a, f in SEED_ALIASES.items()}
-    return fields.get(name) or aliases.get(name)
+    return fields.get(name) or _ENV_ALIASES.get(name)
 
 
-def env_values(dotenv_path: Path = Path(".env")) -> dict[str, tuple[str, str]]:
-    """Field -> (value, variable) from ``.env`` (in the working directory) then the environment.
-
-    Only ``FEDCHAIN_*`` variables that name a setting are used; anything else in ``.env``
-    or the environment (other tools' variables, ``FEDCHAIN_TEST_*``) is left alone.
-    """
-    found: dict[str, tuple[str, str]] = {}
-    layers: list[tuple[str, dict[str, str | None]]] = []
-    if dotenv_path.is_file():
-        layers.append((f"{dotenv_path}", dict(dotenv_values(dotenv_path))))
-    layers.append(("environment", dict(os.environ)))
-    for origin, variables in layers:
-        for variable, value in variables.items():
-            field = env_field_name(variable)
-            if field is not None and value is not None:
-                found[field] = (value, f"{variable} ({origin})")
-    return found
+_ENV_ALIASES: dict[str, str] = {a.lower().replace(".", "_"): f for a, f in SEED_ALIASES.items()}
 
 
-class FedchainEnvSource(PydanticBaseSettingsSource):
-    """Settings from ``FEDCHAIN_*`` variables: the environment over ``.env``."""
+class SeedAliasEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source, also reading the seed aliases
+    (``FEDCHAIN_LEARN_RATE`` for lr, ``FEDCHAIN_CLIENT_AMOUNT`` for clients)."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        value = env_values().get(field_name)
-        return (value[0] if value else None), field_name, False
+        value, key, is_complex = super().get_field_value(field, field_name)
+        if value is None:
+            for alias, target in _ENV_ALIASES.items():
+                found = self.env_vars.get((ENV_PREFIX + alias).lower()) if target == field_name else None
+                if found is not None:
+                    return found, key, is_complex
+        return value, key, is_complex
+
+
+class CheckedDotEnvSource(DotEnvSettingsSource, SeedAliasEnvSource):
+    """pydantic-settings' ``.env`` source that refuses a ``FEDCHAIN_*`` name that is no setting.
+
+    Other names in the file (other tools' variables) are ignored.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], env_file: Any) -> None:
+        super().__init__(settings_cls, env_file=env_file)
 
     def __call__(self) -> dict[str, Any]:
-        return {name: value for name, (value, _) in env_values().items()}
+        for variable in self.env_vars:
+            if variable.upper().startswith(ENV_PREFIX) and env_field_name(variable) is None:
+                raise ConfigError(f"{self._file_name()}: {unknown_variable(variable.upper())}")
+        # only the fields' own variables, not pydantic-settings' "extras from .env"
+        return EnvSettingsSource.__call__(self)
 
+    def _file_name(self) -> str:
+        files = self.env_file
+        if isinstance(files, (str, os.PathLike)):
+            return str(files)
+        return ", ".join(str(f) for f in files or ())
+
+
+def unknown_variable(variable: str) -> str:
+    """``unknown setting FEDCHAIN_ROUND (did you mean FEDCHAIN_ROUNDS?)``."""
+    known = [ENV_PREFIX + f.upper() for f in Settings.model_fields]
+    close = difflib.get_close_matches(variable, known, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"unknown setting {_shown(variable)}{hint}"
+
+
+def _shown(text: str) -> str:
+    """A user-written name, on one line."""
+    return repr(text) if not text.isprintable() else text
+
+
+# ---- config files ----
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -202,9 +371,11 @@ def normalise_keys(data: dict[str, Any], source: str) -> dict[str, Any]:
     fields = set(Settings.model_fields)
     out: dict[str, Any] = {}
     for key, value in _flatten(data).items():
-        name = SEED_ALIASES.get(key, key.replace("-", "_"))
+        name = SEED_ALIASES.get(key, str(key).replace("-", "_"))
         if name not in fields:
-            raise ConfigError(f"{source}: unknown key {key!r} (known: {', '.join(sorted(fields))})")
+            close = difflib.get_close_matches(name, sorted(fields), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(sorted(fields))})"
+            raise ConfigError(f"{source}: unknown key {key!r}{hint}")
         out[name] = value
     return out
 
@@ -216,7 +387,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     kinds = {".toml": "toml", ".yaml": "yaml", ".yml": "yaml", ".json": "json", "": "json"}
-    if path.suffix.lower() not in kinds:
+    suffix = path.suffix.lower()
+    if suffix not in kinds:
         raise ConfigError(
             f"config file {path}: unsupported format '{path.suffix}' (use .json, .yaml, .yml or .toml)"
         )
@@ -225,15 +397,15 @@ def read_config_file(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc}".splitlines()[0]) from exc
     try:
-        if path.suffix.lower() == ".toml":
+        if suffix == ".toml":
             data: Any = tomllib.loads(text)
-        elif path.suffix.lower() in {".yaml", ".yml"}:
+        elif suffix in {".yaml", ".yml"}:
             data = yaml.safe_load(text)
         else:
             data = json.loads(text)
     except (json.JSONDecodeError, yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
-        kind = kinds[path.suffix.lower()]
-        raise ConfigError(f"config file {path} is not valid {kind}: {' '.join(str(exc).split())}") from exc
+        reason = " ".join(str(exc).split())
+        raise ConfigError(f"config file {path} is not valid {kinds[suffix]}: {reason}") from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -241,33 +413,61 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return normalise_keys(data, str(path))
 
 
-def _format_validation(exc: ValidationError) -> str:
+# ---- loading ----
+
+def _format_validation(exc: ValidationError, origins: Mapping[str, str]) -> str:
+    """One line: where the bad value came from, the setting, why, and the value."""
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err.get("loc", ())) or "settings"
-    return f"invalid value for '{loc}': {err.get('msg')} (got {err.get('input')!r})"
+    loc = err.get("loc", ())
+    field = str(loc[0]) if loc else ""
+    where = origins.get(field, "")
+    if not loc:
+        return f"invalid settings: {err.get('msg')}"
+    name = ".".join(str(p) for p in loc)
+    if where.startswith("--"):  # a flag: name it as the user typed it
+        where, name = "", where
+    message = f"invalid value for '{name}': {err.get('msg')} (got {err.get('input')!r})"
+    return f"{where}: {message}" if where else message
+
+
+def _environment_origins(dotenv_file: Path = Path(".env")) -> dict[str, str]:
+    """Field -> the variable that set it, e.g. ``FEDCHAIN_LR (environment)``."""
+    origins: dict[str, str] = {}
+    layers: list[tuple[str, Mapping[str, str | None]]] = []
+    if dotenv_file.is_file():
+        layers.append((str(dotenv_file), dotenv_values(dotenv_file)))
+    layers.append(("environment", os.environ))
+    for origin, variables in layers:
+        for variable, value in variables.items():
+            field = env_field_name(variable)
+            if field is not None and value:
+                origins[field] = f"{variable} ({origin})"
+    return origins
 
 
 def load_settings(config_file: Path | str | None = None, **flags: Any) -> Settings:
     """Build Settings: defaults < config file < environment/.env < flags.
 
     ``flags`` holds only values the user actually gave (None values are dropped).
-    Raises ConfigError with a one-line message on any problem.
+    Raises ConfigError with a one-line message on any problem, naming where the bad value
+    came from (the flag, the config file, the variable).
     """
     file_values = read_config_file(Path(config_file)) if config_file else {}
     given = normalise_keys({k: v for k, v in flags.items() if v is not None}, "flag")
+    env_origins = _environment_origins()
     try:
         env_only = Settings()  # environment and .env over defaults
     except ValidationError as exc:
-        origins = env_values()
-        loc = str(exc.errors()[0].get("loc", ("",))[0])
-        where = origins[loc][1] if loc in origins else "environment"
-        raise ConfigError(f"{where}: " + _format_validation(exc)) from exc
-    env_set = env_only.model_fields_set
+        raise ConfigError(_format_validation(exc, env_origins)) from exc
+    origins: dict[str, str] = {name: str(config_file) for name in file_values}
     merged: dict[str, Any] = dict(file_values)
-    for name in env_set:
+    for name in env_only.model_fields_set:
         merged[name] = getattr(env_only, name)
+        origins[name] = env_origins.get(name, "environment")
     merged.update(given)
+    origins.update({name: flag_name(name) for name in given})
     try:
         return Settings(**merged)
     except ValidationError as exc:
-        raise ConfigError(_format_validation(exc)) from exc
+        raise ConfigError(_format_validation(exc, origins)) from exc
+

@@ -9,73 +9,67 @@ and FEDCHAIN_* environment apply (defaults < --config < environment < flags).
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
-from fedchain.shared.config import ConfigError, Settings, load_settings
+from fedchain.services.cli.options import SettingsFlags, settings_options
+from fedchain.shared.config import FEDERATION_FIELDS, ConfigError, Settings, load_settings
+
+NODE_LEARNING_FIELDS: tuple[str, ...] = ("data_dir", "download", *FEDERATION_FIELDS)
+"""A node's learning options: the federation's fields (the entry's count) and the EN's data."""
 
 
 def setup_process(settings: Settings) -> None:
     """Logging and torch threads for a node process (nodes share a machine: 1 thread each by default)."""
     logging.basicConfig(
-        level=os.environ.get("FEDCHAIN_LOG_LEVEL", "INFO").upper(),
+        level=settings.log_level,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     import torch
 
-    torch.set_num_threads(max(1, int(os.environ.get("FEDCHAIN_TORCH_THREADS", "1"))))
+    torch.set_num_threads(settings.torch_threads or 1)
 
 
+@settings_options(
+    NODE_LEARNING_FIELDS,
+    panel="Learning settings (joining nodes adopt the entry's)",
+)
 def node(
-    port: Optional[int] = typer.Option(None, help="gRPC port (default 8080)"),
-    nt: Optional[str] = typer.Option(None, "--nt", help="node type: SN or EN"),
-    entry: Optional[str] = typer.Option(None, help="HOST:PORT of the entry super node"),
+    *,
+    port: int | None = typer.Option(None, help="gRPC port (default 8080)"),
+    nt: str | None = typer.Option(None, "--nt", help="node type: SN or EN"),
+    entry: str | None = typer.Option(None, help="HOST:PORT of the entry super node"),
     is_entry: bool = typer.Option(False, "-z", "--is-entry", help="this SN is the entry (M-SN)"),
-    http_port: Optional[int] = typer.Option(None, help="HTTP control port (default gRPC port + 1000)"),
-    host: Optional[str] = typer.Option(None, help="address to bind (default 127.0.0.1)"),
-    advertise_host: Optional[str] = typer.Option(None, help="address peers use to reach this node"),
-    ledger: Optional[str] = typer.Option(None, help="HOST:PORT of the ledger (entry; default: embedded)"),
-    db_url: Optional[str] = typer.Option(None, help="entry with embedded ledger: SQLAlchemy URL (default SQLite)"),
-    state_dir: Optional[Path] = typer.Option(None, help="key, identity, personal layers (default ./.fedchain)"),
-    data_dir: Optional[Path] = typer.Option(None, help="EN: dataset root (torchvision layout)"),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="config file (JSON, YAML or TOML)"),
-    algorithm: Optional[str] = typer.Option(None, help="entry: fedper or fedavg"),
-    dataset: Optional[str] = typer.Option(None, help="entry: mnist, fmnist, cifar10 or mnist-sample"),
-    model: Optional[str] = typer.Option(None, help="entry: auto, mnist-cnn, cifar-cnn or resnet18"),
-    clients: Optional[int] = typer.Option(None, help="entry: number of partitions (ENs)"),
-    local_epochs: Optional[int] = typer.Option(None, help="entry: local epochs per round"),
-    batch_size: Optional[int] = typer.Option(None, help="entry: batch size"),
-    lr: Optional[float] = typer.Option(None, help="entry: learning rate"),
-    partition: Optional[str] = typer.Option(None, help="entry: iid, dirichlet or pathological"),
-    alpha: Optional[float] = typer.Option(None, help="entry: Dirichlet alpha"),
-    seed: Optional[int] = typer.Option(None, help="entry: seed"),
-    max_samples: Optional[int] = typer.Option(None, help="entry: use only this many samples of the dataset"),
-    quorum: Optional[float] = typer.Option(None, help="entry: fraction of ENs a round needs"),
-    round_timeout: Optional[float] = typer.Option(None, help="seconds an EN may take per round"),
-    heartbeat_interval: Optional[float] = typer.Option(None, help="seconds between heartbeats"),
-    heartbeat_timeout: Optional[float] = typer.Option(None, help="seconds without heartbeat before a node is dead"),
-    max_message_mb: Optional[int] = typer.Option(None, help="largest gRPC message / model"),
-    tls_cert: Optional[Path] = typer.Option(None, help="PEM certificate of this node (TLS)"),
-    tls_key: Optional[Path] = typer.Option(None, help="PEM private key of this node (TLS)"),
-    tls_ca: Optional[Path] = typer.Option(None, help="PEM CA that signed every node's certificate"),
+    http_port: int | None = typer.Option(None, help="HTTP control port (default gRPC port + 1000)"),
+    host: str | None = typer.Option(None, help="address to bind (default 127.0.0.1)"),
+    advertise_host: str | None = typer.Option(None, help="address peers use to reach this node"),
+    ledger: str | None = typer.Option(None, help="HOST:PORT of the ledger (entry; default: embedded)"),
+    db_url: str | None = typer.Option(None, help="entry with embedded ledger: SQLAlchemy URL (default SQLite)"),
+    state_dir: Path | None = typer.Option(None, help="key, identity, personal layers (default ./.fedchain)"),
+    config: Path | None = typer.Option(None, "--config", "-c", help="config file (JSON, YAML or TOML)"),
+    learning: SettingsFlags,
+    quorum: float | None = typer.Option(None, help="entry: fraction of ENs a round needs"),
+    round_timeout: float | None = typer.Option(None, help="seconds an EN may take per round"),
+    heartbeat_interval: float | None = typer.Option(None, help="seconds between heartbeats"),
+    heartbeat_timeout: float | None = typer.Option(None, help="seconds without heartbeat before a node is dead"),
+    max_message_mb: int | None = typer.Option(None, help="largest gRPC message / model"),
+    tls_cert: Path | None = typer.Option(None, help="PEM certificate of this node (TLS)"),
+    tls_key: Path | None = typer.Option(None, help="PEM private key of this node (TLS)"),
+    tls_ca: Path | None = typer.Option(None, help="PEM CA that signed every node's certificate"),
 ) -> None:
     """Run a super node (SN; the entry with -z) or an edge node (EN) until SIGTERM/Ctrl-C."""
     flags: dict[str, Any] = dict(
         port=port, nt=nt.upper() if nt else None, entry=entry, http_port=http_port, host=host,
-        advertise_host=advertise_host, ledger=ledger, db_url=db_url, state_dir=state_dir, data_dir=data_dir,
-        algorithm=algorithm, dataset=dataset, model=model, clients=clients, local_epochs=local_epochs,
-        batch_size=batch_size, lr=lr, partition=partition, alpha=alpha, seed=seed, quorum=quorum,
-        round_timeout=round_timeout, heartbeat_interval=heartbeat_interval, heartbeat_timeout=heartbeat_timeout,
-        max_message_mb=max_message_mb, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca,
+        advertise_host=advertise_host, ledger=ledger, db_url=db_url, state_dir=state_dir,
+        quorum=quorum, round_timeout=round_timeout, heartbeat_interval=heartbeat_interval,
+        heartbeat_timeout=heartbeat_timeout, max_message_mb=max_message_mb, tls_cert=tls_cert,
+        tls_key=tls_key, tls_ca=tls_ca, **learning,
     )
-    if max_samples is not None:
-        flags["max_samples"] = max_samples
     settings = load_settings(config, **flags)
     if settings.nt is None:
         raise ConfigError("--nt SN or --nt EN is required")

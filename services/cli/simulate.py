@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING
 
 import typer
 
-from fedchain.shared.config import ConfigError, load_settings
+from fedchain.services.cli.options import SettingsFlags, settings_options
+from fedchain.shared.config import LEARNING_FIELDS, ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -38,7 +39,7 @@ def _check_writable(out: Path | None, save_dir: Path | None) -> None:
         raise ConfigError(f"--save-dir {save_dir} exists and is not a directory")
 
 
-def _print_label_counts(console: "Console", label_counts: list[dict[int, int]]) -> None:
+def _print_label_counts(console: Console, label_counts: list[dict[int, int]]) -> None:
     from rich.table import Table
 
     classes = sorted({k for counts in label_counts for k in counts})
@@ -52,7 +53,7 @@ def _print_label_counts(console: "Console", label_counts: list[dict[int, int]]) 
     console.print(table)
 
 
-def _print_summary(console: "Console", result: "SimulationResult") -> None:
+def _print_summary(console: Console, result: SimulationResult) -> None:
     from rich.table import Table
 
     table = Table(title=f"{result.algorithm} on {result.config['dataset']} ({result.config['partition']})")
@@ -72,47 +73,28 @@ def _print_summary(console: "Console", result: "SimulationResult") -> None:
     console.print(f"final accuracy: {'-' if final is None else f'{100 * final:.2f}%'}")
 
 
+@settings_options(LEARNING_FIELDS)
 def simulate(
-    algorithm: Optional[str] = typer.Option(None, help="fedper or fedavg"),
-    dataset: Optional[str] = typer.Option(None, help="mnist, fmnist, cifar10 or mnist-sample"),
-    data_dir: Optional[Path] = typer.Option(None, help="root of the torchvision on-disk layout"),
-    download: Optional[bool] = typer.Option(None, "--download/--no-download", help="fetch a missing dataset (needs internet)"),
-    model: Optional[str] = typer.Option(None, help="auto, mnist-cnn, cifar-cnn or resnet18"),
-    clients: Optional[int] = typer.Option(None, help="number of clients"),
-    rounds: Optional[int] = typer.Option(None, help="global epochs"),
-    local_epochs: Optional[int] = typer.Option(None, help="local epochs per round"),
-    batch_size: Optional[int] = typer.Option(None, help="local batch size"),
-    lr: Optional[float] = typer.Option(None, help="SGD learning rate"),
-    momentum: Optional[float] = typer.Option(None, help="SGD momentum"),
-    partition: Optional[str] = typer.Option(None, help="iid, dirichlet or pathological"),
-    alpha: Optional[float] = typer.Option(None, help="Dirichlet concentration"),
-    classes_per_client: Optional[int] = typer.Option(None, help="pathological: classes per client"),
-    client_fraction: Optional[float] = typer.Option(None, help="fraction of clients trained per round"),
-    personal_layers: Optional[int] = typer.Option(None, help="FedPer: trailing layers kept local"),
-    max_samples: Optional[int] = typer.Option(None, help="use a seeded subset of this many samples"),
-    seed: Optional[int] = typer.Option(None, help="random seed"),
-    threads: Optional[int] = typer.Option(None, min=1, max=256, help="torch CPU threads"),
-    config: Optional[Path] = typer.Option(None, "--config", help="config file (JSON, YAML or TOML)"),
-    out: Optional[Path] = typer.Option(None, help="write the results as JSON here"),
-    save_dir: Optional[Path] = typer.Option(None, help="write each round's global model (safetensors; FedPer: the shared base) here"),
+    learning: SettingsFlags,
+    threads: int | None = typer.Option(
+        None, min=1, max=256, help="torch CPU threads (FEDCHAIN_TORCH_THREADS; default: torch's choice)"
+    ),
+    config: Path | None = typer.Option(None, "--config", "-c", help="config file (JSON, YAML or TOML)"),
+    out: Path | None = typer.Option(None, help="write the results as JSON here"),
+    save_dir: Path | None = typer.Option(
+        None, help="write each round's global model (safetensors; FedPer: the shared base) here"
+    ),
 ) -> None:
     """Run federated learning in one process and report accuracy per round."""
-    flags: dict[str, Any] = dict(
-        algorithm=algorithm, dataset=dataset, data_dir=data_dir, download=download, model=model,
-        clients=clients, rounds=rounds, local_epochs=local_epochs, batch_size=batch_size, lr=lr,
-        momentum=momentum, partition=partition, alpha=alpha, classes_per_client=classes_per_client,
-        client_fraction=client_fraction, personal_layers=personal_layers, max_samples=max_samples,
-        seed=seed,
-    )
     try:
-        settings = load_settings(config, **flags)
+        settings = load_settings(config, **learning, torch_threads=threads)
         _check_writable(out, save_dir)
-        _run(settings, out=out, save_dir=save_dir, threads=threads)
+        _run(settings, out=out, save_dir=save_dir)
     except (ConfigError, FloatingPointError) as exc:
         _fail(str(exc))
 
 
-def _run(settings: Any, *, out: Path | None, save_dir: Path | None, threads: int | None) -> None:
+def _run(settings: Settings, *, out: Path | None, save_dir: Path | None) -> None:
     import torch
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -122,8 +104,8 @@ def _run(settings: Any, *, out: Path | None, save_dir: Path | None, threads: int
     from fedchain.shared.fl.simulation import RoundResult, run_simulation
     from fedchain.shared.fl.split import head_keys
 
-    if threads is not None:
-        torch.set_num_threads(threads)
+    if settings.torch_threads is not None:
+        torch.set_num_threads(settings.torch_threads)
     console = Console(stderr=False)
     if settings.algorithm == "fedper":  # refuse a bad split before loading any data
         head_keys(build_model(settings.model, settings.dataset), settings.personal_layers)

@@ -11,11 +11,18 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
-from fedchain.shared.config import ConfigError, Settings, load_settings
+from fedchain.services.cli.options import SettingsFlags, settings_options
+from fedchain.shared.config import (
+    FEDERATION_FIELDS,
+    ConfigError,
+    Settings,
+    load_settings,
+    settings_to_flags,
+)
 
 UP_DEFAULTS: dict[str, Any] = {"local_epochs": 1, "lr": 0.05}
 START_TIMEOUT = 180.0
@@ -44,17 +51,8 @@ def _child_env(settings: Settings) -> dict[str, str]:
 
 
 def _fl_flags(settings: Settings) -> list[str]:
-    from fedchain.shared.net.federation import fl_config
-
-    out: list[str] = []
-    flag_names = {
-        "algorithm", "dataset", "model", "clients", "local_epochs", "batch_size", "lr", "partition", "alpha", "seed",
-        "max_samples",
-    }
-    for name, value in fl_config(settings).items():
-        if name in flag_names and value is not None:
-            out += [f"--{name.replace('_', '-')}", str(value)]
-    return out
+    """The federation's settings as flags for the entry child (it sends them to every node)."""
+    return settings_to_flags(settings, FEDERATION_FIELDS)
 
 
 class UpRun:
@@ -210,35 +208,31 @@ def _redact(url: str) -> str:
     return redact(url)
 
 
+UP_LEARNING_FIELDS: tuple[str, ...] = ("rounds", "data_dir", *FEDERATION_FIELDS)
+"""`up`'s learning options (``download`` is left out: the EN children would not see it)."""
+
+
+@settings_options(
+    UP_LEARNING_FIELDS,
+    shown_defaults={"rounds": "3", "clients": "--ens", **{k: str(v) for k, v in UP_DEFAULTS.items()}},
+)
 def up(
+    *,
     sns: int = typer.Option(2, "--sns", min=0, max=64, help="super nodes besides the entry"),
     ens: int = typer.Option(4, "--ens", min=1, max=256, help="edge nodes (one data partition each)"),
-    rounds: Optional[int] = typer.Option(None, help="rounds to train (default 3)"),
-    port: Optional[int] = typer.Option(None, help="entry gRPC port (default 8080; HTTP is port+1000)"),
-    http_port: Optional[int] = typer.Option(None, help="entry HTTP port (default port+1000)"),
-    state_dir: Optional[Path] = typer.Option(None, help="where everything is kept (default ./.fedchain)"),
-    db_url: Optional[str] = typer.Option(None, help="MySQL URL for the chain (default SQLite in the state dir)"),
-    data_dir: Optional[Path] = typer.Option(None, help="dataset root (torchvision layout)"),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="config file (JSON, YAML or TOML)"),
-    algorithm: Optional[str] = typer.Option(None, help="fedper (default) or fedavg"),
-    dataset: Optional[str] = typer.Option(None, help="mnist-sample (default), mnist, fmnist or cifar10"),
-    model: Optional[str] = typer.Option(None, help="auto, mnist-cnn, cifar-cnn or resnet18"),
-    local_epochs: Optional[int] = typer.Option(None, help="local epochs per round (default 1)"),
-    lr: Optional[float] = typer.Option(None, help="learning rate (default 0.05)"),
-    batch_size: Optional[int] = typer.Option(None, help="batch size"),
-    partition: Optional[str] = typer.Option(None, help="iid, dirichlet or pathological"),
-    seed: Optional[int] = typer.Option(None, help="seed"),
-    max_samples: Optional[int] = typer.Option(None, help="use only this many samples of the dataset"),
+    port: int | None = typer.Option(None, help="entry gRPC port (default 8080; HTTP is port+1000)"),
+    http_port: int | None = typer.Option(None, help="entry HTTP port (default port+1000)"),
+    state_dir: Path | None = typer.Option(None, help="where everything is kept (default ./.fedchain)"),
+    db_url: str | None = typer.Option(None, help="MySQL URL for the chain (default SQLite in the state dir)"),
+    config: Path | None = typer.Option(None, "--config", "-c", help="config file (JSON, YAML or TOML)"),
+    learning: SettingsFlags,
     keep: bool = typer.Option(False, "--keep", help="leave the network running for the console"),
 ) -> None:
     """Start a whole local federation, train, verify the chain, and stop (or --keep it running)."""
-    flags: dict[str, Any] = dict(
-        rounds=rounds, port=port, http_port=http_port, state_dir=state_dir, db_url=db_url, data_dir=data_dir,
-        algorithm=algorithm, dataset=dataset, model=model, local_epochs=local_epochs, lr=lr, batch_size=batch_size,
-        partition=partition, seed=seed, clients=ens,
-    )
-    if max_samples is not None:
-        flags["max_samples"] = max_samples
+    flags: dict[str, Any] = {
+        "port": port, "http_port": http_port, "state_dir": state_dir, "db_url": db_url, "clients": ens,
+        **learning,  # --clients, when given, beats --ens
+    }
     settings = load_settings(config, **flags)
     extra = {k: v for k, v in UP_DEFAULTS.items() if k not in settings.model_fields_set}
     if "rounds" not in settings.model_fields_set:
@@ -290,7 +284,7 @@ def _alive(pid: int) -> bool:
 
 
 def down(
-    state_dir: Optional[Path] = typer.Option(None, help="state dir of the network (default ./.fedchain)"),
+    state_dir: Path | None = typer.Option(None, help="state dir of the network (default ./.fedchain)"),
 ) -> None:
     """Stop a network started with `fedchain up --keep`."""
     from fedchain.services.sn.launcher import PIDS_FILE, read_network, stop_children

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,9 +22,11 @@ _WORD = re.compile(r"[A-Za-z_]\w*|")
 
 def default_history_path() -> Path:
     """``$FEDCHAIN_HOME/console_history`` when FEDCHAIN_HOME is set, else ``~/.fedchain_history``."""
-    home = os.environ.get("FEDCHAIN_HOME")
-    if home:
-        return Path(home).expanduser() / "console_history"
+    from fedchain.shared.config import load_settings
+
+    home = load_settings().home
+    if home is not None:
+        return home.expanduser() / "console_history"
     return Path.home() / ".fedchain_history"
 
 

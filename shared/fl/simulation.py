@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from fedchain.shared import tensors
-from fedchain.shared.config import ConfigError, Settings
+from fedchain.shared.config import ConfigError, Settings, learning_summary
 from fedchain.shared.fl.client import LocalClient
 from fedchain.shared.fl.data import ClientData, load_federated
 from fedchain.shared.fl.models import initial_model, resolve_model_name
@@ -72,15 +72,7 @@ class SimulationResult:
 
 def settings_summary(settings: Settings) -> dict[str, Any]:
     """The learning settings of a run, JSON-ready (what the results file records)."""
-    keys = (
-        "algorithm dataset data_dir model clients rounds local_epochs batch_size lr momentum "
-        "partition alpha classes_per_client client_fraction personal_layers train_fraction "
-        "max_samples seed"
-    ).split()
-    out = {k: getattr(settings, k) for k in keys}
-    out["data_dir"] = str(out["data_dir"])
-    out["model"] = resolve_model_name(settings.model, settings.dataset)
-    return out
+    return {**learning_summary(settings), "model": resolve_model_name(settings.model, settings.dataset)}
 
 
 class Simulation:

@@ -12,33 +12,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from fedchain.shared.config import ConfigError, Settings
+from fedchain.shared.config import FEDERATION_FIELDS, ConfigError, Settings
 
-FL_FIELDS: tuple[str, ...] = (
-    "algorithm",
-    "dataset",
-    "model",
-    "clients",
-    "local_epochs",
-    "batch_size",
-    "lr",
-    "momentum",
-    "partition",
-    "alpha",
-    "classes_per_client",
-    "client_fraction",
-    "personal_layers",
-    "train_fraction",
-    "seed",
-    "local_eval",
-    "eval",
-    "max_samples",
-)
+FL_FIELDS: tuple[str, ...] = FEDERATION_FIELDS
+"""The federation-wide fields: those ``Settings`` tags with scope ``federation``."""
 
 
 def fl_config(settings: Settings) -> dict[str, Any]:
     """The federation-wide learning settings of ``settings`` (JSON-friendly values)."""
-    return {name: getattr(settings, name) for name in FL_FIELDS if name in Settings.model_fields}
+    return {name: getattr(settings, name) for name in FL_FIELDS}
 
 
 def fl_config_strings(settings: Settings) -> dict[str, str]:
@@ -52,4 +34,6 @@ def apply_fl_config(local: Settings, config: dict[str, Any]) -> Settings:
     try:
         return Settings(**{**local.model_dump(), **values})
     except ValidationError as exc:
-        raise ConfigError(f"the entry sent an invalid federation config: {exc.errors()[0].get('msg')}") from exc
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err.get("loc", ())) or "config"
+        raise ConfigError(f"the entry sent an invalid federation config: {where}: {err.get('msg')}") from exc

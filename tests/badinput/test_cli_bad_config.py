@@ -44,6 +44,10 @@ BAD_FLAGS: list[tuple[list[str], str]] = [
     (["node", "--nt", "EN", "--entry", "no-port-here"], "entry"),
     (["node", "--nt", "SN", "-z", "--port", "18001", "--http-port", "18001"], "--http-port"),
     (["node", "--nt", "SN", "-z", "--quorum", "1.5"], "quorum"),
+    (["node", "--nt", "SN", "-z", "--momentum", "1"], "invalid value for '--momentum'"),
+    (["node", "--nt", "EN", "--entry", "127.0.0.1:9", "--personal-layers", "-1"], "'--personal-layers'"),
+    (["up", "--client-fraction", "0"], "invalid value for '--client-fraction'"),
+    (["up", "--alpha", "0"], "invalid value for '--alpha'"),
     # click parses these before fedchain sees them
     (["simulate", "--rounds", "abc"], "--rounds"),
     (["simulate", "--no-such-flag"], "--no-such-flag"),
@@ -76,6 +80,22 @@ def test_malformed_config_file(tmp_path: Path, command: str, name: str, content:
     args = (["simulate"] if command == "simulate" else NODE) + ["--config", name]
     assert_refused(run_cli(args, tmp_path), words)
     assert sorted(p.name for p in tmp_path.iterdir()) == [name], "a refused command left files behind"
+
+
+@pytest.mark.parametrize("command", ["simulate", "node"])
+def test_a_bad_value_in_a_config_file_names_the_file(tmp_path: Path, command: str) -> None:
+    (tmp_path / "run.yaml").write_text("gobal_epoch: 0\n")
+    args = (["simulate"] if command == "simulate" else NODE) + ["--config", "run.yaml"]
+    assert_refused(run_cli(args, tmp_path), "run.yaml: invalid value for 'rounds'")
+
+
+@pytest.mark.parametrize("command", ["simulate", "node", "up"])
+def test_a_typo_in_dotenv_is_refused(tmp_path: Path, command: str) -> None:
+    """`FEDCHAIN_ROUND=3` in .env used to run 20 rounds silently."""
+    (tmp_path / ".env").write_text("# comment\nOTHER_TOOL=1\nFEDCHAIN_ROUND=3\n")
+    args = {"simulate": ["simulate"], "node": NODE, "up": ["up"]}[command]
+    assert_refused(run_cli(args, tmp_path), ".env: unknown setting FEDCHAIN_ROUND (did you mean FEDCHAIN_ROUNDS?)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".env"], "a refused command left files behind"
 
 
 @pytest.mark.parametrize(("args", "words"), BAD_FLAGS, ids=[" ".join(a) for a, _ in BAD_FLAGS])

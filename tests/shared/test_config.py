@@ -96,3 +96,74 @@ def test_bad_flag_env_and_missing_file(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("FEDCHAIN_BATCH_SIZE", "lots")
     with pytest.raises(ConfigError, match="FEDCHAIN_BATCH_SIZE \\(environment\\): invalid value for 'batch_size'"):
         load_settings()
+
+
+def test_an_unknown_name_in_dotenv_is_refused_naming_the_file_and_key(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("OTHER_TOOL=1\nFEDCHAIN_ROUND=3\n")
+    with pytest.raises(ConfigError, match=r"^\.env: unknown setting FEDCHAIN_ROUND \(did you mean FEDCHAIN_ROUNDS\?\)$"):
+        load_settings()
+    with pytest.raises(ConfigError, match="FEDCHAIN_ROUND"):
+        Settings()  # direct construction refuses it too
+    (tmp_path / ".env").write_text("OTHER_TOOL=1\nfedchain_rounds=3\nFEDCHAIN_MAX_SAMPLES=\n")
+    s = load_settings()  # names in any case; an empty value leaves the default
+    assert s.rounds == 3 and s.max_samples is None
+
+
+def test_unknown_fedchain_names_in_the_environment_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FEDCHAIN_TEST_ANYTHING", "x")
+    monkeypatch.setenv("FEDCHAIN_ROUND", "3")
+    assert load_settings().rounds == 20
+
+
+def test_a_bad_value_names_where_it_came_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("client.amount: 0\n")
+    with pytest.raises(ConfigError, match=r"^.*run\.yaml: invalid value for 'clients'"):
+        load_settings(cfg)
+    with pytest.raises(ConfigError, match=r"^invalid value for '--client-fraction'"):
+        load_settings(client_fraction=2)
+    (tmp_path / ".env").write_text("FEDCHAIN_LR=fast\n")
+    with pytest.raises(ConfigError, match=r"^FEDCHAIN_LR \(\.env\): invalid value for 'lr'"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [("FEDCHAIN_TORCH_THREADS", "3", 3), ("FEDCHAIN_LOG_LEVEL", "debug", "DEBUG"), ("FEDCHAIN_HOME", "/h", Path("/h"))],
+)
+def test_process_variables_are_settings(monkeypatch: pytest.MonkeyPatch, variable: str, value: str,
+                                        expected: object) -> None:
+    monkeypatch.setenv(variable, value)
+    assert getattr(load_settings(), variable.removeprefix("FEDCHAIN_").lower()) == expected
+
+
+@pytest.mark.parametrize(("variable", "value"), [("FEDCHAIN_TORCH_THREADS", "0"), ("FEDCHAIN_LOG_LEVEL", "loud")])
+def test_bad_process_variables_are_refused(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=f"^{variable} \\(environment\\): invalid value"):
+        load_settings()
+
+
+def test_the_federation_fields_are_the_learning_settings_that_travel() -> None:
+    from fedchain.shared.config import FEDERATION_FIELDS, LEARNING_FIELDS
+    from fedchain.shared.net.federation import FL_FIELDS, apply_fl_config, fl_config
+
+    assert FL_FIELDS == FEDERATION_FIELDS
+    assert {"lr", "momentum", "personal_layers", "client_fraction", "seed", "eval"} <= set(FEDERATION_FIELDS)
+    assert not {"port", "state_dir", "join_token", "data_dir", "rounds", "torch_threads"} & set(FEDERATION_FIELDS)
+    assert set(LEARNING_FIELDS) == set(FEDERATION_FIELDS) | {"rounds", "data_dir", "download"}
+    entry = load_settings(lr=0.3, momentum=0.5, personal_layers=2, port=9000, eval=False)
+    node = apply_fl_config(load_settings(port=7000, data_dir="/d"), fl_config(entry))
+    assert (node.lr, node.momentum, node.personal_layers, node.eval) == (0.3, 0.5, 2, False)
+    assert (node.port, str(node.data_dir)) == (7000, "/d")  # node-local settings stay the node's
+
+
+def test_settings_to_flags_round_trip_through_load_settings() -> None:
+    from fedchain.shared.config import FEDERATION_FIELDS, settings_to_flags
+
+    s = load_settings(lr=0.125, local_eval=False, max_samples=100, partition="dirichlet", alpha=0.25)
+    flags = settings_to_flags(s, FEDERATION_FIELDS)
+    assert "--no-local-eval" in flags and "--eval" in flags
+    assert flags[flags.index("--lr") + 1] == "0.125"
+    assert "--max-samples" in settings_to_flags(s, ["max_samples"])
+    assert settings_to_flags(load_settings(), ["max_samples"]) == []  # None is left out

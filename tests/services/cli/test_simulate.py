@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from fedchain.services.cli.main import app
 from fedchain.shared import tensors
+from fedchain.shared.config import LEARNING_FIELDS
 
 runner = CliRunner()
 QUICK = ["--dataset", "mnist-sample", "--max-samples", "400", "--clients", "3", "--rounds", "2",
@@ -38,6 +39,7 @@ def test_out_json_and_save_dir(tmp_path: Path) -> None:
     data = json.loads(out.read_text())
     assert data["algorithm"] == "fedper"
     assert data["config"]["clients"] == 3 and data["config"]["partition"] == "pathological"
+    assert set(data["config"]) == set(LEARNING_FIELDS)  # every learning setting of the run is recorded
     assert [r["round"] for r in data["rounds"]] == [1, 2]
     for r in data["rounds"]:
         assert {"round", "accuracy", "loss", "seconds"} <= set(r)
@@ -63,8 +65,8 @@ def test_flags_override_the_config_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "args,match",
     [
-        (["--algorithm", "fedprox"], "invalid value for 'algorithm'"),
-        (["--clients", "0"], "invalid value for 'clients'"),
+        (["--algorithm", "fedprox"], "invalid value for '--algorithm'"),
+        (["--clients", "0"], "invalid value for '--clients'"),
         (["--dataset", "mnist", "--data-dir", "{tmp}/none"], "mnist not found: put"),
         (["--config", "{tmp}/bad.json"], "unknown key 'colour'"),
         (["--personal-layers", "4"], "leaves no shared base"),

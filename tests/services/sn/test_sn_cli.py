@@ -29,7 +29,7 @@ def _node(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         (("--nt", "EN", "-z"), "-z (entry) is only valid with --nt SN"),
         (("--nt", "EN", "--entry", "nowhere"), "--entry must be HOST:PORT, got 'nowhere'"),
         (("--nt", "SN", "-z", "--tls-cert", "missing.pem"), "TLS certificate file missing.pem does not exist"),
-        (("--nt", "XX",), "invalid value for 'nt'"),
+        (("--nt", "XX",), "invalid value for '--nt'"),
         (("--nt", "SN", "-z", "--port", "9000", "--http-port", "9000"), "--http-port must differ from --port"),
     ],
 )
