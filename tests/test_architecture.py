@@ -12,10 +12,10 @@ LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 
 def test_import_contracts_are_kept() -> None:
-    assert LINT_IMPORTS.is_file(), f"{LINT_IMPORTS} is missing: pip install import-linter into this venv"
+    assert LINT_IMPORTS.is_file(), f"{LINT_IMPORTS} is missing: install import-linter in this venv"
     run = subprocess.run(
         [str(LINT_IMPORTS), "--config", str(ROOT / "pyproject.toml"), "--no-cache"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
     )
     report = run.stdout + run.stderr
     assert run.returncode == 0, f"an import contract is broken:\n{report}"

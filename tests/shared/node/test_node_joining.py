@@ -53,7 +53,7 @@ class FakeEntry:
         self.futures: list[Future[Any]] = []
         self.Join = self  # the stub's multicallable is this object too
 
-    def stub(self, address: str) -> FakeEntry:
+    def stub(self, address: str) -> Any:
         assert address == ENTRY
         return self
 
