@@ -20,20 +20,15 @@ import grpc
 from fedchain.shared.config import ConfigError, Settings
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.net.federation import apply_fl_config
-from fedchain.shared.net.signing import join_message, update_message
+from fedchain.shared.net.signing import update_message
 from fedchain.shared.net.streams import join_model_chunks, update_parts
+from fedchain.shared.node.heartbeats import Beat, HeartbeatLoop, RejoinAfter
+from fedchain.shared.node.joining import Joiner
 from fedchain.shared.node.peers import Peers
 from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.tensors import decode, digest, encode
 
 log = logging.getLogger("fedchain.en")
-
-FATAL_JOIN = {
-    grpc.StatusCode.UNAUTHENTICATED,
-    grpc.StatusCode.PERMISSION_DENIED,
-    grpc.StatusCode.INVALID_ARGUMENT,
-    grpc.StatusCode.FAILED_PRECONDITION,
-}
 
 
 class ShuttingDown(Exception):
@@ -43,7 +38,16 @@ class ShuttingDown(Exception):
 class EdgeNode:
     """State and behaviour of an EN; its gRPC servicer and HTTP API call into it."""
 
-    def __init__(self, settings: Settings, key: NodeKey, peers: Peers, *, address: str, http_address: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        key: NodeKey,
+        peers: Peers,
+        *,
+        address: str,
+        http_address: str,
+        stop: threading.Event | None = None,
+    ) -> None:
         if not settings.entry:
             raise ConfigError("an edge node needs --entry HOST:PORT of the entry super node")
         self.local = settings
@@ -67,40 +71,21 @@ class EdgeNode:
         self.state = "starting"
         self.last_round = 0
         self.last_accuracy: float | None = None
-        self._stop = threading.Event()
+        self._stop = stop if stop is not None else threading.Event()
+        self.joiner = Joiner(
+            peers, key, role="EN", entry=settings.entry, token=settings.join_token,
+            address=address, http_address=http_address, stop=self._stop,
+        )
         self._last_algorithm: str = settings.algorithm
         self._workers: list[threading.Thread] = []
 
     # ------------------------------------------------------------ joining
     def join(self, avoid_sn: str = "", timeout: float = 120.0) -> None:
-        """Join through the entry (retrying while it is unreachable); raise ConfigError if refused."""
-        assert self.local.entry
-        deadline = time.monotonic() + timeout
-        attempt = 0
-        while True:
-            ts = int(time.time() * 1000)
-            req = pb.JoinRequest(
-                token=self.local.join_token,
-                role="EN",
-                public_key=self.key.public_bytes,
-                address=self.address,
-                http_address=self.http_address,
-                timestamp_ms=ts,
-                signature=self.key.sign(join_message("EN", self.key.public_bytes, self.address, ts)),
-                avoid_sn=avoid_sn,
-            )
-            try:
-                reply = self.peers.stub(self.local.entry).Join(req, timeout=30)
-                break
-            except grpc.RpcError as exc:
-                if exc.code() in FATAL_JOIN:
-                    raise ConfigError(f"the entry refused this edge node: {exc.details()}") from None
-                attempt += 1
-                if time.monotonic() >= deadline or self._stop.is_set():
-                    raise ConfigError(
-                        f"could not join through the entry at {self.local.entry}: {exc.code().name} {exc.details()}"
-                    ) from None
-                time.sleep(min(3.0, 0.3 * attempt))
+        """Join through the entry (retrying while it is unreachable); raise ConfigError if refused.
+
+        Raises ``JoinCancelled`` when the node is stopped while it waits for the entry.
+        """
+        reply = self.joiner.join(avoid_sn=avoid_sn, timeout=timeout)
         config = json.loads(reply.config_json)
         first = self._data is None
         if first:
@@ -174,36 +159,35 @@ class EdgeNode:
     # ------------------------------------------------------------ heartbeats
     def heartbeat_loop(self) -> None:
         """Beat the SN; after heartbeat_timeout without an answer, re-join via the entry."""
-        failing_since: float | None = None
-        first = True
-        while first or not self._stop.wait(self.local.heartbeat_interval):
-            first = False
-            ok = False
-            try:
-                reply = self.peers.stub(self.sn_address).Heartbeat(
-                    pb.HeartbeatRequest(
-                        node_id=self.node_id, role="EN", address=self.address,
-                        http_address=self.http_address, state=self.state,
-                    ),
-                    timeout=max(1.0, self.local.heartbeat_interval),
-                )
-                ok = reply.known
-            except grpc.RpcError:
-                ok = False
-            if ok:
-                failing_since = None
-                continue
-            now = time.monotonic()
-            failing_since = failing_since or now
-            if now - failing_since >= self.local.heartbeat_timeout:
-                old = self.sn_node_id
-                log.warning("SN %s stopped answering; re-joining through the entry", old)
-                try:
-                    self.join(avoid_sn=old, timeout=self.local.heartbeat_timeout * 3)
-                    failing_since = None
-                except ConfigError as exc:
-                    log.warning("re-join failed: %s", exc)
-                    failing_since = time.monotonic()
+        HeartbeatLoop(
+            self._beat_sn,
+            self._rejoin,
+            interval=self.local.heartbeat_interval,
+            rejoin_after=RejoinAfter(
+                unknown=self.local.heartbeat_timeout, unanswered=self.local.heartbeat_timeout
+            ),
+            stop=self._stop,
+            beat_at_start=True,
+        ).run()
+
+    def _beat_sn(self, timeout: float) -> Beat:
+        try:
+            reply = self.peers.stub(self.sn_address).Heartbeat(
+                pb.HeartbeatRequest(
+                    node_id=self.node_id, role="EN", address=self.address,
+                    http_address=self.http_address, state=self.state,
+                ),
+                timeout=timeout,
+            )
+        except grpc.RpcError:
+            return Beat.UNANSWERED
+        return Beat.KNOWN if reply.known else Beat.UNKNOWN
+
+    def _rejoin(self) -> None:
+        """Re-join through the entry, asking for another SN than the one that stopped answering."""
+        old = self.sn_node_id
+        log.warning("SN %s stopped answering; re-joining through the entry", old)
+        self.join(avoid_sn=old, timeout=self.local.heartbeat_timeout * 3)
 
     def _abort_if_stopping(self, *_: object) -> None:
         """Forward pre-hook: every batch of training or evaluation first checks the stop flag."""

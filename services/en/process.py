@@ -12,6 +12,7 @@ from fedchain.services.en.servicer import EdgeServicer
 from fedchain.shared.config import Settings
 from fedchain.shared.net.grpc_util import NetConfig, make_server, parse_address
 from fedchain.shared.net.http_server import HttpServer
+from fedchain.shared.node.joining import JoinCancelled
 from fedchain.shared.node.metrics import NodeMetrics
 from fedchain.shared.node.peers import Peers
 from fedchain.shared.node.process import StopFlag, load_key, node_addresses
@@ -35,16 +36,20 @@ def run_edge_node(settings: Settings) -> None:
     key = load_key(settings)
     address, http_address = node_addresses(settings)
     peers = Peers(net)
-    en = EdgeNode(settings, key, peers, address=address, http_address=http_address)
+    stop = StopFlag()
+    en = EdgeNode(settings, key, peers, address=address, http_address=http_address, stop=stop.event)
     metrics = NodeMetrics("EN")
     metrics.gauge("fedchain_last_round", "Last round this EN trained", lambda: en.last_round)
-    stop = StopFlag()
     node_pb2_grpc.add_NodeServicer_to_server(EdgeServicer(en), server)
     http = HttpServer(build_app(en, metrics), settings.host, settings.effective_http_port)
     server.start()
     http.start()
     try:
-        en.join()
+        try:
+            en.join()
+        except JoinCancelled:
+            log.info("stopped before joining the federation")
+            return
         threading.Thread(target=en.heartbeat_loop, name="en-heartbeat", daemon=True).start()
         print(
             f"fedchain node: EN {key.node_id} ready on {address} (partition {en.partition_index}, SN {en.sn_node_id})",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 
 import grpc
 
@@ -15,7 +14,8 @@ from fedchain.shared.crypto import NodeKey
 from fedchain.shared.net.federation import apply_fl_config
 from fedchain.shared.net.grpc_util import NetConfig, make_server, parse_address
 from fedchain.shared.net.http_server import HttpServer
-from fedchain.shared.net.signing import join_message
+from fedchain.shared.node.heartbeats import Beat, HeartbeatLoop, RejoinAfter
+from fedchain.shared.node.joining import JoinCancelled, Joiner
 from fedchain.shared.node.metrics import NodeMetrics
 from fedchain.shared.node.peers import Peers
 from fedchain.shared.node.process import StopFlag, load_key, node_addresses
@@ -24,58 +24,47 @@ from fedchain.shared.rpc import node_pb2_grpc
 
 log = logging.getLogger("fedchain.node")
 
-FATAL = {
-    grpc.StatusCode.UNAUTHENTICATED,
-    grpc.StatusCode.PERMISSION_DENIED,
-    grpc.StatusCode.INVALID_ARGUMENT,
-    grpc.StatusCode.FAILED_PRECONDITION,
-}
 
-
-def join_as_sn(sn: SuperNode, settings: Settings, key: NodeKey, timeout: float = 120.0) -> pb.JoinReply:
-    """Join the federation through the entry as an SN (retry while unreachable)."""
+def sn_joiner(sn: SuperNode, settings: Settings, key: NodeKey, stop: threading.Event) -> Joiner:
+    """The joiner of a (non-entry) SN: its first join and its re-joins go through it."""
     assert settings.entry
-    deadline = time.monotonic() + timeout
-    attempt = 0
-    while True:
-        ts = int(time.time() * 1000)
-        req = pb.JoinRequest(
-            token=settings.join_token, role="SN", public_key=key.public_bytes, address=sn.address,
-            http_address=sn.http_address, timestamp_ms=ts,
-            signature=key.sign(join_message("SN", key.public_bytes, sn.address, ts)),
-        )
-        try:
-            return sn.peers.stub(settings.entry).Join(req, timeout=30)
-        except grpc.RpcError as exc:
-            if exc.code() in FATAL:
-                raise ConfigError(f"the entry refused this super node: {exc.details()}") from None
-            attempt += 1
-            if time.monotonic() >= deadline:
-                raise ConfigError(f"could not join through the entry at {settings.entry}: {exc.code().name}") from None
-            time.sleep(min(3.0, 0.3 * attempt))
+    return Joiner(
+        sn.peers, key, role="SN", entry=settings.entry, token=settings.join_token,
+        address=sn.address, http_address=sn.http_address, stop=stop,
+    )
 
 
-def _sn_heartbeats(sn: SuperNode, settings: Settings, key: NodeKey, stop: threading.Event) -> None:
-    while not stop.wait(settings.heartbeat_interval):
+def sn_heartbeats(sn: SuperNode, settings: Settings, joiner: Joiner, stop: threading.Event) -> HeartbeatLoop:
+    """Beat the entry; re-join at once when it no longer knows this SN.
+
+    While the entry does not answer the SN keeps serving its ENs (the entry may be restarting).
+    """
+
+    def beat(timeout: float) -> Beat:
         try:
             reply = sn.peers.stub(sn.entry_address).Heartbeat(
                 pb.HeartbeatRequest(
                     node_id=sn.node_id, role="SN", address=sn.address, http_address=sn.http_address,
                     alive_edges=[e.node_id for e in sn.edges.alive()], state=sn.state,
                 ),
-                timeout=max(1.0, settings.heartbeat_interval),
+                timeout=timeout,
             )
         except grpc.RpcError:
-            continue  # the entry may be restarting; keep serving our ENs
+            return Beat.UNANSWERED
         if reply.entry_http_address:
             sn.entry_http_address = reply.entry_http_address
-        if reply.known:
-            sn.sync_edges(list(reply.edges))
-        else:
-            try:
-                join_as_sn(sn, settings, key, timeout=settings.heartbeat_timeout)
-            except ConfigError as exc:
-                log.warning("re-join failed: %s", exc)
+        if not reply.known:
+            return Beat.UNKNOWN
+        sn.sync_edges(list(reply.edges))
+        return Beat.KNOWN
+
+    return HeartbeatLoop(
+        beat,
+        lambda: joiner.join(timeout=settings.heartbeat_timeout),
+        interval=settings.heartbeat_interval,
+        rejoin_after=RejoinAfter(unknown=0.0, unanswered=None),
+        stop=stop,
+    )
 
 
 def _adopt_genesis_config(settings: Settings, ledger: object) -> Settings:
@@ -151,13 +140,17 @@ def run_super_node(settings: Settings, *, entry_mode: bool) -> None:
             threading.Thread(target=tick, name="entry-tick", daemon=True).start()
             log.info("entry super node %s listening on %s (HTTP %s)", key.node_id, address, http_address)
         else:
-            reply = join_as_sn(sn, settings, key)
+            joiner = sn_joiner(sn, settings, key, stop.event)
+            try:
+                reply = joiner.join()
+            except JoinCancelled:
+                log.info("stopped before joining the federation")
+                return
             sn.configure(apply_fl_config(settings, json.loads(reply.config_json)))
             sn.entry_node_id = reply.entry_node_id
             sn.entry_http_address = reply.entry_http_address
-            threading.Thread(
-                target=_sn_heartbeats, args=(sn, settings, key, beat_stop), name="sn-heartbeat", daemon=True
-            ).start()
+            beats = sn_heartbeats(sn, settings, joiner, beat_stop)
+            threading.Thread(target=beats.run, name="sn-heartbeat", daemon=True).start()
             log.info("super node %s joined; listening on %s (HTTP %s)", key.node_id, address, http_address)
         print(f"fedchain node: SN {key.node_id} ready on {address} (HTTP {http_address})", flush=True)
         stop.wait()

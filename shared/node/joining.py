@@ -1,0 +1,161 @@
+"""Joining the federation through the entry: one signed request, one retry policy, one deadline.
+
+An SN and an EN join the same way: they send a signed ``JoinRequest`` to the entry and retry
+while it cannot be reached. A status in ``FATAL_STATUSES`` (bad token, bad signature, a
+refused role...) stops at once with the entry's own message; any other failure is retried,
+pausing a little longer each time, until the join's total time is used up. Setting the
+node's stop event (SIGTERM, SIGINT) ends a join within ``POLL_S``, even in the middle of an
+RPC to an entry that does not answer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import grpc
+
+from fedchain.shared.config import ConfigError
+from fedchain.shared.crypto import NodeKey
+from fedchain.shared.net.signing import join_message
+from fedchain.shared.rpc import node_pb2 as pb
+from fedchain.shared.rpc import node_pb2_grpc
+
+FATAL_STATUSES: frozenset[grpc.StatusCode] = frozenset(
+    {
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.FAILED_PRECONDITION,
+    }
+)
+"""Statuses with which the entry refuses a node: retrying cannot help, so the join stops."""
+
+POLL_S = 0.1
+"""How often a join waiting on an RPC looks at the stop event."""
+
+ROLE_NAMES = {"SN": "super node", "EN": "edge node"}
+
+
+class JoinError(ConfigError):
+    """The node could not join; its message is one line a person can act on."""
+
+
+class JoinRefused(JoinError):
+    """The entry answered with a status in ``FATAL_STATUSES``; the message carries its reason."""
+
+
+class JoinTimedOut(JoinError):
+    """The entry stayed unreachable (or kept failing) for the join's whole time."""
+
+
+class JoinCancelled(JoinError):
+    """The node's stop event was set while it was joining."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When to try again: pauses grow by ``step_s`` from ``first_s`` up to ``max_s``."""
+
+    first_s: float = 0.3
+    step_s: float = 0.3
+    max_s: float = 3.0
+    rpc_timeout_s: float = 30.0
+    """The longest one Join RPC may take (less when the join's deadline is nearer)."""
+
+    def pause(self, failures: int) -> float:
+        """Seconds to wait after the ``failures``-th failed attempt (1-based)."""
+        return min(self.max_s, self.first_s + self.step_s * (failures - 1))
+
+
+class StubSource(Protocol):
+    """Where the joiner gets a stub for an address (``Peers`` in a node, a fake in tests)."""
+
+    def stub(self, address: str) -> node_pb2_grpc.NodeStub: ...
+
+
+class Joiner:
+    """Joins one node (SN or EN) through the entry; one instance serves the first join and re-joins."""
+
+    def __init__(
+        self,
+        peers: StubSource,
+        key: NodeKey,
+        *,
+        role: str,
+        entry: str,
+        token: str,
+        address: str,
+        http_address: str,
+        stop: threading.Event,
+        policy: RetryPolicy = RetryPolicy(),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if role not in ROLE_NAMES:
+            raise ValueError(f"role must be one of {sorted(ROLE_NAMES)}, got {role!r}")
+        self.peers = peers
+        self.key = key
+        self.role = role
+        self.entry = entry
+        self.token = token
+        self.address = address
+        self.http_address = http_address
+        self.stop = stop
+        self.policy = policy
+        self._clock = clock
+
+    def request(self, avoid_sn: str = "") -> pb.JoinRequest:
+        """A freshly timestamped, signed JoinRequest (built again for every attempt)."""
+        ts = int(time.time() * 1000)
+        return pb.JoinRequest(
+            token=self.token,
+            role=self.role,
+            public_key=self.key.public_bytes,
+            address=self.address,
+            http_address=self.http_address,
+            timestamp_ms=ts,
+            signature=self.key.sign(join_message(self.role, self.key.public_bytes, self.address, ts)),
+            avoid_sn=avoid_sn,
+        )
+
+    def join(self, *, avoid_sn: str = "", timeout: float = 120.0) -> pb.JoinReply:
+        """Join through the entry within ``timeout`` s (``avoid_sn``: an SN an EN must not get).
+
+        Raises ``JoinRefused``, ``JoinTimedOut`` or ``JoinCancelled`` (all ``ConfigError``s).
+        """
+        deadline = self._clock() + timeout
+        failures = 0
+        while True:
+            if self.stop.is_set():
+                raise JoinCancelled(f"this {ROLE_NAMES[self.role]} stopped while joining")
+            remaining = deadline - self._clock()
+            try:
+                return self._call(self.request(avoid_sn), max(0.1, min(self.policy.rpc_timeout_s, remaining)))
+            except grpc.RpcError as exc:
+                code, details = exc.code(), exc.details()
+            if code in FATAL_STATUSES:
+                raise JoinRefused(f"the entry refused this {ROLE_NAMES[self.role]}: {details}")
+            failures += 1
+            pause = self.policy.pause(failures)
+            if self._clock() + pause >= deadline:
+                raise JoinTimedOut(
+                    f"could not join through the entry at {self.entry} within {timeout:.0f} s: "
+                    f"{code.name} {details}".rstrip()
+                )
+            if self.stop.wait(pause):
+                raise JoinCancelled(f"this {ROLE_NAMES[self.role]} stopped while joining")
+
+    def _call(self, request: pb.JoinRequest, timeout: float) -> pb.JoinReply:
+        """One Join RPC, abandoned (cancelled) as soon as the stop event is set."""
+        future = self.peers.stub(self.entry).Join.future(request, timeout=timeout)
+        done = threading.Event()
+        future.add_done_callback(lambda _f: done.set())
+        while not done.wait(POLL_S):
+            if self.stop.is_set():
+                future.cancel()
+                raise JoinCancelled(f"this {ROLE_NAMES[self.role]} stopped while joining")
+        reply: pb.JoinReply = future.result()
+        return reply

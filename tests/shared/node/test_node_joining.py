@@ -1,0 +1,172 @@
+"""Joining through the entry (shared by SN and EN): retries, refusals, the stop event, the deadline.
+
+The entry is a fake stub (no sockets): each Join call returns a future the test controls.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+import grpc
+import pytest
+
+from fedchain.shared.crypto import NodeKey, verify_signature
+from fedchain.shared.net.signing import join_message
+from fedchain.shared.node.joining import (
+    JoinCancelled,
+    Joiner,
+    JoinRefused,
+    JoinTimedOut,
+    RetryPolicy,
+)
+from fedchain.shared.rpc import node_pb2 as pb
+
+ENTRY = "entry.example:7000"
+FAST = RetryPolicy(first_s=0.01, step_s=0.01, max_s=0.02)
+
+
+class FakeRpcError(grpc.RpcError):
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self._code, self._details = code, details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+Answer = Callable[[pb.JoinRequest], "Future[Any]"]
+
+
+class FakeEntry:
+    """Stands in for ``Peers``: ``stub(ENTRY).Join.future(req, timeout)`` answers from a script."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.calls: list[tuple[pb.JoinRequest, float]] = []
+        self.futures: list[Future[Any]] = []
+        self.Join = self  # the stub's multicallable is this object too
+
+    def stub(self, address: str) -> Any:
+        assert address == ENTRY
+        return self
+
+    def future(self, request: pb.JoinRequest, timeout: float) -> Future[Any]:
+        self.calls.append((request, timeout))
+        fut = self.answer(request)
+        self.futures.append(fut)
+        return fut
+
+
+def done(value: Any = None, error: BaseException | None = None) -> Future[Any]:
+    fut: Future[Any] = Future()
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(value)
+    return fut
+
+
+def unavailable(_req: pb.JoinRequest) -> Future[Any]:
+    return done(error=FakeRpcError(grpc.StatusCode.UNAVAILABLE, "connection refused"))
+
+
+def joiner(entry: FakeEntry, stop: threading.Event, policy: RetryPolicy = FAST, role: str = "EN",
+           key: NodeKey | None = None) -> Joiner:
+    return Joiner(entry, key or NodeKey.generate(), role=role, entry=ENTRY, token="t0ken",
+                  address="me:7001", http_address="me:8001", stop=stop, policy=policy)
+
+
+def stop_after(seconds: float) -> threading.Event:
+    stop = threading.Event()
+    threading.Timer(seconds, stop.set).start()
+    return stop
+
+
+def test_retries_while_unreachable_then_joins_with_a_fresh_signed_request() -> None:
+    reply = pb.JoinReply(sn_node_id="sn-1", sn_address="sn:7002", partition_index=3)
+    answers = [unavailable, unavailable, lambda _r: done(reply)]
+    entry = FakeEntry(lambda req: answers.pop(0)(req))
+    key = NodeKey.generate()
+
+    got = joiner(entry, threading.Event(), key=key).join(avoid_sn="sn-0", timeout=5)
+
+    assert got.sn_node_id == "sn-1" and got.partition_index == 3
+    assert len(entry.calls) == 3
+    for req, timeout in entry.calls:
+        assert (req.role, req.token, req.avoid_sn, req.address) == ("EN", "t0ken", "sn-0", "me:7001")
+        assert abs(req.timestamp_ms - time.time() * 1000) < 5000
+        assert req.public_key == key.public_bytes
+        signed = join_message("EN", req.public_key, req.address, req.timestamp_ms)
+        assert verify_signature(req.public_key, req.signature, signed)
+        assert 0 < timeout <= 5
+
+
+@pytest.mark.parametrize("code", [grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED,
+                                  grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION])
+def test_a_fatal_status_stops_at_once_with_the_entrys_message(code: grpc.StatusCode) -> None:
+    entry = FakeEntry(lambda _r: done(error=FakeRpcError(code, "wrong join token")))
+    t0 = time.monotonic()
+    with pytest.raises(JoinRefused, match="the entry refused this super node: wrong join token"):
+        joiner(entry, threading.Event(), role="SN").join(timeout=60)
+    assert len(entry.calls) == 1
+    assert time.monotonic() - t0 < 0.5
+
+
+def test_the_stop_event_ends_the_pause_between_attempts() -> None:
+    entry = FakeEntry(unavailable)
+    slow = RetryPolicy(first_s=30, step_s=0, max_s=30)
+    t0 = time.monotonic()
+    with pytest.raises(JoinCancelled, match="stopped while joining"):
+        joiner(entry, stop_after(0.2), policy=slow).join(timeout=120)
+    assert time.monotonic() - t0 < 1.0
+    assert len(entry.calls) == 1
+
+
+def test_the_stop_event_abandons_a_join_rpc_that_never_answers() -> None:
+    entry = FakeEntry(lambda _r: Future())  # an entry that accepts the call and never answers
+    t0 = time.monotonic()
+    with pytest.raises(JoinCancelled):
+        joiner(entry, stop_after(0.2)).join(timeout=120)
+    assert time.monotonic() - t0 < 1.0
+    assert entry.futures[0].cancelled()
+
+
+def test_a_stop_already_set_sends_nothing() -> None:
+    entry = FakeEntry(unavailable)
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(JoinCancelled):
+        joiner(entry, stop).join()
+    assert entry.calls == []
+
+
+def test_the_deadline_is_honoured_and_the_error_names_the_entry() -> None:
+    entry = FakeEntry(unavailable)
+    t0 = time.monotonic()
+    with pytest.raises(JoinTimedOut) as err:
+        joiner(entry, threading.Event(), policy=RetryPolicy()).join(timeout=1.0)
+    elapsed = time.monotonic() - t0
+    assert 0.5 <= elapsed <= 1.2, elapsed
+    assert ENTRY in str(err.value) and "UNAVAILABLE connection refused" in str(err.value)
+    assert len(entry.calls) >= 2
+    assert all(timeout <= 1.0 for _req, timeout in entry.calls)  # no RPC outlives the deadline
+
+
+def test_the_pauses_grow_and_are_capped() -> None:
+    policy = RetryPolicy()
+    assert [policy.pause(n) for n in (1, 2, 3, 10, 100)] == pytest.approx([0.3, 0.6, 0.9, 3.0, 3.0])
+
+
+def test_join_errors_are_config_errors_so_the_cli_prints_one_line() -> None:
+    from fedchain.shared.config import ConfigError
+
+    assert issubclass(JoinRefused, ConfigError) and issubclass(JoinTimedOut, ConfigError)
+    with pytest.raises(ValueError, match="role"):
+        joiner(FakeEntry(unavailable), threading.Event(), role="XX")
