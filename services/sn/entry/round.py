@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections.abc import Iterable, Mapping
 
 import grpc
@@ -133,7 +134,8 @@ class RoundRunner:
             groups.setdefault(m.parent_sn, []).append(m.node_id)
         ref, _, global_state = self.model.current()
         version = ref.version
-        deadline = self.clock.monotonic() + self.settings.round_timeout + COLLECT_GRACE_S
+        # the collector keeps real time: its deadline is on time.monotonic()
+        deadline = time.monotonic() + self.settings.round_timeout + COLLECT_GRACE_S
         collector = RoundCollector(r, version, algorithm, set(groups), deadline)
         collector.reference = self.template.reference(global_state, algorithm)
         self.intake.open(collector)
