@@ -141,6 +141,7 @@ def build_app(
             app.add_api_route(
                 path, forward, methods=["POST"], dependencies=[Depends(require_token)],
                 response_model=answer, responses=ERROR_RESPONSES,
+                status_code=202 if path in ("/train", "/train-fl") else 200,
             )
         for path, answer in GET_ROUTES.items():
             app.add_api_route(path, forward, methods=["GET"], response_model=answer, responses=ERROR_RESPONSES)
