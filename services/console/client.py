@@ -13,9 +13,10 @@ import os
 import struct
 import tempfile
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
 from fedchain.services.console.errors import (
     ApiError,
@@ -24,6 +25,20 @@ from fedchain.services.console.errors import (
     ConsoleError,
     UsageError,
 )
+from fedchain.shared.control_api import (
+    BlockInfo,
+    EvalResult,
+    Health,
+    NodeStatus,
+    PauseResult,
+    RoundSummary,
+    SaveResult,
+    SuperNodeInfo,
+    TrainStarted,
+    VerifyResult,
+)
+
+M = TypeVar("M", bound=BaseModel)
 
 DOWNLOAD_CHUNK = 1 << 20
 MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
@@ -119,88 +134,97 @@ class ControlClient:
                 "is it a fedchain node's HTTP port?"
             ) from None
 
-    def _get_dict(self, path: str, **kwargs: Any) -> dict[str, Any]:
-        body = self._request("GET", path, **kwargs)
-        if not isinstance(body, dict):
-            raise ConnectError(f"{self.base_url} answered GET {path} with an unexpected shape")
-        return body
+    def _parse(self, model: type[M], body: Any, method: str, path: str) -> M:
+        """``body`` as ``model``; a shape that does not fit is a one-line ConnectError."""
+        try:
+            return model.model_validate(body)
+        except ValidationError as exc:
+            errors = exc.errors()
+            where = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
+            why = errors[0]["msg"] if errors else "invalid"
+            raise ConnectError(
+                f"{self.base_url} answered {method} {path} with an unexpected shape "
+                f"({where or 'body'}: {why}): is it a fedchain node of this version?"
+            ) from None
 
-    def _get_list(self, path: str, **kwargs: Any) -> list[Any]:
+    def _get(self, model: type[M], path: str, **kwargs: Any) -> M:
+        return self._parse(model, self._request("GET", path, **kwargs), "GET", path)
+
+    def _get_list(self, model: type[M], path: str, **kwargs: Any) -> list[M]:
         body = self._request("GET", path, **kwargs)
         if not isinstance(body, list):
             raise ConnectError(f"{self.base_url} answered GET {path} with an unexpected shape")
-        return body
+        return [self._parse(model, item, "GET", path) for item in body]
 
-    def _post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _post(self, model: type[M], path: str, body: dict[str, Any] | None = None) -> M:
         answer = self._request("POST", path, json=body if body is not None else {})
-        if not isinstance(answer, dict):
-            raise ConnectError(f"{self.base_url} answered POST {path} with an unexpected shape")
-        return answer
+        return self._parse(model, answer, "POST", path)
 
     # ---- the control API ------------------------------------------------------------
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> Health:
         """GET /health."""
-        return self._get_dict("/health")
+        return self._get(Health, "/health")
 
-    def ensure_super_node(self) -> dict[str, Any]:
+    def ensure_super_node(self) -> Health:
         """Check that ``base_url`` is a fedchain super node; refuse an edge node or anything else."""
         try:
-            health = self.health()
+            body = self._request("GET", "/health")
         except ApiError:
             raise ConnectError(f"{self.base_url} is not a fedchain node (no /health)") from None
-        role = health.get("role")
-        if role == "EN":
+        role = body.get("role") if isinstance(body, dict) else None
+        if role not in ("SN", "EN"):
+            raise ConnectError(f"{self.base_url} is not a fedchain super node (/health role: {role!r})")
+        health = self._parse(Health, body, "GET", "/health")
+        if health.role == "EN":
             raise ConnectError(
-                f"{self.base_url} is an edge node (EN {health.get('node_id', '?')}); the console "
+                f"{self.base_url} is an edge node (EN {health.node_id}); the console "
                 "talks to a super node - use an SN's HTTP port (the entry's is 9080)"
             )
-        if role != "SN":
-            raise ConnectError(f"{self.base_url} is not a fedchain super node (/health role: {role!r})")
         return health
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> NodeStatus:
         """GET /status."""
-        return self._get_dict("/status")
+        return self._get(NodeStatus, "/status")
 
-    def train(self, rounds: int, algorithm: str | None) -> dict[str, Any]:
+    def train(self, rounds: int, algorithm: str | None) -> TrainStarted:
         """POST /train: start (or resume) ``rounds`` rounds."""
-        return self._post("/train", {"rounds": rounds, "algorithm": algorithm})
+        return self._post(TrainStarted, "/train", {"rounds": rounds, "algorithm": algorithm})
 
-    def train_fl(self, rounds: int) -> dict[str, Any]:
+    def train_fl(self, rounds: int) -> TrainStarted:
         """POST /train-fl: classic FedAvg over the same network."""
-        return self._post("/train-fl", {"rounds": rounds})
+        return self._post(TrainStarted, "/train-fl", {"rounds": rounds})
 
-    def pause(self) -> dict[str, Any]:
+    def pause(self) -> PauseResult:
         """POST /pause: finish the current round, then hold."""
-        return self._post("/pause")
+        return self._post(PauseResult, "/pause")
 
-    def save(self, path: str | None) -> dict[str, Any]:
+    def save(self, path: str | None) -> SaveResult:
         """POST /save: a checkpoint block plus a model file on the entry."""
-        return self._post("/save", {"path": path})
+        return self._post(SaveResult, "/save", {"path": path})
 
-    def evaluate(self) -> dict[str, Any]:
+    def evaluate(self) -> EvalResult:
         """POST /eval: personal accuracy per EN and pooled."""
-        return self._post("/eval")
+        return self._post(EvalResult, "/eval")
 
-    def super_nodes(self) -> list[Any]:
+    def super_nodes(self) -> list[SuperNodeInfo]:
         """GET /sn."""
-        return self._get_list("/sn")
+        return self._get_list(SuperNodeInfo, "/sn")
 
-    def rounds(self) -> list[Any]:
+    def rounds(self) -> list[RoundSummary]:
         """GET /rounds."""
-        return self._get_list("/rounds")
+        return self._get_list(RoundSummary, "/rounds")
 
-    def blocks(self, limit: int, start: int | None = None) -> list[Any]:
+    def blocks(self, limit: int, start: int | None = None) -> list[BlockInfo]:
         """GET /blocks: the last ``limit`` blocks, or ``limit`` blocks from height ``start``."""
         params: dict[str, int] = {"limit": limit}
         if start is not None:
             params["from"] = start
-        return self._get_list("/blocks", params=params)
+        return self._get_list(BlockInfo, "/blocks", params=params)
 
-    def verify(self) -> dict[str, Any]:
+    def verify(self) -> VerifyResult:
         """GET /verify: recompute the chain from its rows."""
-        return self._get_dict("/verify")
+        return self._get(VerifyResult, "/verify")
 
     def download_model(self, version: int | None, path: str | None) -> dict[str, Any]:
         """GET /model into ``path`` (default ``model-v<version>.safetensors``).

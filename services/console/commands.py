@@ -6,10 +6,9 @@ return an :class:`~fedchain.services.console.spec.Outcome` for a renderer; they 
 
 from __future__ import annotations
 
-from typing import Any
-
 from fedchain.services.console.errors import ConsoleError
 from fedchain.services.console.spec import Command, CommandContext, CommandTable, Outcome, Param
+from fedchain.shared.control_api import TrainStarted
 
 ALGORITHMS = ("fedper", "fedavg")
 MAX_BLOCKS = 1000  # the control API's /blocks limit
@@ -44,20 +43,22 @@ def _status(ctx: CommandContext) -> Outcome:
     return Outcome("status", ctx.client.status())
 
 
-def _start_training(ctx: CommandContext, start: dict[str, Any], prev_round: int, wait: bool, timeout: float | None) -> Outcome:
+def _start_training(
+    ctx: CommandContext, start: TrainStarted, prev_round: int, wait: bool, timeout: float | None
+) -> Outcome:
     if not wait:
         return Outcome("train-started", start)
     return ctx.follow_training(start, prev_round, timeout)
 
 
 def _train(ctx: CommandContext, rounds: int, algorithm: str | None, wait: bool, timeout: float | None) -> Outcome:
-    prev_round = int(ctx.client.status().get("round") or 0)
+    prev_round = ctx.client.status().round
     start = ctx.client.train(rounds, algorithm)
     return _start_training(ctx, start, prev_round, wait, timeout)
 
 
 def _train_fl(ctx: CommandContext, rounds: int, wait: bool, timeout: float | None) -> Outcome:
-    prev_round = int(ctx.client.status().get("round") or 0)
+    prev_round = ctx.client.status().round
     start = ctx.client.train_fl(rounds)
     return _start_training(ctx, start, prev_round, wait, timeout)
 
@@ -92,11 +93,11 @@ def _blocks(ctx: CommandContext, n: int, start: int | None) -> Outcome:
 
 def _verify(ctx: CommandContext) -> Outcome:
     result = ctx.client.verify()
-    if not result.get("ok"):
-        where = f" at height {result.get('height')}" if result.get("height") is not None else ""
+    if not result.ok:
+        where = f" at height {result.height}" if result.height is not None else ""
         raise ConsoleError(
-            f"chain verification FAILED{where}: {result.get('reason') or 'no reason given'} "
-            f"({result.get('checked', '?')} blocks checked)"
+            f"chain verification FAILED{where}: {result.reason or 'no reason given'} "
+            f"({result.checked} blocks checked)"
         )
     return Outcome("verify", result)
 

@@ -7,37 +7,38 @@ bounded by the caller's ``timeout`` (and each poll by the client's HTTP timeout)
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Protocol
 
-from fedchain.services.console.client import ControlClient
 from fedchain.services.console.errors import ConsoleError
 from fedchain.services.console.spec import Outcome
+from fedchain.shared.control_api import NodeStatus, RoundSummary, TrainStarted
 
 ACTIVE_STATES = frozenset({"training", "pausing"})
+
+
+class StatusSource(Protocol):
+    """What following needs from the client: /status and /rounds."""
+
+    def status(self) -> NodeStatus: ...
+
+    def rounds(self) -> list[RoundSummary]: ...
 
 
 class TrainingView(Protocol):
     """A display of a training run that is updated after every poll."""
 
-    def update(self, status: Mapping[str, Any], rounds: list[dict[str, Any]]) -> None: ...
+    def update(self, status: NodeStatus, rounds: list[RoundSummary]) -> None: ...
 
 
-ViewFactory = Callable[[Mapping[str, Any]], AbstractContextManager[TrainingView]]
-
-
-def _round_of(entry: Any) -> int:
-    try:
-        return int(entry.get("round", 0))
-    except (AttributeError, TypeError, ValueError):
-        return 0
+ViewFactory = Callable[[TrainStarted], AbstractContextManager[TrainingView]]
 
 
 def follow_training(
-    client: ControlClient,
+    client: StatusSource,
     open_view: ViewFactory,
-    start: Mapping[str, Any],
+    start: TrainStarted,
     prev_round: int,
     timeout: float | None,
     poll_interval: float = 0.5,
@@ -45,34 +46,36 @@ def follow_training(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Outcome:
-    """Poll until round ``start['target_round']`` is done; return the rounds of this run.
+    """Poll until round ``start.target_round`` is done; return the rounds of this run.
 
-    Raises :class:`ConsoleError` when training stops short of the target (paused, or the
-    node went idle) or when ``timeout`` seconds pass; returns an interrupted outcome on Ctrl-C.
+    The outcome's data is ``{"start": TrainStarted, "status": NodeStatus | None,
+    "rounds": [RoundSummary]}``. Raises :class:`ConsoleError` when training stops short of
+    the target (paused, or the node went idle) or when ``timeout`` seconds pass; returns an
+    interrupted outcome on Ctrl-C.
     """
-    target = int(start.get("target_round") or 0)
+    target = start.target_round
     deadline = clock() + timeout if timeout is not None else None
-    rounds: list[dict[str, Any]] = []
+    rounds: list[RoundSummary] = []
     seen_round = prev_round
-    status: Mapping[str, Any] = {}
+    status: NodeStatus | None = None
     inactive_since: float | None = None
 
     def result(interrupted: bool = False) -> Outcome:
-        data = {"start": dict(start), "status": dict(status), "rounds": rounds}
+        data = {"start": start, "status": status, "rounds": rounds}
         return Outcome("train", data, interrupted=interrupted)
 
     with open_view(start) as view:
         try:
             while True:
                 status = client.status()
-                current = int(status.get("round") or 0)
+                current = status.round
                 if current != seen_round:
-                    rounds = [r for r in client.rounds() if prev_round < _round_of(r) <= target]
+                    rounds = [r for r in client.rounds() if prev_round < r.round <= target]
                     seen_round = current
                 view.update(status, rounds)
                 if current >= target:
                     return result()
-                state = status.get("state")
+                state = status.state
                 now = clock()
                 if state in ACTIVE_STATES:
                     inactive_since = None

@@ -15,7 +15,18 @@ from rich.table import Table
 from rich.text import Text
 
 from fedchain.services.console.progress import TrainingView
-from fedchain.services.console.spec import Outcome
+from fedchain.services.console.spec import Outcome, jsonable
+from fedchain.shared.control_api import (
+    BlockInfo,
+    EvalResult,
+    NodeStatus,
+    PauseResult,
+    RoundSummary,
+    SaveResult,
+    SuperNodeInfo,
+    TrainStarted,
+    VerifyResult,
+)
 
 
 class Renderer(Protocol):
@@ -27,7 +38,7 @@ class Renderer(Protocol):
 
     def notice(self, message: str) -> None: ...
 
-    def training_view(self, start: Mapping[str, Any]) -> Any: ...
+    def training_view(self, start: TrainStarted) -> Any: ...
 
 
 # ---- formatting helpers ---------------------------------------------------------------
@@ -77,33 +88,32 @@ def payload_summary(payload: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def rounds_table(rounds: list[dict[str, Any]], title: str | None = None) -> Table:
+def rounds_table(rounds: list[RoundSummary], title: str | None = None) -> Table:
     """Rounds with accuracy, loss, participants, rejected updates, block height and time."""
     table = Table(title=title, title_justify="left")
     for column in ("round", "alg.", "model", "accuracy", "loss", "nodes", "rejected", "height", "s"):
         table.add_column(column, justify="left" if column == "alg." else "right", no_wrap=True)
     for r in rounds:
-        rejected = r.get("rejected") or []
         table.add_row(
-            str(r.get("round", "-")),
-            str(r.get("algorithm", "-")),
-            f"v{r.get('model_version', '-')}",
-            pct(r.get("accuracy")),
-            num(r.get("loss")),
-            str(len(r.get("participants") or [])),
-            str(len(rejected)),
-            str(r.get("height", "-")),
-            num(r.get("seconds"), 3),
+            str(r.round),
+            r.algorithm,
+            f"v{r.model_version}",
+            pct(r.accuracy),
+            num(r.loss),
+            str(len(r.participants)),
+            str(len(r.rejected)),
+            str(r.height),
+            num(r.seconds, 3),
         )
     return table
 
 
-def status_line(status: Mapping[str, Any]) -> str:
+def status_line(status: NodeStatus) -> str:
     """One line: state, round/target, model version, height, node counts."""
     return (
-        f"{status.get('state', '?')} · round {status.get('round', '?')}/{status.get('target_round', '?')}"
-        f" · {status.get('algorithm') or '-'} · model v{status.get('model_version', '?')}"
-        f" · height {status.get('height', '?')} · SNs {status.get('sns', '?')} · ENs {status.get('ens', '?')}"
+        f"{status.state} · round {status.round}/{status.target_round}"
+        f" · {status.algorithm or '-'} · model v{status.model_version}"
+        f" · height {status.height} · SNs {status.sns} · ENs {status.ens}"
     )
 
 
@@ -113,11 +123,11 @@ def status_line(status: Mapping[str, Any]) -> str:
 class _LiveView:
     """A rich Live table of the run's rounds on a terminal."""
 
-    def __init__(self, live: Live, start: Mapping[str, Any]) -> None:
+    def __init__(self, live: Live, start: TrainStarted) -> None:
         self.live = live
         self.start = start
 
-    def update(self, status: Mapping[str, Any], rounds: list[dict[str, Any]]) -> None:
+    def update(self, status: NodeStatus, rounds: list[RoundSummary]) -> None:
         caption = Text(status_line(status) + "   (Ctrl-C leaves this display; training goes on)", style="dim")
         rows = max(3, self.live.console.height - 10)
         title = _run_title(self.start)
@@ -131,25 +141,24 @@ class _LineView:
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.printed: set[Any] = set()
+        self.printed: set[int] = set()
 
-    def update(self, status: Mapping[str, Any], rounds: list[dict[str, Any]]) -> None:
+    def update(self, status: NodeStatus, rounds: list[RoundSummary]) -> None:
         for r in rounds:
-            if r.get("round") in self.printed:
+            if r.round in self.printed:
                 continue
-            self.printed.add(r.get("round"))
+            self.printed.add(r.round)
             self.console.print(
-                f"round {r.get('round')}: accuracy {pct(r.get('accuracy'))}, loss {num(r.get('loss'))}, "
-                f"{len(r.get('participants') or [])} participants, {len(r.get('rejected') or [])} rejected, "
-                f"height {r.get('height', '-')}, {num(r.get('seconds'), 3)} s",
+                f"round {r.round}: accuracy {pct(r.accuracy)}, loss {num(r.loss)}, "
+                f"{len(r.participants)} participants, {len(r.rejected)} rejected, "
+                f"height {r.height}, {num(r.seconds, 3)} s",
                 highlight=False, soft_wrap=True,
             )
 
 
-def _run_title(start: Mapping[str, Any]) -> str:
+def _run_title(start: TrainStarted) -> str:
     return (
-        f"training {start.get('algorithm') or ''} rounds {start.get('start_round', '?')}"
-        f"..{start.get('target_round', '?')}"
+        f"training {start.algorithm} rounds {start.start_round}..{start.target_round}"
     ).replace("  ", " ")
 
 
@@ -169,7 +178,7 @@ class RichRenderer:
         self.out.print(Text(message, style="yellow"), soft_wrap=True)
 
     @contextmanager
-    def training_view(self, start: Mapping[str, Any]) -> Iterator[TrainingView]:
+    def training_view(self, start: TrainStarted) -> Iterator[TrainingView]:
         """A live table on a terminal, else one printed line per round."""
         self.out.print(Text(f"{_run_title(start)} started", style="bold"), highlight=False)
         if self.out.is_terminal:
@@ -182,7 +191,7 @@ class RichRenderer:
         """Render ``outcome`` according to its kind."""
         method = getattr(self, "_show_" + outcome.kind.replace("-", "_"), None)
         if method is None:
-            self.out.print_json(data=outcome.data)
+            self.out.print_json(data=jsonable(outcome.data))
         else:
             method(outcome)
 
@@ -212,77 +221,76 @@ class RichRenderer:
         table = Table(show_header=False, box=None)
         table.add_column("key", style="bold")
         table.add_column("value")
-        for key, value in outcome.data.items():
-            table.add_row(str(key), str(value))
+        status: NodeStatus = outcome.data
+        for key, value in status.model_dump(exclude_none=True).items():
+            table.add_row(key, str(value))
         self.out.print(table)
 
     def _show_train(self, outcome: Outcome) -> None:
-        data = outcome.data
-        status = data.get("status") or {}
-        start = data.get("start") or {}
+        start: TrainStarted = outcome.data["start"]
+        status: NodeStatus | None = outcome.data["status"]
+        at = f"round {status.round}" if status is not None else "the start"
         # the rounds themselves were shown while following (live table or one line each)
-        if outcome.interrupted:
+        if outcome.interrupted or status is None:
             self.notice(
-                f"left the progress display at round {status.get('round', '?')} of {start.get('target_round', '?')}; "
+                f"left the progress display at {at} of {start.target_round}; "
                 "training goes on (status() to check, pause() to hold)"
             )
         else:
             self._line(
-                f"done: round {status.get('round')} of {start.get('target_round')}, "
-                f"model v{status.get('model_version')}, chain height {status.get('height')}",
+                f"done: round {status.round} of {start.target_round}, "
+                f"model v{status.model_version}, chain height {status.height}",
                 "green",
             )
 
     def _show_train_started(self, outcome: Outcome) -> None:
-        d = outcome.data
+        d: TrainStarted = outcome.data
         self._line(
-            f"training started: {d.get('algorithm') or ''} rounds {d.get('start_round')}..{d.get('target_round')}"
+            f"training started: {d.algorithm} rounds {d.start_round}..{d.target_round}"
             " (status() or rounds() to follow)".replace("  ", " ")
         )
 
     def _show_pause(self, outcome: Outcome) -> None:
-        d = outcome.data
-        state = d.get("status")
-        if state == "pausing":
-            text = f"pausing: the round after {d.get('round')} finishes, then training holds (train() resumes)"
-        elif state == "paused":
-            text = f"paused after round {d.get('round')} (train() resumes)"
+        d: PauseResult = outcome.data
+        if d.status == "pausing":
+            text = f"pausing: the round after {d.round} finishes, then training holds (train() resumes)"
+        elif d.status == "paused":
+            text = f"paused after round {d.round} (train() resumes)"
         else:
-            text = f"nothing to pause: the network is {state} at round {d.get('round')}"
+            text = f"nothing to pause: the network is {d.status} at round {d.round}"
         self._line(text)
 
     def _show_save(self, outcome: Outcome) -> None:
-        d = outcome.data
+        d: SaveResult = outcome.data
         self._line(
-            f"saved model v{d.get('version')} (sha256 {short(d.get('digest'), 16)}) in checkpoint block "
-            f"{d.get('height')}: {d.get('path')} (on the entry)"
+            f"saved model v{d.version} (sha256 {short(d.digest, 16)}) in checkpoint block "
+            f"{d.height}: {d.path} (on the entry)"
         )
 
     def _show_eval(self, outcome: Outcome) -> None:
-        d = outcome.data
+        d: EvalResult = outcome.data
         table = Table(title="evaluation (personal models on each EN's test split)", title_justify="left")
         for column in ("EN", "SN", "accuracy", "correct", "total", "loss"):
             table.add_column(column, justify="left" if column in ("EN", "SN") else "right")
-        for c in d.get("clients") or []:
-            table.add_row(str(c.get("node_id")), str(c.get("sn", "-")), pct(c.get("accuracy")),
-                          num(c.get("correct")), num(c.get("total")), num(c.get("loss")))
-        pooled = d.get("pooled") or {}
+        for c in d.clients:
+            table.add_row(c.node_id, c.sn or "-", pct(c.accuracy), num(c.correct), num(c.total),
+                          num(c.loss))
         table.add_section()
-        table.add_row("pooled", "", pct(pooled.get("accuracy")), num(pooled.get("correct")),
-                      num(pooled.get("total")), "", style="bold")
+        table.add_row("pooled", "", pct(d.pooled.accuracy), num(d.pooled.correct),
+                      num(d.pooled.total), "", style="bold")
         self.out.print(table)
-        for failed in d.get("failed") or []:
-            self._line(f"EN {failed.get('node_id')} did not answer: {failed.get('reason')}", "yellow")
+        for failed in d.failed:
+            self._line(f"EN {failed.node_id} did not answer: {failed.reason}", "yellow")
 
     def _show_sn(self, outcome: Outcome) -> None:
         table = Table(title="super nodes", title_justify="left")
         for column in ("node", "gRPC", "HTTP", "ENs", "status", "entry"):
             table.add_column(column)
-        for sn in outcome.data:
-            status = str(sn.get("status", "-"))
-            table.add_row(str(sn.get("node_id")), str(sn.get("address", "-")), str(sn.get("http_address", "-")),
-                          str(sn.get("ens", "-")), Text(status, style="green" if status == "alive" else "red"),
-                          "yes" if sn.get("entry") else "")
+        sns: list[SuperNodeInfo] = outcome.data
+        for sn in sns:
+            table.add_row(sn.node_id, sn.address or "-", sn.http_address or "-", str(sn.ens),
+                          Text(sn.status, style="green" if sn.status == "alive" else "red"),
+                          "yes" if sn.entry else "")
         self.out.print(table)
 
     def _show_model(self, outcome: Outcome) -> None:
@@ -300,14 +308,15 @@ class RichRenderer:
         for column in ("height", "kind", "hash", "producer", "time (UTC)"):
             table.add_column(column, justify="right" if column == "height" else "left", no_wrap=True)
         table.add_column("payload", min_width=16, ratio=1, overflow="fold")
-        for b in outcome.data:
-            table.add_row(str(b.get("height")), str(b.get("kind")), short(b.get("hash"), 8),
-                          short(b.get("producer", "-"), 10), when(b.get("timestamp_ms")), payload_summary(b.get("payload")))
+        blocks: list[BlockInfo] = outcome.data
+        for b in blocks:
+            table.add_row(str(b.height), b.kind, short(b.hash, 8), short(b.producer, 10),
+                          when(b.timestamp_ms), payload_summary(b.payload))
         self.out.print(table)
 
     def _show_verify(self, outcome: Outcome) -> None:
-        d = outcome.data
-        self._line(f"chain OK: {d.get('checked')} blocks checked, tip at height {d.get('height')}", "green")
+        d: VerifyResult = outcome.data
+        self._line(f"chain OK: {d.checked} blocks checked, tip at height {d.height}", "green")
 
     def _show_quit(self, outcome: Outcome) -> None:
         return None
@@ -317,7 +326,7 @@ class RichRenderer:
 
 
 class _SilentView:
-    def update(self, status: Mapping[str, Any], rounds: list[dict[str, Any]]) -> None:
+    def update(self, status: NodeStatus, rounds: list[RoundSummary]) -> None:
         return None
 
 
@@ -339,7 +348,7 @@ class JsonRenderer:
         """Write the outcome's data as ``result``."""
         if outcome.kind == "quit":
             return
-        obj: dict[str, Any] = {"command": command, "ok": True, "result": outcome.data}
+        obj: dict[str, Any] = {"command": command, "ok": True, "result": jsonable(outcome.data)}
         if outcome.interrupted:
             obj["interrupted"] = True
         self._emit(obj)
@@ -356,6 +365,6 @@ class JsonRenderer:
         self.err.flush()
 
     @contextmanager
-    def training_view(self, start: Mapping[str, Any]) -> Iterator[TrainingView]:
+    def training_view(self, start: TrainStarted) -> Iterator[TrainingView]:
         """No display: the result carries the rounds."""
         yield _SilentView()

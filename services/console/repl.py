@@ -92,9 +92,10 @@ def run_repl(session: Session, history_path: Path, banner: bool = True, **prompt
     if problem:
         session.renderer.notice(problem)
     if banner:
-        node = session.node or {}
+        node = session.node
+        who = f"{'entry ' if node.entry else ''}SN {node.node_id}" if node else "a super node"
         session.renderer.notice(
-            f"connected to {'entry ' if node.get('entry') else ''}SN {node.get('node_id', '?')}; "
+            f"connected to {who}; "
             "help() lists the commands, quit() leaves"
         )
     while True:

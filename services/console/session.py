@@ -6,9 +6,8 @@ the ``-c`` commands in order and stops at the first failure.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from fedchain.services.console.client import ControlClient
 from fedchain.services.console.commands import build_table
@@ -17,6 +16,7 @@ from fedchain.services.console.parser import parse_line
 from fedchain.services.console.progress import follow_training
 from fedchain.services.console.render import Renderer
 from fedchain.services.console.spec import CommandTable, Outcome
+from fedchain.shared.control_api import Health, TrainStarted
 
 EXIT_INTERRUPTED = 130
 
@@ -44,7 +44,7 @@ class Session:
         self.renderer = renderer
         self._table = table or build_table()
         self.poll_interval = poll_interval
-        self.node: dict[str, Any] | None = None
+        self.node: Health | None = None
 
     @property
     def table(self) -> CommandTable:
@@ -64,7 +64,7 @@ class Session:
             self._client = client
         return self._client
 
-    def connect(self) -> dict[str, Any]:
+    def connect(self) -> Health:
         """Connect now and return the node's /health answer."""
         _ = self.client
         assert self.node is not None
@@ -76,7 +76,7 @@ class Session:
             self._client.close()
             self._client = None
 
-    def follow_training(self, start: Mapping[str, Any], prev_round: int, timeout: float | None) -> Outcome:
+    def follow_training(self, start: TrainStarted, prev_round: int, timeout: float | None) -> Outcome:
         """Follow a run just started with the renderer's training view."""
         return follow_training(
             self.client, self.renderer.training_view, start, prev_round, timeout, poll_interval=self.poll_interval

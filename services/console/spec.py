@@ -12,22 +12,40 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from pydantic import BaseModel
+
 from fedchain.services.console.errors import UsageError
 from fedchain.services.console.parser import BareName, RawCall
 
 if TYPE_CHECKING:
     from fedchain.services.console.client import ControlClient
+    from fedchain.shared.control_api import TrainStarted
 
 Kind = Literal["int", "float", "str", "bool", "command"]
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a command produced: ``kind`` picks the renderer, ``data`` is JSON-ready."""
+    """What a command produced: ``kind`` picks the renderer.
+
+    ``data`` is the control API's typed answer (``fedchain.shared.control_api`` models, lists
+    of them, or a dict holding them); :func:`jsonable` turns it into plain JSON values.
+    """
 
     kind: str
     data: Any
     interrupted: bool = False
+
+
+def jsonable(data: Any) -> Any:
+    """``data`` with every pydantic model replaced by its JSON form (recursively)."""
+    if isinstance(data, BaseModel):
+        return data.model_dump(mode="json")
+    if isinstance(data, Mapping):
+        return {k: jsonable(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [jsonable(v) for v in data]
+    return data
 
 
 class CommandContext(Protocol):
@@ -39,7 +57,7 @@ class CommandContext(Protocol):
     @property
     def table(self) -> CommandTable: ...
 
-    def follow_training(self, start: Mapping[str, Any], prev_round: int, timeout: float | None) -> Outcome: ...
+    def follow_training(self, start: TrainStarted, prev_round: int, timeout: float | None) -> Outcome: ...
 
 
 Handler = Callable[..., Outcome]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fedchain.services.en.edge import EdgeNode
+from fedchain.shared.control_api import Health, NodeStatus
 from fedchain.shared.node.metrics import NodeMetrics
 
 NOT_ON_EN = "this is an edge node (EN): point the console or API client at a super node (SN) instead"
@@ -18,15 +17,15 @@ def build_app(en: EdgeNode, metrics: NodeMetrics) -> FastAPI:
     """The FastAPI app of an EN."""
     app = FastAPI(title="fedchain edge node", version="1")
 
-    @app.get("/health")
-    def health() -> dict[str, Any]:
-        return {"status": "ok", "role": "EN", "node_id": en.node_id, "entry": False}
+    @app.get("/health", response_model=Health)
+    def health() -> Health:
+        return Health(role="EN", node_id=en.node_id, entry=False)
 
-    @app.get("/status")
-    def status() -> dict[str, Any]:
+    @app.get("/status", response_model=NodeStatus)
+    def status() -> NodeStatus:
         return en.status()
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     def prom() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 
 from fedchain.shared.config import ConfigError, Settings
+from fedchain.shared.control_api import NodeStatus, node_status
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.net.federation import apply_fl_config
 from fedchain.shared.net.signing import update_message
@@ -70,6 +71,7 @@ class EdgeNode:
         self._model: Any = None
         self.state = "starting"
         self.last_round = 0
+        self.last_version = 0  # global model version last trained from
         self.last_accuracy: float | None = None
         self._stop = stop if stop is not None else threading.Event()
         self.joiner = Joiner(
@@ -254,6 +256,7 @@ class EdgeNode:
                     update_parts(header, data, self.chunk_bytes), timeout=120
                 )
                 self.last_round = req.round
+                self.last_version = req.version
                 log.info("round %d: update submitted (%s)", req.round, reply.message)
             except ShuttingDown:
                 log.info("round %d: training stopped because the edge node is shutting down", req.round)
@@ -287,21 +290,18 @@ class EdgeNode:
             ]
         )
 
-    def status(self) -> dict[str, Any]:
-        """The /status answer of an EN."""
-        return {
-            "node_id": self.node_id,
-            "role": "EN",
-            "entry": False,
-            "state": self.state,
-            "algorithm": self.settings.algorithm,
-            "round": self.last_round,
-            "target_round": self.last_round,
-            "model_version": self.last_round,
-            "height": -1,
-            "ens": 1,
-            "sns": 0,
-            "partition_index": self.partition_index,
-            "sn": self.sn_node_id,
-            "accuracy": self.last_accuracy,
-        }
+    def status(self) -> NodeStatus:
+        """The /status answer of an EN (``model_version``: the version it last trained from)."""
+        return node_status(
+            node_id=self.node_id,
+            role="EN",
+            entry=False,
+            state=self.state,
+            algorithm=self.settings.algorithm,
+            round=self.last_round,
+            model_version=self.last_version,
+            ens=1,
+            partition_index=self.partition_index,
+            sn=self.sn_node_id,
+            accuracy=self.last_accuracy,
+        )

@@ -9,14 +9,33 @@ from typing import Any, Literal
 import httpx
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from fedchain.services.sn.entry import Busy, EntryRole
+from fedchain.services.sn.status import RelayLog, sn_status
 from fedchain.services.sn.supernode import SuperNode
+from fedchain.shared.control_api import (
+    ERROR_RESPONSES,
+    BlockInfo,
+    ClientEval,
+    ErrorDetail,
+    EvalResult,
+    Health,
+    NodeStatus,
+    PauseResult,
+    PooledEval,
+    Rejection,
+    RoundSummary,
+    SaveResult,
+    SuperNodeInfo,
+    TrainStarted,
+    VerifyResult,
+)
 from fedchain.shared.ledger.errors import LedgerUnavailable
 from fedchain.shared.node.metrics import NodeMetrics
+from fedchain.shared.rpc import node_pb2 as pb
 
 FORWARD_TIMEOUT = httpx.Timeout(connect=5.0, read=600.0, write=60.0, pool=5.0)
 MAX_INT64 = 2**63 - 1
@@ -45,8 +64,18 @@ def _one_line(exc: RequestValidationError) -> str:
     return f"invalid {loc}: {e.get('msg')}"
 
 
-def build_app(sn: SuperNode, entry: EntryRole | None, metrics: NodeMetrics, api_token: str) -> FastAPI:
-    """The FastAPI app of an SN (the entry when ``entry`` is given)."""
+def build_app(
+    sn: SuperNode,
+    entry: EntryRole | None,
+    metrics: NodeMetrics,
+    api_token: str,
+    relayed: RelayLog | None = None,
+) -> FastAPI:
+    """The FastAPI app of an SN (the entry when ``entry`` is given).
+
+    ``relayed`` is what the SN's servicer records of the rounds it relays (its /status).
+    """
+    relayed = relayed if relayed is not None else RelayLog()
     app = FastAPI(title="fedchain super node", version="1", description="Control API of a fedchain SN.")
 
     @app.exception_handler(RequestValidationError)
@@ -86,107 +115,99 @@ def build_app(sn: SuperNode, entry: EntryRole | None, metrics: NodeMetrics, api_
         assert entry is not None
         return entry
 
-    @app.get("/health")
-    def health() -> dict[str, Any]:
-        return {"status": "ok", "role": "SN", "node_id": sn.node_id, "entry": entry is not None}
+    @app.get("/health", response_model=Health)
+    def health() -> Health:
+        return Health(role="SN", node_id=sn.node_id, entry=entry is not None)
 
-    @app.get("/status")
-    async def status(request: Request) -> Any:
+    @app.get("/status", response_model=NodeStatus)
+    async def status(request: Request) -> NodeStatus:
         if entry is not None:
             return entry.status()
-        local = {
-            "node_id": sn.node_id, "role": "SN", "entry": False, "state": sn.state, "algorithm": sn.settings.algorithm,
-            "round": sn.last_round, "target_round": sn.last_round, "model_version": sn.last_round, "height": -1,
-            "ens": len(sn.edges.alive()), "sns": 0,
-        }
+        federation: NodeStatus | None = None
         try:
             r = await forward(request)
             if r.status_code == 200:
-                import json
+                federation = NodeStatus.model_validate_json(bytes(r.body))
+        except (HTTPException, ValidationError):
+            federation = None
+        return sn_status(sn, relayed, federation)
 
-                merged = json.loads(bytes(r.body))
-                # "ens"/"sns" stay the federation's live counts (as the entry sees them); this SN's own ENs apart
-                merged.update(node_id=sn.node_id, entry=False, local_ens=len(sn.edges.alive()))
-                return merged
-        except HTTPException:
-            pass
-        return local
-
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     def prom() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     if entry is None:
-        for path in ("/train", "/pause", "/save", "/eval", "/train-fl"):
-            app.add_api_route(path, forward, methods=["POST"], dependencies=[Depends(require_token)])
-        for path in ("/sn", "/model", "/rounds", "/blocks", "/verify"):
-            app.add_api_route(path, forward, methods=["GET"])
+        for path, answer in POST_ROUTES.items():
+            app.add_api_route(
+                path, forward, methods=["POST"], dependencies=[Depends(require_token)],
+                response_model=answer, responses=ERROR_RESPONSES,
+                status_code=202 if path in ("/train", "/train-fl") else 200,
+            )
+        for path, answer in GET_ROUTES.items():
+            app.add_api_route(path, forward, methods=["GET"], response_model=answer, responses=ERROR_RESPONSES)
         return app
 
-    @app.post("/train", status_code=202, dependencies=[Depends(require_token)])
-    def train(body: TrainBody) -> dict[str, Any]:
+    @app.post("/train", status_code=202, dependencies=[Depends(require_token)],
+              response_model=TrainStarted, responses=ERROR_RESPONSES)
+    def train(body: TrainBody) -> TrainStarted:
         try:
             return need_entry().start_training(body.rounds, body.algorithm)
         except Busy as exc:
             raise HTTPException(409, str(exc)) from None
 
-    @app.post("/train-fl", status_code=202, dependencies=[Depends(require_token)])
-    def train_fl(body: TrainFLBody) -> dict[str, Any]:
+    @app.post("/train-fl", status_code=202, dependencies=[Depends(require_token)],
+              response_model=TrainStarted, responses=ERROR_RESPONSES)
+    def train_fl(body: TrainFLBody) -> TrainStarted:
         try:
             return need_entry().start_training(body.rounds, "fedavg")
         except Busy as exc:
             raise HTTPException(409, str(exc)) from None
 
-    @app.post("/pause", dependencies=[Depends(require_token)])
-    def pause() -> dict[str, Any]:
+    @app.post("/pause", dependencies=[Depends(require_token)], response_model=PauseResult,
+              responses=ERROR_RESPONSES)
+    def pause() -> PauseResult:
         return need_entry().pause()
 
-    @app.post("/save", dependencies=[Depends(require_token)])
-    def save(body: SaveBody | None = None) -> dict[str, Any]:
+    @app.post("/save", dependencies=[Depends(require_token)], response_model=SaveResult,
+              responses=ERROR_RESPONSES)
+    def save(body: SaveBody | None = None) -> SaveResult:
         try:
             return need_entry().save(body.path if body else None)
         except OSError as exc:
             raise HTTPException(400, f"cannot write the model file: {exc.strerror or exc}") from None
 
-    @app.post("/eval", dependencies=[Depends(require_token)])
-    def evaluate() -> dict[str, Any]:
-        reply = need_entry().evaluate_all()
-        clients = [
-            {
-                "node_id": c.node_id, "sn": c.sn, "accuracy": (c.correct / c.total) if c.total else 0.0,
-                "correct": c.correct, "total": c.total, "loss": c.loss,
-            }
-            for c in sorted(reply.clients, key=lambda c: c.partition_index)
-        ]
-        correct = sum(c["correct"] for c in clients)
-        total = sum(c["total"] for c in clients)
-        return {
-            "clients": clients,
-            "pooled": {"accuracy": correct / total if total else 0.0, "correct": correct, "total": total},
-            "failed": [{"node_id": f.node_id, "reason": f.reason} for f in reply.failed],
-        }
+    @app.post("/eval", dependencies=[Depends(require_token)], response_model=EvalResult,
+              responses=ERROR_RESPONSES)
+    def evaluate() -> EvalResult:
+        return eval_result(need_entry().evaluate_all())
 
-    @app.get("/sn")
-    def sns() -> list[dict[str, Any]]:
+    @app.get("/sn", response_model=list[SuperNodeInfo])
+    def sns() -> list[SuperNodeInfo]:
         e = need_entry()
-        out = []
-        for m in sorted(e.registry.members("SN"), key=lambda m: (not m.entry, m.node_id)):
-            out.append(
-                {
-                    "node_id": m.node_id, "address": m.address, "http_address": m.http_address,
-                    "ens": len(e.registry.edges_of(m.node_id)),
-                    "status": "alive" if e.registry.is_alive(m.node_id) else "dead", "entry": m.entry,
-                }
+        return [
+            SuperNodeInfo(
+                node_id=m.node_id, address=m.address, http_address=m.http_address,
+                ens=len(e.registry.edges_of(m.node_id)),
+                status="alive" if e.registry.is_alive(m.node_id) else "dead", entry=m.entry,
             )
-        return out
+            for m in sorted(e.registry.members("SN"), key=lambda m: (not m.entry, m.node_id))
+        ]
 
-    @app.get("/model")
+    @app.get(
+        "/model", response_class=Response, responses={
+            200: {"content": {"application/octet-stream": {}},
+                  "description": "safetensors bytes; headers X-Model-Version, X-Model-Digest"},
+            404: {"model": ErrorDetail, "description": "unknown model version"},
+            503: ERROR_RESPONSES[503],
+        },
+    )
     def model(version: int | None = Query(None, ge=0, le=MAX_INT64)) -> Response:
         e = need_entry()
-        v = e.model.version if version is None else version
-        d = e.chain.model_digest(v) if v != e.model.version else e.model.digest
+        ref = e.model.ref
+        v = ref.version if version is None else version
+        d = e.chain.model_digest(v) if v != ref.version else ref.digest
         if d is None:
-            raise HTTPException(404, f"unknown model version {v} (latest is {e.model.version})")
+            raise HTTPException(404, f"unknown model version {v} (latest is {ref.version})")
         data = e.model_bytes(v, d)
         return Response(
             data, media_type="application/octet-stream",
@@ -194,44 +215,72 @@ def build_app(sn: SuperNode, entry: EntryRole | None, metrics: NodeMetrics, api_
                      "Content-Disposition": f'attachment; filename="model-v{v}.safetensors"'},
         )
 
-    @app.get("/rounds")
-    def rounds() -> list[dict[str, Any]]:
-        out = []
-        for b in need_entry().chain.blocks(kind="round"):
-            p = b.payload
-            m = dict(p.metrics)
-            out.append(
-                {
-                    "round": p.round, "algorithm": p.algorithm, "model_version": p.model_version,
-                    "accuracy": m.get("accuracy"), "loss": m.get("loss"), "participants": list(p.participants),
-                    "rejected": [{"node_id": n, "reason": r} for n, r in p.rejected],
-                    "height": b.height, "seconds": m.get("seconds"),
-                }
-            )
-        return out
+    @app.get("/rounds", response_model=list[RoundSummary], responses=ERROR_RESPONSES)
+    def rounds() -> list[RoundSummary]:
+        return [round_summary(b) for b in need_entry().chain.blocks(kind="round")]
 
-    @app.get("/blocks")
+    @app.get("/blocks", response_model=list[BlockInfo], responses=ERROR_RESPONSES)
     def blocks(
         start: int | None = Query(None, alias="from", ge=0, le=MAX_INT64), limit: int = Query(10, ge=1, le=1000)
-    ) -> list[dict[str, Any]]:
+    ) -> list[BlockInfo]:
         e = need_entry()
         top = e.chain.height()
         if top < 0:
             return []
         first = max(0, top - limit + 1) if start is None else start
-        return [_block_json(b) for b in e.chain.ledger.range(first, limit)]
+        return [_block_info(b) for b in e.chain.ledger.range(first, limit)]
 
-    @app.get("/verify")
-    def verify() -> dict[str, Any]:
+    @app.get("/verify", response_model=VerifyResult, responses=ERROR_RESPONSES)
+    def verify() -> VerifyResult:
         report = need_entry().chain.ledger.verify()
-        return {"ok": report.ok, "checked": report.checked, "height": report.height, "reason": report.reason}
+        return VerifyResult(ok=report.ok, checked=report.checked, height=report.height, reason=report.reason)
 
     return app
 
 
-def _block_json(block: Any) -> dict[str, Any]:
+def eval_result(reply: pb.EvaluateReply) -> EvalResult:
+    """The /eval answer: each EN's personal accuracy (by partition), pooled, and who failed."""
+    clients = [
+        ClientEval(
+            node_id=c.node_id, sn=c.sn, accuracy=(c.correct / c.total) if c.total else 0.0,
+            correct=c.correct, total=c.total, loss=c.loss,
+        )
+        for c in sorted(reply.clients, key=lambda c: c.partition_index)
+    ]
+    correct = sum(c.correct for c in clients)
+    total = sum(c.total for c in clients)
+    return EvalResult(
+        clients=clients,
+        pooled=PooledEval(accuracy=correct / total if total else 0.0, correct=correct, total=total),
+        failed=[Rejection(node_id=f.node_id, reason=f.reason) for f in reply.failed],
+    )
+
+
+def round_summary(block: Any) -> RoundSummary:
+    """One /rounds row from a round block."""
+    p = block.payload
+    m = dict(p.metrics)
+    return RoundSummary(
+        round=p.round, algorithm=p.algorithm, model_version=p.model_version,
+        accuracy=m.get("accuracy"), loss=m.get("loss"), participants=list(p.participants),
+        rejected=[Rejection(node_id=n, reason=r) for n, r in p.rejected],
+        height=block.height, seconds=m.get("seconds"),
+    )
+
+
+def _block_info(block: Any) -> BlockInfo:
     data = block.to_json()
-    return {
-        "height": data["height"], "kind": str(data["kind"]), "hash": data["hash"], "prev_hash": data["prev_hash"],
-        "producer": data["producer"], "timestamp_ms": data["timestamp_ms"], "payload": data["payload"],
-    }
+    data.pop("signature", None)
+    return BlockInfo.model_validate(data)
+
+
+POST_ROUTES: dict[str, Any] = {
+    "/train": TrainStarted, "/pause": PauseResult, "/save": SaveResult, "/eval": EvalResult,
+    "/train-fl": TrainStarted,
+}
+"""What a plain SN forwards to the entry by POST, with the answer's model."""
+GET_ROUTES: dict[str, Any] = {
+    "/sn": list[SuperNodeInfo], "/model": None, "/rounds": list[RoundSummary],
+    "/blocks": list[BlockInfo], "/verify": VerifyResult,
+}
+"""What a plain SN forwards to the entry by GET (``/model``: safetensors bytes)."""

@@ -8,6 +8,7 @@ import threading
 
 import grpc
 
+from fedchain.services.sn.status import RelayLog
 from fedchain.services.sn.supernode import SuperNode
 from fedchain.shared.config import ConfigError, Settings
 from fedchain.shared.crypto import NodeKey
@@ -92,9 +93,6 @@ def run_super_node(settings: Settings, *, entry_mode: bool) -> None:
     key = load_key(settings)
     address, http_address = node_addresses(settings)
     peers = Peers(net)
-    sn = SuperNode(settings, key, peers, address=address, http_address=http_address)
-    if entry_mode:
-        sn.entry_address = address
     metrics = NodeMetrics("SN")
     stop = StopFlag()
     entry = None
@@ -102,30 +100,39 @@ def run_super_node(settings: Settings, *, entry_mode: bool) -> None:
 
     if entry_mode:
         from fedchain.services.sn.chain import EntryChain, open_ledger
-        from fedchain.services.sn.entry import EntryRole
+        from fedchain.services.sn.entry import EntryRole, GlobalModel
+        from fedchain.shared.ledger.errors import LedgerError
 
         try:
             ledger = open_ledger(settings)
-        except Exception as exc:  # noqa: BLE001 - LedgerUnavailable and friends
+        except LedgerError as exc:
             raise ConfigError(f"cannot open the ledger: {exc}") from None
         settings = _adopt_genesis_config(settings, ledger)
-        sn.settings = settings
+        chain = EntryChain(ledger, key)
+        model = GlobalModel(chain, settings.max_message_mb * 1024 * 1024)
+        sn = SuperNode(
+            settings, key, peers, address=address, http_address=http_address,
+            upstream_model=model.model_bytes, entry_address=address, entry_node_id=key.node_id,
+            entry_http_address=http_address,
+        )
         sn.configure(settings)
-        sn.entry_node_id = key.node_id
-        sn.entry_http_address = http_address
-        entry = EntryRole(settings, key, peers, sn, EntryChain(ledger, key), address=address, http_address=http_address)
-        sn._upstream_model = entry.model_bytes
-    node_pb2_grpc.add_NodeServicer_to_server(SuperNodeServicer(sn, entry, metrics), server)
+        entry = EntryRole.build(
+            settings, key, chain, peers, sn, model, address=address, http_address=http_address
+        )
+    else:
+        sn = SuperNode(settings, key, peers, address=address, http_address=http_address)
+    relayed = RelayLog()
+    node_pb2_grpc.add_NodeServicer_to_server(SuperNodeServicer(sn, entry, metrics, relayed), server)
     from fedchain.services.sn.api import build_app
 
     metrics.gauge("fedchain_edges_alive", "ENs heartbeating this SN", lambda: len(sn.edges.alive()))
     metrics.gauge("fedchain_last_round", "Last round this SN took part in", lambda: sn.last_round)
     if entry is not None:
         e = entry
-        metrics.gauge("fedchain_model_version", "Global model version", lambda: e.model.version)
+        metrics.gauge("fedchain_model_version", "Global model version", lambda: e.model.ref.version)
         metrics.gauge("fedchain_chain_height", "Chain height", lambda: e.chain.cached_height)
         metrics.gauge("fedchain_sns_alive", "Live super nodes", lambda: len(e.registry.alive_sns()))
-    http = HttpServer(build_app(sn, entry, metrics, settings.api_token), settings.host, settings.effective_http_port)
+    http = HttpServer(build_app(sn, entry, metrics, settings.api_token, relayed), settings.host, settings.effective_http_port)
     server.start()
     http.start()
     beat_stop = threading.Event()

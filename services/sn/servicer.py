@@ -8,8 +8,10 @@ from collections.abc import Iterator
 import grpc
 
 from fedchain.services.sn.entry import EntryRole
+from fedchain.services.sn.status import RelayLog
 from fedchain.services.sn.supernode import SuperNode
 from fedchain.services.sn.validation import Rejected
+from fedchain.shared.ledger.errors import LedgerError
 from fedchain.shared.net.streams import model_chunks
 from fedchain.shared.node.metrics import NodeMetrics
 from fedchain.shared.rpc import node_pb2 as pb
@@ -22,10 +24,17 @@ log = logging.getLogger("fedchain.sn.rpc")
 class SuperNodeServicer(node_pb2_grpc.NodeServicer):
     """Maps RPCs onto the SN role and, on the entry, the entry role."""
 
-    def __init__(self, sn: SuperNode, entry: EntryRole | None, metrics: NodeMetrics | None = None) -> None:
+    def __init__(
+        self,
+        sn: SuperNode,
+        entry: EntryRole | None,
+        metrics: NodeMetrics | None = None,
+        relayed: RelayLog | None = None,
+    ) -> None:
         self.sn = sn
         self.entry = entry
         self.metrics = metrics
+        self.relayed = relayed if relayed is not None else RelayLog()
 
     def _count(self, outcome: str) -> None:
         if self.metrics is not None:
@@ -61,7 +70,10 @@ class SuperNodeServicer(node_pb2_grpc.NodeServicer):
         return pb.Ack(ok=True)
 
     def OpenRound(self, request: pb.OpenRoundRequest, context: grpc.ServicerContext) -> pb.OpenRoundReply:
-        return self.sn.open_round(request)
+        reply = self.sn.open_round(request)
+        if reply.ok:
+            self.relayed.record(request.round, request.version)
+        return reply
 
     def FetchModel(self, request: pb.FetchModelRequest, context: grpc.ServicerContext) -> Iterator[pb.Chunk]:
         try:
@@ -73,7 +85,7 @@ class SuperNodeServicer(node_pb2_grpc.NodeServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, str(exc).strip("'\""))
         except (TensorError, grpc.RpcError) as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"model not available: {exc}")
-        except Exception as exc:  # noqa: BLE001 - e.g. a blob missing from the ledger
+        except LedgerError as exc:  # a blob missing from the ledger (or the ledger down)
             context.abort(grpc.StatusCode.NOT_FOUND, f"model not available: {exc}")
         yield from model_chunks(data, self.sn.chunk_bytes)
 

@@ -44,6 +44,9 @@ class SuperNode:
         address: str,
         http_address: str,
         upstream_model: Callable[[int, str], bytes] | None = None,
+        entry_address: str = "",
+        entry_node_id: str = "",
+        entry_http_address: str = "",
     ) -> None:
         self.settings = settings  # replaced by the federation's settings after joining
         self.key = key
@@ -51,9 +54,9 @@ class SuperNode:
         self.peers = peers
         self.address = address
         self.http_address = http_address
-        self.entry_address = settings.entry or address
-        self.entry_node_id = ""
-        self.entry_http_address = ""
+        self.entry_address = entry_address or settings.entry or address
+        self.entry_node_id = entry_node_id
+        self.entry_http_address = entry_http_address
         self.edges = EdgePool(settings.heartbeat_timeout)
         self.template: ModelTemplate | None = None
         self._upstream_model = upstream_model

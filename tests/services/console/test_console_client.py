@@ -31,7 +31,7 @@ def client_for(node: RunningNode, token: str = TOKEN, timeout: float = 5.0) -> C
 
 def test_super_node_is_accepted(fake_node: RunningNode) -> None:
     with client_for(fake_node) as client:
-        assert client.ensure_super_node()["role"] == "SN"
+        assert client.ensure_super_node().role == "SN"
 
 
 def test_edge_node_is_refused_with_one_line(fake_node: RunningNode) -> None:

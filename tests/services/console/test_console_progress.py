@@ -2,36 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import pytest
 
 from fedchain.services.console.errors import ConsoleError
 from fedchain.services.console.progress import follow_training
+from fedchain.shared.control_api import NodeStatus, RoundSummary, TrainStarted
 
 
-def _round(n: int) -> dict[str, Any]:
-    return {"round": n, "accuracy": 0.1 * n, "participants": ["a"], "rejected": [], "height": n + 1}
+def _round(n: int) -> RoundSummary:
+    return RoundSummary(round=n, algorithm="fedper", model_version=n, accuracy=0.1 * n,
+                        participants=["a"], height=n + 1)
 
 
 class ScriptedNode:
     """Answers /status from a script (the last answer repeats) and /rounds from a list."""
 
-    def __init__(self, statuses: list[dict[str, Any]], rounds: list[dict[str, Any]]) -> None:
+    def __init__(self, statuses: list[NodeStatus], rounds: list[RoundSummary]) -> None:
         self.statuses = statuses
         self.all_rounds = rounds
         self.polls = 0
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> NodeStatus:
         answer = self.statuses[min(self.polls, len(self.statuses) - 1)]
         self.polls += 1
         return answer
 
-    def rounds(self) -> list[dict[str, Any]]:
-        done = self.statuses[min(self.polls - 1, len(self.statuses) - 1)]["round"]
-        return [r for r in self.all_rounds if r["round"] <= done]
+    def rounds(self) -> list[RoundSummary]:
+        done = self.statuses[min(self.polls - 1, len(self.statuses) - 1)].round
+        return [r for r in self.all_rounds if r.round <= done]
 
 
 class Clock:
@@ -54,22 +55,23 @@ class RecordingView:
     def __init__(self) -> None:
         self.updates: list[tuple[int, int]] = []
 
-    def update(self, status: Mapping[str, Any], rounds: list[dict[str, Any]]) -> None:
-        self.updates.append((int(status["round"]), len(rounds)))
+    def update(self, status: NodeStatus, rounds: list[RoundSummary]) -> None:
+        self.updates.append((status.round, len(rounds)))
 
 
 def _follow(node: ScriptedNode, clock: Clock, view: RecordingView, target: int, prev: int, timeout: float | None):  # type: ignore[no-untyped-def]
     @contextmanager
-    def open_view(start: Mapping[str, Any]) -> Iterator[RecordingView]:
+    def open_view(start: TrainStarted) -> Iterator[RecordingView]:
         yield view
 
-    start = {"status": "training", "start_round": prev + 1, "target_round": target}
-    return follow_training(node, open_view, start, prev, timeout, poll_interval=1.0, settle_seconds=2.0,  # type: ignore[arg-type]
+    start = TrainStarted(algorithm="fedper", start_round=prev + 1, target_round=target)
+    return follow_training(node, open_view, start, prev, timeout, poll_interval=1.0, settle_seconds=2.0,
                            clock=clock, sleep=clock.sleep)
 
 
-def st(state: str, rnd: int, target: int = 4) -> dict[str, Any]:
-    return {"state": state, "round": rnd, "target_round": target, "model_version": rnd, "height": rnd + 1}
+def st(state: str, rnd: int, target: int = 4) -> NodeStatus:
+    return NodeStatus(node_id="n-1", role="SN", entry=True, state=state, algorithm="fedper", round=rnd,
+                      target_round=target, model_version=rnd, height=rnd + 1, ens=2, sns=1)
 
 
 def test_follows_until_the_target_and_returns_only_this_runs_rounds() -> None:
@@ -77,8 +79,8 @@ def test_follows_until_the_target_and_returns_only_this_runs_rounds() -> None:
                         [_round(n) for n in range(1, 5)])
     clock, view = Clock(), RecordingView()
     outcome = _follow(node, clock, view, target=4, prev=2, timeout=60)
-    assert [r["round"] for r in outcome.data["rounds"]] == [3, 4]
-    assert not outcome.interrupted and outcome.data["status"]["round"] == 4
+    assert [r.round for r in outcome.data["rounds"]] == [3, 4]
+    assert not outcome.interrupted and outcome.data["status"].round == 4
     assert view.updates == [(2, 0), (3, 1), (3, 1), (4, 2)]
 
 
@@ -106,4 +108,4 @@ def test_ctrl_c_leaves_the_display_without_error() -> None:
     node = ScriptedNode([st("training", 1), st("training", 2)], [_round(1), _round(2)])
     outcome = _follow(node, Clock(interrupt_after=2), RecordingView(), target=4, prev=0, timeout=None)
     assert outcome.interrupted
-    assert outcome.data["status"]["round"] == 2
+    assert outcome.data["status"].round == 2

@@ -1,0 +1,191 @@
+"""Admissions: SNs and ENs join through the entry, SNs heartbeat it, ENs are pushed to their SN."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+
+import grpc
+
+from fedchain.services.sn.entry.ports import ChainWriter, Clock, OwnSuperNode, PeerDirectory
+from fedchain.services.sn.registry import FederationFull, Member, NoSuperNode, Registry
+from fedchain.services.sn.validation import Rejected
+from fedchain.shared.chain.errors import ChainError
+from fedchain.shared.chain.payloads import NodeJoinedPayload
+from fedchain.shared.config import Settings
+from fedchain.shared.crypto import NodeKey, node_id_for, verify_signature
+from fedchain.shared.ledger.errors import LedgerError
+from fedchain.shared.net.federation import fl_config
+from fedchain.shared.net.signing import join_message
+from fedchain.shared.rpc import node_pb2 as pb
+
+log = logging.getLogger("fedchain.entry")
+
+JOIN_CLOCK_SKEW_MS = 10 * 60 * 1000
+ASSIGN_TIMEOUT_S = 5.0
+
+
+def edge_info(m: Member) -> pb.EdgeInfo:
+    """The EdgeInfo an SN gets for one of its ENs."""
+    return pb.EdgeInfo(
+        node_id=m.node_id,
+        public_key=bytes.fromhex(m.public_key),
+        address=m.address,
+        http_address=m.http_address,
+        partition_index=m.partition_index,
+    )
+
+
+class Admissions:
+    """Join (checked, recorded on the chain), SN heartbeats, EN assignment, periodic upkeep."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        key: NodeKey,
+        registry: Registry,
+        chain: ChainWriter,
+        peers: PeerDirectory,
+        own_sn: OwnSuperNode,
+        *,
+        http_address: str,
+        clock: Clock | None = None,
+    ) -> None:
+        self.settings = settings
+        self.node_id = key.node_id
+        self.registry = registry
+        self.chain = chain
+        self.peers = peers
+        self.own_sn = own_sn
+        self.http_address = http_address
+        self.clock = clock or Clock()
+        self._lock = threading.Lock()
+
+    def join(self, req: pb.JoinRequest) -> pb.JoinReply:
+        """Admit an SN or EN; raises Rejected with a clear reason."""
+        self._check(req)
+        pk = bytes(req.public_key)
+        node_id = node_id_for(pk)
+        existing = self.registry.get(node_id)
+        if existing is not None and existing.role != req.role:
+            raise Rejected(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"{node_id} joined as {existing.role} before; use a separate --state-dir per node",
+            )
+        with self._lock:
+            member, record = self._admit(req, node_id, pk)
+            if record:
+                self._record(req, member, pk, forget=existing is None)
+        reply = pb.JoinReply(
+            node_id=node_id,
+            entry_node_id=self.node_id,
+            config_json=json.dumps(fl_config(self.settings)),
+            height=self.chain.height(),
+            entry_http_address=self.http_address,
+        )
+        if req.role == "EN":
+            parent = self.registry.get(member.parent_sn)
+            if parent is None:
+                raise Rejected(grpc.StatusCode.UNAVAILABLE, "the assigned super node left; join again")
+            reply.sn_node_id = parent.node_id
+            reply.sn_address = parent.address
+            reply.partition_index = member.partition_index
+            self.push_edge(parent, member)
+        log.info("%s %s joined (%s)", req.role, node_id, req.address)
+        return reply
+
+    def _check(self, req: pb.JoinRequest) -> None:
+        if not hmac.compare_digest(req.token.encode(), self.settings.join_token.encode()):
+            raise Rejected(
+                grpc.StatusCode.UNAUTHENTICATED, "wrong join token (set FEDCHAIN_JOIN_TOKEN)"
+            )
+        if req.role not in ("SN", "EN"):
+            raise Rejected(
+                grpc.StatusCode.INVALID_ARGUMENT, f"role must be SN or EN, got {req.role!r}"
+            )
+        pk = bytes(req.public_key)
+        if len(pk) != 32:
+            raise Rejected(
+                grpc.StatusCode.INVALID_ARGUMENT, "public key must be 32 bytes (Ed25519)"
+            )
+        if abs(int(self.clock.time() * 1000) - req.timestamp_ms) > JOIN_CLOCK_SKEW_MS:
+            raise Rejected(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "join request timestamp is too far from the entry's clock",
+            )
+        message = join_message(req.role, pk, req.address, req.timestamp_ms)
+        if not verify_signature(pk, bytes(req.signature), message):
+            raise Rejected(grpc.StatusCode.PERMISSION_DENIED, "bad signature on join request")
+        if node_id_for(pk) == self.node_id:
+            raise Rejected(
+                grpc.StatusCode.INVALID_ARGUMENT, "a node cannot join with the entry's own key"
+            )
+
+    def _admit(self, req: pb.JoinRequest, node_id: str, pk: bytes) -> tuple[Member, bool]:
+        if req.role == "SN":
+            return self.registry.admit_sn(node_id, pk.hex(), req.address, req.http_address)
+        try:
+            return self.registry.admit_en(
+                node_id, pk.hex(), req.address, req.http_address, self.settings.clients,
+                req.avoid_sn,
+            )
+        except (FederationFull, NoSuperNode) as exc:
+            raise Rejected(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
+
+    def _record(self, req: pb.JoinRequest, member: Member, pk: bytes, *, forget: bool) -> None:
+        """Append the node_joined block; undo a new admission when the chain does not take it."""
+        try:
+            payload = NodeJoinedPayload(
+                node_id=member.node_id,
+                role=req.role,
+                public_key=pk.hex(),
+                parent_sn=member.parent_sn,
+                address=req.address,
+            )
+            self.chain.append("node_joined", payload)
+        except ChainError as exc:
+            if forget:
+                self.registry.remove(member.node_id)
+            raise Rejected(
+                grpc.StatusCode.INVALID_ARGUMENT, f"the join cannot be recorded: {exc}"
+            ) from None
+        except LedgerError as exc:
+            if forget:
+                self.registry.remove(member.node_id)
+            raise Rejected(
+                grpc.StatusCode.UNAVAILABLE, f"could not record the join on the chain: {exc}"
+            ) from None
+
+    def push_edge(self, parent: Member, edge: Member) -> None:
+        """Tell ``parent`` about its new EN (the entry's own SN part directly)."""
+        info = edge_info(edge)
+        if parent.node_id == self.node_id:
+            self.own_sn.assign_edge(info)
+            return
+        try:
+            self.peers.stub(parent.address).AssignEdge(info, timeout=ASSIGN_TIMEOUT_S)
+        except grpc.RpcError as exc:
+            log.warning(
+                "could not tell SN %s about EN %s: %s", parent.node_id, edge.node_id,
+                exc.code().name,
+            )
+
+    def heartbeat(self, req: pb.HeartbeatRequest) -> pb.HeartbeatReply:
+        """An SN's heartbeat: refresh its liveness; answer with the ENs assigned to it."""
+        known = self.registry.heartbeat(
+            req.node_id, req.address, req.http_address, list(req.alive_edges)
+        )
+        reply = pb.HeartbeatReply(
+            known=known, entry_node_id=self.node_id, entry_http_address=self.http_address
+        )
+        if known:
+            reply.edges.extend(edge_info(m) for m in self.registry.edges_of(req.node_id))
+        return reply
+
+    def tick(self) -> None:
+        """Periodic upkeep: sync the entry's own SN part with the registry."""
+        self.own_sn.sync_edges([edge_info(m) for m in self.registry.edges_of(self.node_id)])
+        alive = [e.node_id for e in self.own_sn.edges.alive()]
+        self.registry.set_entry_edges(self.node_id, alive)

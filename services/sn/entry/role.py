@@ -1,0 +1,154 @@
+"""``EntryRole``: the façade the gRPC servicer and the HTTP API of the entry call.
+
+It composes the entry's parts, each built with its collaborators: ``Admissions``,
+``AggregateIntake``, ``RoundRunner`` (one round), ``RoundDriver`` (plan, pause, retry,
+resume), ``Evaluation``, ``Checkpoints`` and ``EntryStatus``, around the ``GlobalModel``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from fedchain.services.sn.entry.admissions import Admissions
+from fedchain.services.sn.entry.checkpoints import Checkpoints
+from fedchain.services.sn.entry.driver import PlanFile, RoundDriver
+from fedchain.services.sn.entry.evaluation import Evaluation
+from fedchain.services.sn.entry.intake import AggregateIntake
+from fedchain.services.sn.entry.model import GlobalModel
+from fedchain.services.sn.entry.ports import (
+    AggregateStream,
+    ChainWriter,
+    Clock,
+    OwnSuperNode,
+    PeerDirectory,
+)
+from fedchain.services.sn.entry.round import RoundRunner
+from fedchain.services.sn.entry.status import EntryStatus
+from fedchain.services.sn.registry import Registry
+from fedchain.shared.config import Settings
+from fedchain.shared.control_api import NodeStatus, PauseResult, SaveResult, TrainStarted
+from fedchain.shared.crypto import NodeKey
+from fedchain.shared.rpc import node_pb2 as pb
+
+log = logging.getLogger("fedchain.entry")
+
+
+class EntryRole:
+    """Everything only the entry does; shares the process with its own SuperNode role."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        key: NodeKey,
+        chain: ChainWriter,
+        model: GlobalModel,
+        registry: Registry,
+        admissions: Admissions,
+        intake: AggregateIntake,
+        driver: RoundDriver,
+        evaluation: Evaluation,
+        checkpoints: Checkpoints,
+        status: EntryStatus,
+    ) -> None:
+        self.settings = settings
+        self.key = key
+        self.node_id = key.node_id
+        self.chain = chain
+        self.model = model
+        self.registry = registry
+        self.admissions = admissions
+        self.intake = intake
+        self.driver = driver
+        self.evaluation = evaluation
+        self.checkpoints = checkpoints
+        self._status = status
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        key: NodeKey,
+        chain: ChainWriter,
+        peers: PeerDirectory,
+        own_sn: OwnSuperNode,
+        model: GlobalModel,
+        *,
+        address: str,
+        http_address: str,
+        clock: Clock | None = None,
+    ) -> EntryRole:
+        """Wire the parts; the registry and the plan live in ``settings.state_dir``."""
+        clock = clock or Clock()
+        state_dir = Path(settings.state_dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        registry = Registry(state_dir / "registry.json", settings.heartbeat_timeout)
+        registry.add_entry(key.node_id, key.public_hex, address, http_address)
+        stop = threading.Event()
+        intake = AggregateIntake(registry, model.max_bytes)
+        evaluation = Evaluation(settings, registry, peers)
+        runner = RoundRunner(
+            settings, registry, chain, peers, own_sn, model, intake, evaluation,
+            stop=stop, clock=clock,
+        )
+        driver = RoundDriver(
+            settings, chain, model, own_sn, runner, PlanFile(state_dir / "training.json"),
+            stop=stop, clock=clock,
+        )
+        admissions = Admissions(
+            settings, key, registry, chain, peers, own_sn, http_address=http_address, clock=clock
+        )
+        return cls(
+            settings, key, chain, model, registry, admissions, intake, driver, evaluation,
+            Checkpoints(chain, model, state_dir), EntryStatus(key.node_id, driver, model, chain, registry),
+        )
+
+    # ---- start-up and shutdown ----
+    def bootstrap(self) -> None:
+        """Write genesis on an empty chain, or resume from the chain tip (and the saved plan)."""
+        self.model.bootstrap(self.settings, self.key)
+        ref = self.model.ref
+        log.info(
+            "entry at round %d, model version %d (height %d)",
+            ref.round, ref.version, self.chain.cached_height,
+        )
+        self.driver.resume()
+
+    def stop(self) -> None:
+        """Stop the driver after the current round (process shutdown)."""
+        self.driver.stop()
+
+    # ---- gRPC ----
+    def join(self, req: pb.JoinRequest) -> pb.JoinReply:
+        return self.admissions.join(req)
+
+    def heartbeat(self, req: pb.HeartbeatRequest) -> pb.HeartbeatReply:
+        return self.admissions.heartbeat(req)
+
+    def tick(self) -> None:
+        self.admissions.tick()
+
+    def model_bytes(self, version: int, model_digest: str) -> bytes:
+        return self.model.model_bytes(version, model_digest)
+
+    def submit_aggregate(self, parts: AggregateStream) -> pb.SubmitReply:
+        return self.intake.submit(parts)
+
+    # ---- control API ----
+    def start_training(self, rounds: int, algorithm: str | None) -> TrainStarted:
+        return self.driver.start(rounds, algorithm)
+
+    def pause(self) -> PauseResult:
+        return self.driver.pause()
+
+    def evaluate_all(self) -> pb.EvaluateReply:
+        """Personal evaluation of the current model on every live EN."""
+        ref = self.model.ref
+        return self.evaluation.evaluate_all(ref.version, ref.digest, self.driver.plan.algorithm)
+
+    def save(self, path: str | None) -> SaveResult:
+        return self.checkpoints.save(path)
+
+    def status(self) -> NodeStatus:
+        return self._status.status()

@@ -1,0 +1,226 @@
+"""One round: select the participants, open it on their SNs, collect, aggregate, append.
+
+``RoundRunner.run`` either appends the round block (blob first) and makes the new model
+current, or raises ``RoundFailed`` with nothing appended.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterable, Mapping
+
+import grpc
+import torch
+
+from fedchain.services.sn.chain import ModelRef
+from fedchain.services.sn.collector import Accepted, RoundCollector
+from fedchain.services.sn.entry.errors import RoundFailed
+from fedchain.services.sn.entry.evaluation import Evaluation
+from fedchain.services.sn.entry.intake import AggregateIntake
+from fedchain.services.sn.entry.model import GlobalModel
+from fedchain.services.sn.entry.ports import ChainWriter, Clock, OwnSuperNode, PeerDirectory
+from fedchain.services.sn.model_ops import ModelTemplate, merge, select_participants
+from fedchain.services.sn.registry import Member, Registry
+from fedchain.shared.chain.payloads import RoundPayload
+from fedchain.shared.config import Settings
+from fedchain.shared.ledger.errors import LedgerError
+from fedchain.shared.rpc import node_pb2 as pb
+from fedchain.shared.tensors import digest, encode
+
+log = logging.getLogger("fedchain.entry")
+
+COLLECT_GRACE_S = 15.0
+"""Seconds the entry waits for aggregates beyond ``round_timeout``."""
+OPEN_TIMEOUT_S = 30.0
+EDGE_POLL_S = 0.2
+
+
+class RoundRunner:
+    """Runs one round from the current global model."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        chain: ChainWriter,
+        peers: PeerDirectory,
+        own_sn: OwnSuperNode,
+        model: GlobalModel,
+        intake: AggregateIntake,
+        evaluation: Evaluation,
+        *,
+        stop: threading.Event,
+        clock: Clock | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.chain = chain
+        self.peers = peers
+        self.own_sn = own_sn
+        self.model = model
+        self.intake = intake
+        self.evaluation = evaluation
+        self.template = ModelTemplate(settings)
+        self.stop = stop
+        self.clock = clock or Clock()
+        self.started_at: float | None = None
+        """Wall time the running (or last) round started."""
+
+    # ---- the steps ----
+    def wait_for_edges(self) -> list[Member]:
+        """Live ENs, waiting (bounded) for all registered ENs; after a short settle time a quorum will do."""
+        total = len(self.registry.members("EN"))
+        need = max(1, math.ceil(self.settings.quorum * total))
+        interval = self.settings.heartbeat_interval
+        now = self.clock.monotonic()
+        settle = now + 2 * interval  # restarted SNs report their ENs within a beat
+        deadline = now + self.settings.heartbeat_timeout + 2 * interval
+        while True:
+            alive = self.registry.alive_edges()
+            now = self.clock.monotonic()
+            if len(alive) >= total or (len(alive) >= need and now >= settle):
+                return alive
+            if now >= deadline or self.stop.is_set():
+                return alive
+            self.clock.sleep(EDGE_POLL_S)
+
+    def select(self, r: int, algorithm: str, alive: list[Member]) -> list[Member]:
+        """The ENs that train round ``r`` (the core strategy's client selection)."""
+        by_index = {m.partition_index: m for m in alive}
+        picked = select_participants(self.settings, algorithm, r, sorted(by_index))
+        return [by_index[i] for i in picked]
+
+    def open_on_sns(
+        self, collector: RoundCollector, groups: Mapping[str, list[str]], request: pb.OpenRoundRequest
+    ) -> None:
+        """Send OpenRound to each SN with its participants; a refusal or failure drops that SN."""
+        for sn_id, ens in groups.items():
+            sn = self.registry.get(sn_id)
+            if sn is None:
+                collector.drop(sn_id, "super node left the federation")
+                continue
+            one = pb.OpenRoundRequest()
+            one.CopyFrom(request)
+            one.participants.extend(ens)
+            try:
+                reply = self.peers.stub(sn.address).OpenRound(one, timeout=OPEN_TIMEOUT_S)
+            except grpc.RpcError as exc:
+                collector.drop(sn_id, f"super node unreachable: {exc.code().name}")
+                continue
+            if not reply.ok:
+                collector.drop(sn_id, f"super node refused the round: {reply.message}")
+
+    def aggregate_global(
+        self, algorithm: str, r: int, accepted: list[Accepted], global_state: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """The new global model from the SN aggregates (the one place the entry aggregates)."""
+        aggregated = self.template.aggregate(algorithm, r, [(a.state, a.samples) for a in accepted])
+        return merge(global_state, aggregated)
+
+    # ---- the round ----
+    def run(self, r: int, algorithm: str) -> None:
+        """Run round ``r`` from the current model; append its block or raise RoundFailed."""
+        started = self.clock.monotonic()
+        self.started_at = self.clock.time()
+        alive = self.wait_for_edges()
+        if not alive:
+            raise RoundFailed("no live edge node")
+        chosen = self.select(r, algorithm, alive)
+        groups: dict[str, list[str]] = {}
+        for m in chosen:
+            groups.setdefault(m.parent_sn, []).append(m.node_id)
+        ref, _, global_state = self.model.current()
+        version = ref.version
+        # the collector keeps real time: its deadline is on time.monotonic()
+        deadline = time.monotonic() + self.settings.round_timeout + COLLECT_GRACE_S
+        collector = RoundCollector(r, version, algorithm, set(groups), deadline)
+        collector.reference = self.template.reference(global_state, algorithm)
+        self.intake.open(collector)
+        request = pb.OpenRoundRequest(
+            round=r, version=version, model_digest=ref.digest, algorithm=algorithm,
+            timeout_s=self.settings.round_timeout,
+        )
+        log.info("round %d: opening for %d edge nodes on %d SNs", r, len(chosen), len(groups))
+        try:
+            self.open_on_sns(collector, groups, request)
+            collector.wait(self.registry.is_alive)
+        finally:
+            self.intake.close()
+        used, rejected = self._outcome(collector, groups)
+        accepted = [a for a in collector.accepted.values() if a.samples > 0]
+        need = max(1, math.ceil(self.settings.quorum * len(chosen)))
+        if len(used) < need or not accepted:
+            raise RoundFailed(
+                f"quorum not met: {len(used)} of {len(chosen)} edge nodes delivered, {need} needed"
+            )
+        new_state = self.aggregate_global(algorithm, r, accepted, global_state)
+        data = encode(new_state)
+        new_digest = digest(data)
+        try:
+            self.chain.ledger.put_blob(data)
+        except LedgerError as exc:
+            raise RoundFailed(f"could not store the model blob: {exc}") from None
+        self.model.stage(data)
+        self.own_sn.remember_model(data)
+        metrics = self._metrics(used)
+        if self.settings.eval:
+            metrics.update(self.evaluation.round_metrics(version + 1, new_digest, algorithm))
+        metrics["seconds"] = round(self.clock.monotonic() - started, 3)
+        payload = RoundPayload.create(
+            round=r,
+            algorithm=algorithm,
+            model_version=version + 1,
+            model_digest=new_digest,
+            participants=[u.node_id for u in used],
+            update_digests=[u.digest for u in used],
+            rejected=rejected,
+            metrics=metrics,
+        )
+        try:
+            block = self.chain.append("round", payload)
+        except LedgerError as exc:
+            raise RoundFailed(f"could not append the round block: {exc}") from None
+        self.model.adopt(ModelRef(version + 1, new_digest, r, algorithm), data, new_state)
+        log.info(
+            "round %d done: accuracy %.4f, %d participants, %d rejected, height %d",
+            r, metrics.get("accuracy", float("nan")), len(used), len(rejected), block.height,
+        )
+
+    def _outcome(
+        self, collector: RoundCollector, groups: Mapping[str, list[str]]
+    ) -> tuple[list[pb.UsedUpdate], list[tuple[str, str]]]:
+        """The updates the accepted aggregates used, and every EN left out with its reason."""
+        used: list[pb.UsedUpdate] = []
+        rejected: list[tuple[str, str]] = []
+        for a in collector.accepted.values():
+            used.extend(_used(a.extra["used"]))
+            rejected.extend(_pairs(a.extra["rejected"]))
+        for sn_id, reason in collector.rejected:
+            member = self.registry.get(sn_id)
+            if member is not None and member.role == "SN":
+                rejected.extend(
+                    (en, f"its super node {sn_id} failed: {reason}") for en in groups.get(sn_id, [])
+                )
+            else:
+                rejected.append((sn_id, reason))
+        used.sort(key=lambda u: u.node_id)
+        return used, rejected
+
+    @staticmethod
+    def _metrics(used: list[pb.UsedUpdate]) -> dict[str, float]:
+        total = sum(u.samples for u in used)
+        loss = sum(u.train_loss * u.samples for u in used) / total if total else 0.0
+        return {"samples": float(total), "train_loss": loss}
+
+
+def _used(value: object) -> list[pb.UsedUpdate]:
+    return [u for u in value if isinstance(u, pb.UsedUpdate)] if isinstance(value, Iterable) else []
+
+
+def _pairs(value: object) -> list[tuple[str, str]]:
+    if not isinstance(value, Iterable):
+        return []
+    return [(str(a), str(b)) for a, b in value]

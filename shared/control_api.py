@@ -1,0 +1,214 @@
+"""The HTTP control API's answers as pydantic models (docs/control-api.md).
+
+The nodes declare them as ``response_model`` (so OpenAPI shows them) and the console's
+client parses every answer into them: one definition of each shape for both sides.
+``NodeStatus`` is the one ``/status`` answer of the entry, a plain SN and an EN.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Role = Literal["SN", "EN"]
+
+
+class _Answer(BaseModel):
+    """Base of every answer: unknown fields are ignored (an older or newer node may add some)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class ErrorDetail(_Answer):
+    """Every 4xx/5xx answer: one line a person can act on."""
+
+    detail: str
+
+
+class Health(_Answer):
+    """GET /health."""
+
+    status: Literal["ok"] = "ok"
+    role: Role
+    node_id: str
+    entry: bool
+
+
+class NodeStatus(_Answer):
+    """GET /status of any node.
+
+    ``round`` is the last round completed (entry) or taken part in (SN, EN);
+    ``model_version`` is the global model version: the entry's current one, the version a
+    plain SN last relayed, the version an EN last trained from.
+    """
+
+    node_id: str
+    role: Role
+    entry: bool
+    state: str = Field(description="idle, training, pausing, paused (an EN also: starting)")
+    algorithm: str
+    round: int = Field(ge=0)
+    target_round: int = Field(ge=0)
+    model_version: int = Field(ge=0)
+    height: int = Field(ge=-1, description="chain height; -1 when unknown")
+    ens: int = Field(ge=0, description="live ENs of the federation (an EN: 1)")
+    sns: int = Field(ge=0, description="live SNs of the federation")
+    error: str | None = Field(None, description="why the last round failed, if it did")
+    local_ens: int | None = Field(None, description="plain SN: its own live ENs")
+    partition_index: int | None = Field(None, description="EN: its data partition")
+    sn: str | None = Field(None, description="EN: node id of its SN")
+    accuracy: float | None = Field(None, description="EN: accuracy of its last evaluation")
+
+
+def node_status(
+    *,
+    node_id: str,
+    role: Role,
+    entry: bool,
+    state: str,
+    algorithm: str,
+    round: int,
+    model_version: int,
+    target_round: int | None = None,
+    height: int = -1,
+    ens: int = 0,
+    sns: int = 0,
+    error: str | None = None,
+    local_ens: int | None = None,
+    partition_index: int | None = None,
+    sn: str | None = None,
+    accuracy: float | None = None,
+) -> NodeStatus:
+    """The /status answer; ``target_round`` is never below ``round``."""
+    return NodeStatus(
+        node_id=node_id,
+        role=role,
+        entry=entry,
+        state=state,
+        algorithm=algorithm,
+        round=round,
+        target_round=max(round, target_round if target_round is not None else round),
+        model_version=model_version,
+        height=height,
+        ens=ens,
+        sns=sns,
+        error=error,
+        local_ens=local_ens,
+        partition_index=partition_index,
+        sn=sn,
+        accuracy=accuracy,
+    )
+
+
+class TrainStarted(_Answer):
+    """POST /train and /train-fl (202)."""
+
+    status: Literal["training"] = "training"
+    algorithm: str
+    start_round: int
+    target_round: int
+
+
+class PauseResult(_Answer):
+    """POST /pause."""
+
+    status: str = Field(description="pausing, paused or idle (nothing to pause)")
+    round: int
+
+
+class SaveResult(_Answer):
+    """POST /save: the checkpoint block and the model file on the entry."""
+
+    version: int
+    digest: str
+    height: int
+    path: str
+
+
+class Rejection(_Answer):
+    """A node left out, and why."""
+
+    node_id: str
+    reason: str
+
+
+class ClientEval(_Answer):
+    """One EN's personal evaluation."""
+
+    node_id: str
+    sn: str = ""
+    accuracy: float
+    correct: int
+    total: int
+    loss: float
+
+
+class PooledEval(_Answer):
+    """Every EN's test samples together."""
+
+    accuracy: float
+    correct: int
+    total: int
+
+
+class EvalResult(_Answer):
+    """POST /eval."""
+
+    clients: list[ClientEval]
+    pooled: PooledEval
+    failed: list[Rejection] = Field(default_factory=list)
+
+
+class SuperNodeInfo(_Answer):
+    """One row of GET /sn."""
+
+    node_id: str
+    address: str
+    http_address: str
+    ens: int
+    status: Literal["alive", "dead"]
+    entry: bool
+
+
+class RoundSummary(_Answer):
+    """One row of GET /rounds (from the round block)."""
+
+    round: int
+    algorithm: str
+    model_version: int
+    accuracy: float | None = None
+    loss: float | None = None
+    participants: list[str]
+    rejected: list[Rejection] = Field(default_factory=list)
+    height: int
+    seconds: float | None = None
+
+
+class BlockInfo(_Answer):
+    """One row of GET /blocks (the block's JSON form without its signature)."""
+
+    height: int
+    kind: str
+    hash: str
+    prev_hash: str
+    producer: str
+    timestamp_ms: int
+    payload: dict[str, Any]
+
+
+class VerifyResult(_Answer):
+    """GET /verify."""
+
+    ok: bool
+    checked: int
+    height: int | None = None
+    reason: str | None = None
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorDetail, "description": "missing or wrong API token"},
+    409: {"model": ErrorDetail, "description": "training is already running"},
+    503: {"model": ErrorDetail, "description": "the ledger or the entry cannot be reached"},
+}
+"""Error answers declared on the endpoints that can give them (OpenAPI shows the shape)."""

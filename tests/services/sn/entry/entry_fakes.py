@@ -1,0 +1,194 @@
+"""In-memory fakes for running the entry in one process: a ledger that applies the real
+chain rules, SN stubs that answer OpenRound by submitting an aggregate, a directory of them,
+and a clock whose waits between retries take no time."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fedchain.services.sn.entry import EntryRole
+from fedchain.services.sn.entry.ports import Clock
+from fedchain.services.sn.model_ops import ModelTemplate
+from fedchain.shared.chain.blocks import Block
+from fedchain.shared.chain.errors import ChainError
+from fedchain.shared.chain.rules import ChainState, check_block
+from fedchain.shared.crypto import NodeKey
+from fedchain.shared.ledger.errors import InvalidBlock, LedgerRejected, NotFound
+from fedchain.shared.net.signing import join_message, update_message
+from fedchain.shared.net.streams import aggregate_parts
+from fedchain.shared.rpc import node_pb2 as pb
+from fedchain.shared.tensors import decode, digest, encode
+
+
+@dataclass(frozen=True)
+class FakeVerify:
+    ok: bool
+    checked: int
+    height: int | None
+    reason: str | None
+
+
+class FakeLedger:
+    """Blocks and blobs in memory; every append is checked by ``shared/chain/rules.py``.
+
+    ``refuse_round_appends`` refuses that many round-block appends (nothing stored).
+    """
+
+    def __init__(self) -> None:
+        self.blocks: list[Block] = []
+        self.blobs: dict[str, bytes] = {}
+        self.state = ChainState()
+        self.refuse_round_appends = 0
+        self.refused = 0
+        self._lock = threading.Lock()
+
+    def tip(self) -> Block | None:
+        return self.blocks[-1] if self.blocks else None
+
+    def get(self, height: int) -> Block:
+        if not 0 <= height < len(self.blocks):
+            raise NotFound(f"no block at height {height}")
+        return self.blocks[height]
+
+    def range(self, start: int, limit: int) -> list[Block]:
+        return self.blocks[start : start + limit]
+
+    def append(self, block: Block) -> Block:
+        with self._lock:
+            if str(block.kind) == "round" and self.refuse_round_appends > 0:
+                self.refuse_round_appends -= 1
+                self.refused += 1
+                raise LedgerRejected("refused by the test ledger")
+            try:
+                check_block(block, self.state, self._blob_problem)
+            except ChainError as exc:
+                raise InvalidBlock(str(exc)) from None
+            self.state.apply(block)
+            self.blocks.append(block)
+            return block
+
+    def _blob_problem(self, d: str) -> str | None:
+        return None if d in self.blobs else "missing"
+
+    def put_blob(self, data: bytes) -> str:
+        d = digest(data)
+        self.blobs[d] = data
+        return d
+
+    def get_blob(self, d: str) -> bytes:
+        try:
+            return self.blobs[d]
+        except KeyError:
+            raise NotFound(f"no blob {d[:16]}") from None
+
+    def verify(self) -> FakeVerify:
+        try:
+            ChainState.replay(self.blocks, self._blob_problem)
+        except ChainError as exc:
+            return FakeVerify(False, 0, None, str(exc))
+        return FakeVerify(True, len(self.blocks), len(self.blocks) - 1, None)
+
+    def rounds(self) -> list[Block]:
+        return [b for b in self.blocks if str(b.kind) == "round"]
+
+
+@dataclass
+class FakeSuperNode:
+    """An SN answering the entry's RPCs in-process: OpenRound submits an aggregate at once.
+
+    ``deliver`` limits how many of the round's ENs it reports as used (None: all);
+    ``on_open`` runs before it submits (a test pauses training there).
+    """
+
+    key: NodeKey
+    address: str
+    template: ModelTemplate
+    entry: EntryRole | None = None
+    assigned: list[str] = field(default_factory=list)
+    opened: list[pb.OpenRoundRequest] = field(default_factory=list)
+    deliver: int | None = None
+    on_open: Callable[[pb.OpenRoundRequest], object] | None = None
+
+    @property
+    def node_id(self) -> str:
+        return self.key.node_id
+
+    def AssignEdge(self, request: pb.EdgeInfo, timeout: float | None = None) -> pb.Ack:
+        self.assigned.append(request.node_id)
+        return pb.Ack(ok=True)
+
+    def OpenRound(self, request: pb.OpenRoundRequest, timeout: float | None = None) -> pb.OpenRoundReply:
+        assert self.entry is not None
+        self.opened.append(request)
+        if self.on_open is not None:
+            self.on_open(request)
+        ens = sorted(request.participants)[: self.deliver]
+        global_state = decode(self.entry.model_bytes(request.version, request.model_digest))
+        keys = self.template.shared_keys(request.algorithm)
+        aggregate = {k: global_state[k] + 0.01 * request.round for k in keys}
+        data = encode(aggregate)
+        agg_digest = digest(data)
+        used = [
+            pb.UsedUpdate(
+                node_id=en, digest=hashlib.sha256(f"{en}/{request.round}".encode()).hexdigest(),
+                samples=10, train_loss=0.5,
+            )
+            for en in ens
+        ]
+        header = pb.AggregateHeader(
+            sn_node_id=self.node_id, round=request.round, version=request.version,
+            samples=sum(u.samples for u in used), used=used,
+            rejected=[pb.Rejection(node_id=en, reason="did not deliver")
+                      for en in sorted(request.participants)[len(ens):]],
+            total_bytes=len(data), digest=agg_digest,
+            signature=self.key.sign(update_message(agg_digest, request.round, request.version)),
+        )
+        self.entry.submit_aggregate(aggregate_parts(header, data, 64 * 1024))
+        return pb.OpenRoundReply(ok=True, edges=len(request.participants))
+
+    def Evaluate(self, request: pb.EvaluateRequest, timeout: float | None = None) -> pb.EvaluateReply:
+        clients = [
+            pb.ClientEval(node_id=en, sn=self.node_id, correct=8, total=10, loss=0.4, partition_index=i)
+            for i, en in enumerate(self.assigned)
+        ]
+        return pb.EvaluateReply(clients=clients)
+
+
+class FakePeers:
+    """The entry's peer directory: address -> fake SN."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, FakeSuperNode] = {}
+
+    def stub(self, address: str) -> FakeSuperNode:
+        return self.nodes[address]
+
+    def close(self) -> None:
+        return None
+
+
+class QuickClock(Clock):
+    """Real time, except that the driver's pause between retries passes at once (and counts)."""
+
+    def __init__(self) -> None:
+        self.skipped = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.skipped
+
+    def wait(self, stop: threading.Event, seconds: float) -> bool:
+        self.skipped += seconds
+        return stop.is_set()
+
+
+def join_request(key: NodeKey, role: str, address: str, token: str) -> pb.JoinRequest:
+    ts = int(time.time() * 1000)
+    return pb.JoinRequest(
+        token=token, role=role, public_key=key.public_bytes, address=address,
+        http_address=address.replace(":7", ":9"), timestamp_ms=ts,
+        signature=key.sign(join_message(role, key.public_bytes, address, ts)),
+    )
