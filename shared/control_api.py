@@ -7,9 +7,10 @@ client parses every answer into them: one definition of each shape for both side
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Role = Literal["SN", "EN"]
 
@@ -115,6 +116,48 @@ class PauseResult(_Answer):
 
     status: str = Field(description="pausing, paused or idle (nothing to pause)")
     round: int
+
+
+MODEL_FILE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+"""A model file name for POST /save: letters, digits, ``.``, ``_``, ``-``; no folders."""
+
+
+def model_file_name(name: str) -> str:
+    """``name`` as the entry stores it (``.safetensors`` appended when it has no such suffix).
+
+    Raises ValueError for anything that is not a plain file name (a path, ``..``, empty).
+    """
+    if not re.fullmatch(MODEL_FILE_NAME, name) or name in (".", "..") or ".." in name:
+        raise ValueError(
+            f"{name[:60]!r} is not a model file name: use letters, digits, '.', '_' and '-' "
+            "(no folders); the entry writes it under its models folder"
+        )
+    return name if name.endswith(".safetensors") else f"{name}.safetensors"
+
+
+class SaveRequest(BaseModel):
+    """POST /save: an optional file name (default ``model-v<version>.safetensors``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(
+        None, max_length=100, description="file name under the entry's models folder, no path"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_path(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "path" in data:
+            raise ValueError(
+                "POST /save takes a file name (\"name\"), not a path: the entry writes under "
+                "its own models folder"
+            )
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str | None) -> str | None:
+        return None if v is None else model_file_name(v)
 
 
 class SaveResult(_Answer):

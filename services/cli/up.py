@@ -189,7 +189,7 @@ class UpRun:
             self.console.print(f"chain verified: {v['checked']} blocks, tip height {v['height']}")
         else:
             raise ConfigError(f"chain verification FAILED at height {v['height']}: {v['reason']}")
-        saved = self._post("/save", {"path": str(self.state_dir / "model.safetensors")})
+        saved = self._post("/save", {"name": "model"})  # under the entry's models folder
         s = self.settings
         chain = _redact(s.db_url) if s.db_url else str(self.state_dir / "ledger" / "ledger.db")
         self.console.print(f"model   v{saved['version']} -> {saved['path']} (sha256 {saved['digest'][:16]}…)")

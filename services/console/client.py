@@ -199,9 +199,9 @@ class ControlClient:
         """POST /pause: finish the current round, then hold."""
         return self._post(PauseResult, "/pause")
 
-    def save(self, path: str | None) -> SaveResult:
-        """POST /save: a checkpoint block plus a model file on the entry."""
-        return self._post(SaveResult, "/save", {"path": path})
+    def save(self, name: str | None) -> SaveResult:
+        """POST /save: a checkpoint block plus a model file (``name``, no path) on the entry."""
+        return self._post(SaveResult, "/save", {"name": name})
 
     def evaluate(self) -> EvalResult:
         """POST /eval: personal accuracy per EN and pooled."""

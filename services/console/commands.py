@@ -67,8 +67,8 @@ def _pause(ctx: CommandContext) -> Outcome:
     return Outcome("pause", ctx.client.pause())
 
 
-def _save(ctx: CommandContext, path: str | None) -> Outcome:
-    return Outcome("save", ctx.client.save(path))
+def _save(ctx: CommandContext, name: str | None) -> Outcome:
+    return Outcome("save", ctx.client.save(name))
 
 
 def _eval(ctx: CommandContext) -> Outcome:
@@ -124,8 +124,9 @@ def build_table() -> CommandTable:
                 (_ROUNDS, _WAIT, _TIMEOUT), example="trainFL(rounds=5)"),
         Command("pause", "finish the current round, then hold (train() resumes)", _pause),
         Command("save", "write a checkpoint block and a model file on the entry", _save,
-                (Param("path", "str", "model file path on the entry (default: its state dir)", nullable=True),),
-                example='save(path="checkpoints/global.safetensors")'),
+                (Param("name", "str", "file name under the entry's models folder (no path; "
+                       "default model-v<version>.safetensors)", nullable=True),),
+                example='save(name="global-r10")'),
         Command("eval", "evaluate every EN's personal model, and pooled", _eval),
         Command("getSN", "list the super nodes with their addresses and EN counts", _get_sn),
         Command(

@@ -28,6 +28,7 @@ from fedchain.shared.control_api import (
     PooledEval,
     Rejection,
     RoundSummary,
+    SaveRequest,
     SaveResult,
     SuperNodeInfo,
     TrainStarted,
@@ -49,10 +50,6 @@ class TrainBody(BaseModel):
 
 class TrainFLBody(BaseModel):
     rounds: int = Field(ge=1, le=100_000)
-
-
-class SaveBody(BaseModel):
-    path: str | None = None
 
 
 def _one_line(exc: RequestValidationError) -> str:
@@ -170,9 +167,11 @@ def build_app(
 
     @app.post("/save", dependencies=[Depends(require_token)], response_model=SaveResult,
               responses=ERROR_RESPONSES)
-    def save(body: SaveBody | None = None) -> SaveResult:
+    def save(body: SaveRequest | None = None) -> SaveResult:
         try:
-            return need_entry().save(body.path if body else None)
+            return need_entry().save(body.name if body else None)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
         except OSError as exc:
             raise HTTPException(400, f"cannot write the model file: {exc.strerror or exc}") from None
 

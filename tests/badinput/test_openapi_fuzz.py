@@ -10,6 +10,7 @@ hand below, because fuzzing /train or /save with the token would start training 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -86,7 +87,14 @@ BAD_BODIES: list[tuple[str, Any, int]] = [
     ("/train", [1, 2], 422),
     ("/train-fl", {"rounds": 0}, 422),
     ("/train-fl", {}, 422),
-    ("/save", {"path": 17}, 422),
+    ("/save", {"name": 17}, 422),
+    ("/save", {"path": "/tmp/model.safetensors"}, 422),
+    ("/save", {"name": "../node.key"}, 422),
+    ("/save", {"name": "/etc/passwd"}, 422),
+    ("/save", {"name": "models/../../node.key"}, 422),
+    ("/save", {"name": ".."}, 422),
+    ("/save", {"name": ""}, 422),
+    ("/save", {"name": "x" * 101}, 422),
 ]
 
 
@@ -115,13 +123,19 @@ def test_non_json_bodies_are_refused(live: LiveNet, raw: bytes) -> None:
     assert live.net.get("/status")["state"] == "idle"
 
 
-def test_save_to_an_unwritable_path_is_a_400(live: LiveNet) -> None:
+def test_save_cannot_overwrite_the_node_key(live: LiveNet) -> None:
+    """With the API token, /save writes under the entry's models folder and nowhere else."""
     height = live.net.get("/status")["height"]
-    r = httpx.post(live.entry.http + "/save", json={"path": "/proc/fedchain-cannot-write-here/model.safetensors"},
-                   timeout=30, headers={"Authorization": f"Bearer {API_TOKEN}"})
-    assert r.status_code == 400, r.text
-    assert "cannot write" in r.json()["detail"]
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    for body in ({"path": "node.key"}, {"name": "../node.key"}, {"name": "node.key/../../x"}):
+        r = httpx.post(live.entry.http + "/save", json=body, timeout=30, headers=headers)
+        assert r.status_code == 422, r.text
+        assert "file name" in r.json()["detail"] or "not a path" in r.json()["detail"], r.text
     assert live.net.get("/status")["height"] == height, "a refused save still wrote a checkpoint block"
+    ok = httpx.post(live.entry.http + "/save", json={"name": "node.key"}, timeout=30, headers=headers)
+    assert ok.status_code == 200, ok.text
+    saved = Path(ok.json()["path"])
+    assert saved.name == "node.key.safetensors" and saved.parent.name == "models"
 
 
 HUGE = str(2**64)  # past every SQL BIGINT and protobuf int64 (found by the fuzzer on the ledger)

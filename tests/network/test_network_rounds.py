@@ -139,9 +139,10 @@ def test_train_twice_conflicts_then_pause_and_save(net: LocalNet, tmp_path: Path
     assert paused["status"] in {"pausing", "paused"}
     net.wait_for(lambda: net.get("/status")["state"] == "paused", "the pause to take effect")
     assert net.get("/status")["round"] == ROUNDS + 1  # the current round finished, then held
-    saved = net.post("/save", {"path": str(tmp_path / "m.safetensors")}).json()
+    saved = net.post("/save", {"name": "m"}).json()
     assert saved["version"] == ROUNDS + 1
-    assert hashlib.sha256((tmp_path / "m.safetensors").read_bytes()).hexdigest() == saved["digest"]
+    assert Path(saved["path"]).name == "m.safetensors" and Path(saved["path"]).parent.name == "models"
+    assert hashlib.sha256(Path(saved["path"]).read_bytes()).hexdigest() == saved["digest"]
     assert net.get("/blocks", params={"limit": 1})[0]["kind"] == "checkpoint"
     rounds = net.train(1)
     assert [r["round"] for r in rounds] == list(range(1, ROUNDS + 3))

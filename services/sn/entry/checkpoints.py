@@ -8,7 +8,7 @@ from pathlib import Path
 from fedchain.services.sn.entry.model import GlobalModel
 from fedchain.services.sn.entry.ports import ChainWriter
 from fedchain.shared.chain.payloads import CheckpointPayload
-from fedchain.shared.control_api import SaveResult
+from fedchain.shared.control_api import SaveResult, model_file_name
 
 
 class Checkpoints:
@@ -19,16 +19,21 @@ class Checkpoints:
         self.model = model
         self.state_dir = state_dir
 
-    def save(self, path: str | None) -> SaveResult:
-        """Write the current model (atomically) and append a checkpoint block.
+    def save(self, name: str | None) -> SaveResult:
+        """Write the current model (atomically) under ``<state_dir>/models/`` and append a
+        checkpoint block.
 
-        Raises OSError when the file cannot be written and the ledger's errors when the
-        block cannot be appended.
+        ``name`` is a plain file name (``model_file_name``), never a path: nothing outside
+        the models folder (the node key, the ledger) can be overwritten through it. Raises
+        ValueError for a name that is not one, OSError when the file cannot be written and
+        the ledger's errors when the block cannot be appended.
         """
         ref, data, _ = self.model.current()
-        default = self.state_dir / "models" / f"model-v{ref.version}.safetensors"
-        target = Path(path) if path else default
-        target.parent.mkdir(parents=True, exist_ok=True)
+        folder = self.state_dir / "models"
+        target = folder / model_file_name(name or f"model-v{ref.version}")
+        if target.parent != folder:  # model_file_name allows no separator; belt and braces
+            raise ValueError(f"{name!r} is not a plain file name")
+        folder.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".tmp")
         tmp.write_bytes(data)
         os.replace(tmp, target)

@@ -147,8 +147,8 @@ class EntryRole:
         ref = self.model.ref
         return self.evaluation.evaluate_all(ref.version, ref.digest, self.driver.plan.algorithm)
 
-    def save(self, path: str | None) -> SaveResult:
-        return self.checkpoints.save(path)
+    def save(self, name: str | None) -> SaveResult:
+        return self.checkpoints.save(name)
 
     def status(self) -> NodeStatus:
         return self._status.status()

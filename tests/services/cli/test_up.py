@@ -68,9 +68,9 @@ def test_up_trains_verifies_and_leaves_nothing_behind(tmp_path: Path) -> None:
     assert "round 1/2: accuracy" in out and "round 2/2: accuracy" in out
     assert "2 participants" in out and "block height" in out
     assert "chain verified" in out
-    assert (state / "model.safetensors").is_file()
+    saved = next(state.glob("*/models/model.safetensors"))
     assert (state / "ledger" / "ledger.db").is_file()
-    assert str(state / "model.safetensors") in out
+    assert str(saved.resolve()) in out
     assert not (state / "network.json").exists()
     assert _processes_using(state) == []
     assert _port_free(port) and _port_free(port + 1000)

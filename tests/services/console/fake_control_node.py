@@ -128,7 +128,7 @@ def make_app(node: FakeNode) -> FastAPI:
         node.height += 1
         digest = hashlib.sha256(node.model_bytes(node.round)).hexdigest()
         return {"version": node.round, "digest": digest, "height": node.height,
-                "path": body.path or f"/state/models/v{node.round}.safetensors"}
+                "path": f"/state/models/{body.name or f'model-v{node.round}.safetensors'}"}
 
     @app.post("/eval", dependencies=[Depends(sn_only), Depends(auth)])
     def evaluate() -> dict[str, Any]:

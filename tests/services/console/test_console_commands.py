@@ -39,7 +39,7 @@ def test_seed_calls_work_as_written(table: CommandTable) -> None:
     assert bind(table, 'train(rounds=5, algorithm="fedavg")')["algorithm"] == "fedavg"
     assert bind(table, "trainFL(rounds=5)")["rounds"] == 5
     assert bind(table, 'getModel(version=3, path="global.safetensors")') == {"version": 3, "path": "global.safetensors"}
-    assert bind(table, "save(path='x.safetensors')") == {"path": "x.safetensors"}
+    assert bind(table, "save(name='x.safetensors')") == {"name": "x.safetensors"}
     assert bind(table, "blocks(n=10)") == {"n": 10, "start": None}
     assert bind(table, "getSN()") == {}
 
