@@ -22,7 +22,7 @@ from fedchain.services.sn.collector import Accepted, RoundCollector
 from fedchain.services.sn.model_ops import ModelTemplate, initial_state, merge, select_participants
 from fedchain.services.sn.registry import FederationFull, Member, NoSuperNode, Registry
 from fedchain.services.sn.supernode import SuperNode
-from fedchain.services.sn.validation import Rejected, check_update
+from fedchain.services.sn.validation import Rejected, check_update, partial_max_bytes
 from fedchain.shared.config import Settings
 from fedchain.shared.crypto import NodeKey, node_id_for, verify_signature
 from fedchain.shared.net.federation import fl_config, fl_config_strings
@@ -257,10 +257,11 @@ class EntryRole:
         collector = self._agg
         if collector is None or collector.closed:
             raise Rejected(grpc.StatusCode.FAILED_PRECONDITION, f"no round is open (aggregate for round {h.round})")
+        limit = partial_max_bytes(collector.reference or {}, self.max_bytes)
         buf = bytearray()
         for part in parts:
-            if len(buf) + len(part.data) > self.max_bytes:
-                raise Rejected(grpc.StatusCode.RESOURCE_EXHAUSTED, f"aggregate exceeds {self.max_bytes} bytes")
+            if len(buf) + len(part.data) > limit:
+                raise Rejected(grpc.StatusCode.RESOURCE_EXHAUSTED, f"aggregate exceeds {limit} bytes")
             buf.extend(part.data)
         member = self.registry.get(h.sn_node_id)
         if member is None or member.role != "SN":
@@ -296,7 +297,7 @@ class EntryRole:
                 signature=bytes(h.signature),
                 data=bytes(buf),
                 reference=collector.reference,
-                max_bytes=self.max_bytes,
+                max_bytes=limit,
             )
             if h.samples <= 0 or h.samples != sum(u.samples for u in h.used):
                 raise Rejected(grpc.StatusCode.INVALID_ARGUMENT, "aggregate sample count does not add up")
@@ -445,7 +446,7 @@ class EntryRole:
         version = self.model.version
         deadline = time.monotonic() + self.settings.round_timeout + COLLECT_GRACE_S
         collector = RoundCollector(r, version, algorithm, set(groups), deadline)
-        collector.reference = self.template.reference(self.global_state, algorithm)
+        collector.reference = self.template.partial_reference(self.global_state, algorithm)
         self._agg = collector
         request_base = pb.OpenRoundRequest(
             round=r,
@@ -486,7 +487,7 @@ class EntryRole:
         need = max(1, math.ceil(self.settings.quorum * len(chosen)))
         if len(used) < need or not accepted:
             raise RoundFailed(f"quorum not met: {len(used)} of {len(chosen)} edge nodes delivered, {need} needed")
-        aggregated = self.template.aggregate(algorithm, r, [(a.state, a.samples) for a in accepted])
+        aggregated = self.template.finish(algorithm, r, self.global_state, [(a.state, a.samples) for a in accepted])
         new_state = merge(self.global_state, aggregated)
         data = encode(new_state)
         new_digest = digest(data)
