@@ -45,7 +45,9 @@ class ModelTemplate:
         """State-dict keys that leave a client under ``algorithm`` (FedPer: base only)."""
         return list(self.strategy(algorithm).expected_keys or [])
 
-    def reference(self, global_state: Mapping[str, torch.Tensor], algorithm: str) -> dict[str, torch.Tensor]:
+    def reference(
+        self, global_state: Mapping[str, torch.Tensor], algorithm: str
+    ) -> dict[str, torch.Tensor]:
         """What an EN's update must match (names, shapes, dtypes): the shared part of the model."""
         return self.strategy(algorithm).reference(global_state)
 
@@ -74,10 +76,14 @@ class ModelTemplate:
         return self.strategy(algorithm).finish(round_no, parts)
 
 
-def select_participants(settings: Settings, algorithm: str, round_no: int, indices: Sequence[int]) -> list[int]:
-    """The partitions that train in ``round_no`` (FedAvg's client fraction), as the simulation picks them."""
+def select_participants(
+    settings: Settings, algorithm: str, round_no: int, indices: Sequence[int]
+) -> list[int]:
+    """The partitions that train in ``round_no`` (client fraction), as the simulation picks them."""
     strategy = strategy_from_settings(settings, algorithm)
-    return strategy.select_clients(round_no, list(indices), random.Random(selection_seed(settings.seed, round_no)))
+    return strategy.select_clients(
+        round_no, list(indices), random.Random(selection_seed(settings.seed, round_no))
+    )
 
 
 def initial_state(settings: Settings) -> dict[str, torch.Tensor]:
@@ -86,6 +92,8 @@ def initial_state(settings: Settings) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def merge(global_state: Mapping[str, torch.Tensor], aggregated: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def merge(
+    global_state: Mapping[str, torch.Tensor], aggregated: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """The global state with the aggregated entries replaced (the core's Strategy.apply)."""
     return Strategy.apply(global_state, aggregated)

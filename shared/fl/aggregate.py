@@ -63,7 +63,9 @@ def _check_same_keys(states: Sequence[Mapping[str, object]], what: str) -> list[
     for i, state in enumerate(states[1:], start=1):
         if set(state) != set(keys):
             diff = sorted(set(state) ^ set(keys))
-            raise ValueError(f"{what} {i} holds different tensors than {what} 0: {', '.join(diff[:5])}")
+            raise ValueError(
+                f"{what} {i} holds different tensors than {what} 0: {', '.join(diff[:5])}"
+            )
     return keys
 
 

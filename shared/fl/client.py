@@ -54,7 +54,9 @@ class LocalClient:
         if self.strategy.expected_keys is None:
             self.strategy.bind(model)
         elif self.strategy.expected_keys != self.strategy.shared_keys(model):
-            raise ConfigError("the strategy is bound to another model architecture than this client's")
+            raise ConfigError(
+                "the strategy is bound to another model architecture than this client's"
+            )
         state = model.state_dict()
         self.shared_keys: list[str] = list(self.strategy.expected_keys or [])
         shared = set(self.shared_keys)
@@ -119,7 +121,9 @@ class LocalClient:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_bytes(
-            tensors.encode(self._personal, {"algorithm": self.strategy.name, "client": str(self.index)})
+            tensors.encode(
+                self._personal, {"algorithm": self.strategy.name, "client": str(self.index)}
+            )
         )
         os.replace(tmp, path)
         return path

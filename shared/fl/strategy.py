@@ -98,10 +98,12 @@ class Strategy:
         return self.expected_keys
 
     def reference(self, global_state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The shared part of ``global_state``: what an update must match (names, shapes, dtypes)."""
+        """Shared part of ``global_state``: an update must match (keys, shapes, dtypes)."""
         return {k: global_state[k] for k in self._bound_keys()}
 
-    def partial_reference(self, global_state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def partial_reference(
+        self, global_state: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         """What a partial's sums must match: float64 tensors of the shared shapes (no storage)."""
         return {
             k: torch.empty(global_state[k].shape, dtype=torch.float64, device="meta")
@@ -114,7 +116,11 @@ class Strategy:
         got, want = set(state), set(self.expected_keys or ())
         if got != want:
             extra, missing = sorted(got - want), sorted(want - got)
-            detail = f"unexpected {', '.join(extra[:3])}" if extra else f"missing {', '.join(missing[:3])}"
+            detail = (
+                f"unexpected {', '.join(extra[:3])}"
+                if extra
+                else f"missing {', '.join(missing[:3])}"
+            )
             raise UpdateRejected(f"{what} holds the wrong tensors: {detail}")
 
     def check_state(self, state: Mapping[str, torch.Tensor], what: str) -> None:
@@ -144,7 +150,7 @@ class Strategy:
         self.check_state(state, f"update {index} of round {server_round}")
 
     def check_partial(self, server_round: int, index: int, partial: Partial) -> None:
-        """Hook: refuse a partial with a negative weight, or sums not float64 of the bound shapes."""
+        """Hook: refuse a partial with a negative weight or sums not float64 of bound shapes."""
         what = f"partial aggregate {index} of round {server_round}"
         if partial.weight < 0:
             raise UpdateRejected(f"{what}: negative weight")
@@ -154,7 +160,11 @@ class Strategy:
         for key in self.expected_keys:
             shape, dtype = self._specs[key]
             t = partial.sums[key]
-            if tuple(t.shape) != shape or t.dtype != torch.float64 or partial.dtypes.get(key) != dtype:
+            if (
+                tuple(t.shape) != shape
+                or t.dtype != torch.float64
+                or partial.dtypes.get(key) != dtype
+            ):
                 raise UpdateRejected(
                     f"{what}: tensor {key} is a {t.dtype}{tuple(t.shape)} sum of "
                     f"{partial.dtypes.get(key)}, expected a torch.float64{shape} sum of {dtype}"
@@ -169,7 +179,7 @@ class Strategy:
         return partial_sums(updates)
 
     def finish(self, server_round: int, partials: Sequence[Partial]) -> dict[str, torch.Tensor]:
-        """Check every partial, then divide their sums by the total weight (the new shared state)."""
+        """Check the partials, then divide their sums by the total weight: the new shared state."""
         for i, p in enumerate(partials):
             self.check_partial(server_round, i, p)
         return finish_partials(partials)

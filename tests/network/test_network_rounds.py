@@ -40,7 +40,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
 
 @pytest.fixture(scope="module")
 def sim() -> SimulationResult:
-    """The in-process simulation of the network's config and seed (one torch thread, as the nodes)."""
+    """The simulation of the network's config and seed, on one torch thread like the nodes."""
     import torch
 
     from fedchain.shared.config import load_settings
@@ -48,7 +48,8 @@ def sim() -> SimulationResult:
 
     torch.set_num_threads(1)
     settings = load_settings(
-        None, dataset="mnist-sample", clients=2, max_samples=1200, local_epochs=1, lr=0.05, seed=7, rounds=ROUNDS
+        None, dataset="mnist-sample", clients=2, max_samples=1200, local_epochs=1, lr=0.05,
+        seed=7, rounds=ROUNDS,
     )
     return run_simulation(settings)
 
@@ -68,7 +69,8 @@ def test_global_model_matches_simulation(net: LocalNet, sim: SimulationResult) -
 
     if net.get("/status")["round"] < ROUNDS:
         net.train(ROUNDS)
-    r = httpx.get(net.entry.http + "/model", params={"version": ROUNDS}, timeout=30)  # type: ignore[union-attr]
+    url = net.entry.http + "/model"  # type: ignore[union-attr]
+    r = httpx.get(url, params={"version": ROUNDS}, timeout=30)
     assert r.status_code == 200, r.text
     network = decode(r.content)
     assert set(network) == set(sim.global_state)

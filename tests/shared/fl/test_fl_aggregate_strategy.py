@@ -95,7 +95,9 @@ def test_partial_sums_are_float64_weighted_sums_of_every_tensor() -> None:
     p = partial_sums(_hand_updates())
     assert p.weight == 4
     assert all(t.dtype == torch.float64 for t in p.sums.values())
-    assert torch.equal(p.sums["w"], torch.tensor([4.0, 20.0], dtype=torch.float64))  # 3*0+1*4, 3*4+1*8
+    assert torch.equal(
+        p.sums["w"], torch.tensor([4.0, 20.0], dtype=torch.float64)
+    )  # 3*0+1*4, 3*4+1*8
     assert float(p.sums["n"]) == 50.0  # integer buffers too: 3*10 + 1*20
     assert torch.equal(p.sums["m"], torch.tensor([3.0, 1.0], dtype=torch.float64))
     assert p.dtypes == {"w": torch.float32, "n": torch.int64, "m": torch.bool}
@@ -112,7 +114,10 @@ def test_finish_divides_by_the_total_weight_and_casts_back() -> None:
 
 
 def test_partial_like_takes_the_dtypes_of_the_reference() -> None:
-    sums = {"w": torch.tensor([3.0, 6.0], dtype=torch.float64), "n": torch.tensor(7.0, dtype=torch.float64)}
+    sums = {
+        "w": torch.tensor([3.0, 6.0], dtype=torch.float64),
+        "n": torch.tensor(7.0, dtype=torch.float64),
+    }
     p = Partial.like(sums, 2, {"w": torch.zeros(2, dtype=torch.float16), "n": torch.tensor(0)})
     out = finish([p])
     assert out["w"].dtype == torch.float16 and out["w"].tolist() == [1.5, 3.0]
@@ -123,8 +128,14 @@ def test_partial_like_takes_the_dtypes_of_the_reference() -> None:
     "partials,match",
     [
         ([], "no updates"),
-        ([Partial({"w": torch.ones(1, dtype=torch.float64)}, 0, {"w": torch.float32})], "no samples"),
-        ([Partial({"w": torch.ones(1, dtype=torch.float64)}, -1, {"w": torch.float32})], "negative"),
+        (
+            [Partial({"w": torch.ones(1, dtype=torch.float64)}, 0, {"w": torch.float32})],
+            "no samples",
+        ),
+        (
+            [Partial({"w": torch.ones(1, dtype=torch.float64)}, -1, {"w": torch.float32})],
+            "negative",
+        ),
         ([Partial({"w": torch.ones(1)}, 1, {"w": torch.float32})], "expected a torch.float64"),
         (
             [
@@ -182,7 +193,9 @@ def test_partials_in_any_grouping_finish_to_the_one_level_average(
     strategy = FedAvg() if algorithm == "fedavg" else FedPer(personal_layers=1)
     keys = strategy.bind(model)
     gen = torch.Generator().manual_seed(seed)
-    updates = [({k: v for k, v in _random_state(model, gen).items() if k in keys}, w) for w in weights]
+    updates = [
+        ({k: v for k, v in _random_state(model, gen).items() if k in keys}, w) for w in weights
+    ]
     groups_of = data.draw(st.lists(st.integers(0, 3), min_size=len(updates), max_size=len(updates)))
     groups: dict[int, list[tuple[dict[str, torch.Tensor], int]]] = {}
     for update, g in zip(updates, groups_of, strict=True):
@@ -209,7 +222,9 @@ def test_strategy_checks_shapes_dtypes_and_partials_against_the_bound_model() ->
     assert "head.weight" not in keys and "norm.num_batches_tracked" in keys
     state = {k: v for k, v in model.state_dict().items() if k in keys}
     with pytest.raises(UpdateRejected, match="expected torch.float32"):
-        strategy.check_update(1, 0, dict(state, **{"body.weight": torch.zeros(4, 5, dtype=torch.float64)}), 5)
+        strategy.check_update(
+            1, 0, dict(state, **{"body.weight": torch.zeros(4, 5, dtype=torch.float64)}), 5
+        )
     with pytest.raises(UpdateRejected, match=r"expected torch.float32\(4,\)"):
         strategy.check_update(1, 0, dict(state, **{"body.bias": torch.zeros(5)}), 5)
     with pytest.raises(UpdateRejected, match="negative sample count"):
@@ -219,10 +234,15 @@ def test_strategy_checks_shapes_dtypes_and_partials_against_the_bound_model() ->
     as_float32 = Partial({k: v.float() for k, v in good.sums.items()}, 5, good.dtypes)
     with pytest.raises(UpdateRejected, match="partial aggregate 1 of round 2: tensor"):
         strategy.finish(2, [good, as_float32])
-    leaked = Partial(dict(good.sums, **{"head.bias": torch.zeros(3, dtype=torch.float64)}), 5,
-                     dict(good.dtypes, **{"head.bias": torch.float64}))
+    leaked = Partial(
+        dict(good.sums, **{"head.bias": torch.zeros(3, dtype=torch.float64)}),
+        5,
+        dict(good.dtypes, **{"head.bias": torch.float64}),
+    )
     with pytest.raises(UpdateRejected, match="unexpected head.bias"):
         strategy.finish(1, [leaked])
     ref = strategy.partial_reference(model.state_dict())
-    assert set(ref) == set(keys) and all(t.dtype == torch.float64 and t.is_meta for t in ref.values())
+    assert set(ref) == set(keys) and all(
+        t.dtype == torch.float64 and t.is_meta for t in ref.values()
+    )
     assert ref["body.weight"].shape == (4, 5)
