@@ -1,4 +1,11 @@
-"""The model operations nodes need, all delegated to the FL core (fedchain.shared.fl): one copy of each algorithm."""
+"""The FL core as the nodes use it: one bound ``Strategy`` per algorithm, nothing re-implemented.
+
+An SN turns its ENs' updates into a partial aggregate (``ModelTemplate.partial``: float64
+weighted sums and their weight) and sends it up; the entry finishes the partials of all
+SNs (``ModelTemplate.finish``) into the new shared state. Both steps are the strategy's
+(``fedchain.shared.fl.strategy``), so a network round computes the weighted average the
+simulation computes.
+"""
 
 from __future__ import annotations
 
@@ -9,68 +16,84 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from fedchain.shared.config import Settings
+from fedchain.shared.fl.aggregate import Partial, StateUpdate
+from fedchain.shared.fl.models import build_model, initial_model
+from fedchain.shared.fl.seeding import selection_seed
+from fedchain.shared.fl.strategy import Strategy, strategy_from_settings
 
 
 class ModelTemplate:
-    """The federation's model architecture: which tensors each algorithm shares."""
+    """The federation's model architecture and, per algorithm, the strategy bound to it."""
 
     def __init__(self, settings: Settings) -> None:
-        from fedchain.shared.fl.models import build_model
-
         self.settings = settings
         self._model = build_model(settings.model, settings.dataset)
-        self._keys: dict[str, list[str]] = {}
+        self._strategies: dict[str, Strategy] = {}
         self._lock = threading.Lock()
+
+    def strategy(self, algorithm: str) -> Strategy:
+        """The core's strategy for ``algorithm``, bound to the federation's model."""
+        with self._lock:
+            strategy = self._strategies.get(algorithm)
+            if strategy is None:
+                strategy = strategy_from_settings(self.settings, algorithm)
+                strategy.bind(self._model)
+                self._strategies[algorithm] = strategy
+            return strategy
 
     def shared_keys(self, algorithm: str) -> list[str]:
         """State-dict keys that leave a client under ``algorithm`` (FedPer: base only)."""
-        from fedchain.shared.fl.split import shared_keys
+        return list(self.strategy(algorithm).expected_keys or [])
 
-        with self._lock:
-            if algorithm not in self._keys:
-                self._keys[algorithm] = sorted(
-                    shared_keys(self._model, algorithm, self.settings.personal_layers)
-                )
-            return self._keys[algorithm]
-
-    def reference(self, global_state: Mapping[str, torch.Tensor], algorithm: str) -> dict[str, torch.Tensor]:
-        """The part of a global model an update must match (names, shapes, dtypes)."""
-        return {k: global_state[k] for k in self.shared_keys(algorithm)}
-
-    def aggregate(
-        self, algorithm: str, round_no: int, updates: Sequence[tuple[Mapping[str, torch.Tensor], int]]
+    def reference(
+        self, global_state: Mapping[str, torch.Tensor], algorithm: str
     ) -> dict[str, torch.Tensor]:
-        """The core strategy's aggregate (checks keys, sample-weighted average)."""
-        strategy = strategy_for(self.settings, algorithm)
-        strategy.bind(self._model)
-        return strategy.aggregate(round_no, list(updates))
+        """What an EN's update must match (names, shapes, dtypes): the shared part of the model."""
+        return self.strategy(algorithm).reference(global_state)
+
+    def partial_reference(
+        self, global_state: Mapping[str, torch.Tensor], algorithm: str
+    ) -> dict[str, torch.Tensor]:
+        """What an SN's partial aggregate must match: float64 sums of the shared shapes."""
+        return self.strategy(algorithm).partial_reference(global_state)
+
+    def partial(self, algorithm: str, round_no: int, updates: Sequence[StateUpdate]) -> Partial:
+        """An SN's part of the round: the strategy's checks, then float64 weighted sums."""
+        return self.strategy(algorithm).partial(round_no, list(updates))
+
+    def finish(
+        self,
+        algorithm: str,
+        round_no: int,
+        global_state: Mapping[str, torch.Tensor],
+        partials: Sequence[tuple[Mapping[str, torch.Tensor], int]],
+    ) -> dict[str, torch.Tensor]:
+        """The entry's step: the SNs' ``(float64 sums, weight)`` pairs -> the new shared state.
+
+        Each finished tensor takes the dtype of its ``global_state`` tensor.
+        """
+        parts = [Partial.like(sums, weight, global_state) for sums, weight in partials]
+        return self.strategy(algorithm).finish(round_no, parts)
 
 
-def strategy_for(settings: Settings, algorithm: str):  # type: ignore[no-untyped-def]
-    """The core's Strategy for ``algorithm`` with the federation's parameters."""
-    from fedchain.shared.fl.strategy import strategy_from_settings
-
-    return strategy_from_settings(settings.model_copy(update={"algorithm": algorithm}))
-
-
-def select_participants(settings: Settings, algorithm: str, round_no: int, indices: Sequence[int]) -> list[int]:
-    """The partitions that train in ``round_no`` (FedAvg's client fraction), as the simulation picks them."""
-    from fedchain.shared.fl.seeding import selection_seed
-
-    strategy = strategy_for(settings, algorithm)
-    return strategy.select_clients(round_no, list(indices), random.Random(selection_seed(settings.seed, round_no)))
+def select_participants(
+    settings: Settings, algorithm: str, round_no: int, indices: Sequence[int]
+) -> list[int]:
+    """The partitions that train in ``round_no`` (client fraction), as the simulation picks them."""
+    strategy = strategy_from_settings(settings, algorithm)
+    return strategy.select_clients(
+        round_no, list(indices), random.Random(selection_seed(settings.seed, round_no))
+    )
 
 
 def initial_state(settings: Settings) -> dict[str, torch.Tensor]:
     """The initial global model: the core's initial_model (build_model under manual_seed(seed))."""
-    from fedchain.shared.fl.models import initial_model
-
     model = initial_model(settings)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def merge(global_state: Mapping[str, torch.Tensor], aggregated: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def merge(
+    global_state: Mapping[str, torch.Tensor], aggregated: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """The global state with the aggregated entries replaced (the core's Strategy.apply)."""
-    from fedchain.shared.fl.strategy import Strategy
-
     return Strategy.apply(global_state, aggregated)

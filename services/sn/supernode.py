@@ -165,19 +165,26 @@ class SuperNode:
             self.state = "idle"
 
     def _submit_aggregate(self, req: pb.OpenRoundRequest, collector: RoundCollector, global_bytes: bytes) -> None:
+        """Send this SN's partial aggregate up: float64 weighted sums (safetensors), weight = samples.
+
+        The entry adds the partials of every SN and divides by the total weight
+        (``Strategy.finish``); nothing is averaged or cast to float32 here.
+        """
         accepted = sorted(collector.accepted.values(), key=lambda a: a.node_id)
         data = b""
         agg_digest = ""
+        weight = 0
         if accepted:
             assert self.template is not None
-            aggregate = self.template.aggregate(req.algorithm, req.round, [(a.state, a.samples) for a in accepted])
-            data = encode(aggregate)
+            partial = self.template.partial(req.algorithm, req.round, [(a.state, a.samples) for a in accepted])
+            data = encode(partial.sums)
             agg_digest = digest(data)
+            weight = partial.weight
         header = pb.AggregateHeader(
             sn_node_id=self.node_id,
             round=req.round,
             version=req.version,
-            samples=sum(a.samples for a in accepted),
+            samples=weight,
             used=[
                 pb.UsedUpdate(node_id=a.node_id, digest=a.digest, samples=a.samples, train_loss=a.train_loss)
                 for a in accepted

@@ -1,7 +1,11 @@
 """Checks an SN (or the M-SN) runs on every submitted update before it may be aggregated.
 
-Each failure raises ``Rejected`` carrying a gRPC status code and a one-line reason; the
-reason is what the round block lists under ``rejected``.
+The same checks serve an EN's update at its SN (the ``reference`` is the shared part of
+the round's model: ``Strategy.reference``) and an SN's partial aggregate at the entry (the
+``reference`` is ``Strategy.partial_reference``: float64 sums with the shared shapes, so an
+SN that sends anything but float64 partial sums is refused; its byte limit is
+``partial_max_bytes``). Each failure raises ``Rejected`` carrying a gRPC status code and a
+one-line reason; the reason is what the round block lists under ``rejected``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,22 @@ class Rejected(Exception):
         super().__init__(reason)
         self.code = code
         self.reason = reason
+
+
+PARTIAL_HEADER_BYTES_PER_TENSOR = 256
+"""Room in a safetensors header for one tensor's name, dtype, shape and offsets."""
+
+
+def partial_max_bytes(reference: Mapping[str, torch.Tensor], max_bytes: int) -> int:
+    """The byte limit of an SN's partial aggregate matching ``reference`` (float64 sums).
+
+    Float64 sums take 8 bytes per element, twice a float32 model: a model that fits
+    ``max_bytes`` must not have its partials refused, so the limit is the larger of
+    ``max_bytes`` and the exact size of the sums plus room for their header.
+    """
+    elements = sum(t.numel() for t in reference.values())
+    header = 1024 + PARTIAL_HEADER_BYTES_PER_TENSOR * len(reference)
+    return max(max_bytes, 8 * elements + header)
 
 
 def check_update(

@@ -7,12 +7,15 @@ Modules, in the order a round uses them:
   engine starts from it.
 * ``data``       -- datasets on disk -> ``load_federated(settings)`` / ``load_client(settings, i)``
   (the same share i in both); ``partition`` holds the iid / dirichlet / pathological splits.
-* ``split``      -- FedPer's base/head split of any ``nn.Module`` (``head_keys``, ``base_keys``,
-  ``shared_state``).
+* ``split``      -- FedPer's base/head split of any ``nn.Module`` (``head_keys``, ``base_keys``).
 * ``client``     -- ``LocalClient``: ``set_shared`` -> ``fit(round)`` -> (shared update, result);
   the head never leaves it. Training seeds come from ``seeding.round_seed(seed, round, i)``.
-* ``strategy``   -- ``FedAvg`` / ``FedPer``: client selection, update checks, aggregation
-  (``aggregate.weighted_average``, weights = training sample counts).
+* ``strategy``   -- ``FedAvg`` / ``FedPer``: the one place that decides the shared keys
+  (``shared_keys`` / ``bind``), checks updates (``check_update``, ``check_state``) and
+  aggregates them in two composable steps: ``partial(round, updates)`` -> float64
+  weighted sums + total weight (``aggregate.Partial``), ``finish(round, partials)`` ->
+  the new shared state; ``aggregate`` = ``finish([partial(updates)])``. Weights are
+  training sample counts.
 * ``training``   -- ``train_local`` / ``evaluate`` (SGD, cross-entropy).
 * ``simulation`` -- ``run_simulation(settings)``: all clients in one process.
 * ``seed_api``   -- the seed project's ``Server`` / ``Client`` / ``start_train()`` usage.
@@ -21,5 +24,8 @@ A networked engine that wants the simulation's numbers does the same steps with 
 inputs: initial model from ``initial_model``, client i's data from ``load_client``,
 client selection from ``random.Random(seeding.selection_seed(seed, round))`` passed to
 ``Strategy.select_clients`` over the sorted client indices, ``LocalClient.fit(round)``,
-``Strategy.aggregate`` over the updates in client-index order.
+``Strategy.aggregate`` over the updates in client-index order -- or, split over several
+aggregators, ``Strategy.partial`` on each group and ``Strategy.finish`` over the partials,
+which gives the same state up to float32 rounding (the network: super nodes send their
+partials as float64 safetensors, the entry finishes).
 """

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from fedchain.shared import tensors
-from fedchain.shared.config import Settings
+from fedchain.shared.config import ConfigError, Settings
 from fedchain.shared.fl.data import ClientData
 from fedchain.shared.fl.seeding import round_seed
 from fedchain.shared.fl.strategy import Strategy, strategy_from_settings
@@ -51,8 +51,14 @@ class LocalClient:
         self.data = data
         self.model = model
         self.strategy = strategy or strategy_from_settings(settings)
+        if self.strategy.expected_keys is None:
+            self.strategy.bind(model)
+        elif self.strategy.expected_keys != self.strategy.shared_keys(model):
+            raise ConfigError(
+                "the strategy is bound to another model architecture than this client's"
+            )
         state = model.state_dict()
-        self.shared_keys: list[str] = self.strategy.shared_keys(model)
+        self.shared_keys: list[str] = list(self.strategy.expected_keys or [])
         shared = set(self.shared_keys)
         self.personal_keys: list[str] = [k for k in state if k not in shared]
         self._shared = _clone(state, self.shared_keys)
@@ -68,29 +74,16 @@ class LocalClient:
         """Number of training samples (the weight of this client's update)."""
         return len(self.data.train)  # type: ignore[arg-type]
 
-    def _check(self, state: Mapping[str, torch.Tensor], keys: list[str], what: str) -> None:
-        got, want = set(state), set(keys)
-        if got != want:
-            extra, missing = sorted(got - want), sorted(want - got)
-            detail = f"unexpected {', '.join(extra[:3])}" if extra else f"missing {', '.join(missing[:3])}"
-            raise ValueError(f"{what} holds the wrong tensors: {detail}")
-        for key in keys:
-            ref, got_t = self._reference(key), state[key]
-            if tuple(got_t.shape) != tuple(ref.shape) or got_t.dtype != ref.dtype:
-                raise ValueError(
-                    f"{what}: tensor {key} is {got_t.dtype}{tuple(got_t.shape)}, "
-                    f"expected {ref.dtype}{tuple(ref.shape)}"
-                )
-
-    def _reference(self, key: str) -> torch.Tensor:
-        return self._shared[key] if key in self._shared else self._personal[key]
-
     def _load(self) -> None:
         self.model.load_state_dict({**self._shared, **self._personal}, strict=True)
 
     def set_shared(self, state: Mapping[str, torch.Tensor]) -> None:
-        """Take the global shared state (FedPer: base; FedAvg: whole model) under own head."""
-        self._check(state, self.shared_keys, "global state")
+        """Take the global shared state (FedPer: base; FedAvg: whole model) under own head.
+
+        The strategy checks it (``Strategy.check_state``: the shared keys, shapes, dtypes);
+        a mismatch raises ``UpdateRejected`` (a ValueError).
+        """
+        self.strategy.check_state(state, "global state")
         self._shared = {k: state[k].detach() for k in self.shared_keys}
 
     def fit(self, server_round: int) -> tuple[dict[str, torch.Tensor], TrainResult]:
@@ -128,7 +121,9 @@ class LocalClient:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_bytes(
-            tensors.encode(self._personal, {"algorithm": self.strategy.name, "client": str(self.index)})
+            tensors.encode(
+                self._personal, {"algorithm": self.strategy.name, "client": str(self.index)}
+            )
         )
         os.replace(tmp, path)
         return path

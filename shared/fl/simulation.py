@@ -44,12 +44,18 @@ class RoundResult:
 
 @dataclass
 class SimulationResult:
-    """A whole run; ``to_json()`` is what ``fedchain simulate --out`` writes."""
+    """A whole run; ``to_json()`` is what ``fedchain simulate --out`` writes.
+
+    ``global_state`` is the server's full model state after the last round (FedPer: the
+    averaged base under the initial head), as a networked entry serves it at ``/model``;
+    it is not part of ``to_json()``.
+    """
 
     algorithm: str
     config: dict[str, Any]
     rounds: list[RoundResult] = field(default_factory=list)
     label_counts: list[dict[int, int]] = field(default_factory=list)
+    global_state: dict[str, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def final_accuracy(self) -> float | None:
@@ -185,6 +191,7 @@ class Simulation:
             config=settings_summary(self.settings),
             rounds=list(self.history),
             label_counts=[c.data.label_counts for c in sorted(self.clients, key=lambda c: c.index)],
+            global_state=dict(self.global_state),
         )
 
 

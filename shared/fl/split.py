@@ -6,11 +6,13 @@ which is the order the layers are defined in. The head is the last ``personal_la
 of them: their parameters and their own buffers (e.g. batch-norm running statistics).
 Everything else in the state dict is the base. ``personal_layers=0`` makes the head
 empty (FedPer then behaves as FedAvg).
+
+Which keys leave a client is the strategy's decision (``Strategy.shared_keys``:
+``FedPer`` shares ``base_keys``, ``FedAvg`` everything); this module only finds layers.
 """
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from fedchain.shared.config import ConfigError
@@ -55,18 +57,3 @@ def base_keys(model: nn.Module, personal_layers: int) -> list[str]:
     """State-dict keys that are not in the head: what FedPer averages."""
     head = set(head_keys(model, personal_layers))
     return [k for k in model.state_dict() if k not in head]
-
-
-def shared_keys(model: nn.Module, algorithm: str, personal_layers: int) -> list[str]:
-    """Keys that leave a client: the base for ``fedper``, everything for ``fedavg``."""
-    if algorithm == "fedper":
-        return base_keys(model, personal_layers)
-    if algorithm == "fedavg":
-        return list(model.state_dict())
-    raise ConfigError(f"unknown algorithm '{algorithm}' (use fedper or fedavg)")
-
-
-def shared_state(model: nn.Module, algorithm: str, personal_layers: int) -> dict[str, torch.Tensor]:
-    """Detached copies of the tensors that leave a client (never the FedPer head)."""
-    state = model.state_dict()
-    return {k: state[k].detach().clone() for k in shared_keys(model, algorithm, personal_layers)}

@@ -1,15 +1,24 @@
 """Federated strategies in the style of Flower: FedAvg and FedPer.
 
-A strategy decides three things, each a documented hook:
+A strategy is the one place that decides, for every engine (the in-process simulation,
+an edge node's ``LocalClient``, a super node, the entry):
 
 * ``select_clients(server_round, client_ids, rng)`` -- who trains this round
   (``client_fraction`` of them, at least ``min_clients``; all when the fraction is 1);
-* ``shared_keys(model)`` -- which state-dict entries leave a client and are averaged;
-* ``aggregate(server_round, updates)`` -- the template method: every update is checked
-  by ``check_update`` (it must hold exactly the shared keys: for FedPer a head tensor
-  arriving at the server is refused), then combined by ``combine`` (sample-weighted
-  average) into the new global shared state.
+* ``shared_keys(model)`` -- which state-dict entries leave a client and are averaged
+  (``bind(model)`` records them with their shapes and dtypes);
+* ``check_update(server_round, index, state, samples)`` -- an update must hold exactly
+  the shared keys with the bound shapes and dtypes (for FedPer a head tensor arriving
+  at the server is refused) and a sample count of 0 or more;
+* ``partial(server_round, updates)`` -- a template method: every update is checked,
+  then turned into a ``Partial`` (float64 weighted sums and their total weight);
+* ``finish(server_round, partials)`` -- every partial is checked (``check_partial``),
+  then they are added up into the new global shared state (divided by the total weight,
+  cast back to each tensor's dtype).
 
+``aggregate(server_round, updates)`` is ``finish(server_round, [partial(server_round,
+updates)])``: a single server (the simulation) and a two-level network (super nodes send
+partials, the entry finishes them) compute the one weighted average defined here.
 ``apply(global_state, aggregated)`` merges the aggregate into the server's full state.
 """
 
@@ -24,10 +33,12 @@ import torch
 from torch import nn
 
 from fedchain.shared.config import ConfigError, Settings
-from fedchain.shared.fl.aggregate import weighted_average
-from fedchain.shared.fl.split import head_keys
+from fedchain.shared.fl.aggregate import Partial, StateUpdate, partial_sums
+from fedchain.shared.fl.aggregate import finish as finish_partials
+from fedchain.shared.fl.split import base_keys, head_keys
 
-Update = tuple[Mapping[str, torch.Tensor], int]
+Update = StateUpdate
+"""``(state, samples)``: a client's shared state and its number of training samples."""
 
 
 class UpdateRejected(ValueError):
@@ -35,17 +46,22 @@ class UpdateRejected(ValueError):
 
 
 class Strategy:
-    """Base class; subclasses set ``name`` and may override ``shared_keys``.
+    """Base class; subclasses set ``name`` and may override the hooks.
 
     Parameters:
         personal_layers: FedPer's number of trailing parameterised layers kept local.
         client_fraction: fraction of the clients that train each round (0 < f <= 1).
         min_clients: the fewest clients selected in a round.
+
+    Until ``bind`` is called the checks only refuse negative sample counts; a strategy
+    serves one model architecture once bound.
     """
 
     name: ClassVar[str] = ""
 
-    def __init__(self, *, personal_layers: int = 1, client_fraction: float = 1.0, min_clients: int = 1):
+    def __init__(
+        self, *, personal_layers: int = 1, client_fraction: float = 1.0, min_clients: int = 1
+    ) -> None:
         if not 0 < client_fraction <= 1:
             raise ConfigError(f"client_fraction must be in (0, 1] (got {client_fraction})")
         if min_clients < 1:
@@ -54,6 +70,7 @@ class Strategy:
         self.client_fraction = client_fraction
         self.min_clients = min_clients
         self.expected_keys: list[str] | None = None
+        self._specs: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
 
     def __repr__(self) -> str:
         return (
@@ -61,51 +78,133 @@ class Strategy:
             f"client_fraction={self.client_fraction})"
         )
 
-    # ---- hooks -------------------------------------------------------------
-
-    def select_clients(self, server_round: int, client_ids: Sequence[int], rng: random.Random) -> list[int]:
-        """The clients that train in ``server_round`` (sorted; all when the fraction is 1)."""
-        ids = sorted(client_ids)
-        if self.client_fraction >= 1 or not ids:
-            return ids
-        count = min(len(ids), max(self.min_clients, math.ceil(self.client_fraction * len(ids) - 1e-9)))
-        return sorted(rng.sample(ids, count))
+    # ---- what is shared ------------------------------------------------------
 
     def shared_keys(self, model: nn.Module) -> list[str]:
-        """State-dict keys that leave a client (default: the whole model)."""
+        """Hook: state-dict keys that leave a client (default: the whole model)."""
         return list(model.state_dict())
 
     def bind(self, model: nn.Module) -> list[str]:
-        """Record the shared keys of ``model``; ``aggregate`` then checks updates against them."""
-        self.expected_keys = self.shared_keys(model)
+        """Record the shared keys of ``model`` with their shapes and dtypes; return the keys."""
+        state = model.state_dict()
+        keys = self.shared_keys(model)
+        self._specs = {k: (tuple(state[k].shape), state[k].dtype) for k in keys}
+        self.expected_keys = keys
+        return keys
+
+    def _bound_keys(self) -> list[str]:
+        if self.expected_keys is None:
+            raise ConfigError(f"{type(self).__name__} is not bound to a model: call bind(model)")
         return self.expected_keys
 
-    def check_update(self, server_round: int, index: int, state: Mapping[str, torch.Tensor], samples: int) -> None:
-        """Refuse an update whose keys differ from the shared keys, or with no samples."""
-        if samples < 0:
-            raise UpdateRejected(f"update {index} of round {server_round}: negative sample count")
-        if self.expected_keys is None:
-            return
-        got, want = set(state), set(self.expected_keys)
+    def reference(self, global_state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Shared part of ``global_state``: an update must match (keys, shapes, dtypes)."""
+        return {k: global_state[k] for k in self._bound_keys()}
+
+    def partial_reference(
+        self, global_state: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """What a partial's sums must match: float64 tensors of the shared shapes (no storage)."""
+        return {
+            k: torch.empty(global_state[k].shape, dtype=torch.float64, device="meta")
+            for k in self._bound_keys()
+        }
+
+    # ---- checks --------------------------------------------------------------
+
+    def _check_keys(self, state: Mapping[str, object], what: str) -> None:
+        got, want = set(state), set(self.expected_keys or ())
         if got != want:
             extra, missing = sorted(got - want), sorted(want - got)
-            what = f"unexpected {', '.join(extra[:3])}" if extra else f"missing {', '.join(missing[:3])}"
-            raise UpdateRejected(f"update {index} of round {server_round} holds the wrong tensors: {what}")
+            detail = (
+                f"unexpected {', '.join(extra[:3])}"
+                if extra
+                else f"missing {', '.join(missing[:3])}"
+            )
+            raise UpdateRejected(f"{what} holds the wrong tensors: {detail}")
 
-    def combine(self, server_round: int, updates: Sequence[Update]) -> dict[str, torch.Tensor]:
-        """Sample-weighted average of the checked updates."""
-        return weighted_average(updates)
+    def check_state(self, state: Mapping[str, torch.Tensor], what: str) -> None:
+        """Refuse a state whose keys, shapes or dtypes differ from the bound shared ones.
 
-    # ---- template method ---------------------------------------------------
+        Values are not checked for NaN/Inf here: a diverged local run is a result of the
+        simulation, not an error. Bytes from the network are refused when not finite as
+        they are decoded (``fedchain.shared.tensors.decode``).
+        """
+        if self.expected_keys is None:
+            return
+        self._check_keys(state, what)
+        for key in self.expected_keys:
+            shape, dtype = self._specs[key]
+            t = state[key]
+            if tuple(t.shape) != shape or t.dtype != dtype:
+                raise UpdateRejected(
+                    f"{what}: tensor {key} is {t.dtype}{tuple(t.shape)}, expected {dtype}{shape}"
+                )
 
-    def aggregate(self, server_round: int, updates: Sequence[Update]) -> dict[str, torch.Tensor]:
-        """Check every update, then combine them into the new global shared state."""
+    def check_update(
+        self, server_round: int, index: int, state: Mapping[str, torch.Tensor], samples: int
+    ) -> None:
+        """Hook: refuse an update with a negative sample count or not the bound shared tensors."""
+        if samples < 0:
+            raise UpdateRejected(f"update {index} of round {server_round}: negative sample count")
+        self.check_state(state, f"update {index} of round {server_round}")
+
+    def check_partial(self, server_round: int, index: int, partial: Partial) -> None:
+        """Hook: refuse a partial with a negative weight or sums not float64 of bound shapes."""
+        what = f"partial aggregate {index} of round {server_round}"
+        if partial.weight < 0:
+            raise UpdateRejected(f"{what}: negative weight")
+        if self.expected_keys is None:
+            return
+        self._check_keys(partial.sums, what)
+        for key in self.expected_keys:
+            shape, dtype = self._specs[key]
+            t = partial.sums[key]
+            if (
+                tuple(t.shape) != shape
+                or t.dtype != torch.float64
+                or partial.dtypes.get(key) != dtype
+            ):
+                raise UpdateRejected(
+                    f"{what}: tensor {key} is a {t.dtype}{tuple(t.shape)} sum of "
+                    f"{partial.dtypes.get(key)}, expected a torch.float64{shape} sum of {dtype}"
+                )
+
+    # ---- aggregation (template methods) --------------------------------------
+
+    def partial(self, server_round: int, updates: Sequence[Update]) -> Partial:
+        """Check every update, then sum them: float64 weighted sums and the total weight."""
         for i, (state, samples) in enumerate(updates):
             self.check_update(server_round, i, state, samples)
-        return self.combine(server_round, updates)
+        return partial_sums(updates)
+
+    def finish(self, server_round: int, partials: Sequence[Partial]) -> dict[str, torch.Tensor]:
+        """Check the partials, then divide their sums by the total weight: the new shared state."""
+        for i, p in enumerate(partials):
+            self.check_partial(server_round, i, p)
+        return finish_partials(partials)
+
+    def aggregate(self, server_round: int, updates: Sequence[Update]) -> dict[str, torch.Tensor]:
+        """One level: ``finish(server_round, [partial(server_round, updates)])``."""
+        return self.finish(server_round, [self.partial(server_round, updates)])
+
+    # ---- selection and merging -----------------------------------------------
+
+    def select_clients(
+        self, server_round: int, client_ids: Sequence[int], rng: random.Random
+    ) -> list[int]:
+        """Hook: the clients that train in ``server_round`` (sorted; all when the fraction is 1)."""
+        ids = sorted(client_ids)
+        if self.client_fraction >= 1 or not ids:
+            return ids
+        wanted = math.ceil(self.client_fraction * len(ids) - 1e-9)
+        count = min(len(ids), max(self.min_clients, wanted))
+        return sorted(rng.sample(ids, count))
 
     @staticmethod
-    def apply(global_state: Mapping[str, torch.Tensor], aggregated: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def apply(
+        global_state: Mapping[str, torch.Tensor], aggregated: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         """The server's full state with the aggregated entries replaced."""
         merged = dict(global_state)
         merged.update(aggregated)
@@ -124,8 +223,8 @@ class FedPer(Strategy):
     name = "fedper"
 
     def shared_keys(self, model: nn.Module) -> list[str]:
-        head = set(head_keys(model, self.personal_layers))
-        return [k for k in model.state_dict() if k not in head]
+        """The base: every key but the last ``personal_layers`` parameterised layers'."""
+        return base_keys(model, self.personal_layers)
 
     def head_keys(self, model: nn.Module) -> list[str]:
         """The personal keys: never sent, never aggregated."""
@@ -135,9 +234,10 @@ class FedPer(Strategy):
 STRATEGIES: dict[str, type[Strategy]] = {"fedavg": FedAvg, "fedper": FedPer}
 
 
-def strategy_from_settings(settings: Settings) -> Strategy:
-    """The strategy named by ``settings.algorithm`` with the settings' parameters."""
-    cls = STRATEGIES.get(settings.algorithm)
+def strategy_from_settings(settings: Settings, algorithm: str | None = None) -> Strategy:
+    """The strategy named by ``algorithm`` (default ``settings.algorithm``), with its parameters."""
+    name = algorithm or settings.algorithm
+    cls = STRATEGIES.get(name)
     if cls is None:
-        raise ConfigError(f"unknown algorithm '{settings.algorithm}' (use fedper or fedavg)")
+        raise ConfigError(f"unknown algorithm '{name}' (use fedper or fedavg)")
     return cls(personal_layers=settings.personal_layers, client_fraction=settings.client_fraction)

@@ -110,9 +110,9 @@ def test_wrong_join_token_is_refused_and_changes_nothing(net: LocalNet) -> None:
 
 def test_bad_updates_are_refused_and_listed(net: LocalNet) -> None:
     from fedchain.shared.fl.models import build_model
-    from fedchain.shared.fl.split import shared_keys
+    from fedchain.shared.fl.strategy import FedPer
 
-    keys = shared_keys(build_model("auto", "mnist-sample"), "fedper", 1)
+    keys = FedPer(personal_layers=1).shared_keys(build_model("auto", "mnist-sample"))
     fakes = {name: FakeEdge(net.entry.address) for name in FAKES}  # type: ignore[union-attr]
     try:
         net.wait_edges(1 + len(FAKES))

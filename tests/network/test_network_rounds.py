@@ -6,11 +6,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from tests.network.harness import API_TOKEN, LocalNet
+
+if TYPE_CHECKING:
+    from fedchain.shared.fl.simulation import SimulationResult
 
 FL = ["--dataset", "mnist-sample", "--clients", "2", "--max-samples", "1200", "--local-epochs", "1",
       "--lr", "0.05", "--seed", "7"]
@@ -34,24 +38,47 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
         n.close()
 
 
-def test_accuracy_matches_simulation(net: LocalNet) -> None:
+@pytest.fixture(scope="module")
+def sim() -> SimulationResult:
+    """The simulation of the network's config and seed, on one torch thread like the nodes."""
     import torch
 
     from fedchain.shared.config import load_settings
     from fedchain.shared.fl.simulation import run_simulation
 
+    torch.set_num_threads(1)
+    settings = load_settings(
+        None, dataset="mnist-sample", clients=2, max_samples=1200, local_epochs=1, lr=0.05,
+        seed=7, rounds=ROUNDS,
+    )
+    return run_simulation(settings)
+
+
+def test_accuracy_matches_simulation(net: LocalNet, sim: SimulationResult) -> None:
     rounds = net.train(ROUNDS)
     assert [r["round"] for r in rounds] == [1, 2]
     assert all(len(r["participants"]) == 2 and not r["rejected"] for r in rounds)
-    torch.set_num_threads(1)
-    settings = load_settings(
-        None, dataset="mnist-sample", clients=2, max_samples=1200, local_epochs=1, lr=0.05, seed=7, rounds=ROUNDS
-    )
-    sim = run_simulation(settings)
     for net_round, sim_round in zip(rounds, sim.rounds, strict=True):
         assert sim_round.accuracy is not None
         assert abs(net_round["accuracy"] - sim_round.accuracy) < 0.02, (net_round, sim_round)
     assert rounds[-1]["accuracy"] > rounds[0]["accuracy"] - 0.05
+
+
+def test_global_model_matches_simulation(net: LocalNet, sim: SimulationResult) -> None:
+    from fedchain.shared.tensors import decode
+
+    if net.get("/status")["round"] < ROUNDS:
+        net.train(ROUNDS)
+    url = net.entry.http + "/model"  # type: ignore[union-attr]
+    r = httpx.get(url, params={"version": ROUNDS}, timeout=30)
+    assert r.status_code == 200, r.text
+    network = decode(r.content)
+    assert set(network) == set(sim.global_state)
+    assert all(network[k].dtype == sim.global_state[k].dtype for k in network)
+    worst = {
+        k: (network[k].double() - sim.global_state[k].double()).abs().max().item() for k in network
+    }
+    assert max(worst.values()) <= 1e-6, sorted(worst.items(), key=lambda kv: -kv[1])[:3]
 
 
 def test_chain_records_joins_and_rounds(net: LocalNet) -> None:

@@ -7,7 +7,7 @@ import grpc
 from fedchain.services.sn.collector import Accepted, RoundCollector
 from fedchain.services.sn.entry.ports import AggregateStream
 from fedchain.services.sn.registry import Registry
-from fedchain.services.sn.validation import Rejected, check_update
+from fedchain.services.sn.validation import Rejected, check_update, partial_max_bytes
 from fedchain.shared.crypto import verify_signature
 from fedchain.shared.net.signing import update_message
 from fedchain.shared.rpc import node_pb2 as pb
@@ -45,7 +45,8 @@ class AggregateIntake:
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"no round is open (aggregate for round {h.round})",
             )
-        data = self._read(parts)
+        limit = partial_max_bytes(collector.reference or {}, self.max_bytes)
+        data = self._read(parts, limit)
         member = self.registry.get(h.sn_node_id)
         if member is None or member.role != "SN":
             raise Rejected(grpc.StatusCode.PERMISSION_DENIED, f"unknown super node {h.sn_node_id}")
@@ -80,7 +81,7 @@ class AggregateIntake:
                 signature=bytes(h.signature),
                 data=data,
                 reference=collector.reference,
-                max_bytes=self.max_bytes,
+                max_bytes=limit,
             )
             if h.samples <= 0 or h.samples != sum(u.samples for u in h.used):
                 raise Rejected(
@@ -99,16 +100,14 @@ class AggregateIntake:
             )
         return pb.SubmitReply(accepted=True, message=f"aggregate of {len(h.used)} updates accepted")
 
-    def _read(self, parts: AggregateStream) -> bytes:
+    def _read(self, parts: AggregateStream, limit: int) -> bytes:
         buf = bytearray()
         for part in parts:
             if part.WhichOneof("part") != "data":
                 raise Rejected(
                     grpc.StatusCode.INVALID_ARGUMENT, "only data may follow the aggregate header"
                 )
-            if len(buf) + len(part.data) > self.max_bytes:
-                raise Rejected(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED, f"aggregate exceeds {self.max_bytes} bytes"
-                )
+            if len(buf) + len(part.data) > limit:
+                raise Rejected(grpc.StatusCode.RESOURCE_EXHAUSTED, f"aggregate exceeds {limit} bytes")
             buf.extend(part.data)
         return bytes(buf)

@@ -116,9 +116,10 @@ class RoundRunner:
     def aggregate_global(
         self, algorithm: str, r: int, accepted: list[Accepted], global_state: Mapping[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
-        """The new global model from the SN aggregates (the one place the entry aggregates)."""
-        aggregated = self.template.aggregate(algorithm, r, [(a.state, a.samples) for a in accepted])
-        return merge(global_state, aggregated)
+        """The new global model from the SNs' float64 partial sums and weights: the strategy's
+        ``finish`` (the one place the entry aggregates)."""
+        partials = [(a.state, a.samples) for a in accepted]
+        return merge(global_state, self.template.finish(algorithm, r, global_state, partials))
 
     # ---- the round ----
     def run(self, r: int, algorithm: str) -> None:
@@ -137,7 +138,7 @@ class RoundRunner:
         # the collector keeps real time: its deadline is on time.monotonic()
         deadline = time.monotonic() + self.settings.round_timeout + COLLECT_GRACE_S
         collector = RoundCollector(r, version, algorithm, set(groups), deadline)
-        collector.reference = self.template.reference(global_state, algorithm)
+        collector.reference = self.template.partial_reference(global_state, algorithm)
         self.intake.open(collector)
         request = pb.OpenRoundRequest(
             round=r, version=version, model_digest=ref.digest, algorithm=algorithm,

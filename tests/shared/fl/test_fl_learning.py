@@ -98,5 +98,8 @@ def test_save_dir_writes_the_global_model_of_each_round(datasets_dir: Path, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["round-0001.safetensors", "round-0002.safetensors"]
     state = tensors.decode((tmp_path / "round-0002.safetensors").read_bytes())
     assert "fc.weight" in state and state["conv1.0.weight"].shape == (32, 1, 5, 5)
+    assert set(result.global_state) == set(state)  # the result carries the final global model
+    assert all(torch.equal(result.global_state[k], v) for k, v in state.items())
+    assert "global_state" not in result.to_json()
     assert result.rounds[0].accuracy is None  # eval off: only the last round is evaluated
     assert result.rounds[1].accuracy is not None

@@ -8,7 +8,8 @@ from torch import nn
 
 from fedchain.shared.config import ConfigError, load_settings
 from fedchain.shared.fl.models import FedAvgCNN, build_model, initial_model, resolve_model_name
-from fedchain.shared.fl.split import base_keys, head_keys, parameterised_layers, shared_state
+from fedchain.shared.fl.split import base_keys, head_keys, parameterised_layers
+from fedchain.shared.fl.strategy import FedAvg, FedPer, strategy_from_settings
 
 
 @pytest.mark.parametrize(
@@ -92,13 +93,12 @@ def test_split_works_on_any_module() -> None:
         head_keys(model, 2)
 
 
-def test_shared_state_fedper_excludes_head_fedavg_is_whole() -> None:
+def test_strategy_decides_what_is_shared_fedper_base_fedavg_whole() -> None:
     model = build_model("cifar-cnn", "cifar10")
-    per = shared_state(model, "fedper", 1)
-    avg = shared_state(model, "fedavg", 1)
+    per = FedPer(personal_layers=1).shared_keys(model)
+    avg = FedAvg(personal_layers=1).shared_keys(model)
     assert "fc.weight" not in per and "fc.bias" not in per
-    assert set(avg) == set(model.state_dict())
-    per["features.0.0.weight"].add_(1.0)  # a copy: the model is untouched
-    assert not torch.equal(per["features.0.0.weight"], model.state_dict()["features.0.0.weight"])
+    assert per == base_keys(model, 1)
+    assert avg == list(model.state_dict())
     with pytest.raises(ConfigError, match="unknown algorithm"):
-        shared_state(model, "fedprox", 1)
+        strategy_from_settings(load_settings(), "fedprox")

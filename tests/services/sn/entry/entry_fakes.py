@@ -129,9 +129,7 @@ class FakeSuperNode:
         ens = sorted(request.participants)[: self.deliver]
         global_state = decode(self.entry.model_bytes(request.version, request.model_digest))
         keys = self.template.shared_keys(request.algorithm)
-        aggregate = {k: global_state[k] + 0.01 * request.round for k in keys}
-        data = encode(aggregate)
-        agg_digest = digest(data)
+        update = {k: global_state[k] + 0.01 * request.round for k in keys}
         used = [
             pb.UsedUpdate(
                 node_id=en, digest=hashlib.sha256(f"{en}/{request.round}".encode()).hexdigest(),
@@ -139,6 +137,12 @@ class FakeSuperNode:
             )
             for en in ens
         ]
+        # what a real SN sends: the strategy's float64 weighted sums of its ENs' updates
+        partial = self.template.partial(
+            request.algorithm, request.round, [(update, u.samples) for u in used]
+        )
+        data = encode(partial.sums)
+        agg_digest = digest(data)
         header = pb.AggregateHeader(
             sn_node_id=self.node_id, round=request.round, version=request.version,
             samples=sum(u.samples for u in used), used=used,
