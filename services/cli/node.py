@@ -17,6 +17,7 @@ from typing import Any, Optional
 import typer
 
 from fedchain.shared.config import ConfigError, Settings, load_settings
+from fedchain.shared.ledger.contract import LedgerContract
 
 
 def setup_process(settings: Settings) -> None:
@@ -30,6 +31,13 @@ def setup_process(settings: Settings) -> None:
     import torch
 
     torch.set_num_threads(max(1, int(os.environ.get("FEDCHAIN_TORCH_THREADS", "1"))))
+
+
+def _embedded_ledger(settings: Settings) -> LedgerContract:
+    """The entry's own ledger store (imported only when the entry embeds one)."""
+    from fedchain.services.ledger.store import open_ledger
+
+    return open_ledger(settings)
 
 
 def node(
@@ -100,7 +108,7 @@ def node(
     else:
         from fedchain.services.sn.process import run_super_node
 
-        run_super_node(settings, entry_mode=is_entry)
+        run_super_node(settings, entry_mode=is_entry, embedded_ledger=_embedded_ledger)
 
 
 def register(app: typer.Typer) -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from ledger_kit import Federation
 
-from fedchain.services.ledger.client import LedgerClient
 from fedchain.services.ledger.store import Ledger
+from fedchain.shared.ledger.client import LedgerClient
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[3]
