@@ -258,7 +258,7 @@ class LedgerContractSuite(ABC):
         self, backend: Backend, fed: Federation
     ) -> None:
         ledger = fed.ledger
-        digest = fed.blocks[4].payload.model_digest  # type: ignore[union-attr]  (round 1 only)
+        digest = fed.blocks[4].payload.model_digest  # type: ignore[union-attr]  # round 1 only
         path = backend.blobs.path(digest)
         raw = bytearray(path.read_bytes())
         raw[len(raw) // 2] ^= 0x01
