@@ -26,6 +26,7 @@ def fedchain(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[st
         capture_output=True,
         text=True,
         timeout=timeout,
+        check=False,
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
