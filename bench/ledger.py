@@ -5,8 +5,9 @@ on SQLite and on MySQL, in one run.
 
 MySQL runs when --mysql-url or FEDCHAIN_TEST_MYSQL_URL names a server (a scratch database
 is created and dropped). Writes bench/results/ledger.json and bench/results/ledger.md.
-Each appended block is a round block (10 update digests, Merkle root, metrics) signed
-by the entry key; the 4 writers are separate processes racing for the tip.
+Each appended block is the next round block (rounds count 1, 2, 3, ... on the chain; 10
+update digests, Merkle root, metrics) signed by the entry key; the 4 writers are separate
+processes racing for the tip.
 """
 
 from __future__ import annotations
@@ -33,27 +34,36 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from safetensors.numpy import save
 
 from fedchain.services.ledger.store import Ledger
-from fedchain.shared.chain.blocks import RoundPayload, build_block
+from fedchain.shared.chain.blocks import Block, RoundPayload, build_block
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.ledger.errors import HeightConflict, OutOfSequence
 
 UPDATES = 10
 
 
-def round_payload(i: int, model_digest: str) -> RoundPayload:
-    updates = [f"{(i * UPDATES + j):064x}" for j in range(UPDATES)]
+def round_payload(i: int, model_digest: str, writer: int = 0) -> RoundPayload:
+    """Round ``i``'s payload; each writer's differs, so two racing writers never build one block."""
+    updates = [f"{writer:032x}{(i * UPDATES + j):032x}" for j in range(UPDATES)]
     participants = [f"n-{j:016x}" for j in range(UPDATES)]
     return RoundPayload.create(
         i, "fedper", i, model_digest, participants, updates, [], {"accuracy": 0.9, "loss": 0.3}
     )
 
 
-def append_one(ledger: Ledger, key: NodeKey, i: int, digest: str) -> int:
-    """Append a round block after the current tip, retrying lost races; returns retries."""
+def next_round(tip: Block | None) -> int:
+    """The round number the chain's rules want next: the tip's round + 1 (1 after genesis)."""
+    if tip is not None and isinstance(tip.payload, RoundPayload):
+        return tip.payload.round + 1
+    return 1
+
+
+def append_one(ledger: Ledger, key: NodeKey, digest: str, writer: int = 0) -> int:
+    """Append the next round block after the current tip, retrying lost races; returns retries."""
     retries = 0
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        block = build_block("round", round_payload(i, digest), ledger.tip(), key)
+        tip = ledger.tip()
+        block = build_block("round", round_payload(next_round(tip), digest, writer), tip, key)
         try:
             ledger.append(block)
             return retries
@@ -67,7 +77,7 @@ def writer(
     blob_dir: str,
     raw_key: bytes,
     count: int,
-    offset: int,
+    writer_id: int,
     digest: str,
     go: Any,
     results: Any,
@@ -76,7 +86,7 @@ def writer(
     key = NodeKey(Ed25519PrivateKey.from_private_bytes(raw_key))
     ledger = Ledger(db_url, Path(blob_dir))
     go.wait(120)
-    retries = sum(append_one(ledger, key, offset + i, digest) for i in range(count))
+    retries = sum(append_one(ledger, key, digest, writer_id) for _ in range(count))
     ledger.close()
     results.put(retries)
 
@@ -103,8 +113,8 @@ def bench_backend(
         )
     )
     start = time.perf_counter()
-    for i in range(n_single):
-        append_one(ledger, key, i + 1, digest)
+    for _ in range(n_single):
+        append_one(ledger, key, digest)
     single = n_single / (time.perf_counter() - start)
     print(f"  {name}: 1 writer   {single:8.1f} appends/s", flush=True)
 
@@ -114,7 +124,7 @@ def bench_backend(
     procs = [
         ctx.Process(
             target=writer,
-            args=(db_url, str(blob_dir), raw, n_each, 10_000 * (w + 1), digest, go, results),
+            args=(db_url, str(blob_dir), raw, n_each, w + 1, digest, go, results),
         )
         for w in range(4)
     ]
@@ -132,7 +142,9 @@ def bench_backend(
     start = time.perf_counter()
     report = ledger.verify()
     elapsed = time.perf_counter() - start
-    assert report.ok, report.summary()
+    expected = 1 + n_single + 4 * n_each  # genesis and every append
+    if not report.ok or report.checked != expected:
+        raise SystemExit(f"{name}: expected {expected} verified blocks: {report.summary()}")
     verify_rate = report.checked / elapsed
     print(f"  {name}: verify     {verify_rate:8.1f} blocks/s ({report.checked} blocks)", flush=True)
     ledger.close()

@@ -15,7 +15,7 @@ import typer
 from fedchain.shared.config import ConfigError, load_settings
 
 if TYPE_CHECKING:
-    from fedchain.services.ledger.store import VerifyReport
+    from fedchain.shared.ledger.results import VerifyReport
 
 
 def _fail(message: str, code: int) -> None:
@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
         settings = load_settings(config, state_dir=state_dir, db_url=db_url)
         try:
             if ledger is not None:
-                from fedchain.services.ledger.client import LedgerClient
+                from fedchain.shared.ledger.client import LedgerClient
                 from fedchain.shared.net.grpc_util import parse_address
 
                 parse_address(ledger, "--ledger")

@@ -17,6 +17,7 @@ import typer
 
 from fedchain.services.cli.options import SettingsFlags, settings_options
 from fedchain.shared.config import FEDERATION_FIELDS, ConfigError, Settings, load_settings
+from fedchain.shared.ledger.contract import LedgerContract
 
 NODE_LEARNING_FIELDS: tuple[str, ...] = ("data_dir", "download", *FEDERATION_FIELDS)
 """A node's learning options: the federation's fields (the entry's count) and the EN's data."""
@@ -33,6 +34,13 @@ def setup_process(settings: Settings) -> None:
     import torch
 
     torch.set_num_threads(settings.torch_threads or 1)
+
+
+def _embedded_ledger(settings: Settings) -> LedgerContract:
+    """The entry's own ledger store (imported only when the entry embeds one)."""
+    from fedchain.services.ledger.store import open_ledger
+
+    return open_ledger(settings)
 
 
 @settings_options(
@@ -94,7 +102,7 @@ def node(
     else:
         from fedchain.services.sn.process import run_super_node
 
-        run_super_node(settings, entry_mode=is_entry)
+        run_super_node(settings, entry_mode=is_entry, embedded_ledger=_embedded_ledger)
 
 
 def register(app: typer.Typer) -> None:

@@ -107,10 +107,16 @@ class BlobStore:
             os.close(dir_fd)
         return digest
 
-    def get(self, digest: str) -> bytes:
-        """The blob's bytes, re-checked against ``digest``. NotFound / LedgerCorrupt otherwise."""
+    def get(self, digest: str, max_bytes: int | None = None) -> bytes:
+        """The blob's bytes, re-checked against ``digest``. NotFound / LedgerCorrupt otherwise.
+
+        TooLarge (without reading it) when the blob is longer than ``max_bytes``.
+        """
         path = self.path(digest)
         try:
+            size = path.stat().st_size
+            if max_bytes is not None and size > max_bytes:
+                raise TooLarge(f"blob {digest[:16]}… is larger than {max_bytes} bytes")
             data = path.read_bytes()
         except FileNotFoundError:
             raise NotFound(f"no blob with digest {digest}") from None

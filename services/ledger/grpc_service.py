@@ -1,7 +1,8 @@
 """The ledger's gRPC servicer (``proto/ledger.proto``) over a ``Ledger``.
 
 Ledger errors become gRPC statuses with the error's message as details and the error
-class name in the trailing metadata ``fedchain-error`` (``LedgerClient`` re-raises it).
+class name in the trailing metadata ``ERROR_METADATA`` (``fedchain.shared.ledger.wire``;
+``LedgerClient`` re-raises it).
 """
 
 from __future__ import annotations
@@ -14,20 +15,13 @@ from typing import Any, TypeVar
 import grpc
 
 from fedchain.services.ledger.blobs import check_digest
-from fedchain.services.ledger.convert import block_from_proto, block_to_proto
 from fedchain.services.ledger.metrics import LedgerMetrics
-from fedchain.services.ledger.store import MAX_RANGE, Ledger
-from fedchain.shared.ledger.errors import (
-    LedgerCorrupt,
-    LedgerError,
-    LedgerRejected,
-    LedgerUnavailable,
-    NotFound,
-    TooLarge,
-)
+from fedchain.services.ledger.store import Ledger
+from fedchain.shared.ledger.contract import MAX_RANGE
+from fedchain.shared.ledger.errors import LedgerError, NotFound, TooLarge
+from fedchain.shared.ledger.wire import ERROR_METADATA, block_from_proto, block_to_proto
 from fedchain.shared.rpc import ledger_pb2, ledger_pb2_grpc
 
-ERROR_METADATA = "fedchain-error"
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -43,7 +37,7 @@ def _unary(method: F) -> F:
     def wrapper(self: LedgerServicer, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return method(self, request, context)
-        except (LedgerRejected, LedgerCorrupt, LedgerUnavailable) as exc:
+        except LedgerError as exc:
             _abort(context, exc, self.metrics)
 
     return wrapper  # type: ignore[return-value]
@@ -54,7 +48,7 @@ def _streaming(method: F) -> F:
     def wrapper(self: LedgerServicer, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
             yield from method(self, request, context)
-        except (LedgerRejected, LedgerCorrupt, LedgerUnavailable) as exc:
+        except LedgerError as exc:
             _abort(context, exc, self.metrics)
 
     return wrapper  # type: ignore[return-value]

@@ -16,10 +16,9 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from fedchain.services.ledger.metrics import LedgerMetrics
-from fedchain.services.ledger.store import MAX_RANGE, Ledger
+from fedchain.services.ledger.store import Ledger
+from fedchain.shared.ledger.contract import MAX_HEIGHT, MAX_RANGE
 from fedchain.shared.ledger.errors import LedgerCorrupt, LedgerRejected, LedgerUnavailable, NotFound
-
-MAX_HEIGHT = 2**63 - 1  # heights are SQL BIGINTs; a larger number can name no block
 
 
 def create_app(ledger: Ledger, metrics: LedgerMetrics) -> FastAPI:

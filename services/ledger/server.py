@@ -10,7 +10,6 @@ import signal
 import socket
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from types import FrameType
 
 import grpc
@@ -19,17 +18,10 @@ import uvicorn
 from fedchain.services.ledger.grpc_service import LedgerServicer
 from fedchain.services.ledger.http_api import create_app
 from fedchain.services.ledger.metrics import LedgerMetrics
-from fedchain.services.ledger.store import Ledger, default_db_url, redact
+from fedchain.services.ledger.store import Ledger, open_ledger, redact
 from fedchain.shared.config import ConfigError, Settings
 from fedchain.shared.net.grpc_util import NetConfig, make_server
 from fedchain.shared.rpc import ledger_pb2_grpc
-
-
-def open_ledger(settings: Settings) -> Ledger:
-    """The Ledger the settings describe (``db_url`` or SQLite in ``state_dir``; blobs in state_dir/blobs)."""
-    state_dir = Path(settings.state_dir)
-    url = settings.db_url or default_db_url(state_dir)
-    return Ledger(url, state_dir / "blobs", max_blob_bytes=settings.max_message_mb * 1024 * 1024)
 
 
 def _bind_http(host: str, port: int) -> socket.socket:

@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,7 +38,8 @@ from fedchain.shared.chain.errors import (
 )
 from fedchain.shared.chain.payloads import RoundPayload, parse_kind, payload_from_json
 from fedchain.shared.chain.rules import ChainState, check_block
-from fedchain.shared.config import ConfigError
+from fedchain.shared.config import ConfigError, Settings
+from fedchain.shared.ledger.contract import MAX_HEIGHT, MAX_RANGE
 from fedchain.shared.ledger.errors import (
     HeightConflict,
     InvalidBlock,
@@ -52,66 +52,23 @@ from fedchain.shared.ledger.errors import (
     SchemaMismatch,
     TooLarge,
 )
+from fedchain.shared.ledger.results import InclusionProof, VerifyReport
 
 DEFAULT_MAX_BLOCK_BYTES = 1024 * 1024
 DEFAULT_MAX_BLOB_BYTES = 64 * 1024 * 1024
-MAX_RANGE = 1000
 _BATCH = 500
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    """Outcome of verifying the whole chain.
-
-    ``ok``: every check held. ``checked``: blocks that passed. ``height``: the first bad
-    height when not ok, else the tip height (None for an empty chain). ``reason``: why.
-    """
-
-    ok: bool
-    checked: int
-    height: int | None
-    reason: str | None
-
-    def to_json(self) -> dict[str, Any]:
-        """``{"ok", "checked", "height", "reason"}``."""
-        return {
-            "ok": self.ok,
-            "checked": self.checked,
-            "height": self.height,
-            "reason": self.reason,
-        }
-
-    def summary(self) -> str:
-        """One line for people."""
-        if self.ok:
-            if self.height is None:
-                return "ok: the chain is empty"
-            return f"ok: {self.checked} blocks verified (heights 0..{self.height})"
-        where = f"height {self.height}" if self.height is not None else "the ledger"
-        return f"FAILED at {where}: {self.reason} ({self.checked} blocks before it verified)"
-
-
-@dataclass(frozen=True)
-class InclusionProof:
-    """RFC 6962 proof that ``update_digest`` is leaf ``index`` of round block ``height``."""
-
-    height: int
-    index: int
-    tree_size: int
-    update_digest: str
-    path: list[bytes]
-    root: bytes
-
-    def verify(self) -> bool:
-        """True when the path leads from the update digest to ``root``."""
-        return merkle.verify_inclusion(
-            bytes.fromhex(self.update_digest), self.index, self.tree_size, self.path, self.root
-        )
 
 
 def default_db_url(state_dir: Path) -> str:
     """The embedded default: a SQLite file ``ledger.db`` inside ``state_dir``."""
     return f"sqlite:///{(Path(state_dir) / 'ledger.db').resolve()}"
+
+
+def open_ledger(settings: Settings) -> Ledger:
+    """The Ledger the settings describe (``db_url`` or SQLite in ``state_dir``; blobs in state_dir/blobs)."""
+    state_dir = Path(settings.state_dir)
+    url = settings.db_url or default_db_url(state_dir)
+    return Ledger(url, state_dir / "blobs", max_blob_bytes=settings.max_message_mb * 1024 * 1024)
 
 
 def redact(url: str) -> str:
@@ -190,24 +147,31 @@ def _row_block(row: Any) -> Block:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _db_errors(method: F) -> F:
-    """Turn a lost or refused database connection into LedgerUnavailable (one line)."""
+def _contract_errors(method: F) -> F:
+    """Keep a method to the ledger contract's errors.
+
+    A closed store, a database failure (lost or refused connection, lock timeout, any
+    SQLAlchemy error) or a disk failure of the blob store becomes LedgerUnavailable
+    with a one-line message; ledger errors pass through.
+    """
 
     @functools.wraps(method)
     def wrapper(self: Ledger, *args: Any, **kwargs: Any) -> Any:
+        if self.closed:
+            raise LedgerUnavailable(f"the ledger store on {redact(self.db_url)} is closed")
         try:
             return method(self, *args, **kwargs)
-        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-            detail = str(getattr(exc, "orig", exc)).splitlines()[0]
+        except sa.exc.SQLAlchemyError as exc:
+            detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
             raise LedgerUnavailable(
                 f"ledger database {redact(self.db_url)} is unavailable: {detail}"
             ) from None
+        except OSError as exc:
+            raise LedgerUnavailable(
+                f"ledger blob store {self.blobs.root} failed: {exc.strerror or exc}"
+            ) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-MAX_HEIGHT = 2**63 - 1
-"""Heights are SQL BIGINTs: a larger number (protobuf uint64 allows one) names no block."""
 
 _REFUSALS: list[tuple[type[ChainError], type[Exception]]] = [
     (NotNextBlock, OutOfSequence),
@@ -236,6 +200,7 @@ class Ledger:
         write_timeout: float = 60.0,
     ) -> None:
         self.db_url = db_url
+        self.closed = False
         self.write_timeout = write_timeout
         self.create = create
         self.max_block_bytes = max_block_bytes
@@ -336,7 +301,8 @@ class Ledger:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        """Release database connections."""
+        """Release database connections; afterwards every method raises LedgerUnavailable."""
+        self.closed = True
         self.engine.dispose()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
@@ -362,20 +328,20 @@ class Ledger:
         except ChainError as exc:
             raise LedgerCorrupt(f"stored block at height {height} is unreadable: {exc}") from None
 
-    @_db_errors
+    @_contract_errors
     def tip(self) -> Block | None:
         """The last block, or None when the chain is empty."""
         with self.engine.connect() as conn:
             height, _ = self._read_tip(conn)
             return None if height < 0 else self._load(conn, height)
 
-    @_db_errors
+    @_contract_errors
     def height(self) -> int:
         """Height of the tip (-1 when empty)."""
         with self.engine.connect() as conn:
             return self._read_tip(conn)[0]
 
-    @_db_errors
+    @_contract_errors
     def get(self, height: int) -> Block | None:
         """The block at ``height``, or None."""
         if not 0 <= height <= MAX_HEIGHT:
@@ -383,7 +349,7 @@ class Ledger:
         with self.engine.connect() as conn:
             return self._load(conn, height)
 
-    @_db_errors
+    @_contract_errors
     def range(self, start: int, limit: int) -> list[Block]:
         """Up to ``limit`` (at most 1000) consecutive blocks from height ``start``."""
         limit = max(0, min(limit, MAX_RANGE))
@@ -407,20 +373,23 @@ class Ledger:
         return out
 
     # ---------------------------------------------------------------- blobs
+    @_contract_errors
     def put_blob(self, data: bytes, expected_digest: str | None = None) -> str:
         """Store a safetensors blob; returns its hex SHA-256 (idempotent)."""
         return self.blobs.put(data, expected_digest)
 
-    def get_blob(self, digest: str) -> bytes:
-        """The blob's bytes, digest re-checked (NotFound, LedgerCorrupt)."""
-        return self.blobs.get(digest)
+    @_contract_errors
+    def get_blob(self, digest: str, max_bytes: int | None = None) -> bytes:
+        """The blob's bytes, digest re-checked (NotFound, LedgerCorrupt, TooLarge)."""
+        return self.blobs.get(digest, max_bytes)
 
+    @_contract_errors
     def has_blob(self, digest: str) -> bool:
         """True when the blob is stored."""
-        return self.blobs.has(check_digest(digest))
+        return self.blobs.has(digest)
 
     # ---------------------------------------------------------------- append
-    @_db_errors
+    @_contract_errors
     def append(self, block: Block) -> Block:
         """Append ``block`` after the tip; returns the stored block.
 
@@ -512,7 +481,7 @@ class Ledger:
         return block
 
     # ---------------------------------------------------------------- proofs
-    @_db_errors
+    @_contract_errors
     def inclusion_proof(self, height: int, update_digest: str) -> InclusionProof:
         """Proof that ``update_digest`` is among the update digests of round block ``height``."""
         check_digest(update_digest)
@@ -536,7 +505,7 @@ class Ledger:
         )
 
     # ---------------------------------------------------------------- verify
-    @_db_errors
+    @_contract_errors
     def verify(self, progress: Callable[[int], None] | None = None) -> VerifyReport:
         """Recompute every hash, link, signature, Merkle root and blob digest from the rows.
 

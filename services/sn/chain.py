@@ -1,44 +1,42 @@
 """The entry's view of the chain: opening the ledger, writing blocks, reading rounds and model versions.
 
 Only the entry (M-SN) writes blocks. It talks to a ledger process over gRPC
-(``--ledger HOST:PORT``) or, without one, embeds the ledger store (SQLite in its state dir,
-or ``--db-url``). Both offer the same methods (tip, get, range, append, put_blob,
-get_blob, verify), so everything here works with either.
+(``--ledger HOST:PORT``, ``LedgerClient``) or, without one, uses an embedded ledger store
+that the composition root (``fedchain node``) hands in as a factory. Both implement
+``LedgerContract``, so everything here works with either.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from fedchain.shared.config import Settings
+from fedchain.shared.chain.blocks import Block, BlockKind, build_block
+from fedchain.shared.chain.payloads import GenesisPayload, RoundPayload
+from fedchain.shared.config import ConfigError, Settings
 from fedchain.shared.crypto import NodeKey
+from fedchain.shared.ledger.client import LedgerClient
+from fedchain.shared.ledger.contract import LedgerContract
+from fedchain.shared.ledger.errors import LedgerCorrupt, LedgerUnavailable
 
 log = logging.getLogger("fedchain.chain")
 
 SCAN_PAGE = 200
 
-
-class LedgerLike(Protocol):
-    """What the entry needs from a ledger (the gRPC client and the embedded store both fit)."""
-
-    def tip(self) -> Any: ...
-    def get(self, height: int) -> Any: ...
-    def range(self, start: int, limit: int) -> list[Any]: ...
-    def append(self, block: Any) -> Any: ...
-    def put_blob(self, data: bytes) -> str: ...
-    def get_blob(self, digest: str) -> bytes: ...
-    def verify(self) -> Any: ...
+LedgerFactory = Callable[[Settings], LedgerContract]
+"""Opens the embedded ledger the settings describe (``db_url`` or SQLite in ``state_dir``)."""
 
 
-def open_ledger(settings: Settings) -> LedgerLike:
-    """A ledger client for ``--ledger``, else an embedded store in the state dir."""
+def open_ledger(settings: Settings, embedded: LedgerFactory | None) -> LedgerContract:
+    """A ledger client for ``--ledger``, else the embedded store ``embedded`` opens.
+
+    Raises ConfigError when there is neither, LedgerError when the store cannot be opened.
+    """
     if settings.ledger:
-        from fedchain.services.ledger.client import LedgerClient
-
         return LedgerClient(
             settings.ledger,
             tls_ca=settings.tls_ca,
@@ -47,10 +45,10 @@ def open_ledger(settings: Settings) -> LedgerLike:
             max_message_mb=settings.max_message_mb,
             chunk_kb=settings.chunk_kb,
         )
-    from fedchain.services.ledger.server import open_ledger as open_embedded
-
+    if embedded is None:
+        raise ConfigError("this entry has no embedded ledger: give --ledger HOST:PORT")
     Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
-    return open_embedded(settings)  # SQLite ledger.db (or --db-url) and blobs/ in the state dir
+    return embedded(settings)  # SQLite ledger.db (or --db-url) and blobs/ in the state dir
 
 
 @dataclass(frozen=True)
@@ -64,56 +62,64 @@ class ModelRef:
 
 
 class EntryChain:
-    """Block writing and chain queries for the entry (serialised by one lock)."""
+    """Block writing and chain queries for the entry (serialised by one lock).
 
-    def __init__(self, ledger: LedgerLike, key: NodeKey) -> None:
+    Errors are the ledger contract's: ``LedgerUnavailable`` while the ledger cannot be
+    reached, a ``LedgerRejected`` subclass for a refused block, ``LedgerCorrupt``.
+    """
+
+    def __init__(self, ledger: LedgerContract, key: NodeKey) -> None:
         self.ledger = ledger
         self.key = key
         self._lock = threading.Lock()
         self.cached_height = -1
         """Tip height as last seen (what /status shows while the ledger is unreachable)."""
 
-    def append(self, kind: str, payload: Any) -> Any:
+    def append(self, kind: str, payload: Any) -> Block:
         """Build the next block on the current tip, sign it with the entry key and append it.
 
-        When the append fails (refused, timed out, connection lost) the tip is read again: if
-        the block landed anyway (the ledger committed it but the reply was lost), it is
-        returned as appended; otherwise the original error is raised.
+        When the append raises ``LedgerUnavailable`` (timed out, connection lost) the height
+        is read again: if the block landed anyway (the ledger committed it but the reply was
+        lost), it is returned as appended; otherwise the error is raised. A refusal
+        (``LedgerRejected``) changed nothing and is raised as it is.
         """
-        from fedchain.shared.chain.blocks import BlockKind, build_block
-
         with self._lock:
             prev = self.ledger.tip()
             block = build_block(BlockKind(kind), payload, prev, self.key)
             try:
                 stored = self.ledger.append(block)
-            except Exception:
-                stored = self._landed(block)
-                if stored is None:
+            except LedgerUnavailable:
+                landed = self._landed(block)
+                if landed is None:
                     raise
-                log.warning("block %d (%s) was stored although its append failed; keeping it", block.height, kind)
-            self.cached_height = max(self.cached_height, int(stored.height))
+                log.warning(
+                    "block %d (%s) was stored although its append failed; keeping it",
+                    block.height,
+                    kind,
+                )
+                stored = landed
+            self.cached_height = max(self.cached_height, stored.height)
             return stored
 
-    def _landed(self, block: Any) -> Any | None:
-        """The stored block at ``block``'s height when it is ``block`` itself (same hash), else None."""
+    def _landed(self, block: Block) -> Block | None:
+        """The stored block at ``block``'s height when it is ``block`` itself, else None."""
         try:
-            stored = self.ledger.get(int(block.height))
-        except Exception:  # noqa: BLE001 - the ledger is still unreachable: the append stays failed
+            stored = self.ledger.get(block.height)
+        except LedgerUnavailable:  # still unreachable: the append stays failed
             return None
-        if stored is not None and bytes(stored.hash) == bytes(block.hash):
+        if stored is not None and stored.hash == block.hash:
             return stored
         return None
 
     def height(self) -> int:
         """Height of the tip, -1 for an empty chain."""
         tip = self.ledger.tip()
-        self.cached_height = -1 if tip is None else int(tip.height)
+        self.cached_height = -1 if tip is None else tip.height
         return self.cached_height
 
-    def blocks(self, start: int = 0, kind: str | None = None) -> list[Any]:
+    def blocks(self, start: int = 0, kind: str | None = None) -> list[Block]:
         """Every block from ``start`` (optionally one kind), paging through the ledger."""
-        out: list[Any] = []
+        out: list[Block] = []
         h = start
         top = self.height()
         while h <= top:
@@ -121,29 +127,43 @@ class EntryChain:
             if not page:
                 break
             out.extend(b for b in page if kind is None or str(b.kind) == kind)
-            h = int(page[-1].height) + 1
+            h = page[-1].height + 1
         return out
 
-    def genesis(self) -> Any | None:
+    def genesis(self) -> Block | None:
+        """Block 0, or None for an empty chain."""
         return None if self.height() < 0 else self.ledger.get(0)
+
+    def _rounds(self) -> list[RoundPayload]:
+        return [
+            b.payload for b in self.blocks(kind="round") if isinstance(b.payload, RoundPayload)
+        ]
+
+    def _genesis_payload(self) -> GenesisPayload | None:
+        g = self.genesis()
+        if g is None:
+            return None
+        if not isinstance(g.payload, GenesisPayload):
+            raise LedgerCorrupt(f"block 0 is a {g.kind} block, not genesis")
+        return g.payload
 
     def latest_model(self) -> ModelRef:
         """The newest global model on the chain (last round block, else genesis)."""
-        rounds = self.blocks(kind="round")
+        rounds = self._rounds()
         if rounds:
-            p = rounds[-1].payload
-            return ModelRef(int(p.model_version), p.model_digest, int(p.round), p.algorithm)
-        g = self.genesis()
+            p = rounds[-1]
+            return ModelRef(p.model_version, p.model_digest, p.round, p.algorithm)
+        g = self._genesis_payload()
         if g is None:
             raise LookupError("the chain is empty")
-        return ModelRef(0, g.payload.model_digest, 0, "")
+        return ModelRef(0, g.model_digest, 0, "")
 
     def model_digest(self, version: int) -> str | None:
         """Digest of model ``version`` (0 = genesis), None if there is no such version."""
         if version == 0:
-            g = self.genesis()
-            return None if g is None else g.payload.model_digest
-        for b in reversed(self.blocks(kind="round")):
-            if int(b.payload.model_version) == version:
-                return str(b.payload.model_digest)
+            g = self._genesis_payload()
+            return None if g is None else g.model_digest
+        for p in reversed(self._rounds()):
+            if p.model_version == version:
+                return p.model_digest
         return None

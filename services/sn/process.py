@@ -8,10 +8,13 @@ import threading
 
 import grpc
 
+from fedchain.services.sn.chain import LedgerFactory
 from fedchain.services.sn.status import RelayLog
 from fedchain.services.sn.supernode import SuperNode
+from fedchain.shared.chain.payloads import GenesisPayload
 from fedchain.shared.config import ConfigError, Settings
 from fedchain.shared.crypto import NodeKey
+from fedchain.shared.ledger.contract import LedgerContract
 from fedchain.shared.net.federation import apply_fl_config
 from fedchain.shared.net.grpc_util import NetConfig, make_server, parse_address
 from fedchain.shared.net.http_server import HttpServer
@@ -68,12 +71,11 @@ def sn_heartbeats(sn: SuperNode, settings: Settings, joiner: Joiner, stop: threa
     )
 
 
-def _adopt_genesis_config(settings: Settings, ledger: object) -> Settings:
+def _adopt_genesis_config(settings: Settings, ledger: LedgerContract) -> Settings:
     """On an existing chain the federation's learning settings are genesis's, whatever the flags say."""
-    tip = ledger.tip()  # type: ignore[attr-defined]
-    if tip is None:
+    genesis = ledger.get(0)
+    if genesis is None or not isinstance(genesis.payload, GenesisPayload):
         return settings
-    genesis = ledger.get(0)  # type: ignore[attr-defined]
     recorded = {k: json.loads(v) for k, v in genesis.payload.config.items()}
     adopted = apply_fl_config(settings, recorded)
     changed = [k for k in recorded if getattr(settings, k, None) != getattr(adopted, k, None)]
@@ -82,8 +84,13 @@ def _adopt_genesis_config(settings: Settings, ledger: object) -> Settings:
     return adopted
 
 
-def run_super_node(settings: Settings, *, entry_mode: bool) -> None:
-    """Run an SN (``entry_mode``: the entry M-SN) until SIGTERM/SIGINT."""
+def run_super_node(
+    settings: Settings, *, entry_mode: bool, embedded_ledger: LedgerFactory | None = None
+) -> None:
+    """Run an SN (``entry_mode``: the entry M-SN) until SIGTERM/SIGINT.
+
+    ``embedded_ledger`` opens the entry's own ledger store when there is no ``--ledger``.
+    """
     if not entry_mode and not settings.entry:
         raise ConfigError("a super node needs --entry HOST:PORT (or -z to be the entry itself)")
     if settings.entry:
@@ -104,10 +111,10 @@ def run_super_node(settings: Settings, *, entry_mode: bool) -> None:
         from fedchain.shared.ledger.errors import LedgerError
 
         try:
-            ledger = open_ledger(settings)
+            ledger = open_ledger(settings, embedded_ledger)
+            settings = _adopt_genesis_config(settings, ledger)
         except LedgerError as exc:
             raise ConfigError(f"cannot open the ledger: {exc}") from None
-        settings = _adopt_genesis_config(settings, ledger)
         chain = EntryChain(ledger, key)
         model = GlobalModel(chain, settings.max_message_mb * 1024 * 1024)
         sn = SuperNode(

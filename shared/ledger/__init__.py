@@ -1,1 +1,3 @@
-"""The ledger as every part reaches it: its errors (and, next, its typed contract)."""
+"""The ledger as every part reaches it: the typed contract (``contract``), its results
+(``results``), its errors (``errors``), and the gRPC client with its wire form (``client``,
+``wire``). The embedded store is ``fedchain.services.ledger.store``."""

@@ -1,4 +1,7 @@
-"""Ledger fixtures: every store test runs on SQLite and on MySQL (``mysql_url``)."""
+"""Ledger fixtures: every store test runs on SQLite and on MySQL (``mysql_url``).
+
+The contract every backend keeps is tested once, in ``ledger_contract_suite.py``.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import pytest
 from fedchain.services.ledger.store import Ledger
 
 
-@pytest.fixture(params=["sqlite", "mysql"])
+@pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database URL: a SQLite file, or a new database on the MySQL test server."""
     if request.param == "sqlite":

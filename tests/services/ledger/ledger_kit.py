@@ -7,9 +7,9 @@ import hashlib
 import numpy as np
 from safetensors.numpy import save
 
-from fedchain.services.ledger.store import Ledger
 from fedchain.shared.chain.blocks import Block, BlockKind, RoundPayload, build_block
 from fedchain.shared.crypto import NodeKey
+from fedchain.shared.ledger.contract import LedgerContract
 
 
 def model_blob(seed: int, size: int = 64) -> bytes:
@@ -25,7 +25,7 @@ def update_digest(seed: int) -> str:
 class Federation:
     """An entry key, one SN and two ENs, and the chain they produce on a ledger."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: LedgerContract) -> None:
         self.ledger = ledger
         self.entry = NodeKey.generate()
         self.sn = NodeKey.generate()

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from ledger_kit import Federation
 
-from fedchain.services.ledger.client import LedgerClient
 from fedchain.services.ledger.store import Ledger
+from fedchain.shared.ledger.client import LedgerClient
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[3]
@@ -26,6 +26,7 @@ def fedchain(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[st
         capture_output=True,
         text=True,
         timeout=timeout,
+        check=False,
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )

@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from fedchain.services.ledger.client import LedgerClient
 from fedchain.services.ledger.server import LedgerService
 from fedchain.shared.config import Settings
+from fedchain.shared.ledger.client import LedgerClient
 from fedchain.shared.ledger.errors import LedgerUnavailable
 from tests.conftest import free_port
 
@@ -31,7 +31,7 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 def make_pki(folder: Path) -> dict[str, Path]:
     """A CA, and a certificate for 127.0.0.1 signed by it (used by both server and client)."""
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
         x509.CertificateBuilder()

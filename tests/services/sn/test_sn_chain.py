@@ -1,5 +1,6 @@
 """The entry's chain writer when an append's reply is lost: a block that landed counts as appended
-(no second block for the same round); one that did not land is still an error."""
+(no second block for the same round); one that did not land is still an error; a refusal is
+raised as it is, without reading the chain back."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from fedchain.services.ledger.store import Ledger
 from fedchain.services.sn.chain import EntryChain
 from fedchain.shared.chain.blocks import RoundPayload
 from fedchain.shared.crypto import NodeKey
-from fedchain.shared.ledger.errors import LedgerUnavailable
+from fedchain.shared.ledger.errors import HeightConflict, LedgerUnavailable
 
 
 class LossyLedger:
@@ -23,8 +24,9 @@ class LossyLedger:
 
     def __init__(self, ledger: Ledger) -> None:
         self.inner = ledger
-        self.mode = "ok"  # "ok" | "lose_reply" | "down"
+        self.mode = "ok"  # "ok" | "lose_reply" | "down" | "refuse"
         self.get_down = False
+        self.gets = 0
 
     def append(self, block: Any) -> Any:
         if self.mode == "lose_reply":
@@ -32,9 +34,12 @@ class LossyLedger:
             raise LedgerUnavailable("connection reset after commit")
         if self.mode == "down":
             raise LedgerUnavailable("ledger is down")
+        if self.mode == "refuse":
+            raise HeightConflict("height taken by another block")
         return self.inner.append(block)
 
     def get(self, height: int) -> Any:
+        self.gets += 1
         if self.get_down:
             raise LedgerUnavailable("ledger is down")
         return self.inner.get(height)
@@ -89,3 +94,12 @@ def test_an_append_that_did_not_land_is_still_an_error(chain: Any) -> None:
     with pytest.raises(LedgerUnavailable):
         writer.append("round", _round(lossy, 1, en))
     assert lossy.inner.tip().height == 1
+
+
+def test_a_refused_append_is_raised_as_it_is(chain: Any) -> None:
+    writer, lossy, en = chain
+    lossy.mode = "refuse"
+    with pytest.raises(HeightConflict):
+        writer.append("round", _round(lossy, 1, en))
+    assert lossy.gets == 0  # a refusal changed nothing: there is nothing to read back
+    assert lossy.inner.tip().height == 1 and writer.cached_height == 1

@@ -1,4 +1,9 @@
-"""Blocks between their Python form and the gRPC message (payload as JSON text)."""
+"""The ledger's gRPC wire form: blocks as messages, errors as statuses.
+
+A refusal travels as a gRPC status (each error class names its ``grpc_code``) with the
+error's message as details and the error class name in the trailing metadata
+``ERROR_METADATA``, so ``LedgerClient`` re-raises the same class.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ from fedchain.shared.chain.errors import ChainError
 from fedchain.shared.chain.payloads import parse_kind, payload_from_json
 from fedchain.shared.ledger.errors import InvalidBlock
 from fedchain.shared.rpc import ledger_pb2
+
+ERROR_METADATA = "fedchain-error"
+"""Trailing-metadata key naming the ``LedgerError`` class of a refused call."""
 
 
 def block_to_proto(block: Block) -> ledger_pb2.Block:

@@ -1,0 +1,237 @@
+"""``LedgerClient``: the ledger contract over gRPC, for nodes and the CLI.
+
+A ledger that cannot be reached (or a closed client) raises ``LedgerUnavailable`` with the
+address in the message; a refusal re-raises the server's error class (a ``LedgerRejected``
+subclass, e.g. ``HeightConflict``) with the server's message. No gRPC error escapes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Self, TypeVar
+
+import grpc
+
+from fedchain.shared.chain.blocks import Block
+from fedchain.shared.ledger.contract import MAX_HEIGHT, MAX_RANGE, Progress
+from fedchain.shared.ledger.errors import (
+    ERROR_CLASSES,
+    InvalidBlock,
+    LedgerCorrupt,
+    LedgerError,
+    LedgerRejected,
+    LedgerUnavailable,
+    NotFound,
+    TooLarge,
+)
+from fedchain.shared.ledger.results import InclusionProof, VerifyReport
+from fedchain.shared.ledger.wire import ERROR_METADATA, block_from_proto, block_to_proto
+from fedchain.shared.net.grpc_util import NetConfig, make_channel
+from fedchain.shared.rpc import ledger_pb2, ledger_pb2_grpc
+
+T = TypeVar("T")
+
+_BY_CODE: dict[grpc.StatusCode, type[LedgerError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: LedgerRejected,
+    grpc.StatusCode.FAILED_PRECONDITION: LedgerRejected,
+    grpc.StatusCode.ALREADY_EXISTS: LedgerRejected,
+    grpc.StatusCode.PERMISSION_DENIED: LedgerRejected,
+    grpc.StatusCode.UNAUTHENTICATED: LedgerRejected,
+    grpc.StatusCode.OUT_OF_RANGE: LedgerRejected,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: TooLarge,
+    grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.DATA_LOSS: LedgerCorrupt,
+}
+"""A status without the error-class metadata (raised by gRPC itself, or a proxy).
+
+Any other code (UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, UNKNOWN, INTERNAL, ...) means
+the call may not have been carried out: ``LedgerUnavailable``.
+"""
+
+
+def _read(path: Path | None) -> bytes | None:
+    return None if path is None else Path(path).read_bytes()
+
+
+class LedgerClient:
+    """gRPC client of a ledger at ``address`` (HOST:PORT); TLS when ``tls_ca`` is given.
+
+    ``timeout`` bounds each call, ``verify_timeout`` the (long) verification of a chain.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        timeout: float = 10,
+        verify_timeout: float = 300,
+        tls_ca: Path | None = None,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
+        max_message_mb: int = 64,
+        chunk_kb: int = 1024,
+    ) -> None:
+        self.address = address
+        self.timeout = timeout
+        self.verify_timeout = max(timeout, verify_timeout)
+        self.chunk_bytes = chunk_kb * 1024
+        net = NetConfig(
+            max_message_mb * 1024 * 1024, _read(tls_cert), _read(tls_key), _read(tls_ca)
+        )
+        self._channel = make_channel(net, address)
+        self._stub = ledger_pb2_grpc.LedgerStub(self._channel)
+        self._closed = False
+
+    def close(self) -> None:
+        """Close the channel; later calls raise LedgerUnavailable."""
+        self._closed = True
+        self._channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _error(self, err: grpc.RpcError) -> LedgerError:
+        code = err.code() if isinstance(err, grpc.Call) else None
+        details = err.details() if isinstance(err, grpc.Call) else str(err)
+        name = ""
+        if isinstance(err, grpc.Call):
+            for key, value in err.trailing_metadata() or ():
+                if key == ERROR_METADATA:
+                    name = str(value)
+        cls = None if code is None else ERROR_CLASSES.get(name) or _BY_CODE.get(code)
+        if cls is None:
+            status = code.name.lower() if code is not None else "no status"
+            return LedgerUnavailable(
+                f"ledger at {self.address} is unavailable ({status}): {details}"
+            )
+        assert code is not None
+        return cls(details or f"ledger at {self.address} refused the request ({code.name})")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LedgerUnavailable(f"the client of the ledger at {self.address} is closed")
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        self._check_open()
+        try:
+            return fn()
+        except grpc.RpcError as err:
+            raise self._error(err) from None
+
+    def tip(self) -> Block | None:
+        """The last block, or None when the chain is empty."""
+        reply = self._call(lambda: self._stub.Tip(ledger_pb2.TipRequest(), timeout=self.timeout))
+        return None if reply.empty else block_from_proto(reply.block)
+
+    def height(self) -> int:
+        """Height of the tip (-1 when empty)."""
+        tip = self.tip()
+        return -1 if tip is None else tip.height
+
+    def get(self, height: int) -> Block | None:
+        """The block at ``height``, or None."""
+        if not 0 <= height <= MAX_HEIGHT:
+            self._check_open()
+            return None
+        request = ledger_pb2.GetBlockRequest(height=height)
+        try:
+            msg = self._call(lambda: self._stub.GetBlock(request, timeout=self.timeout))
+        except NotFound:
+            return None
+        return block_from_proto(msg)
+
+    def range(self, start: int, limit: int) -> list[Block]:
+        """Up to ``limit`` (at most 1000) consecutive blocks from ``start``."""
+        start = max(0, start)
+        limit = min(limit, MAX_RANGE)
+        if limit <= 0 or start > MAX_HEIGHT:
+            self._check_open()
+            return []
+        request = ledger_pb2.RangeRequest(start=start, limit=limit)
+        return self._call(
+            lambda: [block_from_proto(m) for m in self._stub.Range(request, timeout=self.timeout)]
+        )
+
+    def append(self, block: Block) -> Block:
+        """Append ``block`` (idempotent); returns the stored block."""
+        if not isinstance(block, Block):
+            raise InvalidBlock(f"append needs a Block, got {type(block).__name__}")
+        message = block_to_proto(block)
+        reply = self._call(lambda: self._stub.Append(message, timeout=self.timeout))
+        return block_from_proto(reply.block)
+
+    def put_blob(self, data: bytes, expected_digest: str | None = None) -> str:
+        """Stream a safetensors blob to the ledger; returns its digest (checked by the server).
+
+        The digest announced in the first chunk is ``expected_digest`` when given (the
+        server refuses content that does not match it), else the content's own.
+        """
+        announced = expected_digest or hashlib.sha256(data).hexdigest()
+
+        def pieces() -> Iterator[ledger_pb2.BlobChunk]:
+            view = memoryview(data)
+            yield ledger_pb2.BlobChunk(data=bytes(view[: self.chunk_bytes]), digest=announced)
+            for start in range(self.chunk_bytes, len(data), self.chunk_bytes):
+                yield ledger_pb2.BlobChunk(data=bytes(view[start : start + self.chunk_bytes]))
+
+        reply = self._call(lambda: self._stub.PutBlob(pieces(), timeout=self.timeout))
+        return str(reply.digest)
+
+    def get_blob(self, digest: str, max_bytes: int | None = None) -> bytes:
+        """The blob's bytes; the digest is re-checked here too (LedgerCorrupt if it differs)."""
+
+        def fetch() -> bytes:
+            buf = bytearray()
+            request = ledger_pb2.BlobRequest(digest=digest)
+            for chunk in self._stub.GetBlob(request, timeout=self.timeout):
+                buf.extend(chunk.data)
+                if max_bytes is not None and len(buf) > max_bytes:
+                    raise TooLarge(f"blob {digest[:16]}… is larger than {max_bytes} bytes")
+            return bytes(buf)
+
+        data = self._call(fetch)
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise LedgerCorrupt(
+                f"blob received from {self.address} does not match digest {digest}"
+            )
+        return data
+
+    def has_blob(self, digest: str) -> bool:
+        """True when the ledger stores the blob."""
+        request = ledger_pb2.BlobRequest(digest=digest)
+        reply = self._call(lambda: self._stub.HasBlob(request, timeout=self.timeout))
+        return bool(reply.present)
+
+    def verify(self, progress: Progress | None = None) -> VerifyReport:
+        """Ask the ledger to verify its whole chain (bounded by ``verify_timeout``).
+
+        ``progress`` is called once, with the number of blocks checked, when it is done.
+        """
+        reply = self._call(
+            lambda: self._stub.Verify(ledger_pb2.VerifyRequest(), timeout=self.verify_timeout)
+        )
+        height = reply.height if reply.HasField("height") else None
+        if progress is not None:
+            progress(reply.checked)
+        return VerifyReport(reply.ok, reply.checked, height, reply.reason or None)
+
+    def inclusion_proof(self, height: int, update_digest: str) -> InclusionProof:
+        """RFC 6962 proof that ``update_digest`` is in round block ``height``."""
+        if not 0 <= height <= MAX_HEIGHT:
+            self._check_open()
+            raise NotFound(f"no block at height {height}")
+        request = ledger_pb2.InclusionProofRequest(height=height, update_digest=update_digest)
+        reply = self._call(lambda: self._stub.InclusionProof(request, timeout=self.timeout))
+        return InclusionProof(
+            reply.height,
+            reply.index,
+            reply.tree_size,
+            reply.update_digest,
+            list(reply.path),
+            bytes(reply.root),
+        )

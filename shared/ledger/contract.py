@@ -1,0 +1,112 @@
+"""The ledger contract: what every ledger backend offers, typed, with the errors it may raise.
+
+Two implementations: the embedded store (``fedchain.services.ledger.store.Ledger``, SQLite
+or MySQL plus a blob folder) and the gRPC client of a ledger service
+(``fedchain.shared.ledger.client.LedgerClient``). Code that uses a ledger is written
+against ``LedgerContract`` and works with either; one test suite
+(``tests/services/ledger/ledger_contract_suite.py``) holds every backend to it.
+
+Errors (all ``fedchain.shared.ledger.errors.LedgerError``; nothing else escapes a method,
+database, gRPC and OS errors are translated):
+
+- ``LedgerUnavailable``: the ledger, its database or its disk cannot be reached or failed
+  (down, closed, timed out). An ``append`` that raised it may or may not have landed: read
+  the height back to know.
+- ``LedgerRejected`` and its subclasses: the request was refused and nothing changed.
+  ``OutOfSequence`` (the block does not extend the tip), ``HeightConflict`` (another block
+  holds that height), ``InvalidBlock`` (bad hash, signature, payload, round number),
+  ``ProducerRejected``, ``MissingBlob``, ``InvalidBlob`` (not safetensors, digest not as
+  announced, malformed digest), ``TooLarge``.
+- ``NotFound`` (a ``LedgerRejected``): no such blob, no such block for a proof, an update
+  that is not in the round block.
+- ``LedgerCorrupt``: stored data no longer matches its digest or cannot be read back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+from fedchain.shared.chain.blocks import Block
+from fedchain.shared.ledger.results import InclusionProof, VerifyReport
+
+MAX_HEIGHT = 2**63 - 1
+"""Heights are SQL BIGINTs: a larger number (protobuf uint64 allows one) names no block."""
+
+MAX_RANGE = 1000
+"""The most blocks one ``range`` call returns."""
+
+Progress = Callable[[int], None]
+"""Called by ``verify`` with the number of blocks checked so far."""
+
+
+@runtime_checkable
+class LedgerContract(Protocol):
+    """A hash-chained block store with a content-addressed blob store beside it."""
+
+    def tip(self) -> Block | None:
+        """The last block, or None when the chain is empty."""
+        ...
+
+    def height(self) -> int:
+        """Height of the tip (-1 when the chain is empty)."""
+        ...
+
+    def get(self, height: int) -> Block | None:
+        """The block at ``height``, or None (also for a negative or too large height)."""
+        ...
+
+    def range(self, start: int, limit: int) -> list[Block]:
+        """Up to ``limit`` (at most ``MAX_RANGE``) consecutive blocks from height ``start``.
+
+        A negative ``start`` reads from 0; ``limit`` <= 0 returns no block.
+        """
+        ...
+
+    def append(self, block: Block) -> Block:
+        """Append ``block`` after the tip and return the stored block.
+
+        Idempotent: the same block again returns the stored one. A refusal raises a
+        ``LedgerRejected`` subclass and leaves the chain unchanged.
+        """
+        ...
+
+    def put_blob(self, data: bytes, expected_digest: str | None = None) -> str:
+        """Store a safetensors blob durably; return its hex SHA-256 (idempotent).
+
+        ``expected_digest``: refuse (``InvalidBlob``) content with another digest.
+        ``TooLarge`` over the backend's blob bound.
+        """
+        ...
+
+    def get_blob(self, digest: str, max_bytes: int | None = None) -> bytes:
+        """The blob's bytes, re-checked against ``digest``.
+
+        ``NotFound`` when absent, ``LedgerCorrupt`` when the stored bytes differ,
+        ``TooLarge`` when longer than ``max_bytes``, ``InvalidBlob`` for a malformed digest.
+        """
+        ...
+
+    def has_blob(self, digest: str) -> bool:
+        """True when a blob with ``digest`` is stored (``InvalidBlob`` if malformed)."""
+        ...
+
+    def verify(self, progress: Progress | None = None) -> VerifyReport:
+        """Recompute every hash, link, signature, Merkle root and blob digest of the chain.
+
+        A damaged chain is a report with ``ok=False`` (not an error). ``progress`` is
+        called with the blocks checked so far (by a remote ledger once, at the end).
+        """
+        ...
+
+    def inclusion_proof(self, height: int, update_digest: str) -> InclusionProof:
+        """RFC 6962 proof that ``update_digest`` is in round block ``height``.
+
+        ``NotFound`` when there is no such block or the update is not in it;
+        ``InvalidBlock`` when the block is not a round block.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release connections; afterwards every method raises ``LedgerUnavailable``."""
+        ...
