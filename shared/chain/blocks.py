@@ -207,6 +207,6 @@ def build_block(
     prev_hash = ZERO_HASH if prev is None else prev.hash
     ts = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
     producer = key.node_id
-    header = header_bytes(height, kind, prev_hash, ts, producer, payload)  # type: ignore[arg-type]
+    header = header_bytes(height, kind, prev_hash, ts, producer, payload)
     digest = hashlib.sha256(header).digest()
-    return Block(height, kind, prev_hash, ts, producer, payload, digest, key.sign(digest))  # type: ignore[arg-type]
+    return Block(height, kind, prev_hash, ts, producer, payload, digest, key.sign(digest))

@@ -24,6 +24,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -95,8 +96,8 @@ class ClientData:
     """One client's share: its train and test splits and its label counts (train+test)."""
 
     index: int
-    train: Dataset
-    test: Dataset
+    train: Dataset[Any]
+    test: Dataset[Any]
     label_counts: dict[int, int]
 
 
@@ -159,7 +160,7 @@ def _load_idx_pool(dataset: str, data_dir: Path, download: bool) -> tuple[np.nda
 def _load_cifar_pool(data_dir: Path, download: bool) -> tuple[np.ndarray, np.ndarray]:
     import torchvision
 
-    class LocalCIFAR10(torchvision.datasets.CIFAR10):
+    class LocalCIFAR10(torchvision.datasets.CIFAR10):  # type: ignore[misc]  # torchvision is untyped
         """torchvision's CIFAR-10 reader without its checksum list (the files are re-packed)."""
 
         train_list = [[f"data_batch_{i}", None] for i in range(1, 6)]

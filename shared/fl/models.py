@@ -40,7 +40,8 @@ class FedAvgCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv2(self.conv1(x))
-        return self.fc(self.fc1(torch.flatten(x, 1)))
+        logits: torch.Tensor = self.fc(self.fc1(torch.flatten(x, 1)))
+        return logits
 
 
 class CifarCNN(nn.Module):
@@ -63,14 +64,15 @@ class CifarCNN(nn.Module):
         self.fc = nn.Linear(256, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.fc1(torch.flatten(self.features(x), 1)))
+        logits: torch.Tensor = self.fc(self.fc1(torch.flatten(self.features(x), 1)))
+        return logits
 
 
 def resnet18(in_channels: int = 3, num_classes: int = NUM_CLASSES) -> nn.Module:
     """torchvision's ResNet-18 with the usual small-image stem (3x3 conv, no max-pool)."""
     import torchvision
 
-    model = torchvision.models.resnet18(weights=None, num_classes=num_classes)
+    model: nn.Module = torchvision.models.resnet18(weights=None, num_classes=num_classes)
     model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
     model.maxpool = nn.Identity()
     return model

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,7 +39,7 @@ class EvalResult:
 
 
 def _batches(
-    data: Dataset,
+    data: Dataset[Any],
     batch_size: int,
     *,
     shuffle: bool,
@@ -63,7 +64,7 @@ def _batches(
 
 def train_local(
     model: nn.Module,
-    data: Dataset,
+    data: Dataset[Any],
     *,
     epochs: int,
     batch_size: int,
@@ -102,7 +103,7 @@ def train_local(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: Dataset, *, batch_size: int = 256) -> EvalResult:
+def evaluate(model: nn.Module, data: Dataset[Any], *, batch_size: int = 256) -> EvalResult:
     """Accuracy and mean loss of ``model`` on ``data`` (eval mode, no gradients)."""
     model.eval()
     correct, total, loss_sum = 0, 0, 0.0
