@@ -122,7 +122,6 @@ def node(
         raise ConfigError("a super node needs --entry HOST:PORT, or -z to be the entry")
     if settings.effective_http_port == settings.port:
         raise ConfigError("--http-port must differ from --port")
-    check_tokens(settings, "entry" if is_entry else settings.nt)
     from fedchain.shared.net.grpc_util import NetConfig, parse_address
 
     NetConfig.from_settings(settings)  # TLS files exist and come in pairs
@@ -130,6 +129,7 @@ def node(
         parse_address(settings.entry, "--entry")
     if settings.ledger:
         parse_address(settings.ledger, "--ledger")
+    check_tokens(settings, "entry" if is_entry else settings.nt)  # before anything binds
     setup_process(settings)
     if settings.nt == "EN":
         from fedchain.services.en.process import run_edge_node

@@ -29,4 +29,4 @@ def check_join_token(role: str, token: str, settings: Settings) -> None:
     if not expected:
         raise JoinTokenRefused(f"this entry admits no {role}: it has no {variable} set")
     if not hmac.compare_digest(token.encode(), expected.encode()):
-        raise JoinTokenRefused(f"wrong join token for a {role} (the entry's {variable})")
+        raise JoinTokenRefused(f"wrong {role} join token (not the entry's {variable})")
