@@ -120,6 +120,8 @@ def node(
         raise ConfigError("-z (entry) is only valid with --nt SN")
     if settings.nt == "SN" and not is_entry and not settings.entry:
         raise ConfigError("a super node needs --entry HOST:PORT, or -z to be the entry")
+    if settings.nt == "EN" and not settings.entry:
+        raise ConfigError("an edge node needs --entry HOST:PORT of the entry super node")
     if settings.effective_http_port == settings.port:
         raise ConfigError("--http-port must differ from --port")
     from fedchain.shared.net.grpc_util import NetConfig, parse_address

@@ -88,11 +88,11 @@ def test_the_repository_env_gets_its_secret_lines_filled(tmp_path: Path) -> None
 
 def test_the_command_prints_no_secret_and_refuses_in_one_line(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "fedchain.services.cli.main", "init-env", "--path", str(tmp_path / "x.env")]
-    first = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    first = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=60)
     assert first.returncode == 0, first.stderr
     assert "mode 0600" in first.stdout
     for secret in values(tmp_path / "x.env").values():
         assert secret not in first.stdout + first.stderr
-    again = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    again = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=60)
     assert again.returncode == 2
     assert len(again.stderr.strip().splitlines()) == 1 and "--force" in again.stderr

@@ -22,7 +22,7 @@ def fedchain_node(tmp_path: Path, *args: str, **tokens: str) -> subprocess.Compl
     port = free_port()
     cmd = [sys.executable, "-m", "fedchain.services.cli.main", "node", "--port", str(port),
            "--http-port", str(free_port()), "--state-dir", str(tmp_path / "state"), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    return subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
 
 
 def assert_refused(result: subprocess.CompletedProcess[str], tmp_path: Path, *fragments: str) -> None:
