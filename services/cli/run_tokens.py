@@ -3,8 +3,8 @@
 A token the user set (environment, ``.env``, ``--config``) is used as it is; every other
 one is made with ``secrets.token_urlsafe``. The children get them through their environment
 (never their command line, which every local user can read), and ``tokens.env`` in the
-state dir keeps them, readable by the owner only, for the console and for ``fedchain down``'s
-successor runs: ``set -a; . STATE_DIR/tokens.env; set +a``.
+state dir keeps them, readable by the owner only, for the console of a ``--keep`` network:
+``set -a; . STATE_DIR/tokens.env; set +a``.
 """
 
 from __future__ import annotations
