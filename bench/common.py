@@ -487,6 +487,7 @@ class FedchainNetwork:
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self.group = ProcessGroup(self.root / "logs")
+        self.env = with_node_tokens(self.env)
 
     @property
     def base_url(self) -> str:
@@ -540,10 +541,10 @@ class FedchainNetwork:
         wait_until(counted, timeout, f"{ens} ENs and {sns} SNs to join the fedchain network", interval=0.3)
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Call the entry's control API (bearer token from FEDCHAIN_API_TOKEN or the dev default)."""
+        """Call the entry's control API (with the nodes' FEDCHAIN_API_TOKEN)."""
         import httpx
 
-        token = os.environ.get("FEDCHAIN_API_TOKEN", "fedchain-dev-api")
+        token = (self.env or {}).get("FEDCHAIN_API_TOKEN", "")
         resp = httpx.request(method, self.base_url + path, headers={"Authorization": f"Bearer {token}"},
                              timeout=60, **kwargs)
         if resp.status_code >= 400:
@@ -706,6 +707,20 @@ def up_fl_flags(settings: Any) -> list[str]:
     flags = fl_flags(settings)
     i = flags.index("--clients")
     return flags[:i] + flags[i + 2 :]
+
+
+NODE_TOKENS = ("FEDCHAIN_SN_JOIN_TOKEN", "FEDCHAIN_EN_JOIN_TOKEN", "FEDCHAIN_API_TOKEN")
+
+
+def with_node_tokens(env: Mapping[str, str] | None) -> dict[str, str]:
+    """``env`` (default: this process's) with a random value for each node token it lacks."""
+    import secrets
+
+    out = dict(os.environ if env is None else env)
+    for name in NODE_TOKENS:
+        if not out.get(name):
+            out[name] = secrets.token_urlsafe(32)
+    return out
 
 
 def no_eval_env() -> dict[str, str]:

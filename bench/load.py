@@ -45,7 +45,8 @@ def node_env() -> dict[str, str]:
     """Environment of every node: one torch thread, fast heartbeats, the bench's tokens."""
     return {**os.environ, "FEDCHAIN_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
             "FEDCHAIN_HEARTBEAT_INTERVAL": "1", "FEDCHAIN_HEARTBEAT_TIMEOUT": "10", "FEDCHAIN_ROUND_TIMEOUT": "120",
-            "FEDCHAIN_API_TOKEN": API_TOKEN, "FEDCHAIN_JOIN_TOKEN": "fedchain-load-join"}
+            "FEDCHAIN_API_TOKEN": API_TOKEN, "FEDCHAIN_SN_JOIN_TOKEN": "fedchain-load-sn-join",
+            "FEDCHAIN_EN_JOIN_TOKEN": "fedchain-load-en-join"}
 
 
 def percentile(values: list[float], q: float) -> float:

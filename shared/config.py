@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 import yaml
 from dotenv import dotenv_values
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -70,6 +70,19 @@ ENV_PREFIX = "FEDCHAIN_"
 
 class ConfigError(ValueError):
     """A user-caused configuration problem; its message is one line a person can act on."""
+
+
+TOKEN_FIELDS: tuple[str, ...] = ("sn_join_token", "en_join_token", "api_token")
+"""The secrets among the settings: no default, never printed (``SecretStr``), never flags."""
+
+TOKEN_MIN_LENGTH = 16
+"""The shortest token accepted (``secrets.token_urlsafe(32)``, what fedchain makes, has 43)."""
+
+RETIRED_VARIABLES: dict[str, str] = {
+    "FEDCHAIN_JOIN_TOKEN": "set FEDCHAIN_SN_JOIN_TOKEN and FEDCHAIN_EN_JOIN_TOKEN instead "
+    "(two different values: an EN's token must not admit an SN)",
+}
+"""Variables fedchain no longer reads, refused with what to set instead."""
 
 
 def _scope(scope: Scope) -> dict[str, Any]:
@@ -179,8 +192,15 @@ class Settings(BaseSettings):
         default=Path("./.fedchain"), description="keys, chain, blobs, personal layers"
     )
     db_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in state_dir")
-    join_token: str = Field(default="fedchain-dev-join", min_length=1)
-    api_token: str = Field(default="fedchain-dev-api", min_length=1)
+    sn_join_token: SecretStr = Field(
+        default=SecretStr(""), description="secret a super node presents to join (unset: none admitted)"
+    )
+    en_join_token: SecretStr = Field(
+        default=SecretStr(""), description="secret an edge node presents to join (unset: none admitted)"
+    )
+    api_token: SecretStr = Field(
+        default=SecretStr(""), description="bearer token of the control API's POST endpoints (unset: refused)"
+    )
     quorum: float = Field(default=0.5, gt=0, le=1, description="fraction of ENs a round needs")
     round_timeout: float = Field(default=300.0, gt=0, description="seconds an EN may take per round")
     heartbeat_interval: float = Field(default=2.0, gt=0)
@@ -215,10 +235,30 @@ class Settings(BaseSettings):
     def _log_level_upper(cls, v: Any) -> Any:
         return v.strip().upper() if isinstance(v, str) else v
 
+    @field_validator("sn_join_token", "en_join_token", "api_token")
+    @classmethod
+    def _token_format(cls, v: SecretStr) -> SecretStr:
+        value = v.get_secret_value()
+        if value and len(value) < TOKEN_MIN_LENGTH:
+            raise ValueError(
+                f"a token needs at least {TOKEN_MIN_LENGTH} characters "
+                "(`fedchain init-env` writes random ones)"
+            )
+        if value and not all(c.isascii() and c.isprintable() and not c.isspace() for c in value):
+            raise ValueError("a token is printable ASCII without spaces")
+        return v
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.partition == "pathological" and self.classes_per_client > 10:
             raise ValueError("classes_per_client must be at most the number of classes (10)")
+        values = [getattr(self, name).get_secret_value() for name in TOKEN_FIELDS]
+        given = [v for v in values if v]
+        if len(set(given)) != len(given):
+            raise ValueError(
+                "FEDCHAIN_SN_JOIN_TOKEN, FEDCHAIN_EN_JOIN_TOKEN and FEDCHAIN_API_TOKEN must all differ "
+                "(an EN's token must never admit an SN or drive the API)"
+            )
         return self
 
     @property
@@ -278,6 +318,36 @@ def settings_to_flags(settings: Settings, fields: Iterable[str]) -> list[str]:
         else:
             out += [flag_name(name), str(value)]
     return out
+
+
+# ---- tokens ----
+
+NodeRole = Literal["entry", "SN", "EN"]
+
+NODE_TOKENS: dict[NodeRole, tuple[str, ...]] = {
+    "entry": ("sn_join_token", "en_join_token", "api_token"),
+    "SN": ("sn_join_token", "api_token"),
+    "EN": ("en_join_token",),
+}
+"""The tokens each kind of node needs: the entry checks both joins and serves the API, an SN
+presents its join token and serves the API, an EN presents its join token."""
+
+
+def token_variable(name: str) -> str:
+    """``sn_join_token`` -> ``FEDCHAIN_SN_JOIN_TOKEN``."""
+    return ENV_PREFIX + name.upper()
+
+
+def token_value(settings: Settings, name: str) -> str:
+    """The secret of a token field ("" when unset)."""
+    secret = getattr(settings, name)
+    assert isinstance(secret, SecretStr), name
+    return secret.get_secret_value()
+
+
+def missing_tokens(settings: Settings, role: NodeRole) -> list[str]:
+    """The variables of the tokens ``role`` needs that are unset, e.g. ``['FEDCHAIN_API_TOKEN']``."""
+    return [token_variable(name) for name in NODE_TOKENS[role] if not token_value(settings, name)]
 
 
 def learning_summary(settings: Settings) -> dict[str, Any]:
@@ -342,6 +412,8 @@ class CheckedDotEnvSource(DotEnvSettingsSource, SeedAliasEnvSource):
 
 def unknown_variable(variable: str) -> str:
     """``unknown setting FEDCHAIN_ROUND (did you mean FEDCHAIN_ROUNDS?)``."""
+    if variable in RETIRED_VARIABLES:
+        return f"{variable} is no longer read: {RETIRED_VARIABLES[variable]}"
     known = [ENV_PREFIX + f.upper() for f in Settings.model_fields]
     close = difflib.get_close_matches(variable, known, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
@@ -426,7 +498,8 @@ def _format_validation(exc: ValidationError, origins: Mapping[str, str]) -> str:
     name = ".".join(str(p) for p in loc)
     if where.startswith("--"):  # a flag: name it as the user typed it
         where, name = "", where
-    message = f"invalid value for '{name}': {err.get('msg')} (got {err.get('input')!r})"
+    shown = "a secret, not shown" if field in TOKEN_FIELDS else repr(err.get("input"))
+    message = f"invalid value for '{name}': {err.get('msg')} (got {shown})"
     return f"{where}: {message}" if where else message
 
 
@@ -452,6 +525,9 @@ def load_settings(config_file: Path | str | None = None, **flags: Any) -> Settin
     Raises ConfigError with a one-line message on any problem, naming where the bad value
     came from (the flag, the config file, the variable).
     """
+    for variable, instead in RETIRED_VARIABLES.items():
+        if variable in os.environ:
+            raise ConfigError(f"{variable} (environment) is no longer read: {instead}")
     file_values = read_config_file(Path(config_file)) if config_file else {}
     given = normalise_keys({k: v for k, v in flags.items() if v is not None}, "flag")
     env_origins = _environment_origins()

@@ -68,7 +68,8 @@ class Stack:
             FC_MYSQL_PASSWORD=secrets.token_hex(12),
             FC_MYSQL_ROOT_PASSWORD=secrets.token_hex(12),
             FEDCHAIN_API_TOKEN=self.api_token,
-            FEDCHAIN_JOIN_TOKEN=secrets.token_hex(16),
+            FEDCHAIN_SN_JOIN_TOKEN=secrets.token_hex(16),
+            FEDCHAIN_EN_JOIN_TOKEN=secrets.token_hex(16),
             FEDCHAIN_CLIENTS=str(ens),
             FEDCHAIN_LOCAL_EPOCHS="3",     # a round lasts long enough to kill an EN inside it
             FEDCHAIN_ROUND_TIMEOUT="120",

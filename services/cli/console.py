@@ -20,12 +20,6 @@ def _base_url(ip: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-def _default_token() -> str:
-    from fedchain.shared.config import Settings
-
-    return str(Settings.model_fields["api_token"].default)
-
-
 def console(
     ip: str = typer.Option("127.0.0.1", "--ip", help="address of a super node (SN)"),
     port: int = typer.Option(DEFAULT_PORT, "--port", min=1, max=65535, help="the SN's HTTP port (the entry's is 9080)"),
@@ -35,7 +29,7 @@ def console(
     json_output: bool = typer.Option(False, "--json", help="one JSON object per command on stdout"),
     token: str | None = typer.Option(
         None, "--token", envvar="FEDCHAIN_API_TOKEN", show_default=False,
-        help="API token for train/pause/save/eval (default: $FEDCHAIN_API_TOKEN, else the dev token)",
+        help="API token for train/pause/save/eval (default: $FEDCHAIN_API_TOKEN; none: reading only)",
     ),
     timeout: float = typer.Option(60.0, "--timeout", min=0.1, help="seconds to wait for any one HTTP answer"),
     poll: float = typer.Option(0.5, "--poll", min=0.05, max=60.0, help="seconds between polls while following training"),
@@ -54,8 +48,8 @@ def console(
     if json_output and interactive:
         print("fedchain console: error: --json is for scripts: give commands with -c", file=sys.stderr)
         raise typer.Exit(2)
-    api_token = token if token is not None else _default_token()
-    if not api_token.strip():
+    api_token = token if token is not None else ""  # no token: reading commands only
+    if token is not None and not token.strip():
         print("fedchain console: error: the API token is empty (--token or FEDCHAIN_API_TOKEN)", file=sys.stderr)
         raise typer.Exit(2)
     base_url = _base_url(ip, port)

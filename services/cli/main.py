@@ -31,6 +31,10 @@ app = typer.Typer(
 for module in (simulate, ledger, node, up, console):
     module.register(app)
 
+from fedchain.services.cli import init_env
+
+init_env.register(app)
+
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())

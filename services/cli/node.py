@@ -8,6 +8,7 @@ and FEDCHAIN_* environment apply (defaults < --config < environment < flags).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import sys
 from pathlib import Path
@@ -16,11 +17,53 @@ from typing import Any
 import typer
 
 from fedchain.services.cli.options import SettingsFlags, settings_options
-from fedchain.shared.config import FEDERATION_FIELDS, ConfigError, Settings, load_settings
+from fedchain.shared.config import (
+    FEDERATION_FIELDS,
+    ConfigError,
+    NodeRole,
+    Settings,
+    load_settings,
+    missing_tokens,
+)
 from fedchain.shared.ledger.contract import LedgerContract
 
 NODE_LEARNING_FIELDS: tuple[str, ...] = ("data_dir", "download", *FEDERATION_FIELDS)
 """A node's learning options: the federation's fields (the entry's count) and the EN's data."""
+
+
+NODE_NAMES: dict[NodeRole, str] = {"entry": "entry", "SN": "super node", "EN": "edge node"}
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_tokens(settings: Settings, role: NodeRole) -> None:
+    """Refuse (one line) a node without the tokens its role needs, before anything binds.
+
+    The rule is the same on every address: a node never makes up or skips a token. On
+    loopback, ``fedchain up`` is what starts nodes without you setting tokens: it generates
+    them and hands them to its children.
+    """
+    missing = missing_tokens(settings, role)
+    if not missing:
+        return
+    needs = ", ".join(missing)
+    if is_loopback(settings.host):
+        raise ConfigError(
+            f"this {NODE_NAMES[role]} needs {needs} set, on loopback too "
+            "(`fedchain up` makes them for a local network; `fedchain init-env` writes random ones to .env)"
+        )
+    raise ConfigError(
+        f"this {NODE_NAMES[role]} listens on {settings.host} (not loopback) and needs {needs} set "
+        "(`fedchain init-env` writes random ones to .env)"
+    )
 
 
 def setup_process(settings: Settings) -> None:
@@ -85,6 +128,8 @@ def node(
         raise ConfigError("-z (entry) is only valid with --nt SN")
     if settings.nt == "SN" and not is_entry and not settings.entry:
         raise ConfigError("a super node needs --entry HOST:PORT, or -z to be the entry")
+    if settings.nt == "EN" and not settings.entry:
+        raise ConfigError("an edge node needs --entry HOST:PORT of the entry super node")
     if settings.effective_http_port == settings.port:
         raise ConfigError("--http-port must differ from --port")
     from fedchain.shared.net.grpc_util import NetConfig, parse_address
@@ -94,6 +139,7 @@ def node(
         parse_address(settings.entry, "--entry")
     if settings.ledger:
         parse_address(settings.ledger, "--ledger")
+    check_tokens(settings, "entry" if is_entry else settings.nt)  # before anything binds
     setup_process(settings)
     if settings.nt == "EN":
         from fedchain.services.en.process import run_edge_node

@@ -16,6 +16,7 @@ from typing import Any
 import typer
 
 from fedchain.services.cli.options import SettingsFlags, settings_options
+from fedchain.services.cli.run_tokens import token_env, with_run_tokens, write_tokens
 from fedchain.shared.config import (
     FEDERATION_FIELDS,
     ConfigError,
@@ -30,9 +31,8 @@ START_TIMEOUT = 180.0
 
 def _child_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
+    env.update(token_env(settings))  # the run's tokens: environment only, never argv
     env.update(
-        FEDCHAIN_JOIN_TOKEN=settings.join_token,
-        FEDCHAIN_API_TOKEN=settings.api_token,
         FEDCHAIN_HEARTBEAT_INTERVAL=str(settings.heartbeat_interval),
         FEDCHAIN_HEARTBEAT_TIMEOUT=str(settings.heartbeat_timeout),
         FEDCHAIN_ROUND_TIMEOUT=str(settings.round_timeout),
@@ -69,7 +69,7 @@ class UpRun:
         self.console = Console(highlight=False, soft_wrap=True)
         self.net = Network(self.state_dir, _child_env(settings))
         self.entry_http = f"http://127.0.0.1:{settings.effective_http_port}"
-        self.headers = {"Authorization": f"Bearer {settings.api_token}"}
+        self.headers = {"Authorization": f"Bearer {settings.api_token.get_secret_value()}"}
 
     def start(self) -> None:
         from fedchain.services.sn.launcher import free_port
@@ -83,6 +83,7 @@ class UpRun:
             ledger_args += ["--db-url", s.db_url]
         say(f"[bold]fedchain up[/]: {self.sns} SNs, {self.ens} ENs, {self.rounds} rounds of {s.algorithm} "
             f"on {s.dataset} (state in {sd})")
+        say(f"  tokens      {write_tokens(sd, s)} (mode 0600; FEDCHAIN_API_TOKEN there drives the console)")
         ledger = self.net.start("ledger", ledger_args, lport, lhttp)
         self.net.wait_http(ledger, START_TIMEOUT)
         say(f"  ledger      127.0.0.1:{lport}  ({_redact(db)})")
@@ -239,6 +240,7 @@ def up(
         extra["rounds"] = 3
     if extra:
         settings = Settings(**{**settings.model_dump(), **extra})
+    settings = with_run_tokens(settings)  # generated for every token not set
     from fedchain.services.sn.launcher import port_is_free, read_network
 
     sd = Path(settings.state_dir).resolve()

@@ -24,7 +24,7 @@ from fedchain.shared.net.federation import apply_fl_config
 from fedchain.shared.net.signing import update_message
 from fedchain.shared.net.streams import join_model_chunks, update_parts
 from fedchain.shared.node.heartbeats import Beat, HeartbeatLoop, RejoinAfter
-from fedchain.shared.node.joining import Joiner
+from fedchain.shared.node.joining import Joiner, join_token_for
 from fedchain.shared.node.peers import Peers
 from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.tensors import decode, digest, encode
@@ -75,7 +75,7 @@ class EdgeNode:
         self.last_accuracy: float | None = None
         self._stop = stop if stop is not None else threading.Event()
         self.joiner = Joiner(
-            peers, key, role="EN", entry=settings.entry, token=settings.join_token,
+            peers, key, role="EN", entry=settings.entry, token=join_token_for("EN", settings),
             address=address, http_address=http_address, stop=self._stop,
         )
         self._last_algorithm: str = settings.algorithm

@@ -19,7 +19,7 @@ from fedchain.shared.net.federation import apply_fl_config
 from fedchain.shared.net.grpc_util import NetConfig, make_server, parse_address
 from fedchain.shared.net.http_server import HttpServer
 from fedchain.shared.node.heartbeats import Beat, HeartbeatLoop, RejoinAfter
-from fedchain.shared.node.joining import JoinCancelled, Joiner
+from fedchain.shared.node.joining import JoinCancelled, Joiner, join_token_for
 from fedchain.shared.node.metrics import NodeMetrics
 from fedchain.shared.node.peers import Peers
 from fedchain.shared.node.process import StopFlag, load_key, node_addresses
@@ -33,7 +33,7 @@ def sn_joiner(sn: SuperNode, settings: Settings, key: NodeKey, stop: threading.E
     """The joiner of a (non-entry) SN: its first join and its re-joins go through it."""
     assert settings.entry
     return Joiner(
-        sn.peers, key, role="SN", entry=settings.entry, token=settings.join_token,
+        sn.peers, key, role="SN", entry=settings.entry, token=join_token_for("SN", settings),
         address=sn.address, http_address=sn.http_address, stop=stop,
     )
 
@@ -139,7 +139,8 @@ def run_super_node(
         metrics.gauge("fedchain_model_version", "Global model version", lambda: e.model.ref.version)
         metrics.gauge("fedchain_chain_height", "Chain height", lambda: e.chain.cached_height)
         metrics.gauge("fedchain_sns_alive", "Live super nodes", lambda: len(e.registry.alive_sns()))
-    http = HttpServer(build_app(sn, entry, metrics, settings.api_token, relayed), settings.host, settings.effective_http_port)
+    api_token = settings.api_token.get_secret_value()
+    http = HttpServer(build_app(sn, entry, metrics, api_token, relayed), settings.host, settings.effective_http_port)
     server.start()
     http.start()
     beat_stop = threading.Event()

@@ -18,7 +18,7 @@ from typing import Protocol
 
 import grpc
 
-from fedchain.shared.config import ConfigError
+from fedchain.shared.config import ConfigError, Settings, token_value
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.net.signing import join_message
 from fedchain.shared.rpc import node_pb2 as pb
@@ -38,6 +38,16 @@ POLL_S = 0.1
 """How often a join waiting on an RPC looks at the stop event."""
 
 ROLE_NAMES = {"SN": "super node", "EN": "edge node"}
+
+ROLE_TOKENS = {"SN": "sn_join_token", "EN": "en_join_token"}
+"""The join token each role presents: an SN its SN token, an EN its EN token, never the other."""
+
+
+def join_token_for(role: str, settings: Settings) -> str:
+    """The join token a node of ``role`` sends to the entry (the SN or the EN token)."""
+    if role not in ROLE_TOKENS:
+        raise ValueError(f"role must be one of {sorted(ROLE_TOKENS)}, got {role!r}")
+    return token_value(settings, ROLE_TOKENS[role])
 
 
 class JoinError(ConfigError):

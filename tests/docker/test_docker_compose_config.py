@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from fedchain.shared.config import Settings, load_settings
@@ -16,12 +17,22 @@ from fedchain.shared.config import Settings, load_settings
 PER_SERVICE = {"port", "http_port", "host", "advertise_host", "nt", "entry", "ledger",
                "state_dir", "db_url", "data_dir"}
 FEDCHAIN_SERVICES = {"ledger", "msn", "sn", "en", "console"}
+TOKENS = {"sn_join_token", "en_join_token", "api_token"}
+# The tokens each service gets (and no other): an EN never sees the SN join token.
+SERVICE_TOKENS = {"ledger": set(), "msn": TOKENS, "sn": {"sn_join_token", "api_token"},
+                  "en": {"en_join_token"}, "console": {"api_token"}}
+# What compose requires: a value for each, no built-in default (`fedchain init-env` writes them).
+SECRETS = {"FEDCHAIN_SN_JOIN_TOKEN": "sn-join-" + "s" * 20, "FEDCHAIN_EN_JOIN_TOKEN": "en-join-" + "e" * 20,
+           "FEDCHAIN_API_TOKEN": "api-token-" + "a" * 20, "FC_MYSQL_PASSWORD": "db-password-" + "p" * 16,
+           "FC_MYSQL_ROOT_PASSWORD": "db-root-" + "r" * 16}
 ENV_LINE = re.compile(r"^#?\s*([A-Z][A-Z0-9_]*)=(.*)$")
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The test process's environment without FEDCHAIN_*/FC_* settings, plus ``extra``."""
+    """The test process's environment without FEDCHAIN_*/FC_* settings, plus the secrets and
+    ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FEDCHAIN_", "FC_"))}
+    env.update(SECRETS)
     env.update(extra)
     return env
 
@@ -73,6 +84,35 @@ def test_compose_config_is_valid(compose: list[str], repo: Path) -> None:
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.parametrize("missing", sorted(SECRETS))
+def test_compose_refuses_to_start_without_a_secret(
+    compose: list[str], repo: Path, tmp_path: Path, missing: str
+) -> None:
+    """No built-in token or password: a missing one stops compose, naming it and the fix."""
+    empty = tmp_path / "empty.env"  # not the checkout's .env, which may hold secrets
+    empty.write_text("")
+    env = {k: v for k, v in clean_env().items() if k != missing}
+    result = subprocess.run([*compose, "--env-file", str(empty), "config", "-q"], check=False, cwd=repo, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert f"set {missing}, e.g. with fedchain init-env" in result.stderr, result.stderr
+
+
+def test_secrets_reach_only_the_services_that_need_them(compose: list[str], repo: Path) -> None:
+    services = rendered(compose, repo)["services"]
+    for name, tokens in SERVICE_TOKENS.items():
+        environment = services[name]["environment"]
+        for token in TOKENS:
+            variable = f"FEDCHAIN_{token.upper()}"
+            assert (environment.get(variable) == SECRETS[variable]) == (token in tokens), (name, variable)
+    mysql = services["mysql"]["environment"]
+    assert mysql["MARIADB_PASSWORD"] == SECRETS["FC_MYSQL_PASSWORD"]
+    assert mysql["MARIADB_ROOT_PASSWORD"] == SECRETS["FC_MYSQL_ROOT_PASSWORD"]
+    assert f":{SECRETS['FC_MYSQL_PASSWORD']}@mysql:" in services["ledger"]["environment"]["FEDCHAIN_DB_URL"]
+    text = (repo / "docker-compose.yml").read_text()
+    assert "fedchain-root" not in text and ":-fedchain}" not in text
+
+
 def test_services_dependencies_and_volumes(compose: list[str], repo: Path) -> None:
     services = rendered(compose, repo)["services"]
     assert set(services) == {"mysql"} | FEDCHAIN_SERVICES
@@ -108,12 +148,13 @@ def test_edge_and_super_nodes_can_scale(compose: list[str], repo: Path) -> None:
 
 def test_published_port_and_settings_come_from_the_shell(compose: list[str], repo: Path) -> None:
     services = rendered(compose, repo, FC_PUBLISH="127.0.0.1:19080", FEDCHAIN_ROUNDS="3",
-                        FEDCHAIN_API_TOKEN="s3cret", FC_IMAGE="fedchain:test")["services"]
+                        FEDCHAIN_API_TOKEN="api-token-from-the-shell", FC_IMAGE="fedchain:test")["services"]
     assert published_port(services["msn"]["ports"][0]) == ("127.0.0.1", "19080", "9080")
     for name in FEDCHAIN_SERVICES:
         assert services[name]["environment"]["FEDCHAIN_ROUNDS"] == "3", name
-        assert services[name]["environment"]["FEDCHAIN_API_TOKEN"] == "s3cret", name
         assert services[name]["image"] == "fedchain:test", name
+    for name in ("msn", "sn", "console"):
+        assert services[name]["environment"]["FEDCHAIN_API_TOKEN"] == "api-token-from-the-shell", name
 
 
 def test_every_setting_reaches_the_containers(compose: list[str], repo: Path) -> None:
@@ -124,13 +165,18 @@ def test_every_setting_reaches_the_containers(compose: list[str], repo: Path) ->
         keys = {k for k in services[name]["environment"] if k.startswith("FEDCHAIN_")}
         names = {k.removeprefix("FEDCHAIN_").lower() for k in keys}
         assert names <= fields, f"{name}: not settings: {sorted(names - fields)}"
-        missing = fields - PER_SERVICE - names
+        assert names & TOKENS == SERVICE_TOKENS[name], f"{name}: tokens"
+        missing = fields - PER_SERVICE - TOKENS - names
         assert not missing, f"{name}: settings not passed to the container: {sorted(missing)}"
 
 
 def test_env_file_documents_every_setting_and_nothing_else(repo: Path) -> None:
-    active, documented = env_file_keys(repo / ".env")
+    active, documented_all = env_file_keys(repo / ".env")
     fields = {f"FEDCHAIN_{name.upper()}" for name in Settings.model_fields}
+    database = {"FC_MYSQL_PASSWORD", "FC_MYSQL_ROOT_PASSWORD"}  # the compose file's secrets
+    assert database <= set(documented_all)
+    documented = [key for key in documented_all if key not in database]
+    assert not {k: v for k, v in active.items() if k in SECRETS and v}, "a secret is built into .env"
     assert set(documented) == fields, (
         f"undocumented: {sorted(fields - set(documented))}, unknown: {sorted(set(documented) - fields)}"
     )

@@ -16,8 +16,9 @@ import httpx
 
 from tests.conftest import REPO, free_port
 
-API_TOKEN = "test-api-token"
-JOIN_TOKEN = "test-join-token"
+API_TOKEN = "test-api-token-of-the-harness"
+SN_JOIN_TOKEN = "test-sn-join-token-of-the-harness"
+EN_JOIN_TOKEN = "test-en-join-token-of-the-harness"
 
 
 @dataclass
@@ -53,7 +54,8 @@ class LocalNet:
             FEDCHAIN_HEARTBEAT_TIMEOUT="10",  # modules that kill nodes pass a shorter one
             FEDCHAIN_ROUND_TIMEOUT="90",
             FEDCHAIN_API_TOKEN=API_TOKEN,
-            FEDCHAIN_JOIN_TOKEN=JOIN_TOKEN,
+            FEDCHAIN_SN_JOIN_TOKEN=SN_JOIN_TOKEN,
+            FEDCHAIN_EN_JOIN_TOKEN=EN_JOIN_TOKEN,
             FEDCHAIN_TORCH_THREADS="1",
             PYTHONUNBUFFERED="1",
         )

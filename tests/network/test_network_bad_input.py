@@ -20,7 +20,7 @@ from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.rpc import node_pb2_grpc
 from fedchain.shared.tensors import decode, digest, encode
 from tests.conftest import free_port
-from tests.network.harness import JOIN_TOKEN, LocalNet
+from tests.network.harness import EN_JOIN_TOKEN, LocalNet
 
 MAX_MB = 4
 FAKES = ("shape", "dtype", "nan", "round", "signature", "oversized")
@@ -39,7 +39,7 @@ class FakeEdge(node_pb2_grpc.NodeServicer):
         self.server.add_insecure_port(self.address)
         self.server.start()
         self.entry = grpc.insecure_channel(entry)
-        reply = join(self.entry, self.key, self.address, JOIN_TOKEN)
+        reply = join(self.entry, self.key, self.address, EN_JOIN_TOKEN)
         self.sn = grpc.insecure_channel(reply.sn_address, options=[("grpc.max_receive_message_length", 64 << 20)])
         self.stub = node_pb2_grpc.NodeStub(self.sn)
         self._stop = threading.Event()

@@ -150,7 +150,7 @@ def test_the_federation_fields_are_the_learning_settings_that_travel() -> None:
 
     assert FL_FIELDS == FEDERATION_FIELDS
     assert {"lr", "momentum", "personal_layers", "client_fraction", "seed", "eval"} <= set(FEDERATION_FIELDS)
-    assert not {"port", "state_dir", "join_token", "data_dir", "rounds", "torch_threads"} & set(FEDERATION_FIELDS)
+    assert not {"port", "state_dir", "sn_join_token", "api_token", "data_dir", "rounds", "torch_threads"} & set(FEDERATION_FIELDS)
     assert set(LEARNING_FIELDS) == set(FEDERATION_FIELDS) | {"rounds", "data_dir", "download"}
     entry = load_settings(lr=0.3, momentum=0.5, personal_layers=2, port=9000, eval=False)
     node = apply_fl_config(load_settings(port=7000, data_dir="/d"), fl_config(entry))

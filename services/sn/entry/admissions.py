@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import threading
@@ -19,6 +18,7 @@ from fedchain.shared.crypto import NodeKey, node_id_for, verify_signature
 from fedchain.shared.ledger.errors import LedgerError
 from fedchain.shared.net.federation import fl_config
 from fedchain.shared.net.signing import join_message
+from fedchain.shared.node.admission import JoinTokenRefused, check_join_token
 from fedchain.shared.rpc import node_pb2 as pb
 
 log = logging.getLogger("fedchain.entry")
@@ -97,14 +97,14 @@ class Admissions:
         return reply
 
     def _check(self, req: pb.JoinRequest) -> None:
-        if not hmac.compare_digest(req.token.encode(), self.settings.join_token.encode()):
-            raise Rejected(
-                grpc.StatusCode.UNAUTHENTICATED, "wrong join token (set FEDCHAIN_JOIN_TOKEN)"
-            )
         if req.role not in ("SN", "EN"):
             raise Rejected(
                 grpc.StatusCode.INVALID_ARGUMENT, f"role must be SN or EN, got {req.role!r}"
             )
+        try:  # an EN's token never admits an SN, nor the other way round
+            check_join_token(req.role, req.token, self.settings)
+        except JoinTokenRefused as exc:
+            raise Rejected(grpc.StatusCode.UNAUTHENTICATED, str(exc)) from exc
         pk = bytes(req.public_key)
         if len(pk) != 32:
             raise Rejected(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -76,6 +77,20 @@ def test_up_trains_verifies_and_leaves_nothing_behind(tmp_path: Path) -> None:
     assert _port_free(port) and _port_free(port + 1000)
     check = _fedchain("verify", "--state-dir", str(state / "ledger"), timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
+    tokens = _run_tokens(state)  # generated for the run, kept 0600, named in one line, never printed
+    assert f"tokens      {state / 'tokens.env'} (mode 0600" in out
+    assert all(value not in out + r.stderr for value in tokens.values())
+
+
+def _run_tokens(state: Path) -> dict[str, str]:
+    """The tokens `fedchain up` kept for its run (checking the file is private)."""
+    path = state / "tokens.env"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    tokens = dict(line.split("=", 1) for line in lines)
+    assert set(tokens) == {"FEDCHAIN_SN_JOIN_TOKEN", "FEDCHAIN_EN_JOIN_TOKEN", "FEDCHAIN_API_TOKEN"}
+    assert all(len(value) >= 40 for value in tokens.values()) and len(set(tokens.values())) == 3
+    return tokens
 
 
 def test_up_keep_leaves_the_network_for_the_console_and_down_stops_it(tmp_path: Path) -> None:
@@ -89,6 +104,13 @@ def test_up_keep_leaves_the_network_for_the_console_and_down_stops_it(tmp_path: 
         health = httpx.get(f"http://127.0.0.1:{port + 1000}/health", timeout=5).json()
         assert health["role"] == "SN" and health["entry"] is True
         assert httpx.get(f"http://127.0.0.1:{port + 1000}/status", timeout=5).json()["round"] == 1
+        tokens = _run_tokens(state)
+        children = _processes_using(state)
+        assert len(children) == 3 and not [c for c in children for t in tokens.values() if t in c]
+        pause = f"http://127.0.0.1:{port + 1000}/pause"
+        assert httpx.post(pause, timeout=10).status_code == 401
+        token = tokens["FEDCHAIN_API_TOKEN"]
+        assert httpx.post(pause, headers={"Authorization": f"Bearer {token}"}, timeout=10).status_code != 401
         again = _fedchain("up", "--state-dir", str(state), "--port", str(free_port()), timeout=60)
         assert again.returncode == 2 and "already running" in again.stderr
     finally:

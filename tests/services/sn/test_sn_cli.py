@@ -13,11 +13,15 @@ import pytest
 from tests.conftest import REPO
 
 
-def _node(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+ENTRY_TOKENS = {"FEDCHAIN_SN_JOIN_TOKEN": "test-sn-join-token-cli", "FEDCHAIN_EN_JOIN_TOKEN": "test-en-join-token-cli",
+                "FEDCHAIN_API_TOKEN": "test-api-token-of-cli"}
+
+
+def _node(*args: str, cwd: Path, **tokens: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEDCHAIN_")}
     return subprocess.run(
         [sys.executable, "-m", "fedchain.services.cli.main", "node", *args],
-        capture_output=True, text=True, timeout=120, env={**env, "PYTHONPATH": str(REPO)}, cwd=cwd,
+        capture_output=True, text=True, timeout=120, env={**env, **tokens, "PYTHONPATH": str(REPO)}, cwd=cwd,
     )
 
 
@@ -46,6 +50,7 @@ def test_busy_port_is_refused(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         s.listen(1)
         busy = s.getsockname()[1]
-        r = _node("--nt", "SN", "-z", "--port", str(busy), "--state-dir", str(tmp_path / "s"), cwd=tmp_path)
+        r = _node("--nt", "SN", "-z", "--port", str(busy), "--state-dir", str(tmp_path / "s"), cwd=tmp_path,
+                  **ENTRY_TOKENS)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1].startswith("fedchain: error: cannot listen on 127.0.0.1:")

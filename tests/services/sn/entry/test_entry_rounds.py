@@ -14,7 +14,7 @@ from fedchain.services.sn.entry import EntryRole, GlobalModel
 from fedchain.services.sn.model_ops import ModelTemplate
 from fedchain.services.sn.supernode import SuperNode
 from fedchain.shared.chain.payloads import RoundPayload
-from fedchain.shared.config import Settings
+from fedchain.shared.config import Settings, token_value
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.rpc import node_pb2 as pb
 from tests.services.sn.entry.entry_fakes import (
@@ -88,6 +88,8 @@ def fed(tmp_path: Path) -> Iterator[Federation]:
     settings = Settings(
         state_dir=tmp_path / "entry", dataset="mnist-sample", clients=ENS, quorum=0.5,
         heartbeat_interval=0.05, heartbeat_timeout=60.0, round_timeout=5.0, eval=True,
+        sn_join_token="sn-join-token-for-tests", en_join_token="en-join-token-for-tests",
+        api_token="api-token-for-entry-tests",
     )
     key = NodeKey.generate()
     ledger, peers, clock = FakeLedger(), FakePeers(), QuickClock()
@@ -96,9 +98,9 @@ def fed(tmp_path: Path) -> Iterator[Federation]:
     entry = _build_entry(settings, key, ledger, peers, clock)
     sn.entry = entry
     entry.bootstrap()
-    entry.join(join_request(sn.key, "SN", sn.address, settings.join_token))
+    entry.join(join_request(sn.key, "SN", sn.address, token_value(settings, "sn_join_token")))
     ens = [
-        entry.join(join_request(NodeKey.generate(), "EN", f"127.0.0.1:71{i:02d}", settings.join_token)).node_id
+        entry.join(join_request(NodeKey.generate(), "EN", f"127.0.0.1:71{i:02d}", token_value(settings, "en_join_token"))).node_id
         for i in range(ENS)
     ]
     f = Federation(settings, key, ledger, peers, sn, sorted(ens), clock, entry)
