@@ -356,11 +356,13 @@ class ProcessGroup:
 
     def wait_healthy(self, child: Child, timeout: float, url: str | None = None,
                      interval: float = 0.2) -> None:
-        """Wait until GET ``url`` (the child's /health) answers 200; raise if any child exits."""
+        """Wait until GET ``url`` (the child's /health) answers 200; raise if the child exits."""
         target = url or child.health_url
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self.check_alive()
+            code = child.popen.poll()
+            if code is not None:
+                raise ChildExited(child, code)
             try:
                 if httpx.get(target, timeout=1.0).status_code == 200:
                     return
