@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+from lib import BenchError, control, networks, results
 
 PATHS = ["/status", "/health", "/rounds", "/blocks", "/sn", "/metrics", "/verify"]
 SAMPLES_PER_EN = 100
@@ -115,7 +115,7 @@ def run_load(root: Path, ens: int, sns: int, rounds: int, max_requests: int, max
     at most ``train_timeout`` seconds (BenchError if it does not finish).
     """
     settings = fl_settings(ens)
-    with common.FedchainNetwork(root, settings, env=node_env()) as net:
+    with networks.FedchainNetwork(root, settings, env=node_env()) as net:
         t0 = time.perf_counter()
         net.start_entry()
         for _ in range(sns):
@@ -129,7 +129,7 @@ def run_load(root: Path, ens: int, sns: int, rounds: int, max_requests: int, max
         headers = {"Authorization": f"Bearer {API_TOKEN}"}
         r = httpx.post(net.base_url + "/train", json={"rounds": rounds}, headers=headers, timeout=60)
         if r.status_code != 202:
-            raise common.BenchError(f"POST /train answered {r.status_code}: {r.text[:300]}")
+            raise BenchError(f"POST /train answered {r.status_code}: {r.text[:300]}")
         target = int(r.json()["target_round"])
         state: dict[str, Any] = {}
 
@@ -142,7 +142,7 @@ def run_load(root: Path, ens: int, sns: int, rounds: int, max_requests: int, max
         loop = request_loop(net.base_url, max_requests, max_seconds, training_done)
         finished_under_load = training_done()
         if not finished_under_load:
-            common.wait_until(training_done, train_timeout, f"training to reach round {target}", interval=0.5)
+            control.wait_until(training_done, train_timeout, f"training to reach round {target}", interval=0.5)
         train_s = time.perf_counter() - t_train
         rounds_seen = httpx.get(net.base_url + "/rounds", timeout=30).json()
     return {
@@ -178,16 +178,16 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name} must be at least 1")
     if args.sns < 0 or args.seconds <= 0:
         parser.error("--sns must be >= 0 and --seconds > 0")
-    common.exit_on_sigterm()
+    control.exit_on_sigterm()
     with tempfile.TemporaryDirectory(prefix="fedchain-load-") as tmp:
         try:
             result = run_load(Path(tmp), args.ens, args.sns, args.rounds, args.requests, args.seconds)
-        except common.BenchError as exc:
+        except BenchError as exc:
             print(f"load: error: {exc}", file=sys.stderr)
             return 1
     result["quick"] = args.quick
-    path = common.write_json("load", result)
-    common.print_table(
+    path = results.write_json("load", result)
+    results.print_table(
         f"control API under load: {result['ens']} ENs, {result['rounds_completed']} rounds",
         ["path", "requests", "p50 ms", "p99 ms", "max ms"],
         [[p, s["count"], s["p50_ms"], s["p99_ms"], s["max_ms"]] for p, s in result["per_path"].items()]

@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+from lib import BenchError, charts, control, memory, networks, paths, results
 
 SAMPLES_PER_CLIENT = 100
 
@@ -53,7 +53,7 @@ def memory_by_role(pids: dict[str, list[int]]) -> dict[str, Any]:
     """Per role: every process's RSS/PSS/USS in MiB and their means."""
     out: dict[str, Any] = {}
     for role, role_pids in pids.items():
-        procs = [common.memory_kib(p) for p in role_pids]
+        procs = [memory.memory_kib(p) for p in role_pids]
         procs = [m for m in procs if m["rss"]]
         if not procs:
             continue
@@ -71,35 +71,35 @@ def memory_by_role(pids: dict[str, list[int]]) -> dict[str, Any]:
 def per_process(ens: int, sns: int, datasets: Path, work: Path, timeout: float) -> dict[str, Any]:
     """``fedchain up --keep`` a network that trains two rounds, then read each process's memory."""
     settings = fl_settings(ens, datasets)
-    before = common.mem_available_kib()
-    with common.UpNetwork(work / "up", env=common.no_eval_env()) as up:
-        up.start(ens, sns, 2, common.up_fl_flags(settings), timeout)
+    before = memory.mem_available_kib()
+    with networks.UpNetwork(work / "up", env=networks.no_eval_env()) as up:
+        up.start(ens, sns, 2, networks.up_fl_flags(settings), timeout)
         mem = memory_by_role({role: up.pids(prefix) for role, prefix in ROLE_PREFIXES.items()})
-        after = common.mem_available_kib()
+        after = memory.mem_available_kib()
     if mem.get("EN", {}).get("count") != ens:
         found = mem.get("EN", {}).get("count", 0)
-        raise common.BenchError(f"expected {ens} live EN processes after fedchain up, found {found}")
+        raise BenchError(f"expected {ens} live EN processes after fedchain up, found {found}")
     return {"ens": ens, "sns": 1 + sns, "launcher": "fedchain up --keep", "roles": mem,
             "mem_available_drop_mib": (before - after) / 1024}
 
 
 def largest_network(args: argparse.Namespace, datasets: Path, work: Path) -> dict[str, Any]:
     """Grow a running network until a limit; return every step and the verdict."""
-    env = common.no_eval_env()
+    env = networks.no_eval_env()
     deadline = time.monotonic() + args.time_limit
     steps: list[dict[str, Any]] = []
     stop_reason = f"reached --max-ens {args.max_ens}"
     reserve_kib = args.reserve_mib * 1024
-    start_available = common.mem_available_kib()
+    start_available = memory.mem_available_kib()
     ens = sns = 0
     per_en_kib = 0.0
     last_available = start_available
-    with common.FedchainNetwork(work / "grow", fl_settings(args.max_ens, datasets), env=env) as net:
+    with networks.FedchainNetwork(work / "grow", fl_settings(args.max_ens, datasets), env=env) as net:
         net.start_entry()
         while ens < args.max_ens:
             target = min(args.max_ens, max(2, ens * 2))
             want_sns = (target - 1) // args.ens_per_sn  # extra SNs beside the entry
-            available = common.mem_available_kib()
+            available = memory.mem_available_kib()
             if per_en_kib and available - (target - ens) * per_en_kib < reserve_kib:
                 stop_reason = (f"next step to {target} ENs would leave less than {args.reserve_mib} MiB free "
                                f"({per_en_kib / 1024:.0f} MiB private memory per EN measured)")
@@ -121,13 +121,13 @@ def largest_network(args: argparse.Namespace, datasets: Path, work: Path) -> dic
                 net.train(1, min(remaining, 120 + 10 * target))
                 round_s = time.perf_counter() - t1
                 last = net.api("GET", "/rounds")[-1]
-            except common.BenchError as exc:
+            except BenchError as exc:
                 stop_reason = f"step to {target} ENs failed: {str(exc).splitlines()[0]}"
                 break
             if len(last["participants"]) != target:
                 stop_reason = f"step to {target} ENs: only {len(last['participants'])} took part in the round"
                 break
-            now_available = common.mem_available_kib()
+            now_available = memory.mem_available_kib()
             ens = target
             mem = memory_by_role({"entry": net.pids("entry"), "SN": net.pids("SN"), "EN": net.pids("EN")})
             # one more EN costs at least its private pages (torch's shared pages are already resident)
@@ -152,8 +152,8 @@ def largest_network(args: argparse.Namespace, datasets: Path, work: Path) -> dic
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Both measurements; JSON, PNG and tables."""
-    datasets = common.DATASETS if args.datasets is None else args.datasets
-    common.require_mnist(datasets)
+    datasets = paths.DATASETS if args.datasets is None else args.datasets
+    paths.require_mnist(datasets)
     ens = args.ens or (2 if args.quick else 4)
     sns = args.sns if args.sns is not None else (0 if args.quick else 1)
     result: dict[str, Any] = {"quick": args.quick, "mem_total_mib": _mem_total_kib() / 1024}
@@ -163,23 +163,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.skip_largest:
             print(f"growing a network up to {args.max_ens} ENs (time limit {args.time_limit:.0f} s):", flush=True)
             result["largest"] = largest_network(args, datasets, work)
-    path = common.write_json("memory", result, args.results)
+    path = results.write_json("memory", result, args.results)
 
     roles = result["per_process"]["roles"]
-    common.print_table(f"Memory per node process after 2 rounds ({ens} ENs, {1 + sns} SNs), MiB",
+    results.print_table(f"Memory per node process after 2 rounds ({ens} ENs, {1 + sns} SNs), MiB",
                        ["role", "processes", "RSS", "PSS", "USS"],
                        [[r, v["count"], v["mean_rss_mib"], v["mean_pss_mib"], v["mean_uss_mib"]]
                         for r, v in roles.items()])
     if "largest" in result:
         big = result["largest"]
-        common.print_table("Growing one network (one round per step, every EN must take part)",
+        results.print_table("Growing one network (one round per step, every EN must take part)",
                            ["ENs", "SNs", "join s", "round s", "PSS total MiB", "MiB available"],
                            [[s["ens"], s["sns"], s["join_seconds"], s["round_seconds"], s["pss_total_mib"],
                              s["mem_available_mib"]] for s in big["steps"]])
         print(f"largest network that trained: {big['largest_ens']} ENs, {big['largest_sns']} SNs "
               f"(stopped: {big['stop_reason']}); memory alone would allow about "
               f"{big['ens_by_memory_projection']} ENs at {big['mem_per_en_mib']:.0f} MiB private memory each")
-    common.grouped_bar_chart(args.plots / "memory.png", [f"{r} (x{roles[r]['count']})" for r in roles],
+    charts.grouped_bar_chart(args.plots / "memory.png", [f"{r} (x{roles[r]['count']})" for r in roles],
                              {k: [roles[r][f"mean_{k.lower()}_mib"] for r in roles] for k in ("RSS", "PSS", "USS")},
                              ylabel="MiB per process",
                              title=f"fedchain process memory ({ens} ENs, {1 + sns} SNs, after 2 rounds)")
@@ -205,10 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reserve-mib", type=int, default=2048, help="memory to leave free (default 2048 MiB)")
     parser.add_argument("--skip-largest", action="store_true", help="only the per-process measurement")
     parser.add_argument("--datasets", type=Path, help="folder holding MNIST/raw (default: shared/datasets)")
-    parser.add_argument("--results", type=Path, default=common.RESULTS_DIR)
-    parser.add_argument("--plots", type=Path, default=common.PLOTS_DIR)
+    parser.add_argument("--results", type=Path, default=paths.RESULTS_DIR)
+    parser.add_argument("--plots", type=Path, default=paths.PLOTS_DIR)
     args = parser.parse_args(argv)
-    common.exit_on_sigterm()
+    control.exit_on_sigterm()
     args.max_ens = args.max_ens or (2 if args.quick else 64)
     args.time_limit = args.time_limit or (60.0 if args.quick else 900.0)
     for name, low, high in (("ens", 1, 256), ("sns", 0, 64), ("max_ens", 2, 1024), ("ens_per_sn", 1, 1024)):
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--time-limit must be between 1 and 7200 seconds")
     try:
         run(args)
-    except common.BenchError as exc:
+    except BenchError as exc:
         print(f"memory: error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -36,7 +36,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+from lib import BenchError, charts, control, networks, paths, results, stats
+
+from fedchain.shared.processes import free_port
 
 SAMPLES_PER_CLIENT = 100  # 75 train + 25 test with train_fraction 0.75 -> one batch of 64
 
@@ -91,13 +93,13 @@ def flower_python(explicit: str | None) -> Path:
     if explicit:
         path = Path(explicit)
         if not path.is_file():
-            raise common.BenchError(f"--flower-python {path} does not exist")
+            raise BenchError(f"--flower-python {path} does not exist")
         return path
-    setup = common.BENCH / "flower" / "setup.sh"
+    setup = paths.BENCH / "flower" / "setup.sh"
     proc = subprocess.run(["bash", str(setup)], capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-5:])
-        raise common.BenchError(f"bench/flower/setup.sh failed (exit {proc.returncode}):\n{tail}")
+        raise BenchError(f"bench/flower/setup.sh failed (exit {proc.returncode}):\n{tail}")
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
@@ -116,20 +118,20 @@ def run_flower(py: Path, settings: Any, parts: list[Path], work: Path, timeout: 
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("VIRTUAL_ENV", None)
-    port = common.free_port()
+    port = free_port()
     (home / "config.toml").write_text(
         f'[superlink]\ndefault = "bench"\n\n[superlink.bench]\naddress = "127.0.0.1:{port}"\ninsecure = true\n'
     )
     out = work / "flower-rounds.json"
     t_start = time.perf_counter()
-    with common.ProcessGroup(work / "flower-logs") as group:
+    with control.ProcessGroup(work / "flower-logs") as group:
         group.start("superlink", [str(bindir / "flower-superlink"), "--insecure",
                                   "--disable-runtime-dependency-installation", "--port", str(port)], env=env)
-        common.wait_until(lambda: _listening(port) or _dead(group), 60, f"the Flower SuperLink on port {port}")
+        control.wait_until(lambda: _listening(port) or _dead(group), 60, f"the Flower SuperLink on port {port}")
         group.check_alive()
         for i, part in enumerate(parts):
             group.start(f"supernode-{i}", [str(bindir / "flower-supernode"), "--insecure",
-                                           "--superlink", f"127.0.0.1:{port}", "--port", str(common.free_port()),
+                                           "--superlink", f"127.0.0.1:{port}", "--port", str(free_port()),
                                            "--node-config", f"data-file={json.dumps(str(part))}"], env=env)
         log = group.log_dir / "superlink.log"
 
@@ -137,31 +139,31 @@ def run_flower(py: Path, settings: Any, parts: list[Path], work: Path, timeout: 
             group.check_alive()
             return len(re.findall(r"Activated node_id", log.read_text(errors="replace"))) >= len(parts)
 
-        common.wait_until(all_registered, 120, f"{len(parts)} Flower SuperNodes to register")
+        control.wait_until(all_registered, 120, f"{len(parts)} Flower SuperNodes to register")
         ready_s = time.perf_counter() - t_start
         run_config = (f"num-rounds={settings.rounds} nodes={settings.clients} "
                       f"local-epochs={settings.local_epochs} batch-size={settings.batch_size} lr={settings.lr} "
                       f"seed={settings.seed} out={json.dumps(str(out))}")
         t_submit = time.perf_counter()
-        proc = subprocess.run([str(bindir / "flwr"), "run", str(common.FLOWER_APP), "bench",
+        proc = subprocess.run([str(bindir / "flwr"), "run", str(paths.FLOWER_APP), "bench",
                                "--run-config", run_config],
                               env=env, capture_output=True, text=True, timeout=120, cwd=work)
         if proc.returncode != 0 or "Successfully started run" not in proc.stdout:
             said = (proc.stdout + proc.stderr).strip()[-600:]
-            raise common.BenchError(f"flwr run failed (exit {proc.returncode}): {said}")
+            raise BenchError(f"flwr run failed (exit {proc.returncode}): {said}")
 
         def finished() -> bool:
             group.check_alive()
             return out.exists()
 
-        common.wait_until(finished, timeout, f"the Flower run to finish {settings.rounds} rounds", interval=0.5)
+        control.wait_until(finished, timeout, f"the Flower run to finish {settings.rounds} rounds", interval=0.5)
         total_s = time.perf_counter() - t_submit
     data = json.loads(out.read_text())
     if "error" in data:
-        raise common.BenchError(f"the Flower ServerApp failed: {data['error']}")
+        raise BenchError(f"the Flower ServerApp failed: {data['error']}")
     rounds = data["rounds"]
     if any(r["replies"] != settings.clients for r in rounds):
-        raise common.BenchError(f"a Flower round got fewer than {settings.clients} replies: {rounds}")
+        raise BenchError(f"a Flower round got fewer than {settings.clients} replies: {rounds}")
     return {
         "system": "flower",
         "version": _flower_version(py),
@@ -188,8 +190,8 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _dead(group: common.ProcessGroup) -> bool:
-    return any(p.poll() is not None for _n, p in group.procs)
+def _dead(group: control.ProcessGroup) -> bool:
+    return group.any_exited()
 
 
 # ---------------------------------------------------------------- fedchain
@@ -203,10 +205,10 @@ def run_fedchain(settings: Any, work: Path, timeout: float, launcher: str) -> di
     launcher "nodes": the entry and the ENs are started one by one with ``fedchain node``
     and training is started with ``POST /train`` (no ledger process: embedded SQLite).
     """
-    env = common.no_eval_env()
+    env = networks.no_eval_env()
     if launcher == "up":
-        with common.UpNetwork(work / "fedchain-up", env=env) as up:
-            up_s = up.start(settings.clients, 0, settings.rounds, common.up_fl_flags(settings), timeout)
+        with networks.UpNetwork(work / "fedchain-up", env=env) as up:
+            up_s = up.start(settings.clients, 0, settings.rounds, networks.up_fl_flags(settings), timeout)
             rounds = up.get("/rounds")[-settings.rounds:]
             verify = up.get("/verify")
             ens_seen = len(up.pids("en-"))
@@ -217,7 +219,7 @@ def run_fedchain(settings: Any, work: Path, timeout: float, launcher: str) -> di
     else:
         wall: list[float] = []
         t_start = time.perf_counter()
-        with common.FedchainNetwork(work / "fedchain", settings, env=env) as net:
+        with networks.FedchainNetwork(work / "fedchain", settings, env=env) as net:
             net.start_entry()
             for _ in range(settings.clients):
                 net.add_en()
@@ -235,12 +237,12 @@ def run_fedchain(settings: Any, work: Path, timeout: float, launcher: str) -> di
         extra = {"startup_seconds": ready_s, "round_wall_seconds_polled": wall,
                  "processes": f"entry SN (embedded SQLite ledger) + {settings.clients} ENs (fedchain node)"}
     if not verify.get("ok"):
-        raise common.BenchError(f"fedchain's chain did not verify after the run: {verify}")
+        raise BenchError(f"fedchain's chain did not verify after the run: {verify}")
     if len(rounds) != settings.rounds:
-        raise common.BenchError(f"fedchain reported {len(rounds)} of {settings.rounds} rounds")
+        raise BenchError(f"fedchain reported {len(rounds)} of {settings.rounds} rounds")
     short = [r["round"] for r in rounds if len(r["participants"]) != settings.clients]
     if short:
-        raise common.BenchError(f"fedchain rounds {short} had fewer than {settings.clients} participants")
+        raise BenchError(f"fedchain rounds {short} had fewer than {settings.clients} participants")
     return {
         "system": "fedchain",
         "launcher": launcher,
@@ -257,9 +259,9 @@ def run_fedchain(settings: Any, work: Path, timeout: float, launcher: str) -> di
 def summarize_system(res: dict[str, Any]) -> dict[str, Any]:
     """Per-round statistics, with and without the first (warm-up) round."""
     secs = res["round_seconds"]
-    out = {"all_rounds": common.summarize(secs).as_dict()}
+    out = {"all_rounds": stats.summarize(secs).as_dict()}
     if len(secs) > 1:
-        out["after_first"] = common.summarize(secs[1:]).as_dict()
+        out["after_first"] = stats.summarize(secs[1:]).as_dict()
     return out
 
 
@@ -267,8 +269,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the selected systems, write JSON + PNG, print the table."""
     ens = args.ens or (2 if args.quick else 4)
     rounds = args.rounds or (3 if args.quick else 10)
-    datasets = common.DATASETS if args.datasets is None else args.datasets
-    common.require_mnist(datasets)
+    datasets = paths.DATASETS if args.datasets is None else args.datasets
+    paths.require_mnist(datasets)
     settings = fl_settings(ens, rounds, datasets)
     timeout = args.timeout or (120 + 60 * rounds * max(1, ens // 2))
     result: dict[str, Any] = {
@@ -300,7 +302,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f = systems["fedchain"]["summary"]["all_rounds"]["median"]
         w = systems["flower"]["summary"]["all_rounds"]["median"]
         result["ratio_fedchain_vs_flower"] = f / w
-    path = common.write_json("round_overhead", result, args.results)
+    path = results.write_json("round_overhead", result, args.results)
 
     rows = []
     for name, res in systems.items():
@@ -308,7 +310,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         after = res["summary"].get("after_first", s)
         rows.append([name, ens, len(res["round_seconds"]), res.get("startup_seconds", float("nan")), s["median"],
                      s["mean"], after["median"], s["min"], s["max"]])
-    common.print_table(f"Seconds per round, {ens} clients, 1 batch of 64 per client per round (MNIST CNN, FedAvg)",
+    results.print_table(f"Seconds per round, {ens} clients, 1 batch of 64 per client per round (MNIST CNN, FedAvg)",
                        ["system", "clients", "rounds", "startup s", "median s", "mean s", "median s (r>=2)",
                         "min s", "max s"], rows)
     if "ratio_fedchain_vs_flower" in result:
@@ -327,7 +329,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
         secs = res["round_seconds"]
         label = f"{name} (median {res['summary']['all_rounds']['median']:.3g} s)"
         series[label] = (list(range(1, len(secs) + 1)), secs)
-    return common.line_chart(path, series, xlabel="round", ylabel="seconds (log scale)", log=True,
+    return charts.line_chart(path, series, xlabel="round", ylabel="seconds (log scale)", log=True,
                              title=f"Seconds per round: {result['ens']} clients, 1 batch of 64 each, MNIST CNN, FedAvg")
 
 
@@ -351,12 +353,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flower-python", help="python of a venv with flwr 1.42 (default: bench/flower/setup.sh)")
     parser.add_argument("--datasets", type=Path, help="folder holding MNIST/raw (default: shared/datasets)")
     parser.add_argument("--timeout", type=float, help="seconds allowed per system's rounds")
-    parser.add_argument("--results", type=Path, default=common.RESULTS_DIR)
-    parser.add_argument("--plots", type=Path, default=common.PLOTS_DIR)
+    parser.add_argument("--results", type=Path, default=paths.RESULTS_DIR)
+    parser.add_argument("--plots", type=Path, default=paths.PLOTS_DIR)
     parser.add_argument("--replot", type=Path, help="only redraw the PNG from a round_overhead.json")
     parser.add_argument("--keep-logs", type=Path, help="copy the processes' logs to this folder")
     args = parser.parse_args(argv)
-    common.exit_on_sigterm()
+    control.exit_on_sigterm()
     if args.replot:
         data = json.loads(args.replot.read_text())
         print(f"wrote {plot(data, args.plots / 'round_overhead.png')}")
@@ -367,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name} must be between 1 and 64")
     try:
         run(args)
-    except common.BenchError as exc:
+    except BenchError as exc:
         print(f"round_overhead: error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -23,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+from lib import BenchError, charts, control, paths, results, stats
 
 
 def settings_for(args: argparse.Namespace, datasets: Path) -> Any:
@@ -101,7 +101,7 @@ def time_run_simulation(settings: Any, clients: list[Any]) -> list[float]:
     seconds: list[float] = []
     run_simulation(settings, clients=clients, progress=lambda r: seconds.append(float(r.seconds)))
     if len(seconds) != settings.rounds:
-        raise common.BenchError(f"run_simulation reported {len(seconds)} of {settings.rounds} rounds")
+        raise BenchError(f"run_simulation reported {len(seconds)} of {settings.rounds} rounds")
     return seconds[:-1]
 
 
@@ -112,8 +112,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from fedchain.shared.fl.data import load_federated
 
     torch.set_num_threads(args.threads)
-    datasets = common.DATASETS if args.datasets is None else args.datasets
-    common.require_mnist(datasets)
+    datasets = paths.DATASETS if args.datasets is None else args.datasets
+    paths.require_mnist(datasets)
     settings = settings_for(args, datasets)
     rounds = settings.rounds - 1
     clients = load_federated(settings)
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sim, alone, samples = paired_rounds(settings, clients, rounds)
     ratios = [a / b for a, b in zip(sim, alone, strict=True)]
     reported = time_run_simulation(settings, clients)
-    s_sim, s_alone, s_ratio = common.summarize(sim), common.summarize(alone), common.summarize(ratios)
+    s_sim, s_alone, s_ratio = stats.summarize(sim), stats.summarize(alone), stats.summarize(ratios)
     result: dict[str, Any] = {
         "quick": args.quick,
         "settings": {"algorithm": settings.algorithm, "dataset": "mnist", "model": "mnist-cnn",
@@ -136,14 +136,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "run_simulation_reported_round_seconds": reported,
         "simulation": s_sim.as_dict(),
         "training_alone": s_alone.as_dict(),
-        "run_simulation_reported": common.summarize(reported).as_dict(),
+        "run_simulation_reported": stats.summarize(reported).as_dict(),
         "ratio_simulation_vs_training": s_ratio.median,
         "ratio_simulation_vs_training_min": s_ratio.minimum,
         "ratio_simulation_vs_training_max": s_ratio.maximum,
         "overhead_seconds_per_round": s_sim.median - s_alone.median,
     }
-    path = common.write_json("sim_overhead", result, args.results)
-    common.print_table(
+    path = results.write_json("sim_overhead", result, args.results)
+    results.print_table(
         f"run_simulation vs local training alone ({settings.clients} clients, "
         f"{result['train_samples_per_round']} training samples per round, {settings.algorithm})",
         ["side", "rounds", "median s/round", "mean s/round", "min", "max"],
@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     print(f"simulation / training alone: {result['ratio_simulation_vs_training']:.3f}x (median of the per-round "
           f"ratios; range {s_ratio.minimum:.3f}-{s_ratio.maximum:.3f}; "
           f"{result['overhead_seconds_per_round'] * 1000:+.0f} ms per round)")
-    common.bar_chart(args.plots / "sim_overhead.png", ["simulation round", "train_local alone"],
+    charts.bar_chart(args.plots / "sim_overhead.png", ["simulation round", "train_local alone"],
                      [s_sim.median, s_alone.median], errors=[s_sim.stdev, s_alone.stdev],
                      ylabel="seconds per round (median)",
                      title=f"Simulation overhead: {settings.clients} clients, MNIST CNN, {settings.algorithm}")
@@ -170,17 +170,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--algorithm", choices=["fedavg", "fedper"], default="fedavg")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--datasets", type=Path, help="folder holding MNIST/raw (default: shared/datasets)")
-    parser.add_argument("--results", type=Path, default=common.RESULTS_DIR)
-    parser.add_argument("--plots", type=Path, default=common.PLOTS_DIR)
+    parser.add_argument("--results", type=Path, default=paths.RESULTS_DIR)
+    parser.add_argument("--plots", type=Path, default=paths.PLOTS_DIR)
     args = parser.parse_args(argv)
-    common.exit_on_sigterm()
+    control.exit_on_sigterm()
     for name, low, high in (("clients", 1, 1000), ("rounds", 1, 1000), ("max_samples", 10, 70_000), ("threads", 1, 64)):
         value = getattr(args, name)
         if value is not None and not low <= value <= high:
             parser.error(f"--{name.replace('_', '-')} must be between {low} and {high}")
     try:
         run(args)
-    except common.BenchError as exc:
+    except BenchError as exc:
         print(f"sim_overhead: error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -28,7 +28,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+from lib import BenchError, charts, control, models, paths, results, stats
+
+from fedchain.shared.processes import free_port
 
 BARE_METHOD = "/fcbench.Bare/Fetch"
 
@@ -48,7 +50,7 @@ def serve_grpc(port: int, payload_file: Path, chunk_bytes: int) -> None:
     data = payload_file.read_bytes()
 
     class FetchOnly(node_pb2_grpc.NodeServicer):  # type: ignore[misc]
-        def FetchModel(self, request: Any, context: Any) -> Iterator[Any]:  # noqa: N802
+        def FetchModel(self, request: Any, context: Any) -> Iterator[Any]:
             return model_chunks(data, chunk_bytes)
 
     def bare(request: bytes, context: Any) -> Iterator[bytes]:
@@ -86,8 +88,8 @@ def serve_socket(port: int, payload_file: Path) -> None:
 # ---------------------------------------------------------------- client side
 
 
-def _start_server(group: common.ProcessGroup, kind: str, payload_file: Path, chunk_bytes: int) -> int:
-    port = common.free_port()
+def _start_server(group: control.ProcessGroup, kind: str, payload_file: Path, chunk_bytes: int) -> int:
+    port = free_port()
     group.start(f"{kind}-server", [sys.executable, __file__, f"--serve-{kind}", str(port),
                                    "--payload", str(payload_file), "--chunk-bytes", str(chunk_bytes)])
 
@@ -96,7 +98,7 @@ def _start_server(group: common.ProcessGroup, kind: str, payload_file: Path, chu
         with socket.socket() as s:
             return s.connect_ex(("127.0.0.1", port)) == 0
 
-    common.wait_until(listening, 60, f"the {kind} benchmark server on port {port}")
+    control.wait_until(listening, 60, f"the {kind} benchmark server on port {port}")
     return port
 
 
@@ -115,9 +117,9 @@ def time_fedchain_grpc(port: int, size: int, repeats: int) -> list[float]:
         def fetch() -> None:
             got = join_model_chunks(stub.FetchModel(pb.FetchModelRequest(version=1), timeout=120), size + 1)
             if len(got) != size:
-                raise common.BenchError(f"fedchain gRPC fetch returned {len(got)} of {size} bytes")
+                raise BenchError(f"fedchain gRPC fetch returned {len(got)} of {size} bytes")
 
-        return common.time_repeated(fetch, repeats)
+        return stats.time_repeated(fetch, repeats)
 
 
 def time_bare_grpc(port: int, size: int, repeats: int) -> list[float]:
@@ -133,9 +135,9 @@ def time_bare_grpc(port: int, size: int, repeats: int) -> list[float]:
             for piece in call(b"", timeout=120):
                 buf.extend(piece)
             if len(buf) != size:
-                raise common.BenchError(f"bare gRPC fetch returned {len(buf)} of {size} bytes")
+                raise BenchError(f"bare gRPC fetch returned {len(buf)} of {size} bytes")
 
-        return common.time_repeated(fetch, repeats)
+        return stats.time_repeated(fetch, repeats)
 
 
 def time_raw_socket(port: int, size: int, repeats: int) -> list[float]:
@@ -150,10 +152,10 @@ def time_raw_socket(port: int, size: int, repeats: int) -> list[float]:
             while got < size:
                 n = conn.recv_into(view[got:], min(size - got, 1 << 22))
                 if n == 0:
-                    raise common.BenchError("raw socket closed early")
+                    raise BenchError("raw socket closed early")
                 got += n
 
-        return common.time_repeated(fetch, repeats)
+        return stats.time_repeated(fetch, repeats)
 
 
 def measure_transport(payload: bytes, chunk_bytes: int, repeats: int, work: Path) -> dict[str, Any]:
@@ -162,14 +164,14 @@ def measure_transport(payload: bytes, chunk_bytes: int, repeats: int, work: Path
     payload_file.write_bytes(payload)
     size = len(payload)
     out: dict[str, Any] = {"bytes": size, "chunk_bytes": chunk_bytes, "repeats": repeats}
-    with common.ProcessGroup(work / "logs") as group:
+    with control.ProcessGroup(work / "logs") as group:
         gport = _start_server(group, "grpc", payload_file, chunk_bytes)
         sport = _start_server(group, "socket", payload_file, chunk_bytes)
         for name, fn, port in (("fedchain_grpc", time_fedchain_grpc, gport),
                                ("bare_grpc", time_bare_grpc, gport),
                                ("raw_socket", time_raw_socket, sport)):
             secs = fn(port, size, repeats)
-            s = common.summarize(secs)
+            s = stats.summarize(secs)
             out[name] = {"seconds": s.as_dict(), "gb_per_s": size / s.minimum / 1e9,
                          "gb_per_s_median": size / s.median / 1e9}
     raw = out["raw_socket"]["gb_per_s"]
@@ -185,11 +187,11 @@ def measure_codec(state: dict[str, Any], repeats: int) -> dict[str, Any]:
 
     data = encode(state)
     size = len(data)
-    enc = common.summarize(common.time_repeated(lambda: encode(state), repeats))
-    clone = common.summarize(common.time_repeated(lambda: {k: v.clone() for k, v in state.items()}, repeats))
-    dec = common.summarize(common.time_repeated(lambda: decode(data, expected=state), repeats))
-    copy = common.summarize(common.time_repeated(lambda: bytearray(data), repeats))
-    def rate(x: common.Summary) -> dict[str, Any]:
+    enc = stats.summarize(stats.time_repeated(lambda: encode(state), repeats))
+    clone = stats.summarize(stats.time_repeated(lambda: {k: v.clone() for k, v in state.items()}, repeats))
+    dec = stats.summarize(stats.time_repeated(lambda: decode(data, expected=state), repeats))
+    copy = stats.summarize(stats.time_repeated(lambda: bytearray(data), repeats))
+    def rate(x: stats.Summary) -> dict[str, Any]:
         return {"seconds": x.as_dict(), "gb_per_s": size / x.minimum / 1e9, "gb_per_s_median": size / x.median / 1e9}
 
     return {
@@ -226,7 +228,7 @@ def run(quick: bool, results_dir: Path, plots_dir: Path) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     chunk_bytes = Settings().chunk_kb * 1024
-    model = common.build_mnist_cnn()
+    model = models.build_mnist_cnn()
     model_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     big = 16 * 2**20 if quick else 64 * 2**20
     repeats_t = 5 if quick else 15
@@ -237,26 +239,26 @@ def run(quick: bool, results_dir: Path, plots_dir: Path) -> dict[str, Any]:
         for name, state in cases.items():
             result["transport"][name] = measure_transport(encode(state), chunk_bytes, repeats_t, Path(tmp))
             result["codec"][name] = measure_codec(state, repeats_c)
-    path = common.write_json("transfer", result, results_dir)
+    path = results.write_json("transfer", result, results_dir)
 
     rows = []
     for name, t in result["transport"].items():
         rows.append([name, f"{t['bytes'] / 1e6:.1f}", t["fedchain_grpc"]["gb_per_s"], t["bare_grpc"]["gb_per_s"],
                      t["raw_socket"]["gb_per_s"], f"{t['ratio_fedchain_vs_raw']:.3f}x"])
-    common.print_table("Model transfer over loopback (GB/s, best of the repeats)",
+    results.print_table("Model transfer over loopback (GB/s, best of the repeats)",
                        ["payload", "MB", "fedchain gRPC", "bare gRPC", "raw TCP", "fedchain/raw"], rows)
     rows = []
     for name, c in result["codec"].items():
         rows.append([name, f"{c['bytes'] / 1e6:.1f}", c["encode"]["gb_per_s"], c["clone"]["gb_per_s"],
                      f"{c['ratio_encode_vs_clone']:.2f}x", c["decode"]["gb_per_s"], c["bytes_copy"]["gb_per_s"],
                      f"{c['ratio_decode_vs_copy']:.2f}x"])
-    common.print_table("Tensor codec vs memory copy (GB/s, best of the repeats; ratio = codec time / copy time)",
+    results.print_table("Tensor codec vs memory copy (GB/s, best of the repeats; ratio = codec time / copy time)",
                        ["state", "MB", "encode", "clone", "enc/clone", "decode", "copy", "dec/copy"], rows)
 
     biggest = list(result["transport"])[-1]
     t = result["transport"][biggest]
     c = result["codec"][biggest]
-    common.bar_chart(plots_dir / "transfer.png",
+    charts.bar_chart(plots_dir / "transfer.png",
                      ["fedchain gRPC", "bare gRPC", "raw TCP", "encode", "clone", "decode", "bytes copy"],
                      [t["fedchain_grpc"]["gb_per_s"], t["bare_grpc"]["gb_per_s"], t["raw_socket"]["gb_per_s"],
                       c["encode"]["gb_per_s"], c["clone"]["gb_per_s"], c["decode"]["gb_per_s"],
@@ -270,14 +272,14 @@ def run(quick: bool, results_dir: Path, plots_dir: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="about a minute: fewer repeats, 16 MiB large case")
-    parser.add_argument("--results", type=Path, default=common.RESULTS_DIR, help="where transfer.json goes")
-    parser.add_argument("--plots", type=Path, default=common.PLOTS_DIR, help="where transfer.png goes")
+    parser.add_argument("--results", type=Path, default=paths.RESULTS_DIR, help="where transfer.json goes")
+    parser.add_argument("--plots", type=Path, default=paths.PLOTS_DIR, help="where transfer.png goes")
     parser.add_argument("--serve-grpc", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve-socket", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--payload", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--chunk-bytes", type=int, default=1 << 20, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    common.exit_on_sigterm()
+    control.exit_on_sigterm()
     if args.serve_grpc:
         serve_grpc(args.serve_grpc, args.payload, args.chunk_bytes)
         return 0
@@ -286,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         run(args.quick, args.results, args.plots)
-    except common.BenchError as exc:
+    except BenchError as exc:
         print(f"transfer: error: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -1,4 +1,4 @@
-"""Shared fixtures: real MySQL when available, with CI turning a skip into a failure.
+"""Shared fixtures: real MySQL when available, with CI turning a skip into a failure; ports.
 
 Tests that need MySQL or Docker run for real in CI (``CI=true``); outside CI they skip
 with a one-line reason.
@@ -7,12 +7,14 @@ with a one-line reason.
 from __future__ import annotations
 
 import os
-import socket
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from fedchain.shared import processes
 
 REPO = Path(__file__).resolve().parent.parent
 DATASETS = Path(os.environ.get("FEDCHAIN_TEST_DATASETS", REPO.parent / "shared" / "datasets"))
@@ -59,7 +61,11 @@ def mysql_url(mysql_server_url: str) -> Iterator[str]:
         engine.dispose()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+free_port = processes.free_port
+"""A TCP port free on 127.0.0.1 (the launcher's; tests import it from here)."""
+
+
+def ignore_sigint() -> None:
+    """``preexec_fn`` that starts a child with SIGINT ignored, as a background job would:
+    the child must restore the handler itself for Ctrl-C to reach it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -5,7 +5,9 @@
 round and the round still completes without it; graceful stop; ``down -v``.
 Every wait is bounded. Prints one line per step with its duration; exits 0 when all
 held, 1 naming the failed step (the stack's recent logs are printed), 2 on bad usage.
-Standard library only (runs with any host python3 >= 3.10).
+Standard library plus fedchain's launcher (``fedchain.shared.processes``, for ports): run
+it with the project's Python (scripts/docker-ci uses .venv/bin/python) or any python3 that
+has psutil and httpx, from the checkout.
 
 Usage: python docker/ci/scenario.py [--image fedchain:latest] [--ens 3] [--keep]
 """
@@ -17,7 +19,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -28,17 +29,14 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # the checkout's fedchain package, installed or not
+    sys.path.insert(0, str(REPO))
+
+from fedchain.shared.processes import free_port
 
 
 class StepFailed(RuntimeError):
     """A scenario check did not hold; the message says which and what was seen."""
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def compose_base() -> list[str]:

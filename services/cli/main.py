@@ -4,11 +4,17 @@ Each command group lives in its own module with a ``register(app)`` function; he
 imports (torch, grpc) happen inside the commands so ``fedchain --help`` stays fast.
 Every user error — a flag click cannot parse, an unknown option, a bad config value, a
 missing dataset — becomes one line on stderr and exit code 2, never a traceback.
+
+Every ``fedchain`` process restores Python's SIGINT handler at start-up (one started from a
+background job inherits SIGINT as ignored), and a child started with the hidden
+``--watch-parent PID`` option (``fedchain up`` starts its nodes so) stops when that parent
+is gone.
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Optional
 
 import typer
 
@@ -18,6 +24,7 @@ except ImportError:  # pragma: no cover - older typer on plain click
     from click import exceptions as cx
 
 from fedchain.services.cli import console, ledger, node, simulate, up
+from fedchain.shared import processes
 from fedchain.shared.config import ConfigError
 
 app = typer.Typer(
@@ -27,6 +34,18 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+
+@app.callback()
+def _startup(
+    watch_parent: Optional[int] = typer.Option(  # noqa: UP045 - typer reads the annotation
+        None, processes.WATCH_PARENT_FLAG, hidden=True, help="stop when process PID is gone"
+    ),
+) -> None:
+    if watch_parent is not None:
+        processes.watch_parent(watch_parent)
+
 
 for module in (simulate, ledger, node, up, console):
     module.register(app)
@@ -49,6 +68,7 @@ def _usage_error(exc: cx.UsageError) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; exit 2 with one line for any usage or configuration error."""
+    processes.restore_default_sigint()
     try:
         code = app(args=argv, standalone_mode=False)
     except cx.NoArgsIsHelpError:  # typer has already printed the help

@@ -3,20 +3,30 @@
 `up` starts the ledger (SQLite in --state-dir, or MySQL with --db-url), the entry M-SN on
 --port (HTTP --port+1000), --sns super nodes and --ens edge nodes as child processes,
 trains --rounds rounds while printing each round, verifies the chain, saves the model,
-and stops every child (also on Ctrl-C). With --keep the network stays up for the console.
+and stops every child. SIGINT (Ctrl-C) and SIGTERM are handled alike, however `up` was
+started: every child is stopped, `up` says so and exits 130 / 143. Without --keep each
+child watches `up` and stops within seconds if `up` itself is killed. With --keep the
+network stays up for the console; the children's pids and ports are recorded in
+``<state-dir>/network.json`` and `fedchain down` stops them, together with any node or
+ledger found running on a state dir inside --state-dir (one restarted by hand, say).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import typer
 
 from fedchain.services.cli.options import SettingsFlags, settings_options
 from fedchain.services.cli.run_tokens import token_env, with_run_tokens, write_tokens
+from fedchain.shared import processes
 from fedchain.shared.config import (
     FEDERATION_FIELDS,
     ConfigError,
@@ -27,6 +37,71 @@ from fedchain.shared.config import (
 
 UP_DEFAULTS: dict[str, Any] = {"local_epochs": 1, "lr": 0.05}
 START_TIMEOUT = 180.0
+NETWORK_FILE = "network.json"
+STOP_GRACE = 15.0
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived while `up` was running."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+
+def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
+    raise Interrupted(signum)
+
+
+def handle_stop_signals() -> None:
+    """SIGINT and SIGTERM both raise :class:`Interrupted` (whatever was inherited)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _raise_interrupted)
+
+
+@dataclass
+class Recorded:
+    """One child as ``network.json`` records it."""
+
+    name: str
+    pid: int
+    grpc_port: int
+    http_port: int
+    log: str
+
+
+def save_network(state_dir: Path, children: list[processes.Child]) -> None:
+    """Record ``children`` in ``<state_dir>/network.json`` (atomically)."""
+    rows = [{"name": c.name, "pid": c.pid, "grpc_port": c.grpc_port, "http_port": c.http_port,
+             "log": str(c.log)} for c in children]
+    path = state_dir / NETWORK_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_network(state_dir: Path) -> list[Recorded]:
+    """The children recorded in ``state_dir`` (empty when none)."""
+    path = state_dir / NETWORK_FILE
+    if not path.is_file():
+        return []
+    try:
+        return [Recorded(**row) for row in json.loads(path.read_text(encoding="utf-8"))]
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{path} is not a network file written by fedchain up: {exc}") from None
+
+
+def running_nodes(state_dir: Path) -> dict[int, str]:
+    """pid -> name of every live node or ledger of ``state_dir``: the recorded ones still
+    running fedchain, and any other found with its --state-dir inside ``state_dir``."""
+    found = {c.pid: c.name for c in read_network(state_dir) if processes.is_fedchain_process(c.pid)}
+    for proc in processes.fedchain_processes(under=state_dir):
+        found.setdefault(proc.pid, f"pid {proc.pid}")
+    return found
 
 
 def _child_env(settings: Settings) -> dict[str, str]:
@@ -61,19 +136,38 @@ class UpRun:
     def __init__(self, settings: Settings, sns: int, ens: int, rounds: int, keep: bool) -> None:
         from rich.console import Console
 
-        from fedchain.services.sn.launcher import Network
-
         self.settings = settings
         self.sns, self.ens, self.rounds, self.keep = sns, ens, rounds, keep
         self.state_dir = Path(settings.state_dir).resolve()
         self.console = Console(highlight=False, soft_wrap=True)
-        self.net = Network(self.state_dir, _child_env(settings))
+        self.group = processes.ProcessGroup(self.state_dir / "logs", env=_child_env(settings),
+                                            new_session=True)
         self.entry_http = f"http://127.0.0.1:{settings.effective_http_port}"
         self.headers = {"Authorization": f"Bearer {settings.api_token.get_secret_value()}"}
 
-    def start(self) -> None:
-        from fedchain.services.sn.launcher import free_port
+    def _start(self, name: str, args: list[str], grpc_port: int, http_port: int) -> processes.Child:
+        """Start child ``name`` (watching `up` unless --keep) and record it in network.json."""
+        child = self.group.start_fedchain(name, args, watch_parent=not self.keep, grpc_port=grpc_port,
+                                          http_port=http_port)
+        save_network(self.state_dir, self.group.children)
+        return child
 
+    def _wait_healthy(self, child: processes.Child) -> None:
+        self.check_alive()
+        try:
+            self.group.wait_healthy(child, START_TIMEOUT)
+        except (processes.ChildExited, processes.NotHealthy) as exc:
+            raise ConfigError(str(exc)) from None
+
+    def check_alive(self) -> None:
+        """Raise ConfigError naming the first child that exited (with its log)."""
+        try:
+            self.group.check_alive()
+        except processes.ChildExited as exc:
+            raise ConfigError(str(exc)) from None
+
+    def start(self) -> None:
+        free_port = processes.free_port
         s, sd = self.settings, self.state_dir
         lport, lhttp = free_port(), free_port()
         say = self.console.print
@@ -84,22 +178,22 @@ class UpRun:
         say(f"[bold]fedchain up[/]: {self.sns} SNs, {self.ens} ENs, {self.rounds} rounds of {s.algorithm} "
             f"on {s.dataset} (state in {sd})")
         say(f"  tokens      {write_tokens(sd, s)} (mode 0600; FEDCHAIN_API_TOKEN there drives the console)")
-        ledger = self.net.start("ledger", ledger_args, lport, lhttp)
-        self.net.wait_http(ledger, START_TIMEOUT)
+        ledger = self._start("ledger", ledger_args, lport, lhttp)
+        self._wait_healthy(ledger)
         say(f"  ledger      127.0.0.1:{lport}  ({_redact(db)})")
         common = ["--host", "127.0.0.1"]
-        entry = self.net.start(
+        entry = self._start(
             "entry",
             ["node", "--nt", "SN", "-z", "--port", str(s.port), "--http-port", str(s.effective_http_port),
              "--ledger", f"127.0.0.1:{lport}", "--state-dir", str(sd / "entry"), *common, *_fl_flags(s)],
             s.port, s.effective_http_port,
         )
-        self.net.wait_http(entry, START_TIMEOUT)
+        self._wait_healthy(entry)
         say(f"  entry M-SN  127.0.0.1:{s.port}  (HTTP {s.effective_http_port})")
         entry_addr = f"127.0.0.1:{s.port}"
         for i in range(1, self.sns + 1):
             g, h = free_port(), free_port()
-            self.net.start(
+            self._start(
                 f"sn-{i}",
                 ["node", "--nt", "SN", "--entry", entry_addr, "--port", str(g), "--http-port", str(h),
                  "--state-dir", str(sd / f"sn-{i}"), *common],
@@ -110,7 +204,7 @@ class UpRun:
             say(f"  {self.sns} super node(s) joined")
         for i in range(1, self.ens + 1):
             g, h = free_port(), free_port()
-            self.net.start(
+            self._start(
                 f"en-{i}",
                 ["node", "--nt", "EN", "--entry", entry_addr, "--port", str(g), "--http-port", str(h),
                  "--state-dir", str(sd / f"en-{i}"), *common],
@@ -140,7 +234,7 @@ class UpRun:
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self.net.check_alive()
+            self.check_alive()
             try:
                 st = self._get("/status")
                 if ok(st):
@@ -161,7 +255,7 @@ class UpRun:
         budget = (self.settings.round_timeout + 60) * self.rounds
         table = Table("round", "accuracy", "loss", "participants", "rejected", "height", "seconds")
         while True:
-            self.net.check_alive()
+            self.check_alive()
             st = self._get("/status")
             for r in self._get("/rounds"):
                 if r["round"] >= first and r["round"] not in shown:
@@ -198,9 +292,13 @@ class UpRun:
         self.console.print(f"verify  fedchain verify --state-dir {self.state_dir / 'ledger'}" if not s.db_url
                            else "verify  fedchain verify --db-url URL --blobs " + str(self.state_dir / "ledger" / "blobs"))
 
-    def stop(self) -> None:
+    def stop(self, grace: float = STOP_GRACE) -> None:
+        """Stop every child (newest first), say how many, forget network.json."""
         self.console.print("stopping the network…")
-        self.net.stop()
+        killed = self.group.stop(grace)
+        (self.state_dir / NETWORK_FILE).unlink(missing_ok=True)
+        note = f" ({', '.join(killed)} needed SIGKILL)" if killed else ""
+        self.console.print(f"stopped {len(self.group.children)} processes{note}")
 
 
 def _redact(url: str) -> str:
@@ -241,24 +339,22 @@ def up(
     if extra:
         settings = Settings(**{**settings.model_dump(), **extra})
     settings = with_run_tokens(settings)  # generated for every token not set
-    from fedchain.services.sn.launcher import port_is_free, read_network
-
     sd = Path(settings.state_dir).resolve()
-    running = [c for c in read_network(sd) if _alive(c.pid)]
-    if running:
+    if running_nodes(sd):
         raise ConfigError(f"a network is already running from {sd}; stop it with: fedchain down --state-dir {sd}")
     for p in (settings.port, settings.effective_http_port):
-        if not port_is_free(p):
+        if not processes.port_is_free(p):
             raise ConfigError(f"port {p} is in use; stop what uses it or pass --port")
+    handle_stop_signals()
     run = UpRun(settings, sns, ens, settings.rounds, keep)
     code = 0
     try:
         run.start()
         run.train()
         run.report()
-    except KeyboardInterrupt:
-        run.console.print("interrupted")
-        code = 130
+    except Interrupted as exc:
+        run.console.print(f"interrupted ({exc.name})")
+        code = 128 + exc.signum
         run.keep = False
     except ConfigError as exc:
         typer.echo(f"fedchain: error: {exc}", err=True)
@@ -273,33 +369,36 @@ def up(
         else:
             try:
                 run.stop()
-            except KeyboardInterrupt:
-                run.net.stop(timeout=2)
+            except Interrupted:  # a second signal: do not wait for a graceful stop
+                run.stop(grace=2)
     if code:
         raise typer.Exit(code)
-
-
-def _alive(pid: int) -> bool:
-    from fedchain.services.sn.launcher import is_fedchain_process, pid_alive
-
-    return pid_alive(pid) and is_fedchain_process(pid)
 
 
 def down(
     state_dir: Path | None = typer.Option(None, help="state dir of the network (default ./.fedchain)"),
 ) -> None:
-    """Stop a network started with `fedchain up --keep`."""
-    from fedchain.services.sn.launcher import PIDS_FILE, read_network, stop_children
+    """Stop a network started with `fedchain up --keep` (and nodes restarted by hand on its state dir)."""
+    import psutil
 
     sd = Path(state_dir or load_settings(None).state_dir).resolve()
-    children = read_network(sd)
-    if not children:
+    recorded = read_network(sd)
+    nodes = running_nodes(sd)
+    if not recorded and not nodes:
         raise ConfigError(f"no network recorded in {sd} (nothing to stop)")
-    alive = [c for c in children if _alive(c.pid)]
-    killed = stop_children(alive, 15.0)
-    (sd / PIDS_FILE).unlink(missing_ok=True)
+    order = [c.pid for c in reversed(recorded) if c.pid in nodes]
+    order = [p for p in nodes if p not in order] + order  # unrecorded first, then newest first
+    procs = []
+    for pid in order:
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            nodes.pop(pid)
+    killed = [nodes[p.pid] for p in processes.stop_processes(procs, STOP_GRACE)]
+    (sd / NETWORK_FILE).unlink(missing_ok=True)
+    names = ", ".join(nodes[p] for p in order if p in nodes)
     note = f" ({', '.join(killed)} needed SIGKILL)" if killed else ""
-    print(f"stopped {len(alive)} processes from {sd}{note}")
+    print(f"stopped {len(nodes)} processes from {sd}{': ' + names if names else ''}{note}")
 
 
 def register(app: typer.Typer) -> None:

@@ -8,12 +8,10 @@ live here: rounds 1..N each exactly once, and ``fedchain verify`` passing.
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections import Counter
 from typing import Any
 
-import httpx
-
+from fedchain.shared.processes import ChildExited, NotHealthy, fedchain_argv
 from tests.conftest import REPO
 from tests.network.harness import LocalNet, Proc
 
@@ -29,8 +27,10 @@ def start_ledger(net: LocalNet, name: str = "ledger", *flags: str) -> Proc:
 
 def wait_ledger(net: LocalNet, ledger: Proc, timeout: float = 60) -> None:
     """Wait until the ledger's HTTP /health answers."""
-    net.wait_for(lambda: httpx.get(ledger.http + "/health", timeout=5).status_code == 200,
-                 f"{ledger.name} to answer /health", timeout)
+    try:
+        net.group.wait_healthy(ledger.child, timeout)
+    except (ChildExited, NotHealthy) as exc:
+        raise AssertionError(f"{exc}\n{net.logs()}") from None
 
 
 def start_network(net: LocalNet, ens: int, *entry_flags: str, sns: int = 1) -> list[Proc]:
@@ -100,8 +100,8 @@ def assert_rounds_exactly_once(net: LocalNet, rounds: int) -> list[dict[str, Any
 def verify_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """Run ``fedchain verify ARGS`` and return the finished process."""
     return subprocess.run(
-        [sys.executable, "-m", "fedchain.services.cli.main", "verify", *args],
-        capture_output=True, text=True, timeout=120, cwd=REPO,
+        fedchain_argv(["verify", *args]),
+        capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
     )
 
 

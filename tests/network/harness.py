@@ -1,20 +1,25 @@
-"""A real multi-process fedchain network on 127.0.0.1 for tests: start, query, kill, clean up."""
+"""A real multi-process fedchain network on 127.0.0.1 for tests: start, query, kill, clean up.
+
+Processes are started through the one launcher (``fedchain.shared.processes``): each node
+logs to ``<root>/logs/<name>.log`` and watches the test process, so even a killed test run
+leaves no node behind.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.conftest import REPO, free_port
+from fedchain.shared.processes import Child, ProcessGroup, free_port
+from tests.conftest import REPO
 
 API_TOKEN = "test-api-token-of-the-harness"
 SN_JOIN_TOKEN = "test-sn-join-token-of-the-harness"
@@ -23,15 +28,21 @@ EN_JOIN_TOKEN = "test-en-join-token-of-the-harness"
 
 @dataclass
 class Proc:
-    """One node process."""
+    """One node (or ledger) process of a test network."""
 
     name: str
-    popen: subprocess.Popen[bytes]
+    child: Child
     port: int
     http_port: int
     state_dir: Path
-    log: Path
-    args: list[str] = field(default_factory=list)
+
+    @property
+    def popen(self) -> subprocess.Popen[bytes]:
+        return self.child.popen
+
+    @property
+    def log(self) -> Path:
+        return self.child.log
 
     @property
     def address(self) -> str:
@@ -61,7 +72,7 @@ class LocalNet:
         )
         self.env.update(env)
         self.entry: Proc | None = None
-        (root / "logs").mkdir(parents=True, exist_ok=True)
+        self.group = ProcessGroup(root / "logs", cwd=REPO)
 
     # ---- processes ----
     def start(self, name: str, args: list[str], port: int | None = None, command: str = "node") -> Proc:
@@ -69,14 +80,10 @@ class LocalNet:
         port = port or free_port()
         http_port = free_port()
         state = self.root / name
-        log = self.root / "logs" / f"{name}.log"
         full = [command, "--port", str(port), "--http-port", str(http_port), "--state-dir", str(state), *args]
-        with open(log, "ab") as fh:
-            popen = subprocess.Popen(
-                [sys.executable, "-m", "fedchain.services.cli.main", *full],
-                stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env, cwd=REPO,
-            )
-        proc = Proc(name, popen, port, http_port, state, log, full)
+        child = self.group.start_fedchain(name, full, watch_parent=True, env=self.env, grpc_port=port,
+                                          http_port=http_port)
+        proc = Proc(name, child, port, http_port, state)
         self.procs.append(proc)
         return proc
 
@@ -93,13 +100,8 @@ class LocalNet:
         return self.start(name, ["--nt", "EN", "--entry", self.entry.address, *flags])
 
     def restart(self, proc: Proc) -> Proc:
-        """Start ``proc`` again with the same ports, state dir and flags."""
-        with open(proc.log, "ab") as fh:
-            popen = subprocess.Popen(
-                [sys.executable, "-m", "fedchain.services.cli.main", *proc.args],
-                stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self.env, cwd=REPO,
-            )
-        proc.popen = popen
+        """Start ``proc`` again with the same ports, state dir and flags (and the current env)."""
+        self.group.restart(proc.child, env=self.env)
         return proc
 
     def kill(self, proc: Proc, sig: int = signal.SIGKILL) -> None:
@@ -107,16 +109,7 @@ class LocalNet:
         proc.popen.wait(timeout=20)
 
     def close(self) -> None:
-        for p in reversed(self.procs):
-            if p.popen.poll() is None:
-                p.popen.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for p in reversed(self.procs):
-            try:
-                p.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.popen.kill()
-                p.popen.wait(timeout=5)
+        self.group.stop(grace=15)
 
     def logs(self) -> str:
         """Tails of every log (for assertion messages)."""

@@ -1,4 +1,9 @@
-"""`fedchain up` end to end: real child processes, real rounds on the chain, nothing left behind."""
+"""`fedchain up` end to end: real child processes, real rounds on the chain, nothing left behind.
+
+The signal tests start `up` with SIGINT ignored, as a background job would: `up` must stop
+its network on SIGINT and SIGTERM alike however it was started, and its children must stop
+on their own when `up` is killed.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,15 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
-from tests.conftest import REPO, free_port
+from fedchain.shared.processes import fedchain_argv, port_is_free
+from tests.conftest import REPO, free_port, ignore_sigint
 
 SMALL = ["--sns", "1", "--ens", "2", "--max-samples", "1000"]
 TINY = ["--sns", "0", "--ens", "1", "--max-samples", "600"]
@@ -27,37 +33,71 @@ def _env() -> dict[str, str]:
 
 def _fedchain(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "fedchain.services.cli.main", *args],
-        capture_output=True, text=True, timeout=timeout, env=_env(), cwd=REPO,
+        fedchain_argv(args),
+        capture_output=True, text=True, timeout=timeout, env=_env(), cwd=REPO, check=False,
     )
 
 
 def _processes_using(path: Path) -> list[str]:
     """Command lines of live processes that mention ``path`` (our children would)."""
     out = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-        except OSError:
-            continue
-        if str(path) in cmd and state != "Z":
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if str(path) in cmd and proc.info["status"] != psutil.STATUS_ZOMBIE:
             out.append(cmd)
     return out
 
 
 def _port_free(port: int) -> bool:
-    import socket
+    return port_is_free(port)
 
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+
+def _wait_gone(path: Path, timeout: float) -> list[str]:
+    """Wait until no process mentions ``path``; returns what is still there after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while (left := _processes_using(path)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def _up_until_round_one(state: Path, port: int) -> tuple[subprocess.Popen[str], str]:
+    """``fedchain up`` started with SIGINT ignored (as from a background job), read up to round 1."""
+    proc = subprocess.Popen(
+        fedchain_argv(["up", "--state-dir", str(state), "--port", str(port), "--rounds", "50", *TINY]),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(), cwd=REPO,
+        preexec_fn=ignore_sigint,  # noqa: PLW1509 - one syscall
+    )
+    deadline = time.monotonic() + 240
+    seen = ""
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        seen += line
+        if "round 1/" in line or not line:
+            break
+    if "round 1/" not in seen:
+        proc.kill()
+        proc.wait(timeout=30)
+        pytest.fail(seen)
+    return proc, seen
+
+
+def _stops_every_child_on(sig: signal.Signals, tmp_path: Path) -> None:
+    port = free_port()
+    state = tmp_path / "fc"
+    proc, seen = _up_until_round_one(state, port)
+    try:
+        proc.send_signal(sig)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + sig, seen + rest
+    assert f"interrupted ({sig.name})" in rest and "stopping the network" in rest
+    assert "stopped 3 processes" in rest  # ledger, entry, one EN
+    assert _processes_using(state) == []
+    assert not (state / "network.json").exists()
+    assert _port_free(port) and _port_free(port + 1000)
 
 
 def test_up_trains_verifies_and_leaves_nothing_behind(tmp_path: Path) -> None:
@@ -124,31 +164,23 @@ def test_up_keep_leaves_the_network_for_the_console_and_down_stops_it(tmp_path: 
 
 
 def test_ctrl_c_stops_every_child(tmp_path: Path) -> None:
+    _stops_every_child_on(signal.SIGINT, tmp_path)
+
+
+def test_sigterm_stops_every_child(tmp_path: Path) -> None:
+    _stops_every_child_on(signal.SIGTERM, tmp_path)
+
+
+def test_children_stop_when_up_is_killed(tmp_path: Path) -> None:
     port = free_port()
     state = tmp_path / "fc"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fedchain.services.cli.main", "up", "--state-dir", str(state), "--port", str(port),
-         "--rounds", "50", *TINY],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(), cwd=REPO,
-    )
-    try:
-        deadline = time.monotonic() + 240
-        seen = ""
-        assert proc.stdout is not None
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            seen += line
-            if "round 1/" in line or not line:
-                break
-        assert "round 1/" in seen, seen
-        proc.send_signal(signal.SIGINT)
-        rest, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, seen + rest
-    assert "stopping the network" in rest
-    assert _processes_using(state) == []
+    proc, _seen = _up_until_round_one(state, port)
+    proc.kill()
+    proc.wait(timeout=30)
+    assert proc.stdout is not None
+    proc.stdout.close()
+    left = _wait_gone(state, 20)
+    assert left == [], f"children of a killed `fedchain up` still run after 20 s: {left}"
     assert _port_free(port) and _port_free(port + 1000)
 
 

@@ -1,7 +1,8 @@
 """The real `fedchain console` REPL on a pseudo-terminal: live progress and Ctrl-C.
 
 Ctrl-C while a training is followed leaves the display and returns to the prompt; the
-training goes on (the node is never asked to pause).
+training goes on (the node is never asked to pause). The console is started with SIGINT
+ignored (as from a background job): it must restore the handler for Ctrl-C to work.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import pty
 import re
 import select
+import signal
 import subprocess
 import sys
 import termios
@@ -24,9 +26,11 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
 
 
 def _controlling_terminal() -> None:
-    """In the child: a new session whose controlling terminal is the pty (so Ctrl-C is SIGINT)."""
+    """In the child: a new session whose controlling terminal is the pty (so Ctrl-C is SIGINT),
+    with SIGINT ignored as a background job would hand it down: the console must restore it."""
     os.setsid()
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class Terminal:
@@ -35,7 +39,7 @@ class Terminal:
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.master, slave = pty.openpty()
         self.proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True,
-                                     preexec_fn=_controlling_terminal)  # noqa: PLW1509 - two syscalls
+                                     preexec_fn=_controlling_terminal)  # noqa: PLW1509 - three syscalls
         os.close(slave)
         self.seen = ""
 
