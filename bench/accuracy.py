@@ -26,7 +26,7 @@ import json
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -78,14 +78,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def run_one(args: argparse.Namespace, dataset: str, split: str, split_kw: dict[str, Any], algorithm: str) -> dict[str, Any]:
+def run_one(
+    args: argparse.Namespace, dataset: str, split: str, split_kw: dict[str, Any], algorithm: str
+) -> dict[str, Any]:
     """One simulation; prints a line per round; returns its JSON record."""
     data_dir = args.fmnist_dir if dataset == "fmnist" else args.cifar_dir
     rounds = args.fmnist_rounds if dataset == "fmnist" else args.cifar_rounds
     samples = args.fmnist_samples if dataset == "fmnist" else args.cifar_samples
     settings = load_settings(
-        algorithm=algorithm, dataset=dataset, data_dir=data_dir, partition=split, rounds=rounds,
-        seed=args.seed, max_samples=samples or None, eval=True, local_eval=False, **split_kw, **PFLLIB,
+        algorithm=algorithm,
+        dataset=dataset,
+        data_dir=data_dir,
+        partition=split,
+        rounds=rounds,
+        seed=args.seed,
+        max_samples=samples or None,
+        eval=True,
+        local_eval=False,
+        **split_kw,
+        **PFLLIB,
     )
     label = f"{dataset}/{split}/{algorithm}"
     start = time.perf_counter()
@@ -155,11 +166,11 @@ def markdown(runs: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"Setting: {PFLLIB['clients']} clients, batch {PFLLIB['batch_size']}, lr {PFLLIB['lr']}, "
         f"{PFLLIB['local_epochs']} local epoch, seed {args.seed}, {args.threads} CPU thread(s); "
         "accuracy is pooled correct/total over the clients' 25% test splits (FedPer: personal models; "
-        "FedAvg: the global model). \"samples\" is the seeded subset of the pooled train+test set used.",
+        'FedAvg: the global model). "samples" is the seeded subset of the pooled train+test set used.',
         "Models: FedAvg CNN (fmnist), fedchain's small CIFAR CNN (cifar10). PFLlib's figures are the best "
         "accuracy over 2,000 rounds on all 70,000 images; fewer rounds and samples give lower FedAvg figures.",
         f"Produced by `python bench/accuracy.py{' --quick' if args.quick else ''}` on "
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC ({platform.processor() or platform.machine()}).",
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC ({platform.processor() or platform.machine()}).",
     ]
     return "\n".join(lines) + "\n"
 

@@ -178,7 +178,8 @@ def write_markdown(path: Path, data: dict[str, Any]) -> None:
             "Ed25519-signed; durable commits (SQLite WAL + synchronous=FULL; InnoDB flush at commit)."
         ),
         "",
-        "| backend | appends/s, 1 writer | appends/s, 4 writer processes | lost races retried | blocks verified/s | blocks |",
+        "| backend | appends/s, 1 writer | appends/s, 4 writer processes | lost races retried "
+        "| blocks verified/s | blocks |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for r in data["results"]:

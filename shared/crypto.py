@@ -27,11 +27,11 @@ class NodeKey:
     private: Ed25519PrivateKey
 
     @classmethod
-    def generate(cls) -> "NodeKey":
+    def generate(cls) -> NodeKey:
         return cls(Ed25519PrivateKey.generate())
 
     @classmethod
-    def load_or_create(cls, path: Path) -> "NodeKey":
+    def load_or_create(cls, path: Path) -> NodeKey:
         """Load the PEM key at ``path``; create it (mode 0600) if it does not exist."""
         path = Path(path)
         if path.exists():

@@ -182,7 +182,8 @@ class UpNetwork:
         t0 = time.perf_counter()
         try:
             proc = subprocess.run(argv, env=dict(self.env) if self.env is not None else None, cwd=REPO,
-                                  capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+                                  capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                                  check=False)
         except subprocess.TimeoutExpired as exc:
             self._record_children()
             self.stop()
@@ -221,9 +222,16 @@ class UpNetwork:
     def stop(self) -> None:
         """``fedchain down``, then SIGKILL whatever recorded process is still alive."""
         if self.state_dir.is_dir():
-            subprocess.run([*fedchain_argv([]), "down", "--state-dir", str(self.state_dir)], cwd=REPO,
-                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
-                           env=dict(self.env) if self.env is not None else None, check=False)
+            subprocess.run(
+                [*fedchain_argv([]), "down", "--state-dir", str(self.state_dir)],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                stdin=subprocess.DEVNULL,
+                env=dict(self.env) if self.env is not None else None,
+                check=False,
+            )
         left = []
         for pid in self.children.values():
             try:
@@ -267,5 +275,11 @@ def with_node_tokens(env: Mapping[str, str] | None) -> dict[str, str]:
 
 def no_eval_env() -> dict[str, str]:
     """Environment for node processes: no evaluation rounds, one torch thread each."""
-    return {**os.environ, "FEDCHAIN_EVAL": "false", "FEDCHAIN_LOCAL_EVAL": "false", "OMP_NUM_THREADS": "1",
-            "FEDCHAIN_TORCH_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return {
+        **os.environ,
+        "FEDCHAIN_EVAL": "false",
+        "FEDCHAIN_LOCAL_EVAL": "false",
+        "OMP_NUM_THREADS": "1",
+        "FEDCHAIN_TORCH_THREADS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }

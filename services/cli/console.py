@@ -28,11 +28,16 @@ def console(
     ),
     json_output: bool = typer.Option(False, "--json", help="one JSON object per command on stdout"),
     token: str | None = typer.Option(
-        None, "--token", envvar="FEDCHAIN_API_TOKEN", show_default=False,
+        None,
+        "--token",
+        envvar="FEDCHAIN_API_TOKEN",
+        show_default=False,
         help="API token for train/pause/save/eval (default: $FEDCHAIN_API_TOKEN; none: reading only)",
     ),
     timeout: float = typer.Option(60.0, "--timeout", min=0.1, help="seconds to wait for any one HTTP answer"),
-    poll: float = typer.Option(0.5, "--poll", min=0.05, max=60.0, help="seconds between polls while following training"),
+    poll: float = typer.Option(
+        0.5, "--poll", min=0.05, max=60.0, help="seconds between polls while following training"
+    ),
     history: Path | None = typer.Option(
         None, "--history", help="history file (default: $FEDCHAIN_HOME/console_history or ~/.fedchain_history)"
     ),

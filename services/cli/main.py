@@ -21,9 +21,9 @@ import typer
 try:  # typer >= 0.20 vendors click; its exceptions are not click's
     from typer._click import exceptions as cx
 except ImportError:  # pragma: no cover - older typer on plain click
-    from click import exceptions as cx
+    from click import exceptions as cx  # type: ignore[no-redef]
 
-from fedchain.services.cli import console, ledger, node, simulate, up
+from fedchain.services.cli import console, init_env, ledger, node, simulate, up
 from fedchain.shared import processes
 from fedchain.shared.config import ConfigError
 
@@ -47,12 +47,8 @@ def _startup(
         processes.watch_parent(watch_parent)
 
 
-for module in (simulate, ledger, node, up, console):
+for module in (simulate, ledger, node, up, console, init_env):
     module.register(app)
-
-from fedchain.services.cli import init_env
-
-init_env.register(app)
 
 
 def _one_line(text: str) -> str:

@@ -290,7 +290,8 @@ class UpRun:
         self.console.print(f"model   v{saved['version']} -> {saved['path']} (sha256 {saved['digest'][:16]}…)")
         self.console.print(f"chain   {chain} (blobs in {self.state_dir / 'ledger' / 'blobs'})")
         self.console.print(f"verify  fedchain verify --state-dir {self.state_dir / 'ledger'}" if not s.db_url
-                           else "verify  fedchain verify --db-url URL --blobs " + str(self.state_dir / "ledger" / "blobs"))
+                           else "verify  fedchain verify --db-url URL --blobs "
+                           + str(self.state_dir / "ledger" / "blobs"))
 
     def stop(self, grace: float = STOP_GRACE) -> None:
         """Stop every child (newest first), say how many, forget network.json."""
@@ -329,7 +330,11 @@ def up(
 ) -> None:
     """Start a whole local federation, train, verify the chain, and stop (or --keep it running)."""
     flags: dict[str, Any] = {
-        "port": port, "http_port": http_port, "state_dir": state_dir, "db_url": db_url, "clients": ens,
+        "port": port,
+        "http_port": http_port,
+        "state_dir": state_dir,
+        "db_url": db_url,
+        "clients": ens,
         **learning,  # --clients, when given, beats --ens
     }
     settings = load_settings(config, **flags)
@@ -363,7 +368,8 @@ def up(
     finally:
         if run.keep:
             run.console.print(
-                f"\nthe network is up. Connect:  fedchain console --ip 127.0.0.1 --port {settings.effective_http_port}\n"
+                "\nthe network is up. Connect:  fedchain console --ip 127.0.0.1 "
+                f"--port {settings.effective_http_port}\n"
                 f"Stop it:     fedchain down --state-dir {sd}\nLogs:        {sd / 'logs'}"
             )
         else:

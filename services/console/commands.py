@@ -111,26 +111,47 @@ def build_table() -> CommandTable:
     table = CommandTable()
     for command in (
         Command(
-            "train", "run federated rounds (FedPer by default) and follow them", _train,
+            "train",
+            "run federated rounds (FedPer by default) and follow them",
+            _train,
             (
                 _ROUNDS,
-                Param("algorithm", "str", "fedper or fedavg (default: the network's)", nullable=True, choices=ALGORITHMS),
+                Param(
+                    "algorithm", "str", "fedper or fedavg (default: the network's)", nullable=True, choices=ALGORITHMS
+                ),
                 _WAIT,
                 _TIMEOUT,
             ),
             example='train(rounds=5, algorithm="fedper")',
         ),
-        Command("trainFL", "run classic FedAvg rounds over the same network", _train_fl,
-                (_ROUNDS, _WAIT, _TIMEOUT), example="trainFL(rounds=5)"),
+        Command(
+            "trainFL",
+            "run classic FedAvg rounds over the same network",
+            _train_fl,
+            (_ROUNDS, _WAIT, _TIMEOUT),
+            example="trainFL(rounds=5)",
+        ),
         Command("pause", "finish the current round, then hold (train() resumes)", _pause),
-        Command("save", "write a checkpoint block and a model file on the entry", _save,
-                (Param("name", "str", "file name under the entry's models folder (no path; "
-                       "default model-v<version>.safetensors)", nullable=True),),
-                example='save(name="global-r10")'),
+        Command(
+            "save",
+            "write a checkpoint block and a model file on the entry",
+            _save,
+            (
+                Param(
+                    "name",
+                    "str",
+                    "file name under the entry's models folder (no path; default model-v<version>.safetensors)",
+                    nullable=True,
+                ),
+            ),
+            example='save(name="global-r10")',
+        ),
         Command("eval", "evaluate every EN's personal model, and pooled", _eval),
         Command("getSN", "list the super nodes with their addresses and EN counts", _get_sn),
         Command(
-            "getModel", "download the global model (safetensors) and check its digest", _get_model,
+            "getModel",
+            "download the global model (safetensors) and check its digest",
+            _get_model,
             (
                 Param("version", "int", "model version (default: latest)", nullable=True, minimum=0),
                 Param("path", "str", "local file or directory (default: model-v<version>.safetensors)", nullable=True),
@@ -138,15 +159,29 @@ def build_table() -> CommandTable:
             example='getModel(version=3, path="global.safetensors")',
         ),
         Command("status", "the node's state, round, model version and chain height", _status),
-        Command("rounds", "the last n completed rounds with accuracy and participants", _rounds,
-                (Param("n", "int", "how many rounds", default=10, minimum=1),)),
-        Command("blocks", "the last n blocks of the chain (or n from height start)", _blocks,
-                (Param("n", "int", "how many blocks", default=10, minimum=1, maximum=MAX_BLOCKS),
-                 Param("start", "int", "first height (default: the last n)", nullable=True, minimum=0)),
-                example="blocks(n=5)"),
+        Command(
+            "rounds",
+            "the last n completed rounds with accuracy and participants",
+            _rounds,
+            (Param("n", "int", "how many rounds", default=10, minimum=1),),
+        ),
+        Command(
+            "blocks",
+            "the last n blocks of the chain (or n from height start)",
+            _blocks,
+            (
+                Param("n", "int", "how many blocks", default=10, minimum=1, maximum=MAX_BLOCKS),
+                Param("start", "int", "first height (default: the last n)", nullable=True, minimum=0),
+            ),
+            example="blocks(n=5)",
+        ),
         Command("verify", "recompute and check the whole chain", _verify),
-        Command("help", "list the commands, or describe one: help(train)", _help,
-                (Param("command", "command", "a command name", nullable=True),)),
+        Command(
+            "help",
+            "list the commands, or describe one: help(train)",
+            _help,
+            (Param("command", "command", "a command name", nullable=True),),
+        ),
         Command("quit", "leave the console (training goes on)", _quit),
         Command("exit", "leave the console (training goes on)", _quit),
     ):

@@ -295,7 +295,8 @@ class RichRenderer:
 
     def _show_model(self, outcome: Outcome) -> None:
         d = outcome.data
-        self._line(f"model v{d['version']} -> {d['path']} ({d['bytes']:,} bytes, sha256 {short(d['digest'], 16)} checked)")
+        digest = short(d["digest"], 16)
+        self._line(f"model v{d['version']} -> {d['path']} ({d['bytes']:,} bytes, sha256 {digest} checked)")
 
     def _show_rounds(self, outcome: Outcome) -> None:
         if not outcome.data:
@@ -310,8 +311,14 @@ class RichRenderer:
         table.add_column("payload", min_width=16, ratio=1, overflow="fold")
         blocks: list[BlockInfo] = outcome.data
         for b in blocks:
-            table.add_row(str(b.height), b.kind, short(b.hash, 8), short(b.producer, 10),
-                          when(b.timestamp_ms), payload_summary(b.payload))
+            table.add_row(
+                str(b.height),
+                b.kind,
+                short(b.hash, 8),
+                short(b.producer, 10),
+                when(b.timestamp_ms),
+                payload_summary(b.payload),
+            )
         self.out.print(table)
 
     def _show_verify(self, outcome: Outcome) -> None:

@@ -8,7 +8,7 @@ parameters (positional in order, then by keyword) before its handler runs.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -154,7 +154,7 @@ class Command:
                 f"use {self.signature()}"
             )
         given: dict[str, Any] = {}
-        for param, value in zip(self.params, call.args):
+        for param, value in zip(self.params, call.args, strict=False):  # fewer args than params is fine
             given[param.name] = value
         names = [p.name for p in self.params]
         for key, value in call.kwargs.items():
@@ -189,7 +189,7 @@ class CommandTable:
             raise ValueError(f"duplicate command {command.name}")
         self.commands[command.name] = command
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Command]:
         return iter(self.commands.values())
 
     def get(self, name: str) -> Command | None:

@@ -85,7 +85,7 @@ class ImageTensors(Dataset[tuple[torch.Tensor, int]]):
         x = self.images[index].to(torch.float32).div_(255.0)
         return (x - self._mean) / self._std, self.labels[index]
 
-    def subset(self, index: np.ndarray | torch.Tensor) -> "ImageTensors":
+    def subset(self, index: np.ndarray | torch.Tensor) -> ImageTensors:
         """A new ImageTensors holding only ``index`` (copies the selected rows)."""
         idx = torch.as_tensor(np.asarray(index), dtype=torch.int64)
         return ImageTensors(self.images[idx].contiguous(), self.labels[idx].contiguous(), self.spec)

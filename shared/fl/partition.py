@@ -56,7 +56,7 @@ def dirichlet(
                 props = np.full(clients, 1.0 / clients)
             props = props / props.sum()
             cuts = (np.cumsum(props) * len(idx)).astype(int)[:-1]
-            for share, part in zip(shares, np.split(idx, cuts)):
+            for share, part in zip(shares, np.split(idx, cuts), strict=True):
                 share.extend(part.tolist())
         if min(len(s) for s in shares) >= min_size:
             return [np.sort(np.asarray(s, dtype=np.int64)) for s in shares]
@@ -95,7 +95,7 @@ def pathological(
                 f"class {cls} has {len(idx)} samples, too few for the {len(owners)} clients "
                 "that hold it; use fewer clients or more samples"
             )
-        for owner, part in zip(owners, np.array_split(idx, len(owners))):
+        for owner, part in zip(owners, np.array_split(idx, len(owners)), strict=True):
             shares[owner].extend(part.tolist())
     return [np.sort(np.asarray(s, dtype=np.int64)) for s in shares]
 

@@ -60,7 +60,12 @@ def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEDCHAIN_")}
     env["PYTHONPATH"] = str(REPO)
     return subprocess.run(
-        [sys.executable, "-m", "fedchain.services.cli.main", *args], capture_output=True, text=True, timeout=60, cwd=cwd, env=env
+        [sys.executable, "-m", "fedchain.services.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        env=env,
     )
 
 
@@ -106,14 +111,16 @@ def test_bad_flags(tmp_path: Path, args: list[str], words: str) -> None:
 
 KEYS = sorted(Settings.model_fields)
 scalars = st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats() | st.text(max_size=12)
-values = st.recursive(scalars, lambda s: st.lists(s, max_size=3) | st.dictionaries(st.text(max_size=6), s, max_size=3),
-                      max_leaves=6)
+values = st.recursive(
+    scalars, lambda s: st.lists(s, max_size=3) | st.dictionaries(st.text(max_size=6), s, max_size=3), max_leaves=6
+)
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    config=st.dictionaries(st.sampled_from(KEYS) | st.text(st.characters(min_codepoint=32), max_size=10), values,
-                           max_size=4),
+    config=st.dictionaries(
+        st.sampled_from(KEYS) | st.text(st.characters(min_codepoint=32), max_size=10), values, max_size=4
+    ),
     suffix=st.sampled_from([".json", ".yaml", ".yml", ".toml"]),
 )
 def test_random_config_files_load_or_raise_config_error(tmp_path: Path, config: dict[str, object], suffix: str) -> None:

@@ -60,8 +60,9 @@ def fuzz_service(base: str) -> tuple[list[str], int]:
             response = case.call(timeout=30)
             sent[0] += 1
             found = problem(case.method, response.request.url, response.status_code, response.content)
-            if found and (case.method, op.path, response.status_code) not in seen:
-                seen.add((case.method, op.path, response.status_code))
+            key = (case.method, op.path, response.status_code)  # noqa: B023 - one() runs in this iteration
+            if found and key not in seen:
+                seen.add(key)
                 problems.append(found)
 
         one()

@@ -2,7 +2,8 @@
 
 With ``target=None`` it is an HTTP CONNECT proxy instead (gRPC clients use one when their
 process has ``grpc_proxy=http://HOST:PORT`` in the environment), so a test can route one
-process's outgoing gRPC calls through it. ``cut()`` closes the listening socket and every open connection (peers see resets and
+process's outgoing gRPC calls through it. ``cut()`` closes the listening socket and every open connection
+(peers see resets and
 refused connections, as after a cable pull followed by a fast fail); ``restore()`` listens
 again on the same address. Threads only; everything is bounded by socket timeouts.
 """

@@ -88,7 +88,9 @@ def test_edge_node_cut_off_and_brought_back(tmp_path: Path) -> None:
             if victim_id in last["participants"]:
                 back_in = last["round"]
                 break
-        assert back_in is not None, f"the victim took no part in {MAX_ROUNDS_TO_RETURN} rounds after the cut\n{net.logs()}"
+        assert back_in is not None, (
+            f"the victim took no part in {MAX_ROUNDS_TO_RETURN} rounds after the cut\n{net.logs()}"
+        )
         total = back_in
 
         status = net.get("/status")
@@ -143,4 +145,3 @@ def test_edge_node_killed_mid_round(tmp_path: Path) -> None:
         _verify_entry_chain(net)
     finally:
         net.close()
-

@@ -134,7 +134,8 @@ def test_status_sn_and_eval(net: LocalNet) -> None:
 
 def test_non_entry_sn_forwards_and_en_refuses(net: LocalNet) -> None:
     sn = next(p for p in net.procs if p.name == "sn-1")
-    assert net.get("/health", sn) == {"status": "ok", "role": "SN", "node_id": net.get("/health", sn)["node_id"], "entry": False}
+    health = net.get("/health", sn)
+    assert health == {"status": "ok", "role": "SN", "node_id": health["node_id"], "entry": False}
     assert net.get("/rounds", sn) == net.get("/rounds")
     assert net.get("/status", sn)["entry"] is False
     en = next(p for p in net.procs if p.name == "en-0")
@@ -151,8 +152,12 @@ def test_mutating_endpoints_need_the_token_and_valid_bodies(net: LocalNet) -> No
     assert r.status_code == 401
     bad = httpx.post(url + "/train", json={"rounds": 0}, headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=10)
     assert bad.status_code == 422 and bad.json()["detail"].startswith("invalid rounds")
-    algo = httpx.post(url + "/train", json={"rounds": 1, "algorithm": "sgd"},
-                      headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=10)
+    algo = httpx.post(
+        url + "/train",
+        json={"rounds": 1, "algorithm": "sgd"},
+        headers={"Authorization": f"Bearer {API_TOKEN}"},
+        timeout=10,
+    )
     assert algo.status_code == 422
     assert net.get("/status")["round"] == ROUNDS  # nothing started
 

@@ -25,7 +25,7 @@ def _name(cn: str) -> x509.Name:
 
 def make_certs(folder: Path) -> dict[str, Path]:
     """A CA and one node certificate for 127.0.0.1/localhost signed by it (PEM files)."""
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
         x509.CertificateBuilder().subject_name(_name("fedchain test CA")).issuer_name(_name("fedchain test CA"))

@@ -100,7 +100,9 @@ def test_bad_flag_env_and_missing_file(tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_an_unknown_name_in_dotenv_is_refused_naming_the_file_and_key(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("OTHER_TOOL=1\nFEDCHAIN_ROUND=3\n")
-    with pytest.raises(ConfigError, match=r"^\.env: unknown setting FEDCHAIN_ROUND \(did you mean FEDCHAIN_ROUNDS\?\)$"):
+    with pytest.raises(
+        ConfigError, match=r"^\.env: unknown setting FEDCHAIN_ROUND \(did you mean FEDCHAIN_ROUNDS\?\)$"
+    ):
         load_settings()
     with pytest.raises(ConfigError, match="FEDCHAIN_ROUND"):
         Settings()  # direct construction refuses it too
@@ -131,8 +133,9 @@ def test_a_bad_value_names_where_it_came_from(tmp_path: Path, monkeypatch: pytes
     ("variable", "value", "expected"),
     [("FEDCHAIN_TORCH_THREADS", "3", 3), ("FEDCHAIN_LOG_LEVEL", "debug", "DEBUG"), ("FEDCHAIN_HOME", "/h", Path("/h"))],
 )
-def test_process_variables_are_settings(monkeypatch: pytest.MonkeyPatch, variable: str, value: str,
-                                        expected: object) -> None:
+def test_process_variables_are_settings(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: object
+) -> None:
     monkeypatch.setenv(variable, value)
     assert getattr(load_settings(), variable.removeprefix("FEDCHAIN_").lower()) == expected
 
@@ -150,7 +153,9 @@ def test_the_federation_fields_are_the_learning_settings_that_travel() -> None:
 
     assert FL_FIELDS == FEDERATION_FIELDS
     assert {"lr", "momentum", "personal_layers", "client_fraction", "seed", "eval"} <= set(FEDERATION_FIELDS)
-    assert not {"port", "state_dir", "sn_join_token", "api_token", "data_dir", "rounds", "torch_threads"} & set(FEDERATION_FIELDS)
+    assert not {"port", "state_dir", "sn_join_token", "api_token", "data_dir", "rounds", "torch_threads"} & set(
+        FEDERATION_FIELDS
+    )
     assert set(LEARNING_FIELDS) == set(FEDERATION_FIELDS) | {"rounds", "data_dir", "download"}
     entry = load_settings(lr=0.3, momentum=0.5, personal_layers=2, port=9000, eval=False)
     node = apply_fl_config(load_settings(port=7000, data_dir="/d"), fl_config(entry))

@@ -51,7 +51,9 @@ def test_group_stops_children_and_grandchildren_in_their_own_session(tmp_path: P
 
 
 def test_a_child_that_ignores_sigterm_is_killed_and_named(tmp_path: Path) -> None:
-    script = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"
+    script = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"
+    )
     group = processes.ProcessGroup(tmp_path / "logs")
     stubborn = group.start("stubborn", [sys.executable, "-c", script])
     polite = group.start("polite", [sys.executable, "-c", "import time; time.sleep(60)"])
@@ -64,7 +66,9 @@ def test_check_alive_names_the_dead_child_and_its_log(tmp_path: Path) -> None:
     with processes.ProcessGroup(tmp_path / "logs") as group:
         child = group.start("broken", [sys.executable, "-c", "print('no dataset here'); raise SystemExit(3)"])
         child.popen.wait(timeout=30)
-        with pytest.raises(processes.ChildExited, match=r"broken exited with code 3; see .*broken.log\nno dataset here"):
+        with pytest.raises(
+            processes.ChildExited, match=r"broken exited with code 3; see .*broken.log\nno dataset here"
+        ):
             group.check_alive()
         with pytest.raises(processes.ChildExited):
             group.wait_healthy(child, 5, url="http://127.0.0.1:1/health")
@@ -89,8 +93,7 @@ def test_fedchain_command_lines_are_recognised() -> None:
 
 def test_fedchain_processes_finds_the_nodes_of_a_state_dir(tmp_path: Path) -> None:
     # a stand-in "node": a python whose command line names the fedchain CLI and a state dir
-    fake = [sys.executable, "-c", "import time; time.sleep(60)", processes.CLI_MODULE, "node",
-            "--state-dir", "sd/en-1"]
+    fake = [sys.executable, "-c", "import time; time.sleep(60)", processes.CLI_MODULE, "node", "--state-dir", "sd/en-1"]
     proc = subprocess.Popen(fake, cwd=tmp_path)
     try:
         _wait(lambda: psutil.Process(proc.pid).cmdline() == fake, 10, "the stand-in node")
@@ -141,7 +144,14 @@ def test_the_fedchain_entry_point_restores_sigint_inherited_as_ignored() -> None
         "cli.app.command('probe')(probe)\n"
         "cli.main(['probe'])\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60,
-                          preexec_fn=ignore_sigint, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=ignore_sigint,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "sigint True"

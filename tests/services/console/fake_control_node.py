@@ -160,12 +160,23 @@ def make_app(node: FakeNode) -> FastAPI:
         return node.rounds
 
     @app.get("/blocks", dependencies=[Depends(sn_only)])
-    def blocks(start: int | None = Query(default=None, alias="from"), limit: int = Query(default=10, ge=1)) -> list[dict[str, Any]]:
+    def blocks(
+        start: int | None = Query(default=None, alias="from"), limit: int = Query(default=10, ge=1)
+    ) -> list[dict[str, Any]]:
         first = start if start is not None else max(0, node.height - limit + 1)
         heights = [h for h in range(first, first + limit) if h <= node.height]
-        return [{"height": h, "kind": "genesis" if h == 0 else "round", "hash": f"{h:064x}",
-                 "prev_hash": f"{max(h - 1, 0):064x}", "producer": node.node_id, "timestamp_ms": 1_764_000_000_000 + h,
-                 "payload": {"round": h}} for h in heights]
+        return [
+            {
+                "height": h,
+                "kind": "genesis" if h == 0 else "round",
+                "hash": f"{h:064x}",
+                "prev_hash": f"{max(h - 1, 0):064x}",
+                "producer": node.node_id,
+                "timestamp_ms": 1_764_000_000_000 + h,
+                "payload": {"round": h},
+            }
+            for h in heights
+        ]
 
     @app.get("/verify", dependencies=[Depends(sn_only)])
     def verify() -> dict[str, Any]:

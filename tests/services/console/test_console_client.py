@@ -106,7 +106,10 @@ def test_digest_mismatch_writes_nothing(fake_node: RunningNode, tmp_path: Path) 
 
 
 def test_unknown_model_version_is_the_nodes_message(fake_node: RunningNode, tmp_path: Path) -> None:
-    with client_for(fake_node) as client, pytest.raises(ApiError, match=r"unknown model version 7 \(latest is 0\) \(HTTP 404\)"):
+    with (
+        client_for(fake_node) as client,
+        pytest.raises(ApiError, match=r"unknown model version 7 \(latest is 0\) \(HTTP 404\)"),
+    ):
         client.download_model(7, str(tmp_path / "m.safetensors"))
     assert list(tmp_path.iterdir()) == []
 
@@ -142,7 +145,10 @@ def html_server() -> Iterator[str]:
 
 
 def test_something_else_on_the_port_is_not_a_fedchain_node(html_server: str) -> None:
-    with ControlClient(html_server, TOKEN, timeout=2) as client, pytest.raises(ConnectError, match="not JSON: is it a fedchain node"):
+    with (
+        ControlClient(html_server, TOKEN, timeout=2) as client,
+        pytest.raises(ConnectError, match="not JSON: is it a fedchain node"),
+    ):
         client.ensure_super_node()
 
 

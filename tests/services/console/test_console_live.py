@@ -45,10 +45,13 @@ class LiveNetwork:
     state_dir: Path
     env: dict[str, str]
 
-    def console(self, port: int, *args: str, token: str = TOKEN, timeout: float = TRAIN_TIMEOUT + 60) -> subprocess.CompletedProcess[str]:
+    def console(
+        self, port: int, *args: str, token: str = TOKEN, timeout: float = TRAIN_TIMEOUT + 60
+    ) -> subprocess.CompletedProcess[str]:
         env = dict(self.env, FEDCHAIN_API_TOKEN=token, COLUMNS="160")
-        return fedchain("console", "--ip", "127.0.0.1", "--port", str(port), "--timeout", "120", *args,
-                        env=env, timeout=timeout)
+        return fedchain(
+            "console", "--ip", "127.0.0.1", "--port", str(port), "--timeout", "120", *args, env=env, timeout=timeout
+        )
 
 
 def _entry_port() -> int:
@@ -102,8 +105,24 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNetwork]:
     need(helped.returncode == 0 and "--keep" in helped.stdout, "`fedchain up --keep` is not available yet")
     state_dir = tmp_path_factory.mktemp("live-network")
     port = _entry_port()
-    up = fedchain("up", "--keep", "--port", str(port), "--state-dir", str(state_dir), "--sns", "1",
-                  "--ens", str(ENS), "--rounds", "1", "--max-samples", "1200", env=env, timeout=UP_TIMEOUT)
+    up = fedchain(
+        "up",
+        "--keep",
+        "--port",
+        str(port),
+        "--state-dir",
+        str(state_dir),
+        "--sns",
+        "1",
+        "--ens",
+        str(ENS),
+        "--rounds",
+        "1",
+        "--max-samples",
+        "1200",
+        env=env,
+        timeout=UP_TIMEOUT,
+    )
     children = _children(state_dir)
     try:
         assert up.returncode == 0, f"fedchain up failed ({up.returncode}):\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}"
@@ -143,11 +162,27 @@ def test_train_eval_model_blocks_verify(live: LiveNetwork, tmp_path: Path) -> No
     model = tmp_path / "global.safetensors"
     before = _json_lines(live.console(live.entry_http, "--json", "-c", "status()"))[0]["result"]
     result = live.console(
-        live.entry_http, "--json", "-c", f"train(rounds=1, timeout={TRAIN_TIMEOUT})", "-c", "eval()",
-        "-c", f'getModel(path="{model}")', "-c", "blocks(n=5)", "-c", "verify()",
+        live.entry_http,
+        "--json",
+        "-c",
+        f"train(rounds=1, timeout={TRAIN_TIMEOUT})",
+        "-c",
+        "eval()",
+        "-c",
+        f'getModel(path="{model}")',
+        "-c",
+        "blocks(n=5)",
+        "-c",
+        "verify()",
     )
     train, evaluation, got, blocks, verify = _json_lines(result)
-    assert [o["command"] for o in (train, evaluation, got, blocks, verify)] == ["train", "eval", "getModel", "blocks", "verify"]
+    assert [o["command"] for o in (train, evaluation, got, blocks, verify)] == [
+        "train",
+        "eval",
+        "getModel",
+        "blocks",
+        "verify",
+    ]
 
     (done,) = train["result"]["rounds"]
     assert done["round"] == before["round"] + 1

@@ -44,7 +44,10 @@ def test_commands_run_in_order(fake_node: RunningNode, tmp_path: Path) -> None:
                               f'getModel(path="{target}")', "-c", "blocks(n=2)", "-c", "verify()")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    order = [out.index(s) for s in ("round 1:", "round 2:", "done: round 2 of 2", "pooled", "model v2 ->", "blocks", "chain OK")]
+    order = [
+        out.index(s)
+        for s in ("round 1:", "round 2:", "done: round 2 of 2", "pooled", "model v2 ->", "blocks", "chain OK")
+    ]
     assert order == sorted(order)
     assert target.is_file()
 
@@ -74,8 +77,11 @@ def test_json_failure_is_machine_readable_too(fake_node: RunningNode) -> None:
     result = fedchain_console(fake_node.port, "--json", "-c", "getModel(version=9, path='x.safetensors')")
     assert result.returncode == 1
     obj = json.loads(result.stdout)
-    assert obj == {"command": "getModel", "ok": False,
-                   "error": "GET /model: unknown model version 9 (latest is 1) (HTTP 404)"}
+    assert obj == {
+        "command": "getModel",
+        "ok": False,
+        "error": "GET /model: unknown model version 9 (latest is 1) (HTTP 404)",
+    }
     assert_one_line_failure(result, 1, "unknown model version 9")
 
 

@@ -73,8 +73,25 @@ class Terminal:
 
 @pytest.mark.skipif(sys.platform != "linux", reason="needs a Linux pty")
 def test_live_progress_and_ctrl_c_leave_training_running(fake_node: RunningNode, tmp_path: Path) -> None:
-    env = dict(os.environ, FEDCHAIN_API_TOKEN=TOKEN, FEDCHAIN_HOME=str(tmp_path), TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1", COLUMNS="120", LINES="40")
-    args = [sys.executable, "-m", "fedchain.services.cli.main", "console", "--port", str(fake_node.port), "--poll", "0.2"]
+    env = dict(
+        os.environ,
+        FEDCHAIN_API_TOKEN=TOKEN,
+        FEDCHAIN_HOME=str(tmp_path),
+        TERM="xterm",
+        PROMPT_TOOLKIT_NO_CPR="1",
+        COLUMNS="120",
+        LINES="40",
+    )
+    args = [
+        sys.executable,
+        "-m",
+        "fedchain.services.cli.main",
+        "console",
+        "--port",
+        str(fake_node.port),
+        "--poll",
+        "0.2",
+    ]
     term = Terminal(args, env)
     try:
         term.expect(r"connected to entry SN n-fake0000000000")

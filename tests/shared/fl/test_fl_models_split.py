@@ -34,7 +34,7 @@ def test_fedavg_cnn_is_the_papers_cnn() -> None:
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     assert [(c.out_channels, c.kernel_size) for c in convs] == [(32, (5, 5)), (64, (5, 5))]
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    assert [(l.in_features, l.out_features) for l in linears] == [(1024, 512), (512, 10)]
+    assert [(lin.in_features, lin.out_features) for lin in linears] == [(1024, 512), (512, 10)]
     assert sum(p.numel() for p in model.parameters()) == 582_026
 
 
@@ -58,15 +58,27 @@ def test_head_is_the_classifier_by_default() -> None:
     assert head_keys(model, 1) == ["fc.weight", "fc.bias"]
     assert head_keys(model, 2) == ["fc1.0.weight", "fc1.0.bias", "fc.weight", "fc.bias"]
     assert head_keys(model, 0) == []
-    assert base_keys(model, 1) == ["conv1.0.weight", "conv1.0.bias", "conv2.0.weight", "conv2.0.bias", "fc1.0.weight", "fc1.0.bias"]
+    assert base_keys(model, 1) == [
+        "conv1.0.weight",
+        "conv1.0.bias",
+        "conv2.0.weight",
+        "conv2.0.bias",
+        "fc1.0.weight",
+        "fc1.0.bias",
+    ]
 
 
 def test_head_of_resnet_includes_batch_norm_buffers() -> None:
     model = build_model("resnet18", "cifar10")
     head = head_keys(model, 2)
     assert head == [
-        "layer4.1.bn2.weight", "layer4.1.bn2.bias", "layer4.1.bn2.running_mean",
-        "layer4.1.bn2.running_var", "layer4.1.bn2.num_batches_tracked", "fc.weight", "fc.bias",
+        "layer4.1.bn2.weight",
+        "layer4.1.bn2.bias",
+        "layer4.1.bn2.running_mean",
+        "layer4.1.bn2.running_var",
+        "layer4.1.bn2.num_batches_tracked",
+        "fc.weight",
+        "fc.bias",
     ]
     base = base_keys(model, 2)
     assert set(base).isdisjoint(head) and set(base) | set(head) == set(model.state_dict())
@@ -88,7 +100,13 @@ class UserModel(nn.Module):
 def test_split_works_on_any_module() -> None:
     model = UserModel()
     assert parameterised_layers(model) == ["body", "norm"]
-    assert head_keys(model, 1) == ["norm.weight", "norm.bias", "norm.running_mean", "norm.running_var", "norm.num_batches_tracked"]
+    assert head_keys(model, 1) == [
+        "norm.weight",
+        "norm.bias",
+        "norm.running_mean",
+        "norm.running_var",
+        "norm.num_batches_tracked",
+    ]
     with pytest.raises(ConfigError, match="only 2 parameterised layers"):
         head_keys(model, 2)
 

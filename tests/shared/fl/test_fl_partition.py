@@ -30,8 +30,8 @@ def test_same_seed_same_partition_other_seed_differs(scheme: str, kw: dict) -> N
     a = P.partition(LABELS, scheme, 10, _rng(1), **kw)
     b = P.partition(LABELS, scheme, 10, _rng(1), **kw)
     c = P.partition(LABELS, scheme, 10, _rng(2), **kw)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    assert any(not np.array_equal(x, y) for x, y in zip(a, c))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert any(not np.array_equal(x, y) for x, y in zip(a, c, strict=True))
     assert _is_partition(a, len(LABELS))
 
 
