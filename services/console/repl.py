@@ -58,9 +58,10 @@ class CommandCompleter(Completer):
                     yield Completion(command.name + "(", start_position=-len(word),
                                      display=command.signature(), display_meta=command.summary)
             return
-        command = self.table.get(opened.group(1))
-        if command is None:
+        found = self.table.get(opened.group(1))
+        if found is None:
             return
+        command = found
         inside = opened.group(2)
         fragment = re.split(r"[(,]", inside)[-1].lstrip()
         if "=" in fragment:
