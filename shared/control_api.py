@@ -220,6 +220,7 @@ class RoundSummary(_Answer):
     round: int
     algorithm: str
     model_version: int
+    model_digest: str | None = Field(None, description="SHA-256 of the model version the round made")
     accuracy: float | None = None
     loss: float | None = None
     participants: list[str]

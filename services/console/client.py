@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import struct
 import tempfile
 from pathlib import Path
@@ -226,12 +227,25 @@ class ControlClient:
         """GET /verify: recompute the chain from its rows."""
         return self._get(VerifyResult, "/verify")
 
+    def chain_model_digest(self, version: int) -> str:
+        """The digest the chain records for model ``version`` (genesis for 0, else its round block)."""
+        if version == 0:
+            genesis = self.blocks(1, start=0)
+            digest = genesis[0].payload.get("model_digest") if genesis else None
+        else:
+            digest = next((r.model_digest for r in self.rounds() if r.model_version == version), None)
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise ConsoleError(f"getModel(): the chain records no model version {version}; nothing was written")
+        return digest
+
     def download_model(self, version: int | None, path: str | None) -> dict[str, Any]:
         """GET /model into ``path`` (default ``model-v<version>.safetensors``).
 
         The bytes go to a temporary file next to the target; the file is renamed into place
-        only when its SHA-256 equals the ``X-Model-Digest`` header and it has a safetensors
-        header, so a failed download changes nothing.
+        only when its SHA-256 equals the digest the chain records for that version (and the
+        node's ``X-Model-Digest`` header agrees) and it has a safetensors header, so a failed
+        or forged download changes nothing. The version the node reports must be a number:
+        it becomes part of the file name.
         """
         params = {"version": version} if version is not None else {}
         target_dir, target_name = self._target(path)
@@ -240,17 +254,31 @@ class ControlClient:
                 if response.status_code >= 400:
                     response.read()
                 self._check(response, "GET", "/model")
-                expected = response.headers.get("X-Model-Digest", "").strip().lower()
-                got_version = response.headers.get("X-Model-Version", "")
-                if not expected:
+                announced = response.headers.get("X-Model-Digest", "").strip().lower()
+                got_version = response.headers.get("X-Model-Version", "").strip()
+                if not announced:
                     raise ApiError("GET /model: the node sent no X-Model-Digest header; nothing was written", 200)
-                name = target_name or f"model-v{got_version or 'latest'}.safetensors"
+                if not got_version.isdigit() or len(got_version) > 19 or (
+                    version is not None and int(got_version) != version
+                ):
+                    raise ConsoleError(
+                        f"getModel(): the node answered with model version {got_version[:40]!r}"
+                        f"{'' if version is None else f' for version {version}'}; nothing was written"
+                    )
+                number = int(got_version)
+                expected = self.chain_model_digest(number)
+                if announced != expected:
+                    raise ConsoleError(
+                        f"getModel(): digest mismatch: the node announces {announced[:16]}... for version "
+                        f"{number}, the chain records {expected[:16]}...; nothing was written"
+                    )
+                name = target_name or f"model-v{number}.safetensors"
                 target = target_dir / name
                 size, actual = self._stream_to(response, target, expected)
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, "GET", "/model") from None
         return {
-            "version": int(got_version) if got_version.isdigit() else got_version,
+            "version": number,
             "digest": actual,
             "bytes": size,
             "path": str(target),

@@ -260,7 +260,7 @@ def round_summary(block: Any) -> RoundSummary:
     p = block.payload
     m = dict(p.metrics)
     return RoundSummary(
-        round=p.round, algorithm=p.algorithm, model_version=p.model_version,
+        round=p.round, algorithm=p.algorithm, model_version=p.model_version, model_digest=p.model_digest,
         accuracy=m.get("accuracy"), loss=m.get("loss"), participants=list(p.participants),
         rejected=[Rejection(node_id=n, reason=r) for n, r in p.rejected],
         height=block.height, seconds=m.get("seconds"),

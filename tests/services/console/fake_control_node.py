@@ -39,6 +39,7 @@ class FakeNode:
     stall: bool = False
     status_delay: float = 0.0
     bad_digest: bool = False
+    forged_model: bool = False  # serve other bytes, with a header that matches them
     rounds: list[dict[str, Any]] = field(default_factory=list)
     train_calls: list[dict[str, Any]] = field(default_factory=list)
     released: threading.Event = field(default_factory=threading.Event)
@@ -148,7 +149,7 @@ def make_app(node: FakeNode) -> FastAPI:
         chosen = node.round if version is None else version
         if chosen > node.round or chosen < 0:
             raise HTTPException(404, f"unknown model version {chosen} (latest is {node.round})")
-        data = node.model_bytes(chosen)
+        data = node.model_bytes(chosen + 100 if node.forged_model else chosen)
         digest = hashlib.sha256(data).hexdigest()
         if node.bad_digest:
             digest = "0" * 64
@@ -157,7 +158,17 @@ def make_app(node: FakeNode) -> FastAPI:
 
     @app.get("/rounds", dependencies=[Depends(sn_only)])
     def rounds() -> list[dict[str, Any]]:
-        return node.rounds
+        # what the chain records: every version up to the current one, with its digest
+        recorded = {r["model_version"]: r for r in node.rounds}
+        out = []
+        for v in range(1, node.round + 1):
+            row = dict(recorded.get(v) or {
+                "round": v, "algorithm": node.algorithm, "model_version": v, "participants": [],
+                "rejected": [], "height": v,
+            })
+            row["model_digest"] = hashlib.sha256(node.model_bytes(v)).hexdigest()
+            out.append(row)
+        return out
 
     @app.get("/blocks", dependencies=[Depends(sn_only)])
     def blocks(
@@ -173,7 +184,9 @@ def make_app(node: FakeNode) -> FastAPI:
                 "prev_hash": f"{max(h - 1, 0):064x}",
                 "producer": node.node_id,
                 "timestamp_ms": 1_764_000_000_000 + h,
-                "payload": {"round": h},
+                "payload": (
+                    {"model_digest": hashlib.sha256(node.model_bytes(0)).hexdigest()} if h == 0 else {"round": h}
+                ),
             }
             for h in heights
         ]

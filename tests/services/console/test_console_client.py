@@ -105,6 +105,15 @@ def test_digest_mismatch_writes_nothing(fake_node: RunningNode, tmp_path: Path) 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
 
 
+def test_a_model_the_chain_does_not_record_is_refused(fake_node: RunningNode, tmp_path: Path) -> None:
+    """A node that serves other bytes with a header matching them is caught by the chain's digest."""
+    fake_node.node.round = 2
+    fake_node.node.forged_model = True
+    with client_for(fake_node) as client, pytest.raises(ConsoleError, match="the chain records .*nothing was written"):
+        client.download_model(2, str(tmp_path / "m.safetensors"))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_unknown_model_version_is_the_nodes_message(fake_node: RunningNode, tmp_path: Path) -> None:
     with (
         client_for(fake_node) as client,
