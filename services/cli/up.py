@@ -145,10 +145,12 @@ class UpRun:
         self.entry_http = f"http://127.0.0.1:{settings.effective_http_port}"
         self.headers = {"Authorization": f"Bearer {settings.api_token.get_secret_value()}"}
 
-    def _start(self, name: str, args: list[str], grpc_port: int, http_port: int) -> processes.Child:
+    def _start(
+        self, name: str, args: list[str], grpc_port: int, http_port: int, env: dict[str, str] | None = None
+    ) -> processes.Child:
         """Start child ``name`` (watching `up` unless --keep) and record it in network.json."""
         child = self.group.start_fedchain(name, args, watch_parent=not self.keep, grpc_port=grpc_port,
-                                          http_port=http_port)
+                                          http_port=http_port, env=env)
         save_network(self.state_dir, self.group.children)
         return child
 
@@ -173,12 +175,12 @@ class UpRun:
         say = self.console.print
         db = s.db_url or f"sqlite:///{sd / 'ledger' / 'ledger.db'}"
         ledger_args = ["ledger", "--state-dir", str(sd / "ledger"), "--port", str(lport), "--http-port", str(lhttp)]
-        if s.db_url:
-            ledger_args += ["--db-url", s.db_url]
+        # the database URL may hold a password: it goes by environment, never on a command line
+        ledger_env = {**_child_env(s), "FEDCHAIN_DB_URL": s.db_url} if s.db_url else None
         say(f"[bold]fedchain up[/]: {self.sns} SNs, {self.ens} ENs, {self.rounds} rounds of {s.algorithm} "
             f"on {s.dataset} (state in {sd})")
         say(f"  tokens      {write_tokens(sd, s)} (mode 0600; FEDCHAIN_API_TOKEN there drives the console)")
-        ledger = self._start("ledger", ledger_args, lport, lhttp)
+        ledger = self._start("ledger", ledger_args, lport, lhttp, env=ledger_env)
         self._wait_healthy(ledger)
         say(f"  ledger      127.0.0.1:{lport}  ({_redact(db)})")
         common = ["--host", "127.0.0.1"]
