@@ -22,7 +22,7 @@ from safetensors.numpy import save as save_safetensors
 
 from tests.conftest import free_port
 
-TOKEN = "test-token"
+TOKEN = "console-test-token-0001"
 
 
 @dataclass
@@ -73,7 +73,7 @@ class TrainFLBody(BaseModel):
 
 
 class SaveBody(BaseModel):
-    path: str | None = None
+    name: str | None = None
 
 
 def make_app(node: FakeNode) -> FastAPI:

@@ -220,7 +220,7 @@ def test_human_output_and_forwarding_sn(live: LiveNetwork) -> None:
 
 def test_wrong_token_is_one_line_and_changes_nothing(live: LiveNetwork) -> None:
     before = _json_lines(live.console(live.entry_http, "--json", "-c", "status()"))[0]["result"]
-    result = live.console(live.entry_http, "-c", "train(rounds=1)", token="not-the-token")
+    result = live.console(live.entry_http, "-c", "train(rounds=1)", token="not-the-token-at-all")
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "refused the API token" in result.stderr
     assert "Traceback" not in result.stdout + result.stderr

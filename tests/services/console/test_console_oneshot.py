@@ -86,10 +86,10 @@ def test_json_failure_is_machine_readable_too(fake_node: RunningNode) -> None:
 
 
 def test_wrong_token_is_one_line(fake_node: RunningNode) -> None:
-    result = fedchain_console(fake_node.port, "-c", "train(rounds=1)", token="not-the-token")
+    result = fedchain_console(fake_node.port, "-c", "train(rounds=1)", token="not-the-token-at-all")
     assert_one_line_failure(result, 1, "refused the API token", "FEDCHAIN_API_TOKEN")
     assert fake_node.node.train_calls == []
-    flag = fedchain_console(fake_node.port, "--token", TOKEN, "-c", "pause()", token="not-the-token")
+    flag = fedchain_console(fake_node.port, "--token", TOKEN, "-c", "pause()", token="not-the-token-at-all")
     assert flag.returncode == 0, flag.stderr
 
 
