@@ -114,7 +114,7 @@ def test_slow_node_fails_within_the_timeout_flag(fake_node: RunningNode) -> None
 def test_commands_from_stdin(fake_node: RunningNode) -> None:
     result = fedchain_console(fake_node.port, stdin="# a script\nstatus()\nsave(name='x')\nquit()\ntrain()\n")
     assert result.returncode == 0, result.stderr
-    assert "saved model v0" in result.stdout and "/tmp/x.safetensors" in result.stdout
+    assert "saved model v0" in result.stdout and "/state/models/x" in result.stdout
     assert fake_node.node.train_calls == []
 
 
