@@ -35,12 +35,11 @@ from fedchain.shared.control_api import (
     VerifyResult,
 )
 from fedchain.shared.ledger.errors import LedgerUnavailable
+from fedchain.shared.limits import MAX_HEIGHT
 from fedchain.shared.node.metrics import NodeMetrics
 from fedchain.shared.rpc import node_pb2 as pb
 
 FORWARD_TIMEOUT = httpx.Timeout(connect=5.0, read=600.0, write=60.0, pool=5.0)
-MAX_INT64 = 2**63 - 1
-"""Largest height/version a query accepts (the ledger stores heights as signed 64-bit)."""
 
 
 class TrainBody(BaseModel):
@@ -200,7 +199,7 @@ def build_app(
             503: ERROR_RESPONSES[503],
         },
     )
-    def model(version: int | None = Query(None, ge=0, le=MAX_INT64)) -> Response:
+    def model(version: int | None = Query(None, ge=0, le=MAX_HEIGHT)) -> Response:
         e = need_entry()
         ref = e.model.ref
         v = ref.version if version is None else version
@@ -220,7 +219,7 @@ def build_app(
 
     @app.get("/blocks", response_model=list[BlockInfo], responses=ERROR_RESPONSES)
     def blocks(
-        start: int | None = Query(None, alias="from", ge=0, le=MAX_INT64), limit: int = Query(10, ge=1, le=1000)
+        start: int | None = Query(None, alias="from", ge=0, le=MAX_HEIGHT), limit: int = Query(10, ge=1, le=1000)
     ) -> list[BlockInfo]:
         e = need_entry()
         top = e.chain.height()
