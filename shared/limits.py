@@ -31,7 +31,7 @@ HTTP_BODY_BYTES = 1 * MIB
 def _min_chunk_kb() -> int:
     for meta in Settings.model_fields["chunk_kb"].metadata:
         if isinstance(meta, Ge):
-            return int(meta.ge)  # type: ignore[call-overload]
+            return int(meta.ge)  # type: ignore[call-overload,no-any-return]
     raise AssertionError("Settings.chunk_kb has no lower bound")
 
 
