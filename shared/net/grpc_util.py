@@ -78,7 +78,7 @@ QUEUED_RPCS_PER_WORKER = 4
 class ServerBounds:
     """Resource bounds of a gRPC server: workers, streams, calls, and stream budgets."""
 
-    workers: int = 16
+    workers: int = 32
     budget_s: float = STREAM_BUDGET_S
     budgets: Mapping[str, float] | None = None
 
@@ -170,7 +170,7 @@ class StreamBounds(grpc.ServerInterceptor):  # type: ignore[misc]
 
 
 def make_server(
-    net: NetConfig, host: str, port: int, *, workers: int = 16, bounds: ServerBounds | None = None
+    net: NetConfig, host: str, port: int, *, workers: int = 32, bounds: ServerBounds | None = None
 ) -> grpc.Server:
     """A bounded gRPC server bound to host:port (TLS when configured).
 

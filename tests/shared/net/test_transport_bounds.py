@@ -99,9 +99,9 @@ def test_many_stalled_streams_do_not_starve_a_unary_call_and_end_after_their_bud
 
 
 def test_stream_budgets_are_per_method() -> None:
-    bounds = ServerBounds(workers=16, budget_s=300, budgets={"Range": 60})
+    bounds = ServerBounds(budget_s=300, budgets={"Range": 60})
     assert (bounds.budget("Range"), bounds.budget("FetchModel")) == (60, 300)
-    assert bounds.max_streams == 12 and bounds.max_rpcs == 64
+    assert bounds.max_streams == 28 and bounds.max_rpcs == 128
     assert ServerBounds(workers=2).max_streams == 1
 
 
