@@ -12,6 +12,7 @@ import hashlib
 import re
 import threading
 from collections import OrderedDict
+from typing import TypeGuard
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
 """A SHA-256 digest or an Ed25519 public key: 64 lowercase hex characters."""
@@ -22,12 +23,12 @@ DIGEST_FORMAT = "64 lowercase hex characters"
 """How refusals name the digest format."""
 
 
-def is_hex64(value: object) -> bool:
+def is_hex64(value: object) -> TypeGuard[str]:
     """True when ``value`` is a string of exactly 64 lowercase hex characters."""
     return isinstance(value, str) and HEX64.fullmatch(value) is not None
 
 
-def is_hex128(value: object) -> bool:
+def is_hex128(value: object) -> TypeGuard[str]:
     """True when ``value`` is a string of exactly 128 lowercase hex characters."""
     return isinstance(value, str) and HEX128.fullmatch(value) is not None
 
