@@ -8,15 +8,15 @@ message that says what is wrong.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
+
+from fedchain.shared.digests import sha256_hex
+from fedchain.shared.safetensors_header import HeaderError, parse_header
 
 DEFAULT_MAX_BYTES = 2 * 1024 * 1024 * 1024
 
@@ -27,7 +27,7 @@ class TensorError(ValueError):
 
 def digest(data: bytes) -> str:
     """Hex SHA-256 of ``data``: the address of a blob and the digest recorded on the chain."""
-    return hashlib.sha256(data).hexdigest()
+    return sha256_hex(data)
 
 
 def encode(state: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> bytes:
@@ -39,17 +39,22 @@ def encode(state: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None
 def _check_header(data: bytes, max_bytes: int) -> None:
     if len(data) > max_bytes:
         raise TensorError(f"tensor payload of {len(data)} bytes exceeds the limit of {max_bytes}")
-    if len(data) < 8:
-        raise TensorError("tensor payload is shorter than a safetensors header")
-    (header_len,) = struct.unpack("<Q", data[:8])
-    if header_len > len(data) - 8:
-        raise TensorError("safetensors header length points past the end of the payload")
     try:
-        header = json.loads(data[8 : 8 + header_len])
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TensorError(f"safetensors header is not valid JSON: {exc}") from exc
-    if not isinstance(header, dict):
-        raise TensorError("safetensors header is not a JSON object")
+        parse_header(data)
+    except HeaderError as exc:
+        raise TensorError(f"not a safetensors payload: {exc}") from None
+
+
+def is_finite(t: torch.Tensor) -> bool:
+    """True unless the floating-point tensor ``t`` holds a NaN or an infinity.
+
+    One vectorised pass (``aminmax``: NaN propagates into both, an infinity shows in
+    one of them) and no temporary the size of the tensor.
+    """
+    if not t.is_floating_point() or t.numel() == 0:
+        return True
+    low, high = torch.aminmax(t)
+    return bool(torch.isfinite(low)) and bool(torch.isfinite(high))
 
 
 def decode(
@@ -82,28 +87,6 @@ def decode(
                 raise TensorError(f"tensor {name} has dtype {got.dtype}, expected {ref.dtype}")
     if require_finite:
         for name, t in state.items():
-            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            if not is_finite(t):
                 raise TensorError(f"tensor {name} holds NaN or Inf values")
     return state
-
-
-def chunks(data: bytes, size: int) -> Iterator[bytes]:
-    """Split ``data`` into pieces of at most ``size`` bytes (at least one piece)."""
-    if size <= 0:
-        raise ValueError("chunk size must be positive")
-    if not data:
-        yield b""
-        return
-    view = memoryview(data)
-    for start in range(0, len(data), size):
-        yield bytes(view[start : start + size])
-
-
-def join_chunks(pieces: Iterator[bytes], max_bytes: int) -> bytes:
-    """Concatenate streamed pieces, refusing to grow beyond ``max_bytes``."""
-    buf = bytearray()
-    for piece in pieces:
-        if len(buf) + len(piece) > max_bytes:
-            raise TensorError(f"stream exceeds the limit of {max_bytes} bytes")
-        buf.extend(piece)
-    return bytes(buf)

@@ -8,10 +8,7 @@ an edge node, a refused token, or the node's own ``detail`` message.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import re
-import struct
 import tempfile
 from pathlib import Path
 from typing import Any, Self, TypeVar
@@ -38,11 +35,17 @@ from fedchain.shared.control_api import (
     TrainStarted,
     VerifyResult,
 )
+from fedchain.shared.digests import is_hex64
+from fedchain.shared.safetensors_header import (
+    LENGTH_BYTES,
+    HeaderError,
+    header_length,
+    parse_header,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
 DOWNLOAD_CHUNK = 1 << 20
-MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -234,7 +237,7 @@ class ControlClient:
             digest = genesis[0].payload.get("model_digest") if genesis else None
         else:
             digest = next((r.model_digest for r in self.rounds() if r.model_version == version), None)
-        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+        if not isinstance(digest, str) or not is_hex64(digest):
             raise ConsoleError(f"getModel(): the chain records no model version {version}; nothing was written")
         return digest
 
@@ -325,17 +328,12 @@ class ControlClient:
 
 
 def _check_safetensors(path: Path) -> None:
-    """Refuse a file whose start is not a safetensors header (8-byte length + JSON object)."""
+    """Refuse a file that is not laid out as safetensors (the shared header check)."""
+    size = path.stat().st_size
     with path.open("rb") as f:
-        head = f.read(8)
-        if len(head) != 8:
-            raise ConsoleError("getModel(): the node sent fewer than 8 bytes, not a safetensors file")
-        (length,) = struct.unpack("<Q", head)
-        if length > MAX_SAFETENSORS_HEADER:
-            raise ConsoleError("getModel(): the download is not a safetensors file (header too large)")
+        head = f.read(LENGTH_BYTES)
         try:
-            header = json.loads(f.read(length))
-        except (ValueError, UnicodeDecodeError):
-            header = None
-    if not isinstance(header, dict):
-        raise ConsoleError("getModel(): the download is not a safetensors file (bad header)")
+            header = head + f.read(header_length(head, size))
+            parse_header(header, size)
+        except HeaderError as exc:
+            raise ConsoleError(f"getModel(): the download is not a safetensors file ({exc})") from None

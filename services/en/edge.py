@@ -20,6 +20,7 @@ import grpc
 from fedchain.shared.config import ConfigError, Settings
 from fedchain.shared.control_api import NodeStatus, node_status
 from fedchain.shared.crypto import NodeKey
+from fedchain.shared.limits import chunk_bytes, message_bytes
 from fedchain.shared.net.federation import apply_fl_config
 from fedchain.shared.net.signing import update_message
 from fedchain.shared.net.streams import join_model_chunks, update_parts
@@ -63,8 +64,8 @@ class EdgeNode:
         self.sn_node_id = ""
         self.sn_address = ""
         self.partition_index = -1
-        self.max_bytes = settings.max_message_mb * 1024 * 1024
-        self.chunk_bytes = settings.chunk_kb * 1024
+        self.max_bytes = message_bytes(settings)
+        self.chunk_bytes = chunk_bytes(settings)
         self._lock = threading.Lock()  # one training/evaluation at a time
         self._clients: dict[str, Any] = {}
         self._data: Any = None
@@ -212,9 +213,7 @@ class EdgeNode:
         stream = self.peers.stub(self.sn_address).FetchModel(
             pb.FetchModelRequest(version=version, digest=model_digest), timeout=120
         )
-        data = join_model_chunks(stream, self.max_bytes)
-        if model_digest and digest(data) != model_digest:
-            raise ValueError("model from the SN does not match the round's digest")
+        data = join_model_chunks(stream, self.max_bytes, model_digest or None)
         return decode(data, max_bytes=self.max_bytes)
 
     def open_round(self, req: pb.OpenRoundRequest) -> pb.OpenRoundReply:

@@ -8,58 +8,32 @@ blob or the whole blob. Every read re-checks the digest.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import re
-import struct
 import tempfile
 from pathlib import Path
 
+from fedchain.shared.digests import DIGEST_FORMAT, is_hex64, sha256_hex
 from fedchain.shared.ledger.errors import InvalidBlob, LedgerCorrupt, NotFound, TooLarge
-
-DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
+from fedchain.shared.safetensors_header import HeaderError, parse_header
 
 
 def check_digest(digest: str) -> str:
     """Return ``digest`` if it is 64 lowercase hex characters, else raise InvalidBlob."""
-    if not isinstance(digest, str) or not DIGEST_RE.match(digest):
-        raise InvalidBlob(
-            f"blob digest must be 64 lowercase hex characters, got {str(digest)[:80]!r}"
-        )
+    if not is_hex64(digest):
+        raise InvalidBlob(f"blob digest must be {DIGEST_FORMAT}, got {str(digest)[:80]!r}")
     return digest
 
 
 def check_safetensors(data: bytes) -> None:
     """Raise InvalidBlob unless ``data`` is laid out as a safetensors file.
 
-    Checks the 8-byte little-endian header length, that the header is a JSON object,
-    and that every tensor's data offsets lie inside the file (without decoding tensors).
+    The shared header check (``fedchain.shared.safetensors_header``): length, a JSON
+    object, each tensor's offsets inside the file; no tensor is decoded.
     """
-    if len(data) < 8:
-        raise InvalidBlob("blob is not a safetensors file (shorter than its 8-byte header length)")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > len(data) - 8:
-        raise InvalidBlob("blob is not a safetensors file (header length points past the end)")
     try:
-        header = json.loads(data[8 : 8 + n])
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InvalidBlob("blob is not a safetensors file (header is not JSON)") from None
-    if not isinstance(header, dict):
-        raise InvalidBlob("blob is not a safetensors file (header is not a JSON object)")
-    body = len(data) - 8 - n
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        offsets = info.get("data_offsets") if isinstance(info, dict) else None
-        if (
-            not isinstance(offsets, list)
-            or len(offsets) != 2
-            or not all(isinstance(o, int) for o in offsets)
-            or not 0 <= offsets[0] <= offsets[1] <= body
-        ):
-            raise InvalidBlob(
-                f"blob is not a safetensors file (tensor {str(name)[:40]!r} has bad offsets)"
-            )
+        parse_header(data)
+    except HeaderError as exc:
+        raise InvalidBlob(f"blob is not a safetensors file ({exc})") from None
 
 
 class BlobStore:
@@ -81,7 +55,7 @@ class BlobStore:
         if len(data) > self.max_bytes:
             raise TooLarge(f"blob of {len(data)} bytes exceeds the limit of {self.max_bytes} bytes")
         check_safetensors(data)
-        digest = hashlib.sha256(data).hexdigest()
+        digest = sha256_hex(data)
         if expected_digest is not None and check_digest(expected_digest) != digest:
             raise InvalidBlob(
                 f"blob content has digest {digest}, not the announced {expected_digest}"
@@ -120,7 +94,7 @@ class BlobStore:
             data = path.read_bytes()
         except FileNotFoundError:
             raise NotFound(f"no blob with digest {digest}") from None
-        actual = hashlib.sha256(data).hexdigest()
+        actual = sha256_hex(data)
         if actual != digest:
             raise LedgerCorrupt(
                 f"blob {digest} is corrupt on disk (its content hashes to {actual})"

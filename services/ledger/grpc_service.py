@@ -18,8 +18,10 @@ from fedchain.services.ledger.blobs import check_digest
 from fedchain.services.ledger.metrics import LedgerMetrics
 from fedchain.services.ledger.store import Ledger
 from fedchain.shared.ledger.contract import MAX_RANGE
-from fedchain.shared.ledger.errors import LedgerError, NotFound, TooLarge
+from fedchain.shared.ledger.errors import InvalidBlob, LedgerError, NotFound, TooLarge
 from fedchain.shared.ledger.wire import ERROR_METADATA, block_from_proto, block_to_proto
+from fedchain.shared.limits import StreamLimits
+from fedchain.shared.net.streams import StreamRefused, blob_chunks, join_blob_chunks
 from fedchain.shared.rpc import ledger_pb2, ledger_pb2_grpc
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -104,31 +106,24 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
     def PutBlob(
         self, request_iterator: Iterator[ledger_pb2.BlobChunk], context: grpc.ServicerContext
     ) -> ledger_pb2.PutBlobReply:
-        limit = self.ledger.blobs.max_bytes
-        buf = bytearray()
-        expected: str | None = None
-        for i, chunk in enumerate(request_iterator):
-            if i == 0 and chunk.digest:
-                expected = check_digest(chunk.digest)
-            if len(buf) + len(chunk.data) > limit:
-                raise TooLarge(f"blob exceeds the limit of {limit} bytes")
-            buf.extend(chunk.data)
-        digest = self.ledger.put_blob(bytes(buf), expected)
-        self.metrics.blob_bytes.inc(len(buf))
-        return ledger_pb2.PutBlobReply(digest=digest, size=len(buf))
+        limits = StreamLimits.for_bytes(self.ledger.blobs.max_bytes)
+        try:
+            data, announced = join_blob_chunks(request_iterator, limits, verify=False)
+        except StreamRefused as exc:
+            if exc.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise TooLarge(exc.reason) from None
+            raise InvalidBlob(exc.reason) from None
+        expected = None if announced is None else check_digest(announced)
+        digest = self.ledger.put_blob(data, expected)
+        self.metrics.blob_bytes.inc(len(data))
+        return ledger_pb2.PutBlobReply(digest=digest, size=len(data))
 
     @_streaming
     def GetBlob(
         self, request: ledger_pb2.BlobRequest, context: grpc.ServicerContext
     ) -> Iterator[ledger_pb2.BlobChunk]:
         data = self.ledger.get_blob(check_digest(request.digest))
-        view = memoryview(data)
-        if not data:
-            yield ledger_pb2.BlobChunk(data=b"", digest=request.digest)
-        for start in range(0, len(data), self.chunk_bytes):
-            yield ledger_pb2.BlobChunk(
-                data=bytes(view[start : start + self.chunk_bytes]), digest=request.digest
-            )
+        yield from blob_chunks(data, self.chunk_bytes, request.digest)
 
     @_unary
     def HasBlob(

@@ -7,33 +7,21 @@
 from __future__ import annotations
 
 import signal
-import socket
 import threading
 from collections.abc import Callable
 from types import FrameType
 
 import grpc
-import uvicorn
 
 from fedchain.services.ledger.grpc_service import LedgerServicer
 from fedchain.services.ledger.http_api import create_app
 from fedchain.services.ledger.metrics import LedgerMetrics
 from fedchain.services.ledger.store import Ledger, open_ledger, redact
 from fedchain.shared.config import ConfigError, Settings
+from fedchain.shared.limits import chunk_bytes
 from fedchain.shared.net.grpc_util import NetConfig, make_server
+from fedchain.shared.net.http_server import HttpServer
 from fedchain.shared.rpc import ledger_pb2_grpc
-
-
-def _bind_http(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot listen for HTTP on {host}:{port}: {exc.strerror}") from None
-    sock.listen(128)
-    return sock
 
 
 class LedgerService:
@@ -45,8 +33,7 @@ class LedgerService:
         self.metrics = LedgerMetrics()
         self.metrics.height.set(self.ledger.height())
         self._grpc: grpc.Server | None = None
-        self._http: uvicorn.Server | None = None
-        self._http_thread: threading.Thread | None = None
+        self._http: HttpServer | None = None
 
     @property
     def grpc_address(self) -> str:
@@ -61,45 +48,35 @@ class LedgerService:
     def start(self) -> None:
         """Bind both listeners and start serving (ConfigError if a port is taken)."""
         net = NetConfig.from_settings(self.settings)
-        sock = _bind_http(self.settings.host, self.settings.effective_http_port)
+        http = HttpServer(
+            create_app(self.ledger, self.metrics),
+            self.settings.host,
+            self.settings.effective_http_port,
+        )
         try:
             server = make_server(net, self.settings.host, self.settings.port)
         except ConfigError:
-            sock.close()
+            http.sock.close()
             raise
-        servicer = LedgerServicer(self.ledger, self.metrics, self.settings.chunk_kb * 1024)
+        servicer = LedgerServicer(self.ledger, self.metrics, chunk_bytes(self.settings))
         ledger_pb2_grpc.add_LedgerServicer_to_server(servicer, server)
         server.start()
         self._grpc = server
-        config = uvicorn.Config(
-            create_app(self.ledger, self.metrics),
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-        )
-        self._http = uvicorn.Server(config)
-        self._http_thread = threading.Thread(
-            target=self._http.run, kwargs={"sockets": [sock]}, name="ledger-http", daemon=True
-        )
-        self._http_thread.start()
-        for _ in range(200):  # bounded wait (10 s) for uvicorn to be ready
-            if self._http.started or not self._http_thread.is_alive():
-                break
-            threading.Event().wait(0.05)
-        if not self._http.started:
+        self._http = http
+        if not http.start():
             self.stop()
             raise ConfigError(f"the HTTP server did not start on {self.http_url}")
 
     def stop(self, grace: float = 2.0) -> None:
         """Stop both listeners (in-flight calls get ``grace`` seconds) and close the database."""
         if self._http is not None:
-            self._http.should_exit = True
+            self._http.server.should_exit = True
         if self._grpc is not None:
             self._grpc.stop(grace).wait(grace + 1)
             self._grpc = None
-        if self._http_thread is not None:
-            self._http_thread.join(timeout=grace + 3)
-            self._http_thread = None
+        if self._http is not None:
+            self._http.stop(wait=grace + 3)
+            self._http = None
         self.ledger.close()
 
 

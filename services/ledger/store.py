@@ -53,6 +53,7 @@ from fedchain.shared.ledger.errors import (
     TooLarge,
 )
 from fedchain.shared.ledger.results import InclusionProof, VerifyReport
+from fedchain.shared.limits import message_bytes
 
 DEFAULT_MAX_BLOCK_BYTES = 1024 * 1024
 DEFAULT_MAX_BLOB_BYTES = 64 * 1024 * 1024
@@ -68,7 +69,7 @@ def open_ledger(settings: Settings) -> Ledger:
     """The Ledger the settings describe (``db_url`` or SQLite in ``state_dir``; blobs in state_dir/blobs)."""
     state_dir = Path(settings.state_dir)
     url = settings.db_url or default_db_url(state_dir)
-    return Ledger(url, state_dir / "blobs", max_blob_bytes=settings.max_message_mb * 1024 * 1024)
+    return Ledger(url, state_dir / "blobs", max_blob_bytes=message_bytes(settings))
 
 
 def redact(url: str) -> str:

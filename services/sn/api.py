@@ -3,7 +3,6 @@ any other SN forwards what only the entry can do."""
 
 from __future__ import annotations
 
-import hmac
 from typing import Any, Literal
 
 import httpx
@@ -35,12 +34,12 @@ from fedchain.shared.control_api import (
     VerifyResult,
 )
 from fedchain.shared.ledger.errors import LedgerUnavailable
+from fedchain.shared.limits import MAX_HEIGHT
+from fedchain.shared.net.http_server import RequestGuard, bearer_problem
 from fedchain.shared.node.metrics import NodeMetrics
 from fedchain.shared.rpc import node_pb2 as pb
 
 FORWARD_TIMEOUT = httpx.Timeout(connect=5.0, read=600.0, write=60.0, pool=5.0)
-MAX_INT64 = 2**63 - 1
-"""Largest height/version a query accepts (the ledger stores heights as signed 64-bit)."""
 
 
 class TrainBody(BaseModel):
@@ -84,13 +83,15 @@ def build_app(
         first = (str(exc).splitlines() or ["unreachable"])[0]
         return JSONResponse({"detail": f"the ledger is unavailable: {first}"}, status_code=503)
 
+    # The token is checked before a body is read (RequestGuard), and again per route.
+    app.add_middleware(
+        RequestGuard, token=api_token, protected=lambda method, path: method == "POST" and path in POST_ROUTES
+    )
+
     def require_token(request: Request) -> None:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise HTTPException(401, "missing bearer token: send 'Authorization: Bearer $FEDCHAIN_API_TOKEN'")
-        if not hmac.compare_digest(token.encode(), api_token.encode()):
-            raise HTTPException(401, "wrong API token (FEDCHAIN_API_TOKEN)")
+        problem = bearer_problem(request.headers.get("authorization", ""), api_token)
+        if problem is not None:
+            raise HTTPException(401, problem)
 
     async def forward(request: Request) -> Response:
         target = sn.entry_http_address
@@ -200,7 +201,7 @@ def build_app(
             503: ERROR_RESPONSES[503],
         },
     )
-    def model(version: int | None = Query(None, ge=0, le=MAX_INT64)) -> Response:
+    def model(version: int | None = Query(None, ge=0, le=MAX_HEIGHT)) -> Response:
         e = need_entry()
         ref = e.model.ref
         v = ref.version if version is None else version
@@ -220,7 +221,7 @@ def build_app(
 
     @app.get("/blocks", response_model=list[BlockInfo], responses=ERROR_RESPONSES)
     def blocks(
-        start: int | None = Query(None, alias="from", ge=0, le=MAX_INT64), limit: int = Query(10, ge=1, le=1000)
+        start: int | None = Query(None, alias="from", ge=0, le=MAX_HEIGHT), limit: int = Query(10, ge=1, le=1000)
     ) -> list[BlockInfo]:
         e = need_entry()
         top = e.chain.height()

@@ -15,6 +15,7 @@ from fedchain.shared.chain.payloads import GenesisPayload
 from fedchain.shared.config import ConfigError, Settings
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.ledger.contract import LedgerContract
+from fedchain.shared.limits import message_bytes
 from fedchain.shared.net.federation import apply_fl_config
 from fedchain.shared.net.grpc_util import NetConfig, make_server, parse_address
 from fedchain.shared.net.http_server import HttpServer
@@ -116,7 +117,7 @@ def run_super_node(
         except LedgerError as exc:
             raise ConfigError(f"cannot open the ledger: {exc}") from None
         chain = EntryChain(ledger, key)
-        model = GlobalModel(chain, settings.max_message_mb * 1024 * 1024)
+        model = GlobalModel(chain, message_bytes(settings))
         sn = SuperNode(
             settings, key, peers, address=address, http_address=http_address,
             upstream_model=model.model_bytes, entry_address=address, entry_node_id=key.node_id,

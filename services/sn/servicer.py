@@ -87,7 +87,7 @@ class SuperNodeServicer(node_pb2_grpc.NodeServicer):
             context.abort(grpc.StatusCode.UNAVAILABLE, f"model not available: {exc}")
         except LedgerError as exc:  # a blob missing from the ledger (or the ledger down)
             context.abort(grpc.StatusCode.NOT_FOUND, f"model not available: {exc}")
-        yield from model_chunks(data, self.sn.chunk_bytes)
+        yield from model_chunks(data, self.sn.chunk_bytes)  # digest: once per cached buffer
 
     def SubmitUpdate(self, request_iterator: Iterator[pb.UpdatePart], context: grpc.ServicerContext) -> pb.SubmitReply:
         try:

@@ -20,8 +20,16 @@ from fedchain.services.sn.model_ops import ModelTemplate
 from fedchain.services.sn.validation import Rejected, check_update
 from fedchain.shared.config import Settings
 from fedchain.shared.crypto import NodeKey
+from fedchain.shared.digests import MODEL_DIGESTS, digest_of
+from fedchain.shared.limits import StreamLimits, chunk_bytes, message_bytes
 from fedchain.shared.net.signing import update_message
-from fedchain.shared.net.streams import aggregate_parts, join_model_chunks
+from fedchain.shared.net.streams import (
+    StreamRefused,
+    aggregate_parts,
+    join_model_chunks,
+    read_body,
+    read_header,
+)
 from fedchain.shared.node.peers import Peers
 from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.tensors import TensorError, decode, digest, encode
@@ -64,8 +72,8 @@ class SuperNode:
         self._model_lock = threading.Lock()
         self._collector: RoundCollector | None = None
         self._collector_lock = threading.Lock()
-        self.max_bytes = settings.max_message_mb * 1024 * 1024
-        self.chunk_bytes = settings.chunk_kb * 1024
+        self.max_bytes = message_bytes(settings)
+        self.chunk_bytes = chunk_bytes(settings)
         self.last_round = 0
         self.state = "idle"
 
@@ -77,7 +85,7 @@ class SuperNode:
     # ---------------- models ----------------
     def remember_model(self, data: bytes) -> str:
         """Cache model bytes by digest (the latest few)."""
-        d = digest(data)
+        d = digest_of(data)
         with self._model_lock:
             self._models[d] = data
             while len(self._models) > MODEL_CACHE:
@@ -96,10 +104,13 @@ class SuperNode:
                 stream = self.peers.stub(self.entry_address).FetchModel(
                     pb.FetchModelRequest(version=version, digest=model_digest), timeout=120
                 )
-                data = join_model_chunks(stream, self.max_bytes)
-            if model_digest and digest(data) != model_digest:
+                data = join_model_chunks(stream, self.max_bytes, model_digest or None)
+                if model_digest:
+                    MODEL_DIGESTS.remember(data, model_digest)  # the reader checked it
+            found = digest_of(data)
+            if model_digest and found != model_digest:
                 raise TensorError("model from the entry does not match the digest of the round")
-            self._models[digest(data)] = data
+            self._models[found] = data
             while len(self._models) > MODEL_CACHE:
                 self._models.pop(next(iter(self._models)))
             return data
@@ -210,10 +221,10 @@ class SuperNode:
 
     def submit_update(self, parts: Iterator[pb.UpdatePart]) -> pb.SubmitReply:
         """Receive, validate and record one EN update. Raises Rejected on a refusal."""
-        first = next(parts, None)
-        if first is None or first.WhichOneof("part") != "header":
-            raise Rejected(grpc.StatusCode.INVALID_ARGUMENT, "an update stream must start with its header")
-        h = first.header
+        try:
+            h = read_header(parts, "update").header
+        except StreamRefused as exc:
+            raise Rejected(exc.code, exc.reason) from None
         with self._collector_lock:
             collector = self._collector
         if collector is None or collector.closed:
@@ -222,22 +233,13 @@ class SuperNode:
                 f"no round is open on this SN (update for round {h.round})",
             )
         try:
-            if h.total_bytes > self.max_bytes:
-                raise Rejected(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"update of {h.total_bytes} bytes exceeds the limit of {self.max_bytes}",
+            try:
+                data = read_body(
+                    parts, StreamLimits.for_bytes(self.max_bytes), "update",
+                    size=h.total_bytes, digest=h.digest,
                 )
-            buf = bytearray()
-            for part in parts:
-                if part.WhichOneof("part") != "data":
-                    raise Rejected(grpc.StatusCode.INVALID_ARGUMENT, "only data may follow the update header")
-                if len(buf) + len(part.data) > self.max_bytes:
-                    raise Rejected(
-                        grpc.StatusCode.RESOURCE_EXHAUSTED,
-                        f"update stream exceeds the limit of {self.max_bytes} bytes",
-                    )
-                buf.extend(part.data)
-            data = bytes(buf)
+            except StreamRefused as exc:
+                raise Rejected(exc.code, exc.reason) from None
             edge = self.edges.get(h.node_id)
             if collector.has_answered(h.node_id):
                 raise Rejected(grpc.StatusCode.ALREADY_EXISTS, f"{h.node_id} already answered round {collector.round}")

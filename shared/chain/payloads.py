@@ -8,7 +8,6 @@ that order is the canonical encoding order. Constructors check types and values
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -17,9 +16,8 @@ from typing import Any, ClassVar
 from fedchain.shared.chain import merkle
 from fedchain.shared.chain.encoding import CanonicalWriter
 from fedchain.shared.chain.errors import BlockInvalid
+from fedchain.shared.digests import DIGEST_FORMAT, is_hex64, is_hex128
 
-HEX64 = re.compile(r"^[0-9a-f]{64}$")
-HEX128 = re.compile(r"^[0-9a-f]{128}$")
 HANDOVER_DOMAIN = "fedchain/authority-handover/v1"
 ROLES = ("SN", "EN")
 MAX_TEXT = 4096
@@ -38,8 +36,8 @@ class BlockKind(StrEnum):
 
 def check_hex64(value: Any, what: str) -> str:
     """Return ``value`` if it is 64 lowercase hex characters (a SHA-256 digest / Ed25519 key)."""
-    if not isinstance(value, str) or not HEX64.match(value):
-        raise BlockInvalid(f"{what} must be 64 lowercase hex characters, got {str(value)[:80]!r}")
+    if not is_hex64(value):
+        raise BlockInvalid(f"{what} must be {DIGEST_FORMAT}, got {str(value)[:80]!r}")
     return value
 
 
@@ -348,7 +346,7 @@ class AuthorityHandoverPayload(_Payload):
 
     def check(self) -> None:
         check_hex64(self.new_public_key, "authority_handover new_public_key")
-        if not HEX128.match(self.acceptance):
+        if not is_hex128(self.acceptance):
             raise BlockInvalid(
                 "authority_handover acceptance must be a 64-byte Ed25519 signature in hex"
             )

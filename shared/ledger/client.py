@@ -7,14 +7,14 @@ subclass, e.g. ``HeightConflict``) with the server's message. No gRPC error esca
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Self, TypeVar
 
 import grpc
 
 from fedchain.shared.chain.blocks import Block
+from fedchain.shared.digests import sha256_hex
 from fedchain.shared.ledger.contract import MAX_HEIGHT, MAX_RANGE, Progress
 from fedchain.shared.ledger.errors import (
     ERROR_CLASSES,
@@ -28,7 +28,9 @@ from fedchain.shared.ledger.errors import (
 )
 from fedchain.shared.ledger.results import InclusionProof, VerifyReport
 from fedchain.shared.ledger.wire import ERROR_METADATA, block_from_proto, block_to_proto
+from fedchain.shared.limits import KIB, MIB, StreamLimits
 from fedchain.shared.net.grpc_util import NetConfig, make_channel
+from fedchain.shared.net.streams import StreamRefused, blob_chunks, join_blob_chunks
 from fedchain.shared.rpc import ledger_pb2, ledger_pb2_grpc
 
 T = TypeVar("T")
@@ -76,10 +78,9 @@ class LedgerClient:
         self.address = address
         self.timeout = timeout
         self.verify_timeout = max(timeout, verify_timeout)
-        self.chunk_bytes = chunk_kb * 1024
-        net = NetConfig(
-            max_message_mb * 1024 * 1024, _read(tls_cert), _read(tls_key), _read(tls_ca)
-        )
+        self.chunk_bytes = chunk_kb * KIB
+        self.max_bytes = max_message_mb * MIB
+        net = NetConfig(self.max_bytes, _read(tls_cert), _read(tls_key), _read(tls_ca))
         self._channel = make_channel(net, address)
         self._stub = ledger_pb2_grpc.LedgerStub(self._channel)
         self._closed = False
@@ -171,35 +172,31 @@ class LedgerClient:
         The digest announced in the first chunk is ``expected_digest`` when given (the
         server refuses content that does not match it), else the content's own.
         """
-        announced = expected_digest or hashlib.sha256(data).hexdigest()
-
-        def pieces() -> Iterator[ledger_pb2.BlobChunk]:
-            view = memoryview(data)
-            yield ledger_pb2.BlobChunk(data=bytes(view[: self.chunk_bytes]), digest=announced)
-            for start in range(self.chunk_bytes, len(data), self.chunk_bytes):
-                yield ledger_pb2.BlobChunk(data=bytes(view[start : start + self.chunk_bytes]))
-
-        reply = self._call(lambda: self._stub.PutBlob(pieces(), timeout=self.timeout))
+        announced = expected_digest or sha256_hex(data)
+        chunks = blob_chunks(data, self.chunk_bytes, announced)
+        reply = self._call(lambda: self._stub.PutBlob(chunks, timeout=self.timeout))
         return str(reply.digest)
 
     def get_blob(self, digest: str, max_bytes: int | None = None) -> bytes:
         """The blob's bytes; the digest is re-checked here too (LedgerCorrupt if it differs)."""
 
-        def fetch() -> bytes:
-            buf = bytearray()
-            request = ledger_pb2.BlobRequest(digest=digest)
-            for chunk in self._stub.GetBlob(request, timeout=self.timeout):
-                buf.extend(chunk.data)
-                if max_bytes is not None and len(buf) > max_bytes:
-                    raise TooLarge(f"blob {digest[:16]}… is larger than {max_bytes} bytes")
-            return bytes(buf)
+        limit = self.max_bytes if max_bytes is None else min(max_bytes, self.max_bytes)
+        request = ledger_pb2.BlobRequest(digest=digest)
 
-        data = self._call(fetch)
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise LedgerCorrupt(
-                f"blob received from {self.address} does not match digest {digest}"
-            )
-        return data
+        def fetch() -> bytes:
+            stream = self._stub.GetBlob(request, timeout=self.timeout)
+            try:
+                data, _ = join_blob_chunks(stream, StreamLimits.for_bytes(limit), digest)
+            except StreamRefused as exc:
+                stream.cancel()
+                if exc.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    raise TooLarge(f"blob {digest[:16]}… is larger than {limit} bytes") from None
+                raise LedgerCorrupt(
+                    f"blob received from {self.address} does not match digest {digest}: {exc}"
+                ) from None
+            return data
+
+        return self._call(fetch)
 
     def has_blob(self, digest: str) -> bool:
         """True when the ledger stores the blob."""

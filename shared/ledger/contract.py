@@ -29,9 +29,9 @@ from typing import Protocol, runtime_checkable
 
 from fedchain.shared.chain.blocks import Block
 from fedchain.shared.ledger.results import InclusionProof, VerifyReport
+from fedchain.shared.limits import MAX_HEIGHT
 
-MAX_HEIGHT = 2**63 - 1
-"""Heights are SQL BIGINTs: a larger number (protobuf uint64 allows one) names no block."""
+__all__ = ["MAX_HEIGHT", "MAX_RANGE", "LedgerContract", "Progress"]
 
 MAX_RANGE = 1000
 """The most blocks one ``range`` call returns."""

@@ -7,13 +7,17 @@ everywhere alike.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
 from fedchain.shared.config import ConfigError, Settings
+from fedchain.shared.limits import FRAMING_BYTES, message_bytes
 
 
 @dataclass(frozen=True)
@@ -47,11 +51,11 @@ class NetConfig:
             raise ConfigError("--tls-cert and --tls-key must be given together")
         if cert is not None and ca is None:
             raise ConfigError("--tls-ca is needed with --tls-cert (peers are verified against it)")
-        return cls(settings.max_message_mb * 1024 * 1024, cert, key, ca)
+        return cls(message_bytes(settings), cert, key, ca)
 
     def options(self) -> list[tuple[str, int]]:
         """Channel/server options: explicit send/receive bounds (+ 64 KiB for framing)."""
-        bound = self.max_message_bytes + 64 * 1024
+        bound = self.max_message_bytes + FRAMING_BYTES
         return [
             ("grpc.max_send_message_length", bound),
             ("grpc.max_receive_message_length", bound),
@@ -60,14 +64,129 @@ class NetConfig:
         ]
 
 
-def make_server(net: NetConfig, host: str, port: int, *, workers: int = 16) -> grpc.Server:
-    """A gRPC server bound to host:port (TLS when configured). Raises ConfigError if the port is taken.
+STREAM_BUDGET_S = 300.0
+"""Default server-side budget (seconds) of one streaming call (model, update, blob)."""
+STREAM_BUDGETS: Mapping[str, float] = {"Range": 60.0}
+"""Budgets of streaming methods (by method name) that differ from ``STREAM_BUDGET_S``."""
+RESERVED_WORKERS = 4
+"""Workers that streams may never take, so unary calls (Join, Heartbeat, ...) always run."""
+QUEUED_RPCS_PER_WORKER = 4
+"""``maximum_concurrent_rpcs`` is the worker count times this; more calls are refused."""
 
-    gRPC enables SO_REUSEPORT by default, which lets a second server silently share a port;
-    it is turned off so that a taken port is an error, not two nodes answering at random.
+
+@dataclass(frozen=True)
+class ServerBounds:
+    """Resource bounds of a gRPC server: workers, streams, calls, and stream budgets."""
+
+    workers: int = 32
+    budget_s: float = STREAM_BUDGET_S
+    budgets: Mapping[str, float] | None = None
+
+    @property
+    def max_streams(self) -> int:
+        """Streaming calls served at once: the workers less the ones kept for unary calls."""
+        return max(1, self.workers - min(RESERVED_WORKERS, self.workers // 2))
+
+    @property
+    def max_rpcs(self) -> int:
+        return self.workers * QUEUED_RPCS_PER_WORKER
+
+    def budget(self, method: str) -> float:
+        table = STREAM_BUDGETS if self.budgets is None else self.budgets
+        return float(table.get(method, self.budget_s))
+
+
+class StreamBounds(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Caps the streaming calls served at once and ends any that outlive their budget.
+
+    A stream over the cap is refused at once with RESOURCE_EXHAUSTED (it would otherwise
+    queue for a worker, and unary calls behind it). A stream still running when its
+    method's budget is spent is cancelled by the server, which wakes a handler blocked on
+    a silent client or a stalled reader.
     """
+
+    def __init__(self, bounds: ServerBounds) -> None:
+        self.bounds = bounds
+        self._slots = threading.BoundedSemaphore(bounds.max_streams)
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None or not (handler.request_streaming or handler.response_streaming):
+            return handler
+        method = str(handler_call_details.method).rpartition("/")[2]
+        budget = self.bounds.budget(method)
+        if handler.request_streaming and handler.response_streaming:
+            return handler  # no bidirectional methods in fedchain's services
+        if handler.request_streaming:
+            return grpc.stream_unary_rpc_method_handler(
+                self._unary_reply(handler.stream_unary, method, budget),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return grpc.unary_stream_rpc_method_handler(
+            self._streamed_reply(handler.unary_stream, method, budget),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _enter(self, context: grpc.ServicerContext, method: str, budget: float) -> threading.Timer:
+        if not self._slots.acquire(blocking=False):
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{method}: {self.bounds.max_streams} streams are already in progress; retry later",
+            )
+        timer = threading.Timer(budget, context.cancel)
+        timer.daemon = True
+        timer.start()
+        return timer
+
+    def _leave(self, timer: threading.Timer) -> None:
+        timer.cancel()
+        self._slots.release()
+
+    def _unary_reply(self, behaviour: Any, method: str, budget: float) -> Any:
+        def handle(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+            timer = self._enter(context, method, budget)
+            try:
+                return behaviour(requests, context)
+            finally:
+                self._leave(timer)
+
+        return handle
+
+    def _streamed_reply(self, behaviour: Any, method: str, budget: float) -> Any:
+        def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            timer = self._enter(context, method, budget)
+            try:
+                yield from behaviour(request, context)
+            finally:
+                self._leave(timer)
+
+        return handle
+
+
+def make_server(
+    net: NetConfig, host: str, port: int, *, workers: int = 32, bounds: ServerBounds | None = None
+) -> grpc.Server:
+    """A bounded gRPC server bound to host:port (TLS when configured).
+
+    ``workers`` threads (or ``bounds.workers``); at most ``bounds.max_rpcs`` calls at once;
+    streams capped and given budgets by ``StreamBounds``. Raises ConfigError if the port is
+    taken: gRPC enables SO_REUSEPORT by default, which lets a second server silently share a
+    port; it is turned off so that a taken port is an error, not two nodes answering at random.
+    """
+    limits = bounds if bounds is not None else ServerBounds(workers=workers)
     options = [*net.options(), ("grpc.so_reuseport", 0)]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="grpc"),
+        interceptors=[StreamBounds(limits)],
+        options=options,
+        maximum_concurrent_rpcs=limits.max_rpcs,
+    )
     address = f"{host}:{port}"
     try:
         if net.tls_cert is not None and net.tls_key is not None:

@@ -1,58 +1,245 @@
-"""Chunked streaming of safetensors bytes over gRPC (bounded chunks, bounded totals)."""
+"""The stream codec: every chunked gRPC method writes and reads through here.
+
+A stream is a header, then data in bounded chunks. The writer cuts one buffer into
+``memoryview`` slices (the only copy is the ``bytes`` protobuf needs for each message).
+The reader takes the header first and checks the size it declares against the byte limit
+before it keeps any body; after the header only data may come (a second header, or
+anything else, is refused); the body is joined once at the end; a byte limit and a
+chunk-count limit bound it (a flood of empty chunks ends too); the declared size and the
+announced SHA-256 are checked. Every refusal is a ``StreamRefused`` carrying the gRPC
+status it maps to.
+
+Wire forms (``proto/node.proto``, ``proto/ledger.proto``):
+
+* ``FetchModel`` (``Chunk``): the first chunk carries ``total_bytes`` and ``digest`` (the
+  header) and the first data; later chunks carry data only.
+* ``SubmitUpdate`` / ``SubmitAggregate`` (``UpdatePart`` / ``AggregatePart``): a ``header``
+  part (``total_bytes``, ``digest``), then ``data`` parts.
+* ``PutBlob`` / ``GetBlob`` (``BlobChunk``): the first chunk carries the ``digest`` (the
+  header; optional on ``PutBlob``) and the first data; later chunks carry data only.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
+from typing import Protocol, TypeVar
 
+import grpc
+
+from fedchain.shared.digests import digest_of
+from fedchain.shared.limits import StreamLimits
+from fedchain.shared.rpc import ledger_pb2
 from fedchain.shared.rpc import node_pb2 as pb
-from fedchain.shared.tensors import TensorError, chunks, digest
+from fedchain.shared.tensors import TensorError
 
 
-def model_chunks(data: bytes, chunk_bytes: int) -> Iterator[pb.Chunk]:
-    """Stream ``data`` as Chunk messages; the first one carries the size and digest."""
-    first = True
-    for piece in chunks(data, chunk_bytes):
-        if first:
-            yield pb.Chunk(data=piece, total_bytes=len(data), digest=digest(data))
-            first = False
-        else:
-            yield pb.Chunk(data=piece)
+class StreamRefused(TensorError):
+    """A malformed or oversized stream; ``code`` is the gRPC status it is answered with."""
+
+    def __init__(self, code: grpc.StatusCode, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
 
 
-def join_model_chunks(stream: Iterable[pb.Chunk], max_bytes: int) -> bytes:
-    """Reassemble a Chunk stream, checking the announced size bound and the digest."""
-    buf = bytearray()
-    expected_total = -1
-    expected_digest = ""
-    for i, msg in enumerate(stream):
-        if i == 0:
-            expected_total = int(msg.total_bytes)
-            expected_digest = msg.digest
-            if expected_total > max_bytes:
-                raise TensorError(f"model of {expected_total} bytes exceeds the limit of {max_bytes}")
-        if len(buf) + len(msg.data) > max_bytes:
-            raise TensorError(f"model stream exceeds the limit of {max_bytes} bytes")
-        buf.extend(msg.data)
-    data = bytes(buf)
-    if expected_total >= 0 and len(data) != expected_total:
-        raise TensorError(f"model stream ended after {len(data)} of {expected_total} bytes")
-    if expected_digest and digest(data) != expected_digest:
-        raise TensorError("model stream does not match its announced digest")
-    return data
+def _bad(reason: str) -> StreamRefused:
+    return StreamRefused(grpc.StatusCode.INVALID_ARGUMENT, reason)
+
+
+def _too_big(reason: str) -> StreamRefused:
+    return StreamRefused(grpc.StatusCode.RESOURCE_EXHAUSTED, reason)
+
+
+# ---------------------------------------------------------------- writing
+
+
+def cut(data: bytes, chunk_bytes: int) -> Iterator[memoryview]:
+    """``data`` as ``memoryview`` slices of at most ``chunk_bytes`` (one, empty, for no data)."""
+    if chunk_bytes <= 0:
+        raise ValueError("chunk size must be positive")
+    view = memoryview(data)
+    if not data:
+        yield view
+        return
+    for start in range(0, len(view), chunk_bytes):
+        yield view[start : start + chunk_bytes]
+
+
+def model_chunks(data: bytes, chunk_bytes: int, digest: str | None = None) -> Iterator[pb.Chunk]:
+    """``FetchModel``'s stream: size and digest with the first data, then data.
+
+    ``digest`` is the model's known digest; without it, the digest is the buffer's,
+    computed once per buffer (``digest_of``), not once per fetch.
+    """
+    announced = digest or digest_of(data)
+    pieces = cut(data, chunk_bytes)
+    yield pb.Chunk(data=bytes(next(pieces)), total_bytes=len(data), digest=announced)
+    for piece in pieces:
+        yield pb.Chunk(data=bytes(piece))
 
 
 def update_parts(header: pb.UpdateHeader, data: bytes, chunk_bytes: int) -> Iterator[pb.UpdatePart]:
-    """Header first, then the update bytes in chunks."""
+    """``SubmitUpdate``'s stream: the header, then the update bytes in chunks."""
     yield pb.UpdatePart(header=header)
-    for piece in chunks(data, chunk_bytes):
-        yield pb.UpdatePart(data=piece)
+    if data:
+        for piece in cut(data, chunk_bytes):
+            yield pb.UpdatePart(data=bytes(piece))
 
 
 def aggregate_parts(
     header: pb.AggregateHeader, data: bytes, chunk_bytes: int
 ) -> Iterator[pb.AggregatePart]:
-    """Header first, then the aggregate bytes in chunks (none when there is no aggregate)."""
+    """``SubmitAggregate``'s stream: the header, then the bytes (none for an empty aggregate)."""
     yield pb.AggregatePart(header=header)
     if data:
-        for piece in chunks(data, chunk_bytes):
-            yield pb.AggregatePart(data=piece)
+        for piece in cut(data, chunk_bytes):
+            yield pb.AggregatePart(data=bytes(piece))
+
+
+def blob_chunks(data: bytes, chunk_bytes: int, digest: str) -> Iterator[ledger_pb2.BlobChunk]:
+    """``PutBlob`` / ``GetBlob``'s stream: the digest with the first data, then data."""
+    pieces = cut(data, chunk_bytes)
+    yield ledger_pb2.BlobChunk(data=bytes(next(pieces)), digest=digest)
+    for piece in pieces:
+        yield ledger_pb2.BlobChunk(data=bytes(piece))
+
+
+# ---------------------------------------------------------------- reading
+
+
+class BodyReader:
+    """Collects one stream's body under ``limits``; ``finish`` joins and checks it.
+
+    ``size`` is the declared body size (None: not declared), ``digest`` the announced
+    hex SHA-256 (empty: none announced, allowed only for an empty body; None: not
+    checked here). ``what`` names the stream in refusals ("model", "update", ...).
+    """
+
+    def __init__(
+        self, limits: StreamLimits, what: str, *, size: int | None, digest: str | None
+    ) -> None:
+        if size is not None and size < 0:
+            raise _bad(f"{what} stream declares a negative size ({size})")
+        if size is not None and size > limits.max_bytes:
+            raise _too_big(f"{what} of {size} bytes exceeds the limit of {limits.max_bytes}")
+        if digest == "" and size:
+            raise _bad(f"{what} stream declares {size} bytes but no digest")
+        self.limits = limits
+        self.what = what
+        self.size = size
+        self.digest = digest or None
+        self._pieces: list[bytes] = []
+        self._bytes = 0
+        self._hash = hashlib.sha256() if self.digest is not None else None
+
+    def add(self, piece: bytes) -> None:
+        """Take one data message (checked against both limits before it is kept)."""
+        if len(self._pieces) >= self.limits.max_chunks:
+            raise _too_big(
+                f"{self.what} stream has more than {self.limits.max_chunks} data messages"
+            )
+        total = self._bytes + len(piece)
+        bound = self.limits.max_bytes if self.size is None else min(self.size, self.limits.max_bytes)
+        if total > bound:
+            if self.size is not None and total <= self.limits.max_bytes:
+                raise _bad(f"{self.what} stream sends more than the {self.size} bytes it declared")
+            raise _too_big(f"{self.what} stream exceeds the limit of {self.limits.max_bytes} bytes")
+        self._pieces.append(piece)
+        self._bytes = total
+        if self._hash is not None:
+            self._hash.update(piece)
+
+    def finish(self) -> bytes:
+        """The body, joined once; refused when short or when it does not match its digest."""
+        if self.size is not None and self._bytes != self.size:
+            raise _bad(f"{self.what} stream ended after {self._bytes} of {self.size} bytes")
+        if self._hash is not None and self._hash.hexdigest() != self.digest:
+            raise _bad(f"{self.what} stream does not match its announced digest")
+        if len(self._pieces) == 1:
+            return self._pieces[0]
+        return b"".join(self._pieces)
+
+
+class _OneOf(Protocol):
+    data: bytes
+
+    def WhichOneof(self, group: str) -> str | None: ...
+
+
+Part = TypeVar("Part", bound=_OneOf)
+
+
+def read_header(parts: Iterator[Part], what: str) -> Part:
+    """The first part of an update/aggregate stream, which must be its header."""
+    first = next(parts, None)
+    if first is None or first.WhichOneof("part") != "header":
+        raise _bad(f"an {what} stream must start with its header")
+    return first
+
+
+def read_body(
+    parts: Iterable[Part],
+    limits: StreamLimits,
+    what: str,
+    *,
+    size: int,
+    digest: str | None,
+) -> bytes:
+    """The data parts after an update/aggregate header: only data, bounded, checked, joined."""
+    body = BodyReader(limits, what, size=size, digest=digest)
+    for part in parts:
+        if part.WhichOneof("part") != "data":
+            raise _bad(f"only data may follow the {what} header")
+        body.add(part.data)
+    return body.finish()
+
+
+def join_model_chunks(
+    stream: Iterable[pb.Chunk], max_bytes: int | StreamLimits, digest: str | None = None
+) -> bytes:
+    """Read a ``FetchModel`` stream; ``digest``, when given, is what the model must hash to."""
+    limits = max_bytes if isinstance(max_bytes, StreamLimits) else StreamLimits.for_bytes(max_bytes)
+    parts = iter(stream)
+    first = next(parts, None)
+    if first is None or not first.digest:
+        raise _bad("a model stream must start with its size and digest")
+    if digest and first.digest != digest:
+        raise _bad("the model stream announces another digest than the one asked for")
+    body = BodyReader(limits, "model", size=int(first.total_bytes), digest=first.digest)
+    body.add(first.data)
+    for msg in parts:
+        if msg.digest or msg.total_bytes:
+            raise _bad("a model stream announces its size and digest once, in its first chunk")
+        body.add(msg.data)
+    return body.finish()
+
+
+def join_blob_chunks(
+    stream: Iterable[ledger_pb2.BlobChunk],
+    limits: StreamLimits,
+    digest: str | None = None,
+    *,
+    verify: bool = True,
+) -> tuple[bytes, str | None]:
+    """Read a ``PutBlob`` / ``GetBlob`` stream; returns the body and the announced digest.
+
+    ``digest``, when given, is the one asked for (``GetBlob``): the stream must announce
+    it. With ``verify`` the body is checked against it (or against the announced digest);
+    ``PutBlob`` passes ``verify=False`` because the store hashes what it keeps anyway.
+    """
+    parts = iter(stream)
+    first = next(parts, None)
+    if first is None:
+        raise _bad("a blob stream must send at least one chunk")
+    announced = first.digest or None
+    if digest is not None and announced != digest:
+        raise _bad("the blob stream does not announce the digest asked for")
+    expected = (digest or announced) if verify else None
+    body = BodyReader(limits, "blob", size=None, digest=expected)
+    body.add(first.data)
+    for msg in parts:
+        if msg.digest:
+            raise _bad("a blob stream announces its digest once, in its first chunk")
+        body.add(msg.data)
+    return body.finish(), announced

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import struct
+from pathlib import Path
 
 import pytest
 import torch
@@ -146,3 +147,60 @@ def test_size_bound_is_enforced_before_parsing() -> None:
     data = encode({"x": torch.zeros(1000)})
     with pytest.raises(TensorError, match="exceeds the limit"):
         decode(data, max_bytes=len(data) - 1)
+
+
+def _with_header(header: bytes, body: bytes = b"") -> bytes:
+    return struct.pack("<Q", len(header)) + header + body
+
+
+@pytest.mark.parametrize("opener", ["[", '{"a":'])
+def test_a_deeply_nested_header_is_a_clear_refusal(opener: str) -> None:
+    depth = 200_000  # far past Python's recursion limit: json.loads raised RecursionError
+    closer = "]" if opener == "[" else "}"
+    header = (opener * depth + "0" + closer * depth).encode()
+    with pytest.raises(TensorError, match="nested too deeply"):
+        decode(_with_header(header))
+
+
+def test_the_header_names_what_is_wrong_with_a_tensor() -> None:
+    cases = {
+        b'{"x": 1}': "not described by a JSON object",
+        b'{"x": {"dtype": "F32", "shape": [1], "data_offsets": [0, 8]}}': "bad offsets",
+        b'{"x": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}': "bad shape",
+        b'{"x": {"shape": [1], "data_offsets": [0, 4]}}': "no dtype",
+        b'{"__metadata__": {"a": 1}}': "__metadata__",
+        b"[]": "not a JSON object",
+    }
+    for header, reason in cases.items():
+        with pytest.raises(TensorError, match=reason):
+            decode(_with_header(header, b"\0" * 4))
+
+
+def test_the_ledger_and_the_console_use_the_same_header_check(tmp_path: Path) -> None:
+    from fedchain.services.console.client import _check_safetensors
+    from fedchain.services.console.errors import ConsoleError
+    from fedchain.services.ledger.blobs import check_safetensors
+    from fedchain.shared.ledger.errors import InvalidBlob
+
+    nested = _with_header(b"[" * 100_000 + b"]" * 100_000)
+    with pytest.raises(InvalidBlob, match="not a safetensors file .*nested too deeply"):
+        check_safetensors(nested)
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(nested)
+    with pytest.raises(ConsoleError, match="not a safetensors file .*nested too deeply"):
+        _check_safetensors(path)
+    path.write_bytes(encode({"w": torch.ones(3)}))
+    _check_safetensors(path)
+    check_safetensors(path.read_bytes())
+
+
+def test_finiteness_is_checked_for_every_float_dtype_and_empty_tensors() -> None:
+    from fedchain.shared.tensors import is_finite
+
+    for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
+        assert is_finite(torch.zeros(5, dtype=dtype)) and is_finite(torch.zeros(0, dtype=dtype))
+        for bad in (float("nan"), float("inf"), float("-inf")):
+            t = torch.zeros(5, dtype=dtype)
+            t[3] = bad
+            assert not is_finite(t), (dtype, bad)
+    assert is_finite(torch.tensor([2**40], dtype=torch.int64))

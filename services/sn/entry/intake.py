@@ -9,7 +9,9 @@ from fedchain.services.sn.entry.ports import AggregateStream
 from fedchain.services.sn.registry import Registry
 from fedchain.services.sn.validation import Rejected, check_update, partial_max_bytes
 from fedchain.shared.crypto import verify_signature
+from fedchain.shared.limits import StreamLimits
 from fedchain.shared.net.signing import update_message
+from fedchain.shared.net.streams import StreamRefused, read_body, read_header
 from fedchain.shared.rpc import node_pb2 as pb
 
 EMPTY_DIGEST = "00" * 32
@@ -33,12 +35,10 @@ class AggregateIntake:
 
     def submit(self, parts: AggregateStream) -> pb.SubmitReply:
         """Receive an SN's aggregate for the open round; raises Rejected on refusal."""
-        first = next(parts, None)
-        if first is None or first.WhichOneof("part") != "header":
-            raise Rejected(
-                grpc.StatusCode.INVALID_ARGUMENT, "an aggregate stream must start with its header"
-            )
-        h = first.header
+        try:
+            h = read_header(parts, "aggregate").header
+        except StreamRefused as exc:
+            raise Rejected(exc.code, exc.reason) from None
         collector = self._open
         if collector is None or collector.closed:
             raise Rejected(
@@ -46,7 +46,7 @@ class AggregateIntake:
                 f"no round is open (aggregate for round {h.round})",
             )
         limit = partial_max_bytes(collector.reference or {}, self.max_bytes)
-        data = self._read(parts, limit)
+        data = self._read(parts, limit, h)
         member = self.registry.get(h.sn_node_id)
         if member is None or member.role != "SN":
             raise Rejected(grpc.StatusCode.PERMISSION_DENIED, f"unknown super node {h.sn_node_id}")
@@ -100,14 +100,11 @@ class AggregateIntake:
             )
         return pb.SubmitReply(accepted=True, message=f"aggregate of {len(h.used)} updates accepted")
 
-    def _read(self, parts: AggregateStream, limit: int) -> bytes:
-        buf = bytearray()
-        for part in parts:
-            if part.WhichOneof("part") != "data":
-                raise Rejected(
-                    grpc.StatusCode.INVALID_ARGUMENT, "only data may follow the aggregate header"
-                )
-            if len(buf) + len(part.data) > limit:
-                raise Rejected(grpc.StatusCode.RESOURCE_EXHAUSTED, f"aggregate exceeds {limit} bytes")
-            buf.extend(part.data)
-        return bytes(buf)
+    def _read(self, parts: AggregateStream, limit: int, h: pb.AggregateHeader) -> bytes:
+        try:
+            return read_body(
+                parts, StreamLimits.for_bytes(limit), "aggregate",
+                size=h.total_bytes, digest=h.digest,
+            )
+        except StreamRefused as exc:
+            raise Rejected(exc.code, exc.reason) from None

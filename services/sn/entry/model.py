@@ -18,8 +18,9 @@ from fedchain.services.sn.model_ops import initial_state
 from fedchain.shared.chain.payloads import GenesisPayload
 from fedchain.shared.config import ConfigError, Settings
 from fedchain.shared.crypto import NodeKey
+from fedchain.shared.digests import digest_of
 from fedchain.shared.net.federation import fl_config_strings
-from fedchain.shared.tensors import decode, digest, encode
+from fedchain.shared.tensors import decode, encode
 
 log = logging.getLogger("fedchain.entry")
 
@@ -76,7 +77,7 @@ class GlobalModel:
             return self._keep(data)
 
     def _keep(self, data: bytes) -> str:
-        d = digest(data)
+        d = digest_of(data)  # hashed once per model; FetchModel then streams it without re-hashing
         self._recent[d] = data
         while len(self._recent) > RECENT_MODELS:
             self._recent.pop(next(iter(self._recent)))
