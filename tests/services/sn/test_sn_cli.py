@@ -12,7 +12,6 @@ import pytest
 
 from tests.conftest import REPO
 
-
 ENTRY_TOKENS = {"FEDCHAIN_SN_JOIN_TOKEN": "test-sn-join-token-cli", "FEDCHAIN_EN_JOIN_TOKEN": "test-en-join-token-cli",
                 "FEDCHAIN_API_TOKEN": "test-api-token-of-cli"}
 

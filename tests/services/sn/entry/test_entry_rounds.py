@@ -100,7 +100,9 @@ def fed(tmp_path: Path) -> Iterator[Federation]:
     entry.bootstrap()
     entry.join(join_request(sn.key, "SN", sn.address, token_value(settings, "sn_join_token")))
     ens = [
-        entry.join(join_request(NodeKey.generate(), "EN", f"127.0.0.1:71{i:02d}", token_value(settings, "en_join_token"))).node_id
+        entry.join(
+            join_request(NodeKey.generate(), "EN", f"127.0.0.1:71{i:02d}", token_value(settings, "en_join_token"))
+        ).node_id
         for i in range(ENS)
     ]
     f = Federation(settings, key, ledger, peers, sn, sorted(ens), clock, entry)
@@ -146,7 +148,9 @@ def test_a_new_entry_resumes_from_the_chain_tip(fed: Federation) -> None:
 
     entry = fed.start_entry()
     assert (entry.model.ref.round, entry.model.ref.version, entry.model.ref.digest) == (
-        2, 2, tip.model_digest,
+        2,
+        2,
+        tip.model_digest,
     )
     fed.train(1)
 
