@@ -13,6 +13,8 @@ import os
 import re
 import struct
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from fedchain.shared.ledger.errors import InvalidBlob, LedgerCorrupt, NotFound, TooLarge
@@ -60,6 +62,15 @@ def check_safetensors(data: bytes) -> None:
             raise InvalidBlob(
                 f"blob is not a safetensors file (tensor {str(name)[:40]!r} has bad offsets)"
             )
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    """One blob file: its digest, length and modification time (seconds since the epoch)."""
+
+    digest: str
+    size: int
+    mtime: float
 
 
 class BlobStore:
@@ -144,3 +155,24 @@ class BlobStore:
         if h.hexdigest() != digest:
             return f"altered in the blob store (its content hashes to {h.hexdigest()[:16]}…)"
         return None
+
+    def stored(self) -> Iterator[StoredBlob]:
+        """Every blob file in the store (names that are not digests are skipped)."""
+        for shard in sorted(self.root.iterdir()):
+            if len(shard.name) != 2 or not shard.is_dir():
+                continue
+            for entry in sorted(os.scandir(shard), key=lambda e: e.name):
+                if DIGEST_RE.match(entry.name) and entry.name[:2] == shard.name:
+                    try:
+                        st = entry.stat()
+                    except FileNotFoundError:
+                        continue  # removed meanwhile
+                    yield StoredBlob(entry.name, st.st_size, st.st_mtime)
+
+    def remove(self, digest: str) -> bool:
+        """Delete the blob's file; False when it was not there."""
+        try:
+            self.path(digest).unlink()
+        except FileNotFoundError:
+            return False
+        return True

@@ -9,6 +9,7 @@ from safetensors.numpy import save
 
 from fedchain.shared.chain.blocks import Block, BlockKind, RoundPayload, build_block
 from fedchain.shared.crypto import NodeKey
+from fedchain.shared.ledger.client import LedgerClient
 from fedchain.shared.ledger.contract import LedgerContract
 
 
@@ -28,6 +29,8 @@ class Federation:
     def __init__(self, ledger: LedgerContract) -> None:
         self.ledger = ledger
         self.entry = NodeKey.generate()
+        if isinstance(ledger, LedgerClient):
+            ledger.signer = self.entry  # only the entry may upload blobs
         self.sn = NodeKey.generate()
         self.ens = [NodeKey.generate(), NodeKey.generate()]
         self.blocks: list[Block] = []
