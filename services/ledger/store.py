@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import hashlib
 import json
 import os
 import threading
@@ -455,7 +456,8 @@ class Ledger:
         QuotaExceeded when the blobs no block references yet would then exceed
         ``blob_quota_bytes``.
         """
-        if expected_digest is None or not self.blobs.has(expected_digest):
+        known = expected_digest or hashlib.sha256(data).hexdigest()
+        if not self.blobs.has(known):
             self.check_quota(len(data))
         return self.blobs.put(data, expected_digest)
 

@@ -3,8 +3,8 @@ replace the chain unnoticed by ``fedchain verify`` given the last head (SQLite a
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 import pytest
+import sqlalchemy as sa
 from ledger_kit import Federation, dump, restore, truncate
 
 from fedchain.services.cli.ledger import verify_store
