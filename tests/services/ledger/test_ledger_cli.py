@@ -17,8 +17,8 @@ from fedchain.services.ledger.server import LedgerService
 from fedchain.services.ledger.store import Ledger
 from fedchain.shared.chain.blocks import build_block
 from fedchain.shared.config import Settings
-from fedchain.shared.ledger.results import VerifyReport
 from fedchain.shared.ledger.client import LedgerClient
+from fedchain.shared.ledger.results import VerifyReport
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[3]
