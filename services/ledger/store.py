@@ -502,7 +502,9 @@ class Ledger:
             tip_height, tip_hash = self._read_tip(conn)
             if tip_height < 0:
                 return self.entry_key
-            return self._state_for(conn, tip_height, tip_hash).authority_key
+            state = self._state_for(conn, tip_height, tip_hash)
+        self._state = state  # replayed once, not on every upload (``_state_for`` re-checks it)
+        return state.authority_key
 
     @_contract_errors
     def get_blob(self, digest: str, max_bytes: int | None = None) -> bytes:
