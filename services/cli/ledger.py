@@ -1,12 +1,16 @@
-"""`fedchain ledger` (run the ledger service) and `fedchain verify` (audit a chain).
+"""`fedchain ledger` (run the ledger service), `fedchain ledger gc` (remove blobs no block
+references) and `fedchain verify` (audit a chain).
 
 Exit codes of ``verify``: 0 the chain verifies, 1 it does not (the first bad height
 and why are printed), 2 bad flags or configuration, 3 the ledger cannot be reached.
+``verify --ledger`` replays the chain on this side from the blocks and blobs the ledger
+serves; ``--genesis`` / ``--entry-key`` / ``--head`` hold it to what the auditor knew.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +19,12 @@ import typer
 from fedchain.shared.config import ConfigError, load_settings
 
 if TYPE_CHECKING:
+    from fedchain.services.ledger.store import Ledger
+    from fedchain.shared.ledger.audit import Anchors
+    from fedchain.shared.ledger.client import LedgerClient
     from fedchain.shared.ledger.results import VerifyReport
+
+DEFAULT_GC_AGE_S = 600.0
 
 
 def _fail(message: str, code: int) -> None:
@@ -23,11 +32,29 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``ledger`` and ``verify`` to the app."""
+def _hex_key(text: str | None, flag: str) -> bytes | None:
+    if text is None:
+        return None
+    from fedchain.shared.ledger.audit import parse_hash
 
-    @app.command("ledger")
+    try:
+        return parse_hash(text, flag)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``ledger`` (with ``ledger gc``) and ``verify`` to the app."""
+    ledger_app = typer.Typer(
+        invoke_without_command=True,
+        help="Run the ledger: gRPC and HTTP (/docs) until SIGTERM or Ctrl-C; `gc` removes "
+        "blobs no block references.",
+    )
+    app.add_typer(ledger_app, name="ledger")
+
+    @ledger_app.callback()
     def ledger_command(
+        ctx: typer.Context,
         state_dir: Path | None = typer.Option(
             None, "--state-dir", help="chain (SQLite) and blobs live here"
         ),
@@ -39,11 +66,23 @@ def register(app: typer.Typer) -> None:
             None, "--http-port", help="HTTP port (default port+1000)"
         ),
         host: str | None = typer.Option(None, "--host", help="address to bind"),
+        entry_key: str | None = typer.Option(
+            None,
+            "--entry-key",
+            envvar="FEDCHAIN_LEDGER_ENTRY_KEY",
+            help="the entry's public key (hex): only it may upload blobs and write genesis "
+            "(without it the first genesis pins the key)",
+        ),
+        blob_quota_mb: int = typer.Option(
+            1024, "--blob-quota-mb", min=1, help="MB of blobs no block references yet"
+        ),
         config: Path | None = typer.Option(
             None, "--config", help="config file (JSON, YAML or TOML)"
         ),
     ) -> None:
         """Run the ledger: gRPC and HTTP (/docs) until SIGTERM or Ctrl-C."""
+        if ctx.invoked_subcommand is not None:
+            return
         settings = load_settings(
             config, state_dir=state_dir, db_url=db_url, port=port, http_port=http_port, host=host
         )
@@ -51,7 +90,60 @@ def register(app: typer.Typer) -> None:
         from fedchain.shared.ledger.errors import LedgerError
 
         try:
-            serve(settings, announce=lambda line: print(line, flush=True))
+            serve(
+                settings,
+                announce=lambda line: print(line, flush=True),
+                entry_key=_hex_key(entry_key, "--entry-key"),
+                blob_quota_bytes=blob_quota_mb * 1024 * 1024,
+            )
+        except LedgerError as exc:
+            _fail(str(exc), 2)
+
+    @ledger_app.command("gc")
+    def gc_command(
+        state_dir: Path | None = typer.Option(
+            None, "--state-dir", help="the ledger kept in this folder"
+        ),
+        db_url: str | None = typer.Option(None, "--db-url", help="the chain in this database"),
+        blobs: Path | None = typer.Option(None, "--blobs", help="blob folder (with --db-url)"),
+        older_than: float = typer.Option(
+            DEFAULT_GC_AGE_S,
+            "--older-than",
+            min=0,
+            help="seconds: keep younger blobs (an upload whose block is on its way)",
+        ),
+        yes: bool = typer.Option(False, "--yes", help="delete them (default: only list them)"),
+        config: Path | None = typer.Option(
+            None, "--config", help="config file (JSON, YAML or TOML)"
+        ),
+    ) -> None:
+        """List (or with --yes delete) blobs that no block references."""
+        from fedchain.shared.ledger.errors import LedgerError, LedgerUnavailable
+
+        if blobs is not None and db_url is None:
+            _fail("--blobs goes with --db-url (with --state-dir the blobs are in DIR/blobs)", 2)
+        settings = load_settings(config, state_dir=state_dir, db_url=db_url)
+        try:
+            store = _open_store(settings.state_dir, settings.db_url, blobs)
+            try:
+                found = store.unreferenced_blobs(older_than)
+                total = sum(b.size for b in found)
+                verb = "removing" if yes else "would remove"
+                print(
+                    f"gc: {verb} {len(found)} blobs ({total} bytes) that no block references"
+                    f" (older than {older_than:g} s) from {store.blobs.root}"
+                )
+                for b in found:
+                    print(f"  {b.digest}  {b.size} bytes")
+                if yes:
+                    removed = store.remove_blobs([b.digest for b in found])
+                    print(f"gc: removed {len(removed)} blobs")
+                elif found:
+                    print("gc: dry run; add --yes to delete them")
+            finally:
+                store.close()
+        except LedgerUnavailable as exc:
+            _fail(str(exc), 3)
         except LedgerError as exc:
             _fail(str(exc), 2)
 
@@ -64,7 +156,21 @@ def register(app: typer.Typer) -> None:
             None, "--db-url", help="verify the chain in this database"
         ),
         blobs: Path | None = typer.Option(None, "--blobs", help="blob folder (with --db-url)"),
-        ledger: str | None = typer.Option(None, "--ledger", help="HOST:PORT: ask a running ledger"),
+        ledger: str | None = typer.Option(
+            None, "--ledger", help="HOST:PORT: check a running ledger's blocks and blobs here"
+        ),
+        genesis: str | None = typer.Option(
+            None, "--genesis", help="hash (hex) the genesis block must have"
+        ),
+        entry_key: str | None = typer.Option(
+            None, "--entry-key", help="public key (hex) genesis must name as the entry"
+        ),
+        head: str | None = typer.Option(
+            None,
+            "--head",
+            help="FILE (a signed tree head, e.g. the entry's tree_head.json) or HEIGHT:HASH "
+            "the chain must extend",
+        ),
         config: Path | None = typer.Option(
             None, "--config", help="config file (JSON, YAML or TOML)"
         ),
@@ -76,6 +182,7 @@ def register(app: typer.Typer) -> None:
             _fail("--ledger cannot be combined with --state-dir, --db-url or --blobs", 2)
         if blobs is not None and db_url is None:
             _fail("--blobs goes with --db-url (with --state-dir the blobs are in DIR/blobs)", 2)
+        anchors = _anchors(genesis, entry_key, head)
         settings = load_settings(config, state_dir=state_dir, db_url=db_url)
         try:
             if ledger is not None:
@@ -90,9 +197,9 @@ def register(app: typer.Typer) -> None:
                     tls_key=settings.tls_key,
                     max_message_mb=settings.max_message_mb,
                 ) as client:
-                    report = client.verify()
+                    report = _verify_remote(client, anchors)
             else:
-                report = _verify_local(settings.state_dir, settings.db_url, blobs)
+                report = _verify_local(settings.state_dir, settings.db_url, blobs, anchors)
         except LedgerUnavailable as exc:
             _fail(str(exc), 3)
         except LedgerError as exc:
@@ -101,7 +208,41 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(0 if report.ok else 1)
 
 
-def _verify_local(state_dir: Path, db_url: str | None, blobs: Path | None) -> VerifyReport:
+def _anchors(genesis: str | None, entry_key: str | None, head: str | None) -> Anchors:
+    from fedchain.shared.ledger.audit import Anchors, parse_head
+
+    try:
+        parsed_head = None if head is None else parse_head(head)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return Anchors(
+        genesis=_hex_key(genesis, "--genesis"),
+        entry_key=_hex_key(entry_key, "--entry-key"),
+        head=parsed_head,
+        head_source=f"the head {head}",
+    )
+
+
+def _progress() -> Callable[[int], None]:
+    last = [0]
+
+    def progress(checked: int) -> None:
+        if sys.stderr.isatty() and checked - last[0] >= 5000:
+            last[0] = checked
+            print(f"verify: {checked} blocks checked…", file=sys.stderr, flush=True)
+
+    return progress
+
+
+def _verify_remote(client: LedgerClient, anchors: Anchors) -> VerifyReport:
+    """Replay the chain from what the ledger serves; never print the ledger's own verdict."""
+    from fedchain.shared.ledger import audit
+
+    report, facts = audit.replay(client, _progress())
+    return audit.audit_heads(facts, report, client.tree_head(), anchors)
+
+
+def _open_store(state_dir: Path, db_url: str | None, blobs: Path | None) -> Ledger:
     from fedchain.services.ledger.store import Ledger, default_db_url
 
     if db_url is None:
@@ -113,15 +254,24 @@ def _verify_local(state_dir: Path, db_url: str | None, blobs: Path | None) -> Ve
     blob_dir = blobs if blobs is not None else Path(state_dir) / "blobs"
     if not Path(blob_dir).is_dir():
         raise ConfigError(f"blob folder {blob_dir} does not exist")
-    last = [0]
+    return Ledger(db_url, blob_dir, create=False)
 
-    def progress(checked: int) -> None:
-        if sys.stderr.isatty() and checked - last[0] >= 5000:
-            last[0] = checked
-            print(f"verify: {checked} blocks checked…", file=sys.stderr, flush=True)
 
-    ledger = Ledger(db_url, blob_dir, create=False)
+def verify_store(ledger: Ledger, anchors: Anchors) -> VerifyReport:
+    """The store's own row-level check (and its latest head), then the auditor's anchors."""
+    from fedchain.shared.ledger import audit
+
+    report = ledger.verify(_progress())
+    if not report.ok:
+        return report
+    return audit.audit_heads(audit.collect(ledger), report, None, anchors)
+
+
+def _verify_local(
+    state_dir: Path, db_url: str | None, blobs: Path | None, anchors: Anchors
+) -> VerifyReport:
+    ledger = _open_store(state_dir, db_url, blobs)
     try:
-        return ledger.verify(progress)
+        return verify_store(ledger, anchors)
     finally:
         ledger.close()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from fedchain.shared.digests import DIGEST_FORMAT, is_hex64, sha256_hex
@@ -34,6 +36,15 @@ def check_safetensors(data: bytes) -> None:
         parse_header(data)
     except HeaderError as exc:
         raise InvalidBlob(f"blob is not a safetensors file ({exc})") from None
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    """One blob file: its digest, length and modification time (seconds since the epoch)."""
+
+    digest: str
+    size: int
+    mtime: float
 
 
 class BlobStore:
@@ -118,3 +129,24 @@ class BlobStore:
         if h.hexdigest() != digest:
             return f"altered in the blob store (its content hashes to {h.hexdigest()[:16]}…)"
         return None
+
+    def stored(self) -> Iterator[StoredBlob]:
+        """Every blob file in the store (names that are not digests are skipped)."""
+        for shard in sorted(self.root.iterdir()):
+            if len(shard.name) != 2 or not shard.is_dir():
+                continue
+            for entry in sorted(os.scandir(shard), key=lambda e: e.name):
+                if is_hex64(entry.name) and entry.name[:2] == shard.name:
+                    try:
+                        st = entry.stat()
+                    except FileNotFoundError:
+                        continue  # removed meanwhile
+                    yield StoredBlob(entry.name, st.st_size, st.st_mtime)
+
+    def remove(self, digest: str) -> bool:
+        """Delete the blob's file; False when it was not there."""
+        try:
+            self.path(digest).unlink()
+        except FileNotFoundError:
+            return False
+        return True

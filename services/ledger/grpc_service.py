@@ -8,6 +8,7 @@ class name in the trailing metadata ``ERROR_METADATA`` (``fedchain.shared.ledger
 from __future__ import annotations
 
 import functools
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -19,7 +20,14 @@ from fedchain.services.ledger.metrics import LedgerMetrics
 from fedchain.services.ledger.store import Ledger
 from fedchain.shared.ledger.contract import MAX_RANGE
 from fedchain.shared.ledger.errors import InvalidBlob, LedgerError, NotFound, TooLarge
-from fedchain.shared.ledger.wire import ERROR_METADATA, block_from_proto, block_to_proto
+from fedchain.shared.ledger.uploads import UploadHeader
+from fedchain.shared.ledger.wire import (
+    ERROR_METADATA,
+    block_from_proto,
+    block_to_proto,
+    head_from_proto,
+    head_to_proto,
+)
 from fedchain.shared.limits import StreamLimits
 from fedchain.shared.net.streams import StreamRefused, blob_chunks, join_blob_chunks
 from fedchain.shared.rpc import ledger_pb2, ledger_pb2_grpc
@@ -102,18 +110,47 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
         for block in self.ledger.range(request.start, min(limit, MAX_RANGE)):
             yield block_to_proto(block)
 
+    def admit_upload(self, first: ledger_pb2.BlobChunk) -> UploadHeader:
+        """Check the upload header of a PutBlob's first chunk, before any body is accepted.
+
+        The digest is well formed, the announced size is within the blob bound and the
+        upload quota, and the header is signed by the entry (``Ledger.upload_key``).
+        Raises InvalidBlob, TooLarge / QuotaExceeded or UploadRefused.
+        """
+        header = UploadHeader(
+            check_digest(first.digest),
+            int(first.size),
+            bytes(first.public_key),
+            bytes(first.signature),
+        )
+        header.check(self.ledger.upload_key())
+        limit = self.ledger.blobs.max_bytes
+        if header.size > limit:
+            raise TooLarge(f"blob of {header.size} bytes exceeds the limit of {limit} bytes")
+        if not self.ledger.has_blob(header.digest):
+            self.ledger.check_quota(header.size)
+        return header
+
     @_unary
     def PutBlob(
         self, request_iterator: Iterator[ledger_pb2.BlobChunk], context: grpc.ServicerContext
     ) -> ledger_pb2.PutBlobReply:
-        limits = StreamLimits.for_bytes(self.ledger.blobs.max_bytes)
+        request_iterator = iter(request_iterator)
+        first = next(request_iterator, None)
+        if first is None:
+            raise InvalidBlob("blob upload carried no chunk (the first chunk is the header)")
+        header = self.admit_upload(first)  # signature, size and quota: before any body is kept
+        # no byte past the size the header announced (admit_upload bounded it)
+        limits = StreamLimits.for_bytes(header.size)
         try:
-            data, announced = join_blob_chunks(request_iterator, limits, verify=False)
+            data, announced = join_blob_chunks(itertools.chain([first], request_iterator), limits, verify=False)
         except StreamRefused as exc:
             if exc.code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                raise TooLarge(exc.reason) from None
+                raise TooLarge(f"blob upload exceeds its announced {header.size} bytes") from None
             raise InvalidBlob(exc.reason) from None
-        expected = None if announced is None else check_digest(announced)
+        if len(data) != header.size:
+            raise InvalidBlob(f"blob upload announced {header.size} bytes but sent {len(data)}")
+        expected = header.digest if announced is None else check_digest(announced)
         digest = self.ledger.put_blob(data, expected)
         self.metrics.blob_bytes.inc(len(data))
         return ledger_pb2.PutBlobReply(digest=digest, size=len(data))
@@ -159,4 +196,28 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
             update_digest=proof.update_digest,
             path=proof.path,
             root=proof.root,
+        )
+
+    @_unary
+    def PutTreeHead(
+        self, request: ledger_pb2.TreeHead, context: grpc.ServicerContext
+    ) -> ledger_pb2.TreeHead:
+        return head_to_proto(self.ledger.put_tree_head(head_from_proto(request)))
+
+    @_unary
+    def GetTreeHead(
+        self, request: ledger_pb2.TreeHeadRequest, context: grpc.ServicerContext
+    ) -> ledger_pb2.TreeHeadReply:
+        head = self.ledger.tree_head()
+        if head is None:
+            return ledger_pb2.TreeHeadReply(empty=True)
+        return ledger_pb2.TreeHeadReply(empty=False, head=head_to_proto(head))
+
+    @_unary
+    def Consistency(
+        self, request: ledger_pb2.ConsistencyRequest, context: grpc.ServicerContext
+    ) -> ledger_pb2.ConsistencyReply:
+        proof = self.ledger.consistency(request.from_size, request.to_size)
+        return ledger_pb2.ConsistencyReply(
+            from_size=request.from_size, to_size=request.to_size, proof=proof
         )

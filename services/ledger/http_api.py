@@ -1,7 +1,9 @@
 """The ledger's HTTP API (FastAPI; OpenAPI at ``/docs``).
 
 ``GET /health``, ``/tip``, ``/blocks?from=&limit=``, ``/blocks/{height}``,
-``/blobs/{digest}``, ``/verify``, ``/metrics``. Errors are ``{"detail": "<one line>"}``;
+``/blobs/{digest}``, ``/verify``, ``/head`` (the entry's latest signed tree head),
+``/consistency?from=&to=`` (RFC 6962 proof between two tree sizes), ``/metrics``.
+Errors are ``{"detail": "<one line>"}``;
 bad input is 4xx.
 """
 
@@ -84,9 +86,7 @@ def create_app(ledger: Ledger, metrics: LedgerMetrics) -> FastAPI:
     @app.get("/blobs/{digest}", summary="A blob (safetensors) by SHA-256, digest re-checked")
     def blob(digest: str) -> Response:
         data = ledger.get_blob(digest)
-        return Response(
-            data, media_type="application/octet-stream", headers={"X-Blob-Digest": digest}
-        )
+        return Response(data, media_type="application/octet-stream", headers={"X-Blob-Digest": digest})
 
     @app.get("/verify", summary="Verify the whole chain")
     def verify() -> dict[str, Any]:
@@ -96,6 +96,26 @@ def create_app(ledger: Ledger, metrics: LedgerMetrics) -> FastAPI:
         if not report.ok:
             metrics.verify_failures.inc()
         return report.to_json()
+
+    @app.get("/head", summary="The entry's latest signed tree head over the block hashes")
+    def head() -> dict[str, Any]:
+        found = ledger.tree_head()
+        if found is None:
+            raise NotFound("no signed tree head yet")
+        return found.to_json()
+
+    @app.get("/consistency", summary="RFC 6962 consistency proof between two tree sizes")
+    def consistency(
+        start: int = Query(..., alias="from", ge=0, le=MAX_HEIGHT, description="older size"),
+        to: int | None = Query(None, ge=0, le=MAX_HEIGHT, description="newer size (default: the latest head's)"),
+    ) -> dict[str, Any]:
+        if to is None:
+            latest = ledger.tree_head()
+            if latest is None:
+                raise NotFound("no signed tree head yet: give `to`")
+            to = latest.size
+        proof = ledger.consistency(start, to)
+        return {"from": start, "to": to, "proof": [p.hex() for p in proof]}
 
     @app.get("/metrics", summary="Prometheus metrics")
     def prometheus() -> Response:

@@ -5,6 +5,8 @@
 feeds the hash or the signature check, so changing any of them is detected at its row.
 ``ledger_meta``: ``schema_version`` and ``tip`` (height and hash of the last block,
 updated in the same transaction as each append, so a deleted last row is noticed).
+``tree_heads``: the entry's signed tree heads by size (added beside schema version 1:
+created on open when missing, so older ledgers gain it without a migration).
 """
 
 from __future__ import annotations
@@ -40,6 +42,19 @@ ledger_meta = sa.Table(
     metadata,
     sa.Column("name", sa.String(32), primary_key=True),
     sa.Column("value", sa.String(200), nullable=False),
+    mysql_engine="InnoDB",
+    mariadb_engine="InnoDB",
+)
+
+tree_heads = sa.Table(
+    "tree_heads",
+    metadata,
+    sa.Column("size", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("chain_id", sa.VARBINARY(32), nullable=False),
+    sa.Column("root", sa.VARBINARY(32), nullable=False),
+    sa.Column("timestamp_ms", sa.BigInteger, nullable=False),
+    sa.Column("signer", sa.String(128), nullable=False),
+    sa.Column("signature", sa.VARBINARY(64), nullable=False),
     mysql_engine="InnoDB",
     mariadb_engine="InnoDB",
 )

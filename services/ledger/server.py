@@ -80,9 +80,21 @@ class LedgerService:
         self.ledger.close()
 
 
-def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
-    """Run the ledger service until SIGTERM/SIGINT, then stop cleanly."""
-    service = LedgerService(settings)
+def serve(
+    settings: Settings,
+    announce: Callable[[str], None] = print,
+    *,
+    entry_key: bytes | None = None,
+    blob_quota_bytes: int | None = None,
+) -> None:
+    """Run the ledger service until SIGTERM/SIGINT, then stop cleanly.
+
+    ``entry_key``: the entry's public key, pinned from the start (uploads before genesis
+    and the genesis itself must be the entry's); ``blob_quota_bytes``: bytes of blobs no
+    block references that the ledger accepts.
+    """
+    kwargs = {} if blob_quota_bytes is None else {"blob_quota_bytes": blob_quota_bytes}
+    service = LedgerService(settings, open_ledger(settings, entry_key=entry_key, **kwargs))
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -94,7 +106,9 @@ def serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
         announce(
             f"ledger: gRPC on {service.grpc_address}, HTTP on {service.http_url} "
             f"(chain {redact(service.ledger.db_url)}, blobs {service.ledger.blobs.root}, "
-            f"height {service.ledger.height()})"
+            f"height {service.ledger.height()}"
+            + (f", entry key {entry_key.hex()[:16]}…" if entry_key else "")
+            + ")"
         )
         while not stop.wait(0.5):
             pass

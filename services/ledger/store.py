@@ -6,12 +6,19 @@ one write transaction that holds the tip lock (``SELECT … FOR UPDATE`` on MySQ
 serialise; the primary key and unique ``prev_hash`` are the last guard against forks.
 Re-sending a stored block returns it (idempotent); a different block at a taken
 height is a ``HeightConflict``. ``verify`` recomputes everything from the raw rows.
+
+The ledger also keeps the RFC 6962 tree over the block hashes (leaves in height order,
+computed from the rows and cached), stores the entry's signed tree heads after checking
+them against that tree (``put_tree_head``) and serves consistency proofs. Blobs no block
+references yet are bounded by ``blob_quota_bytes``; ``unreferenced_blobs`` and
+``remove_blobs`` are what ``fedchain ledger gc`` runs.
 """
 
 from __future__ import annotations
 
 import fcntl
 import functools
+import hashlib
 import json
 import os
 import threading
@@ -26,7 +33,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from fedchain.services.ledger import schema
-from fedchain.services.ledger.blobs import BlobStore, check_digest
+from fedchain.services.ledger.blobs import BlobStore, StoredBlob, check_digest
 from fedchain.shared.chain import merkle
 from fedchain.shared.chain.blocks import Block, payload_text
 from fedchain.shared.chain.errors import (
@@ -36,19 +43,28 @@ from fedchain.shared.chain.errors import (
     NotNextBlock,
     ProducerNotAdmitted,
 )
-from fedchain.shared.chain.payloads import RoundPayload, parse_kind, payload_from_json
+from fedchain.shared.chain.payloads import (
+    GenesisPayload,
+    RoundPayload,
+    parse_kind,
+    payload_from_json,
+)
 from fedchain.shared.chain.rules import ChainState, check_block
+from fedchain.shared.chain.treehead import TreeHead, TreeHeadInvalid
 from fedchain.shared.config import ConfigError, Settings
+from fedchain.shared.ledger import audit
 from fedchain.shared.ledger.contract import MAX_HEIGHT, MAX_RANGE
 from fedchain.shared.ledger.errors import (
     HeightConflict,
     InvalidBlock,
+    InvalidTreeHead,
     LedgerCorrupt,
     LedgerUnavailable,
     MissingBlob,
     NotFound,
     OutOfSequence,
     ProducerRejected,
+    QuotaExceeded,
     SchemaMismatch,
     TooLarge,
 )
@@ -57,6 +73,8 @@ from fedchain.shared.limits import message_bytes
 
 DEFAULT_MAX_BLOCK_BYTES = 1024 * 1024
 DEFAULT_MAX_BLOB_BYTES = 64 * 1024 * 1024
+DEFAULT_BLOB_QUOTA_BYTES = 1024 * 1024 * 1024
+"""Bytes of blobs no block references yet that the store accepts (then QuotaExceeded)."""
 _BATCH = 500
 
 
@@ -65,11 +83,55 @@ def default_db_url(state_dir: Path) -> str:
     return f"sqlite:///{(Path(state_dir) / 'ledger.db').resolve()}"
 
 
-def open_ledger(settings: Settings) -> Ledger:
-    """The Ledger the settings describe (``db_url`` or SQLite in ``state_dir``; blobs in state_dir/blobs)."""
+def open_ledger(
+    settings: Settings,
+    *,
+    entry_key: bytes | None = None,
+    blob_quota_bytes: int = DEFAULT_BLOB_QUOTA_BYTES,
+) -> Ledger:
+    """The Ledger the settings describe (``db_url`` or SQLite in ``state_dir``; blobs in state_dir/blobs).
+
+    ``entry_key``: the entry's public key, pinned before genesis (see ``Ledger``).
+    """
     state_dir = Path(settings.state_dir)
     url = settings.db_url or default_db_url(state_dir)
-    return Ledger(url, state_dir / "blobs", max_blob_bytes=message_bytes(settings))
+    return Ledger(
+        url,
+        state_dir / "blobs",
+        max_blob_bytes=message_bytes(settings),
+        entry_key=entry_key,
+        blob_quota_bytes=blob_quota_bytes,
+    )
+
+
+def referenced_digests(payload_json: str) -> set[str]:
+    """Blob digests a stored payload names (model weights; a round's update digests).
+
+    Read loosely from the JSON text: this only decides what ``gc`` keeps, the chain's
+    rules are checked elsewhere.
+    """
+    try:
+        data = json.loads(payload_json)
+    except (json.JSONDecodeError, TypeError):
+        return set()
+    if not isinstance(data, dict):
+        return set()
+    out = set()
+    model = data.get("model_digest")
+    if isinstance(model, str):
+        out.add(model)
+    updates = data.get("update_digests")
+    if isinstance(updates, list):
+        out.update(u for u in updates if isinstance(u, str))
+    return out
+
+
+class _TreeIndex:
+    """Block hashes in height order and the blob digests the blocks name (cached)."""
+
+    def __init__(self) -> None:
+        self.leaves: list[bytes] = []
+        self.referenced: set[str] = set()
 
 
 def redact(url: str) -> str:
@@ -199,8 +261,13 @@ class Ledger:
         max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES,
         create: bool = True,
         write_timeout: float = 60.0,
+        entry_key: bytes | None = None,
+        blob_quota_bytes: int = DEFAULT_BLOB_QUOTA_BYTES,
     ) -> None:
         self.db_url = db_url
+        self.entry_key = entry_key
+        """The entry's key pinned before genesis (``fedchain ledger --entry-key``), or None."""
+        self.blob_quota_bytes = blob_quota_bytes
         self.closed = False
         self.write_timeout = write_timeout
         self.create = create
@@ -214,6 +281,9 @@ class Ledger:
         self.blobs = BlobStore(Path(blob_dir), max_blob_bytes)
         self._lock = threading.Lock()
         self._state = ChainState()
+        self._index = _TreeIndex()
+        self._index_lock = threading.Lock()
+        self._has_heads = False
         try:
             self._init_schema()
         except SchemaMismatch:
@@ -269,6 +339,12 @@ class Ledger:
                 f"database {redact(self.db_url)} has ledger schema version {version!r}; "
                 f"this fedchain needs version {schema.SCHEMA_VERSION!r}"
             )
+        if self.create:
+            try:
+                schema.tree_heads.create(self.engine, checkfirst=True)
+            except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+                pass  # another process created it at the same moment
+        self._has_heads = "tree_heads" in sa.inspect(self.engine).get_table_names()
 
     def _take_file_lock(self) -> None:
         """Wait (bounded by ``write_timeout``) for the SQLite writers' file lock."""
@@ -376,8 +452,60 @@ class Ledger:
     # ---------------------------------------------------------------- blobs
     @_contract_errors
     def put_blob(self, data: bytes, expected_digest: str | None = None) -> str:
-        """Store a safetensors blob; returns its hex SHA-256 (idempotent)."""
+        """Store a safetensors blob; returns its hex SHA-256 (idempotent).
+
+        QuotaExceeded when the blobs no block references yet would then exceed
+        ``blob_quota_bytes``.
+        """
+        known = expected_digest or hashlib.sha256(data).hexdigest()
+        if not self.blobs.has(known):
+            self.check_quota(len(data))
         return self.blobs.put(data, expected_digest)
+
+    @_contract_errors
+    def check_quota(self, size: int) -> None:
+        """Raise QuotaExceeded unless a new blob of ``size`` bytes fits in the upload quota."""
+        pending = sum(b.size for b in self.unreferenced_blobs())
+        if pending + size > self.blob_quota_bytes:
+            raise QuotaExceeded(
+                f"blob of {size} bytes refused: {pending} bytes of blobs no block references "
+                f"already fill the upload quota of {self.blob_quota_bytes} bytes "
+                "(run `fedchain ledger gc`)"
+            )
+
+    @_contract_errors
+    def unreferenced_blobs(self, older_than_s: float = 0.0) -> list[StoredBlob]:
+        """Stored blobs no block names, last modified more than ``older_than_s`` seconds ago."""
+        with self.engine.connect() as conn:
+            referenced = set(self._refresh_index(conn).referenced)
+        cutoff = time.time() - older_than_s
+        return [
+            b
+            for b in self.blobs.stored()
+            if b.digest not in referenced and (older_than_s <= 0 or b.mtime < cutoff)
+        ]
+
+    @_contract_errors
+    def remove_blobs(self, digests: list[str]) -> list[str]:
+        """Delete the named blobs that no block references (re-checked); returns those removed."""
+        with self.engine.connect() as conn:
+            referenced = set(self._refresh_index(conn).referenced)
+        return [d for d in digests if d not in referenced and self.blobs.remove(d)]
+
+    @_contract_errors
+    def upload_key(self) -> bytes | None:
+        """The key a remote blob upload must be signed with.
+
+        The chain's current authority (the genesis key, or the key it handed over to);
+        before genesis the pinned ``entry_key``; None before genesis without one.
+        """
+        with self.engine.connect() as conn:
+            tip_height, tip_hash = self._read_tip(conn)
+            if tip_height < 0:
+                return self.entry_key
+            state = self._state_for(conn, tip_height, tip_hash)
+        self._state = state  # replayed once, not on every upload (``_state_for`` re-checks it)
+        return state.authority_key
 
     @_contract_errors
     def get_blob(self, digest: str, max_bytes: int | None = None) -> bytes:
@@ -454,6 +582,7 @@ class Ledger:
 
             try:
                 check_block(block, state, blob_problem)
+                self._check_pinned_genesis(block)
             except ChainError as exc:
                 for chain_cls, refusal in _REFUSALS:
                     if isinstance(exc, chain_cls):
@@ -480,6 +609,139 @@ class Ledger:
             new_state.apply(block)
         self._state = new_state
         return block
+
+    def _check_pinned_genesis(self, block: Block) -> None:
+        p = block.payload
+        if (
+            self.entry_key is not None
+            and isinstance(p, GenesisPayload)
+            and bytes.fromhex(p.entry_public_key) != self.entry_key
+        ):
+            raise ProducerNotAdmitted(
+                f"genesis names the entry key {p.entry_public_key[:16]}…, but this ledger "
+                f"was started for the entry key {self.entry_key.hex()[:16]}… (--entry-key)"
+            )
+
+    # ---------------------------------------------------------------- tree heads
+    def _refresh_index(self, conn: Connection) -> _TreeIndex:
+        """The cached leaves brought up to the tip (rebuilt when the stored chain changed)."""
+        with self._index_lock:
+            tip_height, tip_hash = self._read_tip(conn)
+            size = tip_height + 1
+            index = self._index
+            if len(index.leaves) > size or (
+                size and len(index.leaves) == size and index.leaves[-1].hex() != tip_hash
+            ):
+                index = _TreeIndex()
+            if len(index.leaves) < size:
+                rows = conn.execute(
+                    sa.select(schema.blocks.c.height, schema.blocks.c.hash, schema.blocks.c.payload)
+                    .where(
+                        schema.blocks.c.height >= len(index.leaves),
+                        schema.blocks.c.height <= tip_height,
+                    )
+                    .order_by(schema.blocks.c.height)
+                )
+                for row in rows:
+                    if row.height != len(index.leaves):
+                        raise LedgerCorrupt(f"block {len(index.leaves)} is missing from the ledger")
+                    index.leaves.append(bytes(row.hash))
+                    index.referenced |= referenced_digests(row.payload)
+                if len(index.leaves) != size or (size and index.leaves[-1].hex() != tip_hash):
+                    self._index = _TreeIndex()
+                    raise LedgerCorrupt(
+                        f"the ledger's blocks do not reach its tip record (height {tip_height})"
+                    )
+            self._index = index
+            return index
+
+    def _leaves(self) -> list[bytes]:
+        with self.engine.connect() as conn:
+            return list(self._refresh_index(conn).leaves)
+
+    @_contract_errors
+    def put_tree_head(self, head: TreeHead) -> TreeHead:
+        """Store the entry's signed tree head after checking it against the chain."""
+        if not isinstance(head, TreeHead):
+            raise InvalidTreeHead(f"put_tree_head needs a TreeHead, got {type(head).__name__}")
+        with self._write() as conn:
+            tip_height, tip_hash = self._read_tip(conn, lock=True)
+            leaves = list(self._refresh_index(conn).leaves)
+            if not leaves:
+                raise InvalidTreeHead("the chain is empty: there is nothing for a head to sign")
+            if head.chain_id != leaves[0]:
+                raise InvalidTreeHead(
+                    f"tree head is for chain {head.chain_id.hex()[:16]}…, not this ledger's "
+                    f"chain {leaves[0].hex()[:16]}…"
+                )
+            if head.size > len(leaves):
+                raise InvalidTreeHead(
+                    f"tree head names {head.size} blocks; the ledger holds {len(leaves)}"
+                )
+            if head.size == 0 or merkle.root(leaves[: head.size]) != head.root:
+                raise InvalidTreeHead(
+                    f"tree head root is not the root of the ledger's first {head.size} blocks"
+                )
+            state = self._state_for(conn, tip_height, tip_hash)
+            try:
+                head.check_signature(state.authority_key)
+            except TreeHeadInvalid as exc:
+                raise InvalidTreeHead(str(exc)) from None
+            latest = self._latest_head(conn)
+            if latest is not None and head.size < latest.size:
+                raise InvalidTreeHead(
+                    f"tree head of {head.size} blocks is older than the stored head of "
+                    f"{latest.size} blocks"
+                )
+            if latest is not None and head.size == latest.size:
+                return latest
+            conn.execute(
+                sa.insert(schema.tree_heads).values(
+                    size=head.size,
+                    chain_id=head.chain_id,
+                    root=head.root,
+                    timestamp_ms=head.timestamp_ms,
+                    signer=head.signer,
+                    signature=head.signature,
+                )
+            )
+        return head
+
+    def _latest_head(self, conn: Connection) -> TreeHead | None:
+        if not self._has_heads:
+            return None
+        row = conn.execute(
+            sa.select(schema.tree_heads).order_by(schema.tree_heads.c.size.desc()).limit(1)
+        ).first()
+        if row is None:
+            return None
+        return TreeHead(
+            bytes(row.chain_id),
+            int(row.size),
+            bytes(row.root),
+            int(row.timestamp_ms),
+            row.signer,
+            bytes(row.signature),
+        )
+
+    @_contract_errors
+    def tree_head(self) -> TreeHead | None:
+        """The latest signed tree head stored, or None."""
+        with self.engine.connect() as conn:
+            return self._latest_head(conn)
+
+    @_contract_errors
+    def consistency(self, old_size: int, new_size: int) -> list[bytes]:
+        """RFC 6962 consistency proof from ``old_size`` to ``new_size`` blocks."""
+        if not 0 <= old_size <= new_size:
+            raise InvalidTreeHead(
+                f"a consistency proof goes from a smaller to a larger size, not {old_size} to "
+                f"{new_size}"
+            )
+        leaves = self._leaves()
+        if new_size > len(leaves):
+            raise NotFound(f"the ledger holds {len(leaves)} blocks, not {new_size}")
+        return merkle.consistency_proof(leaves[:new_size], old_size)
 
     # ---------------------------------------------------------------- proofs
     @_contract_errors
@@ -565,4 +827,9 @@ class Ledger:
         if tip_height >= 0 and state.tip_hash.hex() != tip_hash:
             checked -= 1  # the tip itself does not hold
             return bad(tip_height, "block hash differs from the ledger's tip record")
-        return VerifyReport(True, checked, None if tip_height < 0 else tip_height, None)
+        report = VerifyReport(True, checked, None if tip_height < 0 else tip_height, None)
+        with self.engine.connect() as conn:
+            stored = self._latest_head(conn)
+        if stored is None:
+            return report
+        return audit.audit_heads(audit.collect(self), report, stored, audit.Anchors())

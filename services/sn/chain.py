@@ -4,41 +4,55 @@ Only the entry (M-SN) writes blocks. It talks to a ledger process over gRPC
 (``--ledger HOST:PORT``, ``LedgerClient``) or, without one, uses an embedded ledger store
 that the composition root (``fedchain node``) hands in as a factory. Both implement
 ``LedgerContract``, so everything here works with either.
+
+After every block the entry signs a tree head (``TreeHead``: size and RFC 6962 root of the
+block hashes), keeps it outside the database in ``<state_dir>/tree_head.json`` and gives it
+to the ledger. At start-up ``check_head`` refuses a ledger whose chain is behind that head
+or does not extend it (a truncated, rolled back or replaced chain).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fedchain.shared.chain import merkle
 from fedchain.shared.chain.blocks import Block, BlockKind, build_block
 from fedchain.shared.chain.payloads import GenesisPayload, RoundPayload
+from fedchain.shared.chain.treehead import TreeHead, check_extends, head_for
 from fedchain.shared.config import ConfigError, Settings
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.ledger.client import LedgerClient
 from fedchain.shared.ledger.contract import LedgerContract
-from fedchain.shared.ledger.errors import LedgerCorrupt, LedgerUnavailable
+from fedchain.shared.ledger.errors import LedgerCorrupt, LedgerError, LedgerUnavailable
 
 log = logging.getLogger("fedchain.chain")
 
 SCAN_PAGE = 200
+TREE_HEAD_FILE = "tree_head.json"
 
 LedgerFactory = Callable[[Settings], LedgerContract]
 """Opens the embedded ledger the settings describe (``db_url`` or SQLite in ``state_dir``)."""
 
 
-def open_ledger(settings: Settings, embedded: LedgerFactory | None) -> LedgerContract:
+def open_ledger(
+    settings: Settings, embedded: LedgerFactory | None, key: NodeKey | None = None
+) -> LedgerContract:
     """A ledger client for ``--ledger``, else the embedded store ``embedded`` opens.
 
-    Raises ConfigError when there is neither, LedgerError when the store cannot be opened.
+    ``key``: the entry's key, which signs the client's blob uploads (a ledger service
+    takes uploads only from the entry). Raises ConfigError when there is neither, LedgerError
+    when the store cannot be opened.
     """
     if settings.ledger:
         return LedgerClient(
             settings.ledger,
+            signer=key,
             tls_ca=settings.tls_ca,
             tls_cert=settings.tls_cert,
             tls_key=settings.tls_key,
@@ -68,12 +82,73 @@ class EntryChain:
     reached, a ``LedgerRejected`` subclass for a refused block, ``LedgerCorrupt``.
     """
 
-    def __init__(self, ledger: LedgerContract, key: NodeKey) -> None:
+    def __init__(
+        self, ledger: LedgerContract, key: NodeKey, state_dir: Path | None = None
+    ) -> None:
         self.ledger = ledger
         self.key = key
         self._lock = threading.Lock()
         self.cached_height = -1
         """Tip height as last seen (what /status shows while the ledger is unreachable)."""
+        self.head_path = None if state_dir is None else Path(state_dir) / TREE_HEAD_FILE
+        """Where the entry keeps its last signed tree head (None: in memory only)."""
+        self._leaves: list[bytes] | None = None
+        self._head: TreeHead | None = None
+
+    # ---- signed tree heads ----
+    def latest_head(self) -> TreeHead | None:
+        """The last tree head this entry signed (None before ``check_head`` or genesis)."""
+        return self._head
+
+    def _load_leaves(self) -> list[bytes]:
+        return [b.hash for b in self.blocks()]
+
+    def check_head(self) -> None:
+        """Refuse a ledger whose chain does not extend the entry's own last signed head.
+
+        Raises ChainWentBackwards (fewer blocks than the head), ChainForked (another
+        genesis, or a rewritten history) or TreeHeadInvalid (the saved head is not this
+        entry's). Then signs a head for the chain as it is now (kept and given to the ledger).
+        """
+        with self._lock:
+            saved = None if self.head_path is None else TreeHead.load(self.head_path)
+            leaves = self._load_leaves()
+            if saved is not None:
+                saved.check_signature(self.key.public_bytes)
+                chain_id = leaves[0] if leaves else saved.chain_id
+                now = head_for(chain_id, leaves, saved.timestamp_ms)
+                proof = (
+                    merkle.consistency_proof(leaves, saved.size)
+                    if saved.size <= len(leaves)
+                    else []
+                )
+                check_extends(saved, now, proof)
+            self._leaves = leaves
+            if leaves:
+                self._sign_head()
+
+    def _sign_head(self) -> None:
+        """Sign the head of ``self._leaves``, keep it on disk and give it to the ledger."""
+        assert self._leaves
+        head = head_for(self._leaves[0], self._leaves, int(time.time() * 1000)).signed(self.key)
+        if self.head_path is not None:
+            head.save(self.head_path)
+        self._head = head
+        try:
+            self.ledger.put_tree_head(head)
+        except LedgerError as exc:  # the head is kept here; the next block gives a newer one
+            log.warning("the ledger did not take tree head %d: %s", head.size, exc)
+
+    def _after_append(self, stored: Block) -> None:
+        if self._leaves is None or len(self._leaves) != stored.height:
+            self._leaves = self._load_leaves()
+        else:
+            self._leaves.append(stored.hash)
+        if not self._leaves or self._leaves[-1] != stored.hash:
+            raise LedgerCorrupt(
+                f"the ledger's block {stored.height} is not the block this entry just wrote"
+            )
+        self._sign_head()
 
     def append(self, kind: str, payload: Any) -> Block:
         """Build the next block on the current tip, sign it with the entry key and append it.
@@ -99,6 +174,7 @@ class EntryChain:
                 )
                 stored = landed
             self.cached_height = max(self.cached_height, stored.height)
+            self._after_append(stored)
             return stored
 
     def _landed(self, block: Block) -> Block | None:

@@ -112,11 +112,11 @@ def run_super_node(
         from fedchain.shared.ledger.errors import LedgerError
 
         try:
-            ledger = open_ledger(settings, embedded_ledger)
+            ledger = open_ledger(settings, embedded_ledger, key)
             settings = _adopt_genesis_config(settings, ledger)
         except LedgerError as exc:
             raise ConfigError(f"cannot open the ledger: {exc}") from None
-        chain = EntryChain(ledger, key)
+        chain = EntryChain(ledger, key, settings.state_dir)
         model = GlobalModel(chain, message_bytes(settings))
         sn = SuperNode(
             settings, key, peers, address=address, http_address=http_address,

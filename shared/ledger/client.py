@@ -7,18 +7,21 @@ subclass, e.g. ``HeightConflict``) with the server's message. No gRPC error esca
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Self, TypeVar
 
 import grpc
 
 from fedchain.shared.chain.blocks import Block
+from fedchain.shared.chain.treehead import TreeHead
+from fedchain.shared.crypto import NodeKey
 from fedchain.shared.digests import sha256_hex
 from fedchain.shared.ledger.contract import MAX_HEIGHT, MAX_RANGE, Progress
 from fedchain.shared.ledger.errors import (
     ERROR_CLASSES,
     InvalidBlock,
+    InvalidTreeHead,
     LedgerCorrupt,
     LedgerError,
     LedgerRejected,
@@ -27,7 +30,14 @@ from fedchain.shared.ledger.errors import (
     TooLarge,
 )
 from fedchain.shared.ledger.results import InclusionProof, VerifyReport
-from fedchain.shared.ledger.wire import ERROR_METADATA, block_from_proto, block_to_proto
+from fedchain.shared.ledger.uploads import UploadHeader
+from fedchain.shared.ledger.wire import (
+    ERROR_METADATA,
+    block_from_proto,
+    block_to_proto,
+    head_from_proto,
+    head_to_proto,
+)
 from fedchain.shared.limits import KIB, MIB, StreamLimits
 from fedchain.shared.net.grpc_util import NetConfig, make_channel
 from fedchain.shared.net.streams import StreamRefused, blob_chunks, join_blob_chunks
@@ -61,6 +71,7 @@ class LedgerClient:
     """gRPC client of a ledger at ``address`` (HOST:PORT); TLS when ``tls_ca`` is given.
 
     ``timeout`` bounds each call, ``verify_timeout`` the (long) verification of a chain.
+    ``signer``: the entry's key, which signs blob uploads (the ledger refuses unsigned ones).
     """
 
     def __init__(
@@ -74,8 +85,10 @@ class LedgerClient:
         tls_key: Path | None = None,
         max_message_mb: int = 64,
         chunk_kb: int = 1024,
+        signer: NodeKey | None = None,
     ) -> None:
         self.address = address
+        self.signer = signer
         self.timeout = timeout
         self.verify_timeout = max(timeout, verify_timeout)
         self.chunk_bytes = chunk_kb * KIB
@@ -170,11 +183,25 @@ class LedgerClient:
         """Stream a safetensors blob to the ledger; returns its digest (checked by the server).
 
         The digest announced in the first chunk is ``expected_digest`` when given (the
-        server refuses content that does not match it), else the content's own.
+        server refuses content that does not match it), else the content's own; the first
+        chunk also carries the size and ``signer``'s signature over both.
         """
         announced = expected_digest or sha256_hex(data)
-        chunks = blob_chunks(data, self.chunk_bytes, announced)
-        reply = self._call(lambda: self._stub.PutBlob(chunks, timeout=self.timeout))
+        header = (
+            UploadHeader(announced, len(data), b"", b"")
+            if self.signer is None
+            else UploadHeader.signed(self.signer, announced, len(data))
+        )
+
+        def pieces() -> Iterator[ledger_pb2.BlobChunk]:
+            """The codec's chunks, the first one carrying the signed upload header."""
+            chunks = blob_chunks(data, self.chunk_bytes, announced)
+            first = next(chunks)
+            first.size, first.public_key, first.signature = header.size, header.public_key, header.signature
+            yield first
+            yield from chunks
+
+        reply = self._call(lambda: self._stub.PutBlob(pieces(), timeout=self.timeout))
         return str(reply.digest)
 
     def get_blob(self, digest: str, max_bytes: int | None = None) -> bytes:
@@ -232,3 +259,30 @@ class LedgerClient:
             list(reply.path),
             bytes(reply.root),
         )
+
+    def put_tree_head(self, head: TreeHead) -> TreeHead:
+        """Give the ledger the entry's signed tree head; returns the stored head."""
+        message = head_to_proto(head)
+        reply = self._call(lambda: self._stub.PutTreeHead(message, timeout=self.timeout))
+        return head_from_proto(reply)
+
+    def tree_head(self) -> TreeHead | None:
+        """The ledger's latest signed tree head, or None."""
+        request = ledger_pb2.TreeHeadRequest()
+        reply = self._call(lambda: self._stub.GetTreeHead(request, timeout=self.timeout))
+        return None if reply.empty else head_from_proto(reply.head)
+
+    def consistency(self, old_size: int, new_size: int) -> list[bytes]:
+        """RFC 6962 consistency proof from ``old_size`` to ``new_size`` blocks."""
+        if not 0 <= old_size <= new_size:
+            self._check_open()
+            raise InvalidTreeHead(
+                f"a consistency proof goes from a smaller to a larger size, not {old_size} to "
+                f"{new_size}"
+            )
+        if new_size > MAX_HEIGHT:
+            self._check_open()
+            raise NotFound(f"the ledger holds fewer than {new_size} blocks")
+        request = ledger_pb2.ConsistencyRequest(from_size=old_size, to_size=new_size)
+        reply = self._call(lambda: self._stub.Consistency(request, timeout=self.timeout))
+        return [bytes(p) for p in reply.proof]

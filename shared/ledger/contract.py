@@ -16,7 +16,9 @@ database, gRPC and OS errors are translated):
   ``OutOfSequence`` (the block does not extend the tip), ``HeightConflict`` (another block
   holds that height), ``InvalidBlock`` (bad hash, signature, payload, round number),
   ``ProducerRejected``, ``MissingBlob``, ``InvalidBlob`` (not safetensors, digest not as
-  announced, malformed digest), ``TooLarge``.
+  announced, malformed digest), ``TooLarge`` (``QuotaExceeded``: unreferenced blobs fill
+  the upload quota), ``UploadRefused`` (a remote upload not signed by the entry),
+  ``InvalidTreeHead``.
 - ``NotFound`` (a ``LedgerRejected``): no such blob, no such block for a proof, an update
   that is not in the round block.
 - ``LedgerCorrupt``: stored data no longer matches its digest or cannot be read back.
@@ -28,6 +30,7 @@ from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from fedchain.shared.chain.blocks import Block
+from fedchain.shared.chain.treehead import TreeHead
 from fedchain.shared.ledger.results import InclusionProof, VerifyReport
 from fedchain.shared.limits import MAX_HEIGHT
 
@@ -104,6 +107,29 @@ class LedgerContract(Protocol):
 
         ``NotFound`` when there is no such block or the update is not in it;
         ``InvalidBlock`` when the block is not a round block.
+        """
+        ...
+
+    def put_tree_head(self, head: TreeHead) -> TreeHead:
+        """Store the entry's signed head of the block-hash tree; return the stored head.
+
+        ``InvalidTreeHead`` unless the head is signed by the entry (the chain's current
+        authority), its chain id is the genesis hash, it names no more blocks than the
+        chain holds and its root is the root of that many blocks, and it is not smaller
+        than the head already stored. Storing the same size again is idempotent.
+        """
+        ...
+
+    def tree_head(self) -> TreeHead | None:
+        """The latest signed tree head stored (None before the entry gave one)."""
+        ...
+
+    def consistency(self, old_size: int, new_size: int) -> list[bytes]:
+        """RFC 6962 proof that the first ``old_size`` block hashes are a prefix of the first
+        ``new_size`` (leaves: block hashes in height order).
+
+        ``InvalidTreeHead`` when ``old_size > new_size`` or a size is negative, ``NotFound``
+        when ``new_size`` exceeds the chain's length.
         """
         ...
 

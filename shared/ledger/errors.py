@@ -79,6 +79,21 @@ class TooLarge(LedgerRejected):
     http_status = 413
 
 
+class QuotaExceeded(TooLarge):
+    """Blobs no block references yet already fill the upload quota (run ``fedchain ledger gc``)."""
+
+
+class UploadRefused(LedgerRejected):
+    """A blob upload not signed by the entry (or whose header does not hold)."""
+
+    grpc_code = "PERMISSION_DENIED"
+    http_status = 403
+
+
+class InvalidTreeHead(LedgerRejected):
+    """A tree head whose signature, size or root does not match the ledger's chain."""
+
+
 class NotFound(LedgerRejected):
     """No block at that height / no blob with that digest."""
 
@@ -98,6 +113,9 @@ ERROR_CLASSES: dict[str, type[LedgerError]] = {
         MissingBlob,
         InvalidBlob,
         TooLarge,
+        QuotaExceeded,
+        UploadRefused,
+        InvalidTreeHead,
         NotFound,
     )
 }

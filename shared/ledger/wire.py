@@ -12,7 +12,8 @@ import json
 from fedchain.shared.chain.blocks import Block, payload_text
 from fedchain.shared.chain.errors import ChainError
 from fedchain.shared.chain.payloads import parse_kind, payload_from_json
-from fedchain.shared.ledger.errors import InvalidBlock
+from fedchain.shared.chain.treehead import TreeHead, TreeHeadInvalid
+from fedchain.shared.ledger.errors import InvalidBlock, InvalidTreeHead
 from fedchain.shared.rpc import ledger_pb2
 
 ERROR_METADATA = "fedchain-error"
@@ -53,3 +54,32 @@ def block_from_proto(msg: ledger_pb2.Block) -> Block:
         )
     except ChainError as exc:
         raise InvalidBlock(f"malformed block: {exc}") from None
+
+
+def head_to_proto(head: TreeHead) -> ledger_pb2.TreeHead:
+    """The gRPC message for a signed tree head."""
+    return ledger_pb2.TreeHead(
+        chain_id=head.chain_id,
+        size=head.size,
+        root=head.root,
+        timestamp_ms=head.timestamp_ms,
+        signer=head.signer,
+        signature=head.signature,
+    )
+
+
+def head_from_proto(msg: ledger_pb2.TreeHead) -> TreeHead:
+    """Parse a gRPC tree head; InvalidTreeHead with a one-line reason when it is malformed."""
+    try:
+        return TreeHead.from_json(
+            {
+                "chain_id": bytes(msg.chain_id).hex(),
+                "size": msg.size,
+                "root": bytes(msg.root).hex(),
+                "timestamp_ms": msg.timestamp_ms,
+                "signer": msg.signer,
+                "signature": bytes(msg.signature).hex(),
+            }
+        )
+    except TreeHeadInvalid as exc:
+        raise InvalidTreeHead(f"malformed tree head: {exc}") from None

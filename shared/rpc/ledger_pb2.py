@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0cledger.proto\x12\x0f\x66\x65\x64\x63hain.ledger\"\x97\x01\n\x05\x42lock\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x11\n\tprev_hash\x18\x03 \x01(\x0c\x12\x14\n\x0ctimestamp_ms\x18\x04 \x01(\x04\x12\x10\n\x08producer\x18\x05 \x01(\t\x12\x14\n\x0cpayload_json\x18\x06 \x01(\t\x12\x0c\n\x04hash\x18\x07 \x01(\x0c\x12\x11\n\tsignature\x18\x08 \x01(\x0c\"4\n\x0b\x41ppendReply\x12%\n\x05\x62lock\x18\x01 \x01(\x0b\x32\x16.fedchain.ledger.Block\"\x0c\n\nTipRequest\"@\n\x08TipReply\x12\r\n\x05\x65mpty\x18\x01 \x01(\x08\x12%\n\x05\x62lock\x18\x02 \x01(\x0b\x32\x16.fedchain.ledger.Block\"!\n\x0fGetBlockRequest\x12\x0e\n\x06height\x18\x01 \x01(\x04\",\n\x0cRangeRequest\x12\r\n\x05start\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\")\n\tBlobChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\",\n\x0cPutBlobReply\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\"\x1d\n\x0b\x42lobRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\"\x1f\n\x0cHasBlobReply\x12\x0f\n\x07present\x18\x01 \x01(\x08\"\x0f\n\rVerifyRequest\"Z\n\x0bVerifyReply\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07\x63hecked\x18\x02 \x01(\x04\x12\x13\n\x06height\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x0e\n\x06reason\x18\x04 \x01(\tB\t\n\x07_height\">\n\x15InclusionProofRequest\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\x15\n\rupdate_digest\x18\x02 \x01(\t\"z\n\x13InclusionProofReply\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\x04\x12\x11\n\ttree_size\x18\x03 \x01(\x04\x12\x15\n\rupdate_digest\x18\x04 \x01(\t\x12\x0c\n\x04path\x18\x05 \x03(\x0c\x12\x0c\n\x04root\x18\x06 \x01(\x0c\x32\x8e\x05\n\x06Ledger\x12>\n\x06\x41ppend\x12\x16.fedchain.ledger.Block\x1a\x1c.fedchain.ledger.AppendReply\x12=\n\x03Tip\x12\x1b.fedchain.ledger.TipRequest\x1a\x19.fedchain.ledger.TipReply\x12\x44\n\x08GetBlock\x12 .fedchain.ledger.GetBlockRequest\x1a\x16.fedchain.ledger.Block\x12@\n\x05Range\x12\x1d.fedchain.ledger.RangeRequest\x1a\x16.fedchain.ledger.Block0\x01\x12\x46\n\x07PutBlob\x12\x1a.fedchain.ledger.BlobChunk\x1a\x1d.fedchain.ledger.PutBlobReply(\x01\x12\x45\n\x07GetBlob\x12\x1c.fedchain.ledger.BlobRequest\x1a\x1a.fedchain.ledger.BlobChunk0\x01\x12\x46\n\x07HasBlob\x12\x1c.fedchain.ledger.BlobRequest\x1a\x1d.fedchain.ledger.HasBlobReply\x12\x46\n\x06Verify\x12\x1e.fedchain.ledger.VerifyRequest\x1a\x1c.fedchain.ledger.VerifyReply\x12^\n\x0eInclusionProof\x12&.fedchain.ledger.InclusionProofRequest\x1a$.fedchain.ledger.InclusionProofReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0cledger.proto\x12\x0f\x66\x65\x64\x63hain.ledger\"\x97\x01\n\x05\x42lock\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x11\n\tprev_hash\x18\x03 \x01(\x0c\x12\x14\n\x0ctimestamp_ms\x18\x04 \x01(\x04\x12\x10\n\x08producer\x18\x05 \x01(\t\x12\x14\n\x0cpayload_json\x18\x06 \x01(\t\x12\x0c\n\x04hash\x18\x07 \x01(\x0c\x12\x11\n\tsignature\x18\x08 \x01(\x0c\"4\n\x0b\x41ppendReply\x12%\n\x05\x62lock\x18\x01 \x01(\x0b\x32\x16.fedchain.ledger.Block\"\x0c\n\nTipRequest\"@\n\x08TipReply\x12\r\n\x05\x65mpty\x18\x01 \x01(\x08\x12%\n\x05\x62lock\x18\x02 \x01(\x0b\x32\x16.fedchain.ledger.Block\"!\n\x0fGetBlockRequest\x12\x0e\n\x06height\x18\x01 \x01(\x04\",\n\x0cRangeRequest\x12\r\n\x05start\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\"^\n\tBlobChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x04\x12\x12\n\npublic_key\x18\x04 \x01(\x0c\x12\x11\n\tsignature\x18\x05 \x01(\x0c\",\n\x0cPutBlobReply\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\"\x1d\n\x0b\x42lobRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\"\x1f\n\x0cHasBlobReply\x12\x0f\n\x07present\x18\x01 \x01(\x08\"\x0f\n\rVerifyRequest\"Z\n\x0bVerifyReply\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07\x63hecked\x18\x02 \x01(\x04\x12\x13\n\x06height\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x0e\n\x06reason\x18\x04 \x01(\tB\t\n\x07_height\">\n\x15InclusionProofRequest\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\x15\n\rupdate_digest\x18\x02 \x01(\t\"z\n\x13InclusionProofReply\x12\x0e\n\x06height\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\x04\x12\x11\n\ttree_size\x18\x03 \x01(\x04\x12\x15\n\rupdate_digest\x18\x04 \x01(\t\x12\x0c\n\x04path\x18\x05 \x03(\x0c\x12\x0c\n\x04root\x18\x06 \x01(\x0c\"q\n\x08TreeHead\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x0c\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0c\n\x04root\x18\x03 \x01(\x0c\x12\x14\n\x0ctimestamp_ms\x18\x04 \x01(\x04\x12\x0e\n\x06signer\x18\x05 \x01(\t\x12\x11\n\tsignature\x18\x06 \x01(\x0c\"\x11\n\x0fTreeHeadRequest\"G\n\rTreeHeadReply\x12\r\n\x05\x65mpty\x18\x01 \x01(\x08\x12\'\n\x04head\x18\x02 \x01(\x0b\x32\x19.fedchain.ledger.TreeHead\"8\n\x12\x43onsistencyRequest\x12\x11\n\tfrom_size\x18\x01 \x01(\x04\x12\x0f\n\x07to_size\x18\x02 \x01(\x04\"E\n\x10\x43onsistencyReply\x12\x11\n\tfrom_size\x18\x01 \x01(\x04\x12\x0f\n\x07to_size\x18\x02 \x01(\x04\x12\r\n\x05proof\x18\x03 \x03(\x0c\x32\xfb\x06\n\x06Ledger\x12>\n\x06\x41ppend\x12\x16.fedchain.ledger.Block\x1a\x1c.fedchain.ledger.AppendReply\x12=\n\x03Tip\x12\x1b.fedchain.ledger.TipRequest\x1a\x19.fedchain.ledger.TipReply\x12\x44\n\x08GetBlock\x12 .fedchain.ledger.GetBlockRequest\x1a\x16.fedchain.ledger.Block\x12@\n\x05Range\x12\x1d.fedchain.ledger.RangeRequest\x1a\x16.fedchain.ledger.Block0\x01\x12\x46\n\x07PutBlob\x12\x1a.fedchain.ledger.BlobChunk\x1a\x1d.fedchain.ledger.PutBlobReply(\x01\x12\x45\n\x07GetBlob\x12\x1c.fedchain.ledger.BlobRequest\x1a\x1a.fedchain.ledger.BlobChunk0\x01\x12\x46\n\x07HasBlob\x12\x1c.fedchain.ledger.BlobRequest\x1a\x1d.fedchain.ledger.HasBlobReply\x12\x46\n\x06Verify\x12\x1e.fedchain.ledger.VerifyRequest\x1a\x1c.fedchain.ledger.VerifyReply\x12^\n\x0eInclusionProof\x12&.fedchain.ledger.InclusionProofRequest\x1a$.fedchain.ledger.InclusionProofReply\x12\x43\n\x0bPutTreeHead\x12\x19.fedchain.ledger.TreeHead\x1a\x19.fedchain.ledger.TreeHead\x12O\n\x0bGetTreeHead\x12 .fedchain.ledger.TreeHeadRequest\x1a\x1e.fedchain.ledger.TreeHeadReply\x12U\n\x0b\x43onsistency\x12#.fedchain.ledger.ConsistencyRequest\x1a!.fedchain.ledger.ConsistencyReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,21 +44,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RANGEREQUEST']._serialized_start=356
   _globals['_RANGEREQUEST']._serialized_end=400
   _globals['_BLOBCHUNK']._serialized_start=402
-  _globals['_BLOBCHUNK']._serialized_end=443
-  _globals['_PUTBLOBREPLY']._serialized_start=445
-  _globals['_PUTBLOBREPLY']._serialized_end=489
-  _globals['_BLOBREQUEST']._serialized_start=491
-  _globals['_BLOBREQUEST']._serialized_end=520
-  _globals['_HASBLOBREPLY']._serialized_start=522
-  _globals['_HASBLOBREPLY']._serialized_end=553
-  _globals['_VERIFYREQUEST']._serialized_start=555
-  _globals['_VERIFYREQUEST']._serialized_end=570
-  _globals['_VERIFYREPLY']._serialized_start=572
-  _globals['_VERIFYREPLY']._serialized_end=662
-  _globals['_INCLUSIONPROOFREQUEST']._serialized_start=664
-  _globals['_INCLUSIONPROOFREQUEST']._serialized_end=726
-  _globals['_INCLUSIONPROOFREPLY']._serialized_start=728
-  _globals['_INCLUSIONPROOFREPLY']._serialized_end=850
-  _globals['_LEDGER']._serialized_start=853
-  _globals['_LEDGER']._serialized_end=1507
+  _globals['_BLOBCHUNK']._serialized_end=496
+  _globals['_PUTBLOBREPLY']._serialized_start=498
+  _globals['_PUTBLOBREPLY']._serialized_end=542
+  _globals['_BLOBREQUEST']._serialized_start=544
+  _globals['_BLOBREQUEST']._serialized_end=573
+  _globals['_HASBLOBREPLY']._serialized_start=575
+  _globals['_HASBLOBREPLY']._serialized_end=606
+  _globals['_VERIFYREQUEST']._serialized_start=608
+  _globals['_VERIFYREQUEST']._serialized_end=623
+  _globals['_VERIFYREPLY']._serialized_start=625
+  _globals['_VERIFYREPLY']._serialized_end=715
+  _globals['_INCLUSIONPROOFREQUEST']._serialized_start=717
+  _globals['_INCLUSIONPROOFREQUEST']._serialized_end=779
+  _globals['_INCLUSIONPROOFREPLY']._serialized_start=781
+  _globals['_INCLUSIONPROOFREPLY']._serialized_end=903
+  _globals['_TREEHEAD']._serialized_start=905
+  _globals['_TREEHEAD']._serialized_end=1018
+  _globals['_TREEHEADREQUEST']._serialized_start=1020
+  _globals['_TREEHEADREQUEST']._serialized_end=1037
+  _globals['_TREEHEADREPLY']._serialized_start=1039
+  _globals['_TREEHEADREPLY']._serialized_end=1110
+  _globals['_CONSISTENCYREQUEST']._serialized_start=1112
+  _globals['_CONSISTENCYREQUEST']._serialized_end=1168
+  _globals['_CONSISTENCYREPLY']._serialized_start=1170
+  _globals['_CONSISTENCYREPLY']._serialized_end=1239
+  _globals['_LEDGER']._serialized_start=1242
+  _globals['_LEDGER']._serialized_end=2133
 # @@protoc_insertion_point(module_scope)

@@ -59,12 +59,18 @@ class RangeRequest(_message.Message):
     def __init__(self, start: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class BlobChunk(_message.Message):
-    __slots__ = ("data", "digest")
+    __slots__ = ("data", "digest", "size", "public_key", "signature")
     DATA_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     digest: str
-    def __init__(self, data: _Optional[bytes] = ..., digest: _Optional[str] = ...) -> None: ...
+    size: int
+    public_key: bytes
+    signature: bytes
+    def __init__(self, data: _Optional[bytes] = ..., digest: _Optional[str] = ..., size: _Optional[int] = ..., public_key: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class PutBlobReply(_message.Message):
     __slots__ = ("digest", "size")
@@ -125,3 +131,49 @@ class InclusionProofReply(_message.Message):
     path: _containers.RepeatedScalarFieldContainer[bytes]
     root: bytes
     def __init__(self, height: _Optional[int] = ..., index: _Optional[int] = ..., tree_size: _Optional[int] = ..., update_digest: _Optional[str] = ..., path: _Optional[_Iterable[bytes]] = ..., root: _Optional[bytes] = ...) -> None: ...
+
+class TreeHead(_message.Message):
+    __slots__ = ("chain_id", "size", "root", "timestamp_ms", "signer", "signature")
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    ROOT_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
+    SIGNER_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    chain_id: bytes
+    size: int
+    root: bytes
+    timestamp_ms: int
+    signer: str
+    signature: bytes
+    def __init__(self, chain_id: _Optional[bytes] = ..., size: _Optional[int] = ..., root: _Optional[bytes] = ..., timestamp_ms: _Optional[int] = ..., signer: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class TreeHeadRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TreeHeadReply(_message.Message):
+    __slots__ = ("empty", "head")
+    EMPTY_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
+    empty: bool
+    head: TreeHead
+    def __init__(self, empty: _Optional[bool] = ..., head: _Optional[_Union[TreeHead, _Mapping]] = ...) -> None: ...
+
+class ConsistencyRequest(_message.Message):
+    __slots__ = ("from_size", "to_size")
+    FROM_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TO_SIZE_FIELD_NUMBER: _ClassVar[int]
+    from_size: int
+    to_size: int
+    def __init__(self, from_size: _Optional[int] = ..., to_size: _Optional[int] = ...) -> None: ...
+
+class ConsistencyReply(_message.Message):
+    __slots__ = ("from_size", "to_size", "proof")
+    FROM_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TO_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
+    from_size: int
+    to_size: int
+    proof: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, from_size: _Optional[int] = ..., to_size: _Optional[int] = ..., proof: _Optional[_Iterable[bytes]] = ...) -> None: ...

@@ -79,6 +79,21 @@ class LedgerStub:
                 request_serializer=ledger__pb2.InclusionProofRequest.SerializeToString,
                 response_deserializer=ledger__pb2.InclusionProofReply.FromString,
                 _registered_method=True)
+        self.PutTreeHead = channel.unary_unary(
+                '/fedchain.ledger.Ledger/PutTreeHead',
+                request_serializer=ledger__pb2.TreeHead.SerializeToString,
+                response_deserializer=ledger__pb2.TreeHead.FromString,
+                _registered_method=True)
+        self.GetTreeHead = channel.unary_unary(
+                '/fedchain.ledger.Ledger/GetTreeHead',
+                request_serializer=ledger__pb2.TreeHeadRequest.SerializeToString,
+                response_deserializer=ledger__pb2.TreeHeadReply.FromString,
+                _registered_method=True)
+        self.Consistency = channel.unary_unary(
+                '/fedchain.ledger.Ledger/Consistency',
+                request_serializer=ledger__pb2.ConsistencyRequest.SerializeToString,
+                response_deserializer=ledger__pb2.ConsistencyReply.FromString,
+                _registered_method=True)
 
 
 class LedgerServicer:
@@ -113,7 +128,9 @@ class LedgerServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PutBlob(self, request_iterator, context):
-        """Store a blob: client stream of chunks (the first may carry the expected digest).
+        """Store a blob: client stream of chunks. The first chunk carries the upload header
+        (digest, size, uploader key, its signature over a domain-tagged statement of digest
+        and size), checked before any body is accepted: only the entry may upload.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -142,6 +159,27 @@ class LedgerServicer:
 
     def InclusionProof(self, request, context):
         """RFC 6962 inclusion proof of an update digest in a round block.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutTreeHead(self, request, context):
+        """Store the entry's signed tree head (signature, size and root checked against the chain).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTreeHead(self, request, context):
+        """The latest signed tree head (empty=true when none was stored yet).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Consistency(self, request, context):
+        """RFC 6962 consistency proof between two tree sizes of the block-hash tree.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -194,6 +232,21 @@ def add_LedgerServicer_to_server(servicer, server):
                     servicer.InclusionProof,
                     request_deserializer=ledger__pb2.InclusionProofRequest.FromString,
                     response_serializer=ledger__pb2.InclusionProofReply.SerializeToString,
+            ),
+            'PutTreeHead': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutTreeHead,
+                    request_deserializer=ledger__pb2.TreeHead.FromString,
+                    response_serializer=ledger__pb2.TreeHead.SerializeToString,
+            ),
+            'GetTreeHead': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTreeHead,
+                    request_deserializer=ledger__pb2.TreeHeadRequest.FromString,
+                    response_serializer=ledger__pb2.TreeHeadReply.SerializeToString,
+            ),
+            'Consistency': grpc.unary_unary_rpc_method_handler(
+                    servicer.Consistency,
+                    request_deserializer=ledger__pb2.ConsistencyRequest.FromString,
+                    response_serializer=ledger__pb2.ConsistencyReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -439,6 +492,87 @@ class Ledger:
             '/fedchain.ledger.Ledger/InclusionProof',
             ledger__pb2.InclusionProofRequest.SerializeToString,
             ledger__pb2.InclusionProofReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutTreeHead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedchain.ledger.Ledger/PutTreeHead',
+            ledger__pb2.TreeHead.SerializeToString,
+            ledger__pb2.TreeHead.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTreeHead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedchain.ledger.Ledger/GetTreeHead',
+            ledger__pb2.TreeHeadRequest.SerializeToString,
+            ledger__pb2.TreeHeadReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Consistency(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedchain.ledger.Ledger/Consistency',
+            ledger__pb2.ConsistencyRequest.SerializeToString,
+            ledger__pb2.ConsistencyReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 
 import torch
 
-from fedchain.services.sn.chain import ModelRef
+from fedchain.services.sn.chain import TREE_HEAD_FILE, ModelRef
 from fedchain.services.sn.entry.ports import ChainWriter
 from fedchain.services.sn.model_ops import initial_state
+from fedchain.shared.chain.errors import ChainError
 from fedchain.shared.chain.payloads import GenesisPayload
 from fedchain.shared.config import ConfigError, Settings
 from fedchain.shared.crypto import NodeKey
@@ -42,7 +44,15 @@ class GlobalModel:
 
     # ---- start-up ----
     def bootstrap(self, settings: Settings, key: NodeKey) -> None:
-        """Write genesis on an empty chain (refuse a chain of another entry), then load the tip's model."""
+        """Refuse a chain that does not extend the entry's last signed tree head; write genesis
+        on an empty chain (refuse a chain of another entry), then load the tip's model."""
+        try:
+            self.chain.check_head()
+        except ChainError as exc:
+            raise ConfigError(
+                f"refusing the ledger: {exc} (this entry's last signed head is in "
+                f"{Path(settings.state_dir) / TREE_HEAD_FILE})"
+            ) from None
         genesis = self.chain.genesis()
         if genesis is None:
             data = encode(initial_state(settings))

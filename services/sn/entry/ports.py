@@ -57,6 +57,10 @@ class ChainWriter(Protocol):
 
     def blocks(self, start: int = 0, kind: str | None = None) -> list[Any]: ...
 
+    def check_head(self) -> None: ...
+
+    def latest_head(self) -> Any | None: ...
+
 
 class NodeStub(Protocol):
     """The RPCs the entry calls on an SN (a gRPC ``NodeStub`` or a fake)."""

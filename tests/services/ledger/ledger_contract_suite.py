@@ -20,12 +20,14 @@ from ledger_kit import Federation, model_blob, update_digest
 
 from fedchain.services.ledger.blobs import BlobStore
 from fedchain.shared.chain.blocks import Block, RoundPayload, build_block
+from fedchain.shared.chain.treehead import check_extends, head_for
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.ledger.contract import LedgerContract
 from fedchain.shared.ledger.errors import (
     HeightConflict,
     InvalidBlob,
     InvalidBlock,
+    InvalidTreeHead,
     LedgerCorrupt,
     LedgerError,
     LedgerUnavailable,
@@ -288,12 +290,40 @@ class LedgerContractSuite(ABC):
             with pytest.raises(NotFound, match=f"no block at height {height}"):
                 ledger.inclusion_proof(height, update_digest(200))
 
+    # ------------------------------------------------------------------ tree heads
+    def test_signed_tree_heads_and_consistency_proofs(self, fed: Federation) -> None:
+        ledger = fed.ledger
+        hashes = [b.hash for b in fed.blocks]
+        assert ledger.tree_head() is None
+        with pytest.raises(InvalidTreeHead, match="not by the entry"):
+            ledger.put_tree_head(head_for(hashes[0], hashes, 1).signed(fed.ens[0]))
+        with pytest.raises(InvalidTreeHead, match="holds 10"):
+            ledger.put_tree_head(head_for(hashes[0], hashes * 2, 1).signed(fed.entry))
+        with pytest.raises(InvalidTreeHead, match="root"):
+            ledger.put_tree_head(head_for(hashes[0], hashes[::-1], 1).signed(fed.entry))
+        assert ledger.tree_head() is None
+        old = fed.sign_head()
+        assert ledger.tree_head() == old and ledger.put_tree_head(old) == old  # idempotent
+        fed.checkpoint(4)
+        new = fed.sign_head()
+        assert ledger.tree_head() == new
+        check_extends(old, new, ledger.consistency(old.size, new.size))
+        assert ledger.consistency(0, 11) == [] and ledger.consistency(11, 11) == []
+        with pytest.raises(InvalidTreeHead, match="older than the stored head"):
+            ledger.put_tree_head(old)
+        with pytest.raises(NotFound, match="holds 11 blocks"):
+            ledger.consistency(3, 12)
+        with pytest.raises(InvalidTreeHead, match="smaller to a larger"):
+            ledger.consistency(4, 3)
+
     # ------------------------------------------------------------------ unavailable
     def _assert_every_method_is_unavailable(self, ledger: LedgerContract, fed: Federation) -> None:
         digest = fed.blocks[0].payload.model_digest  # type: ignore[union-attr]
         block = build_block(
             "checkpoint", {"model_version": 3, "model_digest": digest, "note": ""}, fed.tip, fed.entry
         )
+        hashes = [b.hash for b in fed.blocks]
+        head = head_for(hashes[0], hashes, 1).signed(fed.entry)
         calls: dict[str, Callable[[], object]] = {
             "tip": ledger.tip,
             "height": ledger.height,
@@ -305,6 +335,9 @@ class LedgerContractSuite(ABC):
             "has_blob": lambda: ledger.has_blob(digest),
             "verify": ledger.verify,
             "inclusion_proof": lambda: ledger.inclusion_proof(5, update_digest(200)),
+            "tree_head": ledger.tree_head,
+            "consistency": lambda: ledger.consistency(1, 5),
+            "put_tree_head": lambda: ledger.put_tree_head(head),
         }
         start = time.monotonic()
         for name, call in calls.items():

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import numpy as np
+import sqlalchemy as sa
 from safetensors.numpy import save
 
 from fedchain.shared.chain.blocks import Block, BlockKind, RoundPayload, build_block
+from fedchain.shared.chain.treehead import TreeHead, head_for
 from fedchain.shared.crypto import NodeKey
+from fedchain.shared.ledger.client import LedgerClient
 from fedchain.shared.ledger.contract import LedgerContract
 
 
@@ -28,6 +32,8 @@ class Federation:
     def __init__(self, ledger: LedgerContract) -> None:
         self.ledger = ledger
         self.entry = NodeKey.generate()
+        if isinstance(ledger, LedgerClient):
+            ledger.signer = self.entry  # only the entry may upload blobs
         self.sn = NodeKey.generate()
         self.ens = [NodeKey.generate(), NodeKey.generate()]
         self.blocks: list[Block] = []
@@ -102,3 +108,51 @@ class Federation:
         self.round(3, self.ens[:1])  # 8
         self.checkpoint(3)  # 9
         return self.blocks
+
+    def sign_head(self) -> TreeHead:
+        """The entry's signed tree head over the chain so far, given to the ledger."""
+        self.ts += 1
+        hashes = [b.hash for b in self.blocks]
+        head = head_for(hashes[0], hashes, self.ts).signed(self.entry)
+        return self.ledger.put_tree_head(head)
+
+
+TABLES = ("blocks", "ledger_meta", "tree_heads")
+
+
+def dump(engine: sa.Engine) -> dict[str, list[dict[str, Any]]]:
+    """Every row of the ledger's tables (a database backup)."""
+    with engine.connect() as conn:
+        return {
+            t: [dict(r) for r in conn.execute(sa.text(f"SELECT * FROM {t}")).mappings()]
+            for t in TABLES
+        }
+
+
+def restore(engine: sa.Engine, backup: dict[str, list[dict[str, Any]]]) -> None:
+    """Put a backup back in place of the tables' rows (rolling the database back)."""
+    with engine.begin() as conn:
+        for t in TABLES:
+            conn.execute(sa.text(f"DELETE FROM {t}"))
+            for row in backup[t]:
+                cols = ", ".join(row)
+                conn.execute(
+                    sa.text(f"INSERT INTO {t} ({cols}) VALUES ({', '.join(':' + c for c in row)})"),
+                    row,
+                )
+
+
+def truncate(engine: sa.Engine, keep: int, *, heads_too: bool = True) -> None:
+    """Delete every block from height ``keep`` on and rewrite the tip row to match, as an
+    attacker with write access to the database would (also dropping the larger heads)."""
+    with engine.begin() as conn:
+        tip = conn.execute(
+            sa.text("SELECT height, hash FROM blocks WHERE height = :h"), {"h": keep - 1}
+        ).one()
+        conn.execute(sa.text("DELETE FROM blocks WHERE height >= :h"), {"h": keep})
+        conn.execute(
+            sa.text("UPDATE ledger_meta SET value = :v WHERE name = 'tip'"),
+            {"v": f"{tip.height} {bytes(tip.hash).hex()}"},
+        )
+        if heads_too:
+            conn.execute(sa.text("DELETE FROM tree_heads WHERE size > :n"), {"n": keep})

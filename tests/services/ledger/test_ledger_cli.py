@@ -11,10 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ledger_kit import Federation
+from ledger_kit import Federation, truncate
 
+from fedchain.services.ledger.server import LedgerService
 from fedchain.services.ledger.store import Ledger
+from fedchain.shared.chain.blocks import build_block
+from fedchain.shared.config import Settings
 from fedchain.shared.ledger.client import LedgerClient
+from fedchain.shared.ledger.results import VerifyReport
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[3]
@@ -124,6 +128,10 @@ def test_verify_against_mysql_by_url(mysql_url: str, tmp_path: Path) -> None:
             "SQLite or MySQL",
         ),
         (["ledger", "--port", "70000"], "port"),
+        (["ledger", "--entry-key", "abc"], "--entry-key must be 64 hex"),
+        (["verify", "--genesis", "zz"], "--genesis must be 64 hex"),
+        (["verify", "--head", "/nonexistent/head.json"], "neither HEIGHT:HASH nor a tree head"),
+        (["verify", "--head", "3:beef"], "the hash in --head HEIGHT:HASH"),
     ],
 )
 def test_bad_flags_exit_2_with_one_line(args: list[str], message: str, tmp_path: Path) -> None:
@@ -151,3 +159,68 @@ def test_port_in_use_is_a_clear_error(running_ledger: tuple, tmp_path: Path) -> 
         and "cannot listen" in result.stderr
         and "Traceback" not in result.stderr
     )
+
+
+def test_verify_holds_the_chain_to_the_head_and_genesis_it_is_given(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    ledger = Ledger(f"sqlite:///{state / 'ledger.db'}", state / "blobs")
+    fed = Federation(ledger)
+    fed.standard_chain()
+    head = fed.sign_head()
+    head.save(tmp_path / "tree_head.json")  # what the entry keeps in its state dir
+    genesis, tip = fed.blocks[0].hash.hex(), f"9:{fed.blocks[9].hash.hex()}"
+    anchors = ["--head", str(tmp_path / "tree_head.json"), "--genesis", genesis]
+    ok = fedchain("verify", "--state-dir", str(state), *anchors, "--entry-key", fed.entry.public_hex)
+    assert ok.returncode == 0 and "10 blocks verified" in ok.stdout, ok.stdout + ok.stderr
+    truncate(ledger.engine, keep=7)  # blocks 7..9 and the ledger's head deleted, tip rewritten
+    ledger.close()
+    assert fedchain("verify", "--state-dir", str(state)).returncode == 0  # nothing to hold it to
+    for head_arg in (str(tmp_path / "tree_head.json"), tip):
+        bad = fedchain("verify", "--state-dir", str(state), "--head", head_arg)
+        assert bad.returncode == 1, bad.stdout + bad.stderr
+        assert bad.stdout.startswith("FAILED at height 7: blocks 7..9 are missing"), bad.stdout
+    other = fedchain("verify", "--state-dir", str(state), "--genesis", "ab" * 32)
+    assert other.returncode == 1 and "FAILED at height 0" in other.stdout
+    assert "the chain was replaced" in other.stdout
+
+
+def test_verify_reports_a_block_an_admitted_en_wrote_into_the_database(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    ledger = Ledger(f"sqlite:///{state / 'ledger.db'}", state / "blobs")
+    fed = Federation(ledger)
+    fed.standard_chain()
+    ledger.close()
+    block, en = fed.blocks[8], fed.ens[0]
+    forged = build_block(block.kind, block.payload, fed.blocks[7], en, block.timestamp_ms)
+    with sqlite3.connect(state / "ledger.db") as conn:
+        conn.execute(
+            "UPDATE blocks SET producer = ?, hash = ?, signature = ? WHERE height = 8",
+            (forged.producer, forged.hash, forged.signature),
+        )
+    bad = fedchain("verify", "--state-dir", str(state))
+    assert bad.returncode == 1
+    assert bad.stdout.startswith(f"FAILED at height 8: producer {en.node_id} is an admitted EN")
+
+
+def test_verify_ledger_checks_on_this_side_not_the_ledgers_verdict(tmp_path: Path) -> None:
+    store = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}", tmp_path / "blobs")
+    fed = Federation(store)
+    fed.standard_chain()
+    fed.sign_head()
+    store.verify = lambda progress=None: VerifyReport(True, 10, 9, None)  # type: ignore[method-assign]
+    service = LedgerService(
+        Settings(state_dir=tmp_path / "s", port=free_port(), http_port=free_port()), ledger=store
+    )
+    service.start()
+    try:
+        ok = fedchain("verify", "--ledger", service.grpc_address)
+        assert ok.returncode == 0 and "10 blocks verified" in ok.stdout, ok.stdout + ok.stderr
+        path = store.blobs.path(fed.blocks[4].payload.model_digest)  # type: ignore[union-attr]
+        raw = bytearray(path.read_bytes())
+        raw[-1] ^= 1
+        path.write_bytes(bytes(raw))
+        bad = fedchain("verify", "--ledger", service.grpc_address)
+        assert bad.returncode == 1 and bad.stdout.startswith("FAILED at height 4"), bad.stdout
+        assert "altered" in bad.stdout
+    finally:
+        service.stop()

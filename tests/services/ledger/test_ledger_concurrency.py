@@ -53,7 +53,7 @@ def test_four_racing_writers_never_fork_or_duplicate(db_url: str, tmp_path: Path
     time.sleep(1.0)  # let them import and connect, then release them together
     go.touch()
     outputs = [p.communicate(timeout=180) for p in procs]
-    for p, (out, err) in zip(procs, outputs):
+    for p, (_out, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err
     try:
         assert ledger.height() == 4 * count

@@ -10,6 +10,7 @@ from ledger_contract_suite import MAX_BLOB, MAX_BLOCK, Backend, LedgerContractSu
 from fedchain.services.ledger.server import LedgerService
 from fedchain.services.ledger.store import Ledger
 from fedchain.shared.config import Settings
+from fedchain.shared.crypto import NodeKey
 from fedchain.shared.ledger.client import LedgerClient
 from fedchain.shared.ledger.contract import LedgerContract
 from tests.conftest import free_port
@@ -49,7 +50,10 @@ class TestGrpcLedger(LedgerContractSuite):
         store = _store(f"sqlite:///{tmp_path / 'ledger.db'}", tmp_path)
         service = LedgerService(settings, ledger=store)
         service.start()
-        client = LedgerClient(service.grpc_address, timeout=20, chunk_kb=16)
+        # before genesis any signed upload is taken; Federation's genesis pins its entry key
+        client = LedgerClient(
+            service.grpc_address, timeout=20, chunk_kb=16, signer=NodeKey.generate()
+        )
         ledger: LedgerContract = client  # the client implements the contract (checked by mypy)
 
         def close() -> None:

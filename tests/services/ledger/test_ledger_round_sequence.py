@@ -47,7 +47,9 @@ def test_verify_finds_a_forged_duplicate_round_at_its_height(fed: Federation) ->
     fed.checkpoint(2)  # 5
     assert ledger.verify().ok
     # the entry's own key re-signs block 4 as a second "round 1" (hash, signature and link all hold)
-    forged = build_block("round", _round_payload(ledger, 1, 99, fed), fed.blocks[3], fed.entry, fed.blocks[4].timestamp_ms)
+    forged = build_block(
+        "round", _round_payload(ledger, 1, 99, fed), fed.blocks[3], fed.entry, fed.blocks[4].timestamp_ms
+    )
     with ledger.engine.begin() as conn:
         conn.execute(
             sa.text("UPDATE blocks SET payload = :pl, hash = :h, signature = :s WHERE height = 4"),

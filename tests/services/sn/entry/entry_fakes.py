@@ -16,6 +16,7 @@ from fedchain.services.sn.model_ops import ModelTemplate
 from fedchain.shared.chain.blocks import Block
 from fedchain.shared.chain.errors import ChainError
 from fedchain.shared.chain.rules import ChainState, check_block
+from fedchain.shared.chain.treehead import TreeHead
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.ledger.errors import InvalidBlock, LedgerRejected, NotFound
 from fedchain.shared.net.signing import join_message, update_message
@@ -44,6 +45,8 @@ class FakeLedger:
         self.state = ChainState()
         self.refuse_round_appends = 0
         self.refused = 0
+        self.heads: list[TreeHead] = []
+        """The entry's signed tree heads, in the order it gave them."""
         self._lock = threading.Lock()
 
     def tip(self) -> Block | None:
@@ -70,6 +73,10 @@ class FakeLedger:
             self.state.apply(block)
             self.blocks.append(block)
             return block
+
+    def put_tree_head(self, head: TreeHead) -> TreeHead:
+        self.heads.append(head)
+        return head
 
     def _blob_problem(self, d: str) -> str | None:
         return None if d in self.blobs else "missing"
