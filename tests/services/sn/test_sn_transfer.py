@@ -62,7 +62,7 @@ def test_resnet18_update_is_accepted_over_the_wire(resnet_sn: tuple[SuperNode, s
     collector = RoundCollector(1, 0, "fedper", {key.node_id}, time.monotonic() + 60)
     assert sn.template is not None
     collector.reference = sn.template.reference(decode(data), "fedper")
-    sn._collector = collector  # noqa: SLF001 - an open round without ENs to call
+    sn._collector = collector
     update = encode(collector.reference)
     assert len(update) > 4 * 1024 * 1024
     d = digest(update)
