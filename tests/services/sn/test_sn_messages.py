@@ -176,7 +176,7 @@ def _refused(intake: AggregateIntake, h: pb.AggregateHeader, data: bytes) -> Rej
 
 
 def test_the_entry_takes_a_manifest_whose_en_signatures_hold(intake) -> None:  # type: ignore[no-untyped-def]
-    take, registry, keys = intake
+    take, _registry, keys = intake
     sn_key, en = keys["sn"], keys["en"]
     collector = _opened(take, sn_key, en)
     data = encode({"w": torch.ones(4, dtype=torch.float64) * 10})
@@ -185,7 +185,7 @@ def test_the_entry_takes_a_manifest_whose_en_signatures_hold(intake) -> None:  #
 
 
 def test_manifests_that_do_not_hold_are_refused(intake) -> None:  # type: ignore[no-untyped-def]
-    take, registry, keys = intake
+    take, _registry, keys = intake
     sn_key, en = keys["sn"], keys["en"]
     data = encode({"w": torch.ones(4, dtype=torch.float64) * 10})
     collector = _opened(take, sn_key, en)
