@@ -84,14 +84,14 @@ class AggregateIntake:
                     f"aggregate is for round {h.round} version {h.version}, "
                     f"but round {collector.round} on version {collector.version} is open",
                 )
+            if h.total_bytes == 0 and (h.used or h.samples != 0 or h.digest):
+                raise Rejected(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "an empty aggregate must list no used updates and no weight",
+                )
             used = self._check_used(h, group)
             extra: dict[str, object] = {"used": used, "rejected": _rejected(h, group, used)}
             if h.total_bytes == 0:
-                if used or h.samples != 0 or h.digest:
-                    raise Rejected(
-                        grpc.StatusCode.INVALID_ARGUMENT,
-                        "an empty aggregate must list no used updates and no weight",
-                    )
                 collector.accept(Accepted(h.sn_node_id, {}, 0, "", 0.0, extra))
                 return pb.SubmitReply(accepted=True, message="empty aggregate recorded")
             if collector.reference is None:
