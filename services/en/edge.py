@@ -3,6 +3,10 @@
 An EN keeps its key, partition index and personal (head) layers in its state dir, so a
 restarted EN comes back as the same client. When its SN stops answering it re-joins
 through the entry, which assigns another SN.
+
+At join the EN learns the chain id and the entry's key (kept in its state dir); it acts on
+an ``OpenRound`` or ``Evaluate`` only when the entry signed it (its SN relays the entry's
+request unchanged), and it signs its heartbeats and its update headers.
 """
 
 from __future__ import annotations
@@ -22,11 +26,20 @@ from fedchain.shared.control_api import NodeStatus, node_status
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.limits import chunk_bytes, message_bytes
 from fedchain.shared.net.federation import apply_fl_config
-from fedchain.shared.net.signing import update_message
+from fedchain.shared.net.signing import update_fields
+from fedchain.shared.net.statements import Domain, sign
 from fedchain.shared.net.streams import join_model_chunks, update_parts
-from fedchain.shared.node.heartbeats import Beat, HeartbeatLoop, RejoinAfter
+from fedchain.shared.node.entry_requests import EntryRequests
+from fedchain.shared.node.heartbeats import (
+    Beat,
+    HeartbeatCounter,
+    HeartbeatLoop,
+    RejoinAfter,
+    signed_heartbeat,
+)
 from fedchain.shared.node.joining import Joiner, join_token_for
 from fedchain.shared.node.peers import Peers
+from fedchain.shared.node.trust import EntryTrust, TrustStore
 from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.tensors import decode, digest, encode
 
@@ -78,7 +91,12 @@ class EdgeNode:
         self.joiner = Joiner(
             peers, key, role="EN", entry=settings.entry, token=join_token_for("EN", settings),
             address=address, http_address=http_address, stop=self._stop,
+            trust=TrustStore(self.state_dir),
         )
+        self.trust: EntryTrust | None = None
+        self.requests = EntryRequests(lambda: self.trust)
+        self._counter = HeartbeatCounter()
+        self.partition_size = 0
         self._last_algorithm: str = settings.algorithm
         self._workers: list[threading.Thread] = []
 
@@ -99,6 +117,8 @@ class EdgeNode:
         if not first and reply.partition_index != self.partition_index:
             raise ConfigError("the entry assigned a different partition on re-join; restart this edge node")
         self.partition_index = reply.partition_index
+        self.partition_size = int(reply.partition_size)
+        self.trust = self.joiner.trust.trust if self.joiner.trust is not None else None
         self._save_identity()
         if first:
             self._prepare(keep_personal=previous == reply.partition_index)
@@ -176,15 +196,19 @@ class EdgeNode:
     def _beat_sn(self, timeout: float) -> Beat:
         try:
             reply = self.peers.stub(self.sn_address).Heartbeat(
-                pb.HeartbeatRequest(
-                    node_id=self.node_id, role="EN", address=self.address,
-                    http_address=self.http_address, state=self.state,
+                signed_heartbeat(
+                    self.key, self.chain_id, self._counter.next(), role="EN",
+                    address=self.address, http_address=self.http_address, state=self.state,
                 ),
                 timeout=timeout,
             )
         except grpc.RpcError:
             return Beat.UNANSWERED
         return Beat.KNOWN if reply.known else Beat.UNKNOWN
+
+    @property
+    def chain_id(self) -> bytes:
+        return self.trust.chain_id if self.trust is not None else b""
 
     def _rejoin(self) -> None:
         """Re-join through the entry, asking for another SN than the one that stopped answering."""
@@ -217,11 +241,15 @@ class EdgeNode:
         return decode(data, max_bytes=self.max_bytes)
 
     def open_round(self, req: pb.OpenRoundRequest) -> pb.OpenRoundReply:
-        """Accept a round and train it in the background."""
+        """Accept a round (signed by the entry, for this EN's SN) and train it in the background.
+
+        Raises ``RequestRefused`` for a request the entry did not sign, a replay or an older round.
+        """
         if self._data is None:
             return pb.OpenRoundReply(ok=False, message="edge node is still starting")
         if self._stop.is_set():
             return pb.OpenRoundReply(ok=False, message="edge node is shutting down")
+        self.requests.open_round(req, self.sn_node_id, self.node_id)
         worker = threading.Thread(target=self._train, args=(req,), name=f"en-round-{req.round}", daemon=True)
         self._workers = [w for w in self._workers if w.is_alive()] + [worker]
         worker.start()
@@ -246,10 +274,16 @@ class EdgeNode:
                     version=req.version,
                     samples=int(result.samples),
                     digest=d,
-                    signature=self.key.sign(update_message(d, req.round, req.version)),
                     total_bytes=len(data),
                     train_loss=float(result.loss),
                     train_seconds=float(result.seconds),
+                )
+                header.signature = sign(
+                    self.key, Domain.UPDATE, self.chain_id,
+                    update_fields(
+                        header.round, header.version, d, header.samples, header.train_loss,
+                        header.train_seconds,
+                    ),
                 )
                 reply = self.peers.stub(self.sn_address).SubmitUpdate(
                     update_parts(header, data, self.chunk_bytes), timeout=120
@@ -270,6 +304,7 @@ class EdgeNode:
         """Personal evaluation: the global shared state of ``version`` under this EN's head."""
         if self._data is None:
             return pb.EvaluateReply(failed=[pb.Rejection(node_id=self.node_id, reason="edge node is still starting")])
+        self.requests.evaluate(req, self.sn_node_id)
         with self._lock:
             algorithm = req.algorithm or self._last_algorithm
             client = self.client(algorithm)

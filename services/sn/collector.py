@@ -25,6 +25,9 @@ class Accepted:
     digest: str
     train_loss: float
     extra: dict[str, object] = field(default_factory=dict)
+    train_seconds: float = 0.0
+    signature: bytes = b""
+    """The sender's own signature over its update header (relayed to the entry)."""
 
 
 class RoundCollector:

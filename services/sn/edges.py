@@ -17,6 +17,8 @@ class Edge:
     http_address: str
     partition_index: int
     last_seen: float = 0.0
+    partition_size: int = 0
+    """Training samples of its partition (from the entry's signed assignment; 0: unknown)."""
 
 
 class EdgePool:

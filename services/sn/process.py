@@ -19,12 +19,18 @@ from fedchain.shared.limits import message_bytes
 from fedchain.shared.net.federation import apply_fl_config
 from fedchain.shared.net.grpc_util import NetConfig, make_server, parse_address
 from fedchain.shared.net.http_server import HttpServer
-from fedchain.shared.node.heartbeats import Beat, HeartbeatLoop, RejoinAfter
+from fedchain.shared.node.heartbeats import (
+    Beat,
+    HeartbeatCounter,
+    HeartbeatLoop,
+    RejoinAfter,
+    signed_heartbeat,
+)
 from fedchain.shared.node.joining import JoinCancelled, Joiner, join_token_for
 from fedchain.shared.node.metrics import NodeMetrics
 from fedchain.shared.node.peers import Peers
 from fedchain.shared.node.process import StopFlag, load_key, node_addresses
-from fedchain.shared.rpc import node_pb2 as pb
+from fedchain.shared.node.trust import TrustStore
 from fedchain.shared.rpc import node_pb2_grpc
 
 log = logging.getLogger("fedchain.node")
@@ -36,6 +42,7 @@ def sn_joiner(sn: SuperNode, settings: Settings, key: NodeKey, stop: threading.E
     return Joiner(
         sn.peers, key, role="SN", entry=settings.entry, token=join_token_for("SN", settings),
         address=sn.address, http_address=sn.http_address, stop=stop,
+        trust=TrustStore(settings.state_dir),
     )
 
 
@@ -43,14 +50,17 @@ def sn_heartbeats(sn: SuperNode, settings: Settings, joiner: Joiner, stop: threa
     """Beat the entry; re-join at once when it no longer knows this SN.
 
     While the entry does not answer the SN keeps serving its ENs (the entry may be restarting).
+    Each beat is signed by the SN with a fresh counter.
     """
+    counter = HeartbeatCounter()
 
     def beat(timeout: float) -> Beat:
         try:
             reply = sn.peers.stub(sn.entry_address).Heartbeat(
-                pb.HeartbeatRequest(
-                    node_id=sn.node_id, role="SN", address=sn.address, http_address=sn.http_address,
-                    alive_edges=[e.node_id for e in sn.edges.alive()], state=sn.state,
+                signed_heartbeat(
+                    sn.key, sn.chain_id, counter.next(), role="SN", address=sn.address,
+                    http_address=sn.http_address, state=sn.state,
+                    alive_edges=[e.node_id for e in sn.edges.alive()],
                 ),
                 timeout=timeout,
             )
@@ -162,6 +172,7 @@ def run_super_node(
             except JoinCancelled:
                 log.info("stopped before joining the federation")
                 return
+            sn.trust = joiner.trust.trust if joiner.trust is not None else None
             sn.configure(apply_fl_config(settings, json.loads(reply.config_json)))
             sn.entry_node_id = reply.entry_node_id
             sn.entry_http_address = reply.entry_http_address

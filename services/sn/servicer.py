@@ -1,4 +1,8 @@
-"""gRPC servicer of an SN (and of the entry, which is an SN with the entry role)."""
+"""gRPC servicer of an SN (and of the entry, which is an SN with the entry role).
+
+A message that does not hold (forged, replayed, malformed) is answered with the status of
+its ``Rejected`` and changes nothing.
+"""
 
 from __future__ import annotations
 
@@ -59,18 +63,33 @@ class SuperNodeServicer(node_pb2_grpc.NodeServicer):
             raise  # unreachable
 
     def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.ServicerContext) -> pb.HeartbeatReply:
-        if request.role == "EN":
-            known = self.sn.edges.beat(request.node_id, request.address, request.http_address)
-            return pb.HeartbeatReply(known=known, entry_node_id=self.sn.entry_node_id)
-        entry = self._need_entry(context, "super node heartbeats")
-        return entry.heartbeat(request)
+        try:
+            if request.role == "EN":
+                known = self.sn.edge_heartbeat(request)
+                return pb.HeartbeatReply(known=known, entry_node_id=self.sn.entry_node_id)
+            entry = self._need_entry(context, "super node heartbeats")
+            return entry.heartbeat(request)
+        except Rejected as rej:
+            log.warning("heartbeat refused: %s", rej.reason)
+            context.abort(rej.code, rej.reason)
+            raise
 
     def AssignEdge(self, request: pb.EdgeInfo, context: grpc.ServicerContext) -> pb.Ack:
-        self.sn.assign_edge(request)
+        try:
+            self.sn.assign_edge(request)
+        except Rejected as rej:
+            log.warning("edge assignment refused: %s", rej.reason)
+            context.abort(rej.code, rej.reason)
+            raise
         return pb.Ack(ok=True)
 
     def OpenRound(self, request: pb.OpenRoundRequest, context: grpc.ServicerContext) -> pb.OpenRoundReply:
-        reply = self.sn.open_round(request)
+        try:
+            reply = self.sn.open_round(request)
+        except Rejected as rej:
+            log.warning("round request refused: %s", rej.reason)
+            context.abort(rej.code, rej.reason)
+            raise
         if reply.ok:
             self.relayed.record(request.round, request.version)
         return reply
@@ -114,6 +133,10 @@ class SuperNodeServicer(node_pb2_grpc.NodeServicer):
     def Evaluate(self, request: pb.EvaluateRequest, context: grpc.ServicerContext) -> pb.EvaluateReply:
         try:
             return self.sn.evaluate(request)
+        except Rejected as rej:
+            log.warning("evaluation request refused: %s", rej.reason)
+            context.abort(rej.code, rej.reason)
+            raise
         except (TensorError, grpc.RpcError) as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"evaluation failed: {exc}")
             raise

@@ -2,6 +2,12 @@
 
 The entry (M-SN) runs this role too, for the ENs it hosts when no other SN is up; its
 aggregate then goes to its own entry role over gRPC like any other SN's.
+
+What the SN acts on is checked first: the entry's requests and EN assignments against the
+entry key learnt at join (``shared/node/entry_requests.py``), EN heartbeats and update
+headers against the EN key of the entry's signed assignment, before anything about the
+sender is recorded. Its aggregate goes up with a signed manifest (the EN headers it used,
+with their signatures, what it rejected and why, its digest and weight).
 """
 
 from __future__ import annotations
@@ -17,12 +23,26 @@ import grpc
 from fedchain.services.sn.collector import Accepted, RoundCollector
 from fedchain.services.sn.edges import Edge, EdgePool
 from fedchain.services.sn.model_ops import ModelTemplate
-from fedchain.services.sn.validation import Rejected, check_update
+from fedchain.services.sn.validation import (
+    Rejected,
+    check_update,
+    check_update_claims,
+    check_update_header,
+)
 from fedchain.shared.config import Settings
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.digests import MODEL_DIGESTS, digest_of
 from fedchain.shared.limits import StreamLimits, chunk_bytes, message_bytes
-from fedchain.shared.net.signing import update_message
+from fedchain.shared.net.ingress import (
+    MAX_REJECTED,
+    IngressRefused,
+    check_address,
+    check_evaluation,
+    check_short_text,
+    reason_text,
+)
+from fedchain.shared.net.signing import SignatureRefused, manifest_fields
+from fedchain.shared.net.statements import Domain, sign
 from fedchain.shared.net.streams import (
     StreamRefused,
     aggregate_parts,
@@ -30,7 +50,10 @@ from fedchain.shared.net.streams import (
     read_body,
     read_header,
 )
+from fedchain.shared.node.entry_requests import EntryRequests, RequestRefused
+from fedchain.shared.node.heartbeats import HeartbeatRefused, ReplayGuard, check_heartbeat
 from fedchain.shared.node.peers import Peers
+from fedchain.shared.node.trust import EntryTrust
 from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.tensors import TensorError, decode, digest, encode
 
@@ -76,6 +99,14 @@ class SuperNode:
         self.chunk_bytes = chunk_bytes(settings)
         self.last_round = 0
         self.state = "idle"
+        self.trust: EntryTrust | None = None
+        """The chain id and entry key (set at join; on the entry, at bootstrap)."""
+        self.requests = EntryRequests(lambda: self.trust)
+        self.beats = ReplayGuard()
+
+    @property
+    def chain_id(self) -> bytes:
+        return self.trust.chain_id if self.trust is not None else b""
 
     def configure(self, settings: Settings) -> None:
         """Adopt the federation's settings (from the entry) and build the model template."""
@@ -117,17 +148,50 @@ class SuperNode:
 
     # ---------------- edges ----------------
     def sync_edges(self, infos: list[pb.EdgeInfo]) -> None:
-        """Make the EN pool what the entry says (heartbeat reply)."""
-        self.edges.replace_all([_edge(i) for i in infos])
+        """Make the EN pool what the entry says (heartbeat reply); unsigned entries are skipped."""
+        good = []
+        for info in infos:
+            try:
+                self.requests.assignment(info, self.node_id)
+            except RequestRefused as exc:
+                log.warning("ignoring an EN assignment in the entry's reply: %s", exc.reason)
+                continue
+            good.append(_edge(info))
+        self.edges.replace_all(good)
 
     def assign_edge(self, info: pb.EdgeInfo) -> None:
+        """Take an EN the entry assigned (signed by the entry); raise Rejected otherwise."""
+        try:
+            self.requests.assignment(info, self.node_id)
+        except RequestRefused as exc:
+            raise Rejected(exc.code, exc.reason) from None
         self.edges.assign(_edge(info))
+
+    def edge_heartbeat(self, req: pb.HeartbeatRequest) -> bool:
+        """An EN's heartbeat: False when it is not assigned here; Rejected when it does not hold."""
+        edge = self.edges.get(req.node_id)
+        if edge is None:
+            return False
+        try:
+            check_heartbeat(req, edge.public_key, self.chain_id, self.beats)
+            check_address(req.address, "address")
+            check_address(req.http_address, "http address", optional=True)
+            check_short_text(req.state, "state", 32)
+        except SignatureRefused as exc:
+            raise Rejected(grpc.StatusCode.PERMISSION_DENIED, str(exc)) from None
+        except (HeartbeatRefused, IngressRefused) as exc:
+            raise Rejected(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        return self.edges.beat(req.node_id, req.address, req.http_address)
 
     # ---------------- rounds ----------------
     def open_round(self, req: pb.OpenRoundRequest) -> pb.OpenRoundReply:
         """Open a round for the live (selected) ENs and start collecting in the background."""
         if self.template is None:
             return pb.OpenRoundReply(ok=False, message="this SN has not joined the federation yet")
+        try:
+            self.requests.open_round(req, self.node_id)
+        except RequestRefused as exc:
+            raise Rejected(exc.code, exc.reason) from None
         wanted = set(req.participants)
         edges = [e for e in self.edges.alive() if not wanted or e.node_id in wanted]
         deadline = time.monotonic() + max(1.0, req.timeout_s)
@@ -150,16 +214,9 @@ class SuperNode:
             collector.reference = self.template.reference(
                 decode(global_bytes, max_bytes=self.max_bytes), req.algorithm
             )
-            edge_req = pb.OpenRoundRequest(
-                round=req.round,
-                version=req.version,
-                model_digest=req.model_digest,
-                algorithm=req.algorithm,
-                timeout_s=max(1.0, collector.deadline - time.monotonic() - 1.0),
-            )
-            for e in edges:
+            for e in edges:  # the entry's signed request, unchanged: the ENs check its signature
                 try:
-                    reply = self.peers.stub(e.address).OpenRound(edge_req, timeout=10)
+                    reply = self.peers.stub(e.address).OpenRound(req, timeout=10)
                     if not reply.ok:
                         collector.drop(e.node_id, f"edge node refused the round: {reply.message}")
                 except grpc.RpcError as exc:
@@ -197,14 +254,20 @@ class SuperNode:
             version=req.version,
             samples=weight,
             used=[
-                pb.UsedUpdate(node_id=a.node_id, digest=a.digest, samples=a.samples, train_loss=a.train_loss)
+                pb.UsedUpdate(
+                    node_id=a.node_id, digest=a.digest, samples=a.samples, train_loss=a.train_loss,
+                    train_seconds=a.train_seconds, signature=a.signature,
+                )
                 for a in accepted
             ],
-            rejected=[pb.Rejection(node_id=n, reason=r) for n, r in collector.rejected],
+            rejected=[
+                pb.Rejection(node_id=n, reason=reason_text(r))
+                for n, r in collector.rejected[:MAX_REJECTED]
+            ],
             total_bytes=len(data),
             digest=agg_digest,
-            signature=self.key.sign(update_message(agg_digest or "00" * 32, req.round, req.version)),
         )
+        header.signature = sign(self.key, Domain.MANIFEST, self.chain_id, manifest_fields(header))
         for attempt in range(SUBMIT_RETRIES):
             try:
                 reply = self.peers.stub(self.entry_address).SubmitAggregate(
@@ -232,7 +295,9 @@ class SuperNode:
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"no round is open on this SN (update for round {h.round})",
             )
+        edge = check_update_header(h, self.edges.get, self.chain_id, collector)
         try:
+            check_update_claims(h, edge, collector)
             try:
                 data = read_body(
                     parts, StreamLimits.for_bytes(self.max_bytes), "update",
@@ -240,43 +305,39 @@ class SuperNode:
                 )
             except StreamRefused as exc:
                 raise Rejected(exc.code, exc.reason) from None
-            edge = self.edges.get(h.node_id)
-            if collector.has_answered(h.node_id):
-                raise Rejected(grpc.StatusCode.ALREADY_EXISTS, f"{h.node_id} already answered round {collector.round}")
-            if edge is not None and h.node_id not in collector.expected:
-                raise Rejected(
-                    grpc.StatusCode.FAILED_PRECONDITION, f"{h.node_id} was not selected for round {collector.round}"
-                )
-            if h.samples <= 0:
-                raise Rejected(grpc.StatusCode.INVALID_ARGUMENT, "an update must report a positive sample count")
             reference = collector.reference
             if reference is None:
                 raise Rejected(grpc.StatusCode.UNAVAILABLE, "this SN has not received the round's model yet")
             state = check_update(
-                node_id=h.node_id,
-                public_key=edge.public_key if edge is not None else None,
                 round_no=h.round,
                 version=h.version,
                 expected_round=collector.round,
                 expected_version=collector.version,
                 claimed_digest=h.digest,
-                signature=h.signature,
                 data=data,
                 reference=reference,
                 max_bytes=self.max_bytes,
             )
         except Rejected as rej:
-            if rej.code != grpc.StatusCode.ALREADY_EXISTS:
-                collector.reject(h.node_id or "(no node id)", rej.reason)
+            # the header's signature held (check_update_header): the sender is who it says
+            collector.reject(edge.node_id, reason_text(rej.reason))
             raise
-        item = Accepted(h.node_id, state, int(h.samples), h.digest, float(h.train_loss))
+        item = Accepted(
+            h.node_id, state, int(h.samples), h.digest, float(h.train_loss),
+            train_seconds=float(h.train_seconds), signature=bytes(h.signature),
+        )
         if not collector.accept(item):
             raise Rejected(grpc.StatusCode.FAILED_PRECONDITION, f"round {collector.round} is already closed")
         return pb.SubmitReply(accepted=True, message=f"update accepted for round {collector.round}")
 
     # ---------------- evaluation ----------------
     def evaluate(self, req: pb.EvaluateRequest) -> pb.EvaluateReply:
-        """Ask every live EN for its personal accuracy on model ``version``."""
+        """Ask every live EN for its personal accuracy on model ``version`` (the entry's
+        signed request, relayed unchanged); an answer that does not hold is listed as failed."""
+        try:
+            self.requests.evaluate(req, self.node_id)
+        except RequestRefused as exc:
+            raise Rejected(exc.code, exc.reason) from None
         edges = self.edges.alive()
         reply = pb.EvaluateReply()
         if not edges:
@@ -296,10 +357,30 @@ class SuperNode:
                     reply.failed.append(pb.Rejection(node_id=e.node_id, reason=why))
                     continue
                 for c in answer.clients:
+                    why = _bad_evaluation(e, c)
+                    if why:
+                        reply.failed.append(pb.Rejection(node_id=e.node_id, reason=why))
+                        continue
                     c.sn = self.node_id
                     reply.clients.append(c)
         return reply
 
 
 def _edge(info: pb.EdgeInfo) -> Edge:
-    return Edge(info.node_id, bytes(info.public_key), info.address, info.http_address, info.partition_index)
+    return Edge(
+        info.node_id, bytes(info.public_key), info.address, info.http_address, info.partition_index,
+        partition_size=int(info.partition_size),
+    )
+
+
+def _bad_evaluation(edge: Edge, c: pb.ClientEval) -> str:
+    """Why an EN's evaluation answer cannot be taken ("" when it can)."""
+    if c.node_id != edge.node_id:
+        return f"evaluation answer names {c.node_id[:40]!r}, not the edge node asked"
+    if c.partition_index != edge.partition_index:
+        return "evaluation answer names another partition"
+    try:
+        check_evaluation(int(c.correct), int(c.total), float(c.loss))
+    except IngressRefused as exc:
+        return reason_text(f"evaluation answer refused: {exc}")
+    return ""

@@ -5,6 +5,13 @@ ends as a ``Beat``: the peer answered and knows the node, answered but does not 
 did not answer. ``RejoinAfter`` says, per kind of failure, how long failing beats may go on
 before the node re-joins through the entry (``None``: never for that kind). A re-join that
 fails is logged and tried again after the same time; the loop ends when its stop event is set.
+
+Every heartbeat is signed by its sender (``signed_heartbeat``) and carries a counter: the
+sender's wall clock in ms, strictly increasing. The receiver checks it with
+``check_heartbeat``: the signature against the key it holds for the sender, then the
+counter against a ``ReplayGuard`` (a counter not above the last accepted one is a replay; one
+more than ``MAX_SKEW_MS`` from the receiver's clock is stale), so a forged or replayed beat
+changes nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fedchain.shared.config import ConfigError
+from fedchain.shared.crypto import NodeKey
+from fedchain.shared.net.signing import check_signed, heartbeat_fields
+from fedchain.shared.net.statements import Domain, sign
+from fedchain.shared.rpc import node_pb2 as pb
 
 log = logging.getLogger("fedchain.node")
 
@@ -101,3 +112,82 @@ class HeartbeatLoop:
             if not self.stop.is_set():
                 log.warning("re-join failed: %s", exc)
             self._failing_since = self._clock()
+
+
+MAX_SKEW_MS = 60_000
+"""A heartbeat whose counter is further than this from the receiver's clock is refused."""
+
+
+class HeartbeatRefused(ValueError):
+    """A replayed or stale heartbeat."""
+
+
+class HeartbeatCounter:
+    """A sender's counters: its wall clock in ms, never repeating and never going back."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def next(self) -> int:
+        with self._lock:
+            self._last = max(self._last + 1, int(self._clock() * 1000))
+            return self._last
+
+
+class ReplayGuard:
+    """The last accepted counter of each sender (thread-safe)."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._last: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, sender: str, counter: int) -> None:
+        """Record ``counter`` for ``sender``; raise HeartbeatRefused for a replay or a stale one."""
+        now = int(self._clock() * 1000)
+        if abs(now - counter) > MAX_SKEW_MS:
+            raise HeartbeatRefused(
+                f"stale heartbeat from {sender}: its counter is {abs(now - counter) // 1000} s "
+                "from this node's clock"
+            )
+        with self._lock:
+            last = self._last.get(sender, 0)
+            if counter <= last:
+                raise HeartbeatRefused(f"replayed heartbeat from {sender} (counter {counter} <= {last})")
+            self._last[sender] = counter
+
+    def forget(self, sender: str) -> None:
+        with self._lock:
+            self._last.pop(sender, None)
+
+
+def signed_heartbeat(
+    key: NodeKey,
+    chain_id: bytes,
+    counter: int,
+    *,
+    role: str,
+    address: str,
+    http_address: str,
+    state: str,
+    alive_edges: list[str] | None = None,
+) -> pb.HeartbeatRequest:
+    """A heartbeat from ``key``'s node, signed over every field the receiver acts on."""
+    req = pb.HeartbeatRequest(
+        node_id=key.node_id, role=role, address=address, http_address=http_address,
+        alive_edges=alive_edges or [], state=state, counter=counter,
+    )
+    req.signature = sign(key, Domain.HEARTBEAT, chain_id, heartbeat_fields(req))
+    return req
+
+
+def check_heartbeat(
+    req: pb.HeartbeatRequest, public_key: bytes, chain_id: bytes, guard: ReplayGuard
+) -> None:
+    """Raise SignatureRefused (forged, wrong chain, wrong sender) or HeartbeatRefused (replay, stale)."""
+    check_signed(
+        public_key, bytes(req.signature), Domain.HEARTBEAT, chain_id, req.node_id, heartbeat_fields(req)
+    )
+    guard.admit(req.node_id, int(req.counter))

@@ -6,6 +6,10 @@ refused role...) stops at once with the entry's own message; any other failure i
 pausing a little longer each time, until the join's total time is used up. Setting the
 node's stop event (SIGTERM, SIGINT) ends a join within ``POLL_S``, even in the middle of an
 RPC to an entry that does not answer.
+
+The reply tells the node the chain it joined (``chain_id``, the genesis hash) and the
+entry's key; with a ``TrustStore`` the joiner keeps them, and a later reply naming another
+entry key or chain is refused (``JoinRefused``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import grpc
 from fedchain.shared.config import ConfigError, Settings, token_value
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.net.signing import join_message
+from fedchain.shared.node.trust import TrustRefused, TrustStore
 from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.rpc import node_pb2_grpc
 
@@ -103,6 +108,7 @@ class Joiner:
         stop: threading.Event,
         policy: RetryPolicy = RetryPolicy(),
         clock: Callable[[], float] = time.monotonic,
+        trust: TrustStore | None = None,
     ) -> None:
         if role not in ROLE_NAMES:
             raise ValueError(f"role must be one of {sorted(ROLE_NAMES)}, got {role!r}")
@@ -116,6 +122,7 @@ class Joiner:
         self.stop = stop
         self.policy = policy
         self._clock = clock
+        self.trust = trust
 
     def request(self, avoid_sn: str = "") -> pb.JoinRequest:
         """A freshly timestamped, signed JoinRequest (built again for every attempt)."""
@@ -127,7 +134,11 @@ class Joiner:
             address=self.address,
             http_address=self.http_address,
             timestamp_ms=ts,
-            signature=self.key.sign(join_message(self.role, self.key.public_bytes, self.address, ts)),
+            signature=self.key.sign(
+                join_message(
+                    self.role, self.key.public_bytes, self.address, ts, self.http_address, avoid_sn
+                )
+            ),
             avoid_sn=avoid_sn,
         )
 
@@ -143,7 +154,10 @@ class Joiner:
                 raise JoinCancelled(f"this {ROLE_NAMES[self.role]} stopped while joining")
             remaining = deadline - self._clock()
             try:
-                return self._call(self.request(avoid_sn), max(0.1, min(self.policy.rpc_timeout_s, remaining)))
+                reply = self._call(
+                    self.request(avoid_sn), max(0.1, min(self.policy.rpc_timeout_s, remaining))
+                )
+                return self._trusted(reply)
             except grpc.RpcError as exc:
                 code, details = exc.code(), exc.details()
             if code in FATAL_STATUSES:
@@ -157,6 +171,18 @@ class Joiner:
                 )
             if self.stop.wait(pause):
                 raise JoinCancelled(f"this {ROLE_NAMES[self.role]} stopped while joining")
+
+    def _trusted(self, reply: pb.JoinReply) -> pb.JoinReply:
+        """Keep (or check) the chain id and entry key the reply names."""
+        if self.trust is None:
+            return reply
+        try:
+            self.trust.adopt(
+                bytes(reply.chain_id), bytes(reply.entry_public_key), reply.entry_node_id
+            )
+        except TrustRefused as exc:
+            raise JoinRefused(f"refusing the entry at {self.entry}: {exc}") from None
+        return reply
 
     def _call(self, request: pb.JoinRequest, timeout: float) -> pb.JoinReply:
         """One Join RPC, abandoned (cancelled) as soon as the stop event is set."""

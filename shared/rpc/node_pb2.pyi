@@ -35,7 +35,7 @@ class JoinRequest(_message.Message):
     def __init__(self, token: _Optional[str] = ..., role: _Optional[str] = ..., public_key: _Optional[bytes] = ..., address: _Optional[str] = ..., http_address: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., signature: _Optional[bytes] = ..., avoid_sn: _Optional[str] = ...) -> None: ...
 
 class JoinReply(_message.Message):
-    __slots__ = ("node_id", "entry_node_id", "sn_node_id", "sn_address", "partition_index", "config_json", "height", "entry_http_address")
+    __slots__ = ("node_id", "entry_node_id", "sn_node_id", "sn_address", "partition_index", "config_json", "height", "entry_http_address", "chain_id", "entry_public_key", "partition_size")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ENTRY_NODE_ID_FIELD_NUMBER: _ClassVar[int]
     SN_NODE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +44,9 @@ class JoinReply(_message.Message):
     CONFIG_JSON_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     ENTRY_HTTP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_SIZE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     entry_node_id: str
     sn_node_id: str
@@ -52,37 +55,50 @@ class JoinReply(_message.Message):
     config_json: str
     height: int
     entry_http_address: str
-    def __init__(self, node_id: _Optional[str] = ..., entry_node_id: _Optional[str] = ..., sn_node_id: _Optional[str] = ..., sn_address: _Optional[str] = ..., partition_index: _Optional[int] = ..., config_json: _Optional[str] = ..., height: _Optional[int] = ..., entry_http_address: _Optional[str] = ...) -> None: ...
+    chain_id: bytes
+    entry_public_key: bytes
+    partition_size: int
+    def __init__(self, node_id: _Optional[str] = ..., entry_node_id: _Optional[str] = ..., sn_node_id: _Optional[str] = ..., sn_address: _Optional[str] = ..., partition_index: _Optional[int] = ..., config_json: _Optional[str] = ..., height: _Optional[int] = ..., entry_http_address: _Optional[str] = ..., chain_id: _Optional[bytes] = ..., entry_public_key: _Optional[bytes] = ..., partition_size: _Optional[int] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("node_id", "role", "address", "http_address", "alive_edges", "state")
+    __slots__ = ("node_id", "role", "address", "http_address", "alive_edges", "state", "counter", "signature")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     HTTP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     ALIVE_EDGES_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    COUNTER_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     role: str
     address: str
     http_address: str
     alive_edges: _containers.RepeatedScalarFieldContainer[str]
     state: str
-    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[str] = ..., address: _Optional[str] = ..., http_address: _Optional[str] = ..., alive_edges: _Optional[_Iterable[str]] = ..., state: _Optional[str] = ...) -> None: ...
+    counter: int
+    signature: bytes
+    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[str] = ..., address: _Optional[str] = ..., http_address: _Optional[str] = ..., alive_edges: _Optional[_Iterable[str]] = ..., state: _Optional[str] = ..., counter: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class EdgeInfo(_message.Message):
-    __slots__ = ("node_id", "public_key", "address", "http_address", "partition_index")
+    __slots__ = ("node_id", "public_key", "address", "http_address", "partition_index", "sn_node_id", "partition_size", "signature")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     HTTP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     PARTITION_INDEX_FIELD_NUMBER: _ClassVar[int]
+    SN_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     public_key: bytes
     address: str
     http_address: str
     partition_index: int
-    def __init__(self, node_id: _Optional[str] = ..., public_key: _Optional[bytes] = ..., address: _Optional[str] = ..., http_address: _Optional[str] = ..., partition_index: _Optional[int] = ...) -> None: ...
+    sn_node_id: str
+    partition_size: int
+    signature: bytes
+    def __init__(self, node_id: _Optional[str] = ..., public_key: _Optional[bytes] = ..., address: _Optional[str] = ..., http_address: _Optional[str] = ..., partition_index: _Optional[int] = ..., sn_node_id: _Optional[str] = ..., partition_size: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class HeartbeatReply(_message.Message):
     __slots__ = ("known", "edges", "entry_node_id", "entry_http_address")
@@ -97,20 +113,26 @@ class HeartbeatReply(_message.Message):
     def __init__(self, known: _Optional[bool] = ..., edges: _Optional[_Iterable[_Union[EdgeInfo, _Mapping]]] = ..., entry_node_id: _Optional[str] = ..., entry_http_address: _Optional[str] = ...) -> None: ...
 
 class OpenRoundRequest(_message.Message):
-    __slots__ = ("round", "version", "model_digest", "algorithm", "timeout_s", "participants")
+    __slots__ = ("round", "version", "model_digest", "algorithm", "timeout_s", "participants", "sn_node_id", "issued_ms", "signature")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_DIGEST_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
+    SN_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_MS_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     round: int
     version: int
     model_digest: str
     algorithm: str
     timeout_s: float
     participants: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, round: _Optional[int] = ..., version: _Optional[int] = ..., model_digest: _Optional[str] = ..., algorithm: _Optional[str] = ..., timeout_s: _Optional[float] = ..., participants: _Optional[_Iterable[str]] = ...) -> None: ...
+    sn_node_id: str
+    issued_ms: int
+    signature: bytes
+    def __init__(self, round: _Optional[int] = ..., version: _Optional[int] = ..., model_digest: _Optional[str] = ..., algorithm: _Optional[str] = ..., timeout_s: _Optional[float] = ..., participants: _Optional[_Iterable[str]] = ..., sn_node_id: _Optional[str] = ..., issued_ms: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class OpenRoundReply(_message.Message):
     __slots__ = ("ok", "edges", "message")
@@ -179,16 +201,20 @@ class Rejection(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class UsedUpdate(_message.Message):
-    __slots__ = ("node_id", "digest", "samples", "train_loss")
+    __slots__ = ("node_id", "digest", "samples", "train_loss", "train_seconds", "signature")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
     TRAIN_LOSS_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     digest: str
     samples: int
     train_loss: float
-    def __init__(self, node_id: _Optional[str] = ..., digest: _Optional[str] = ..., samples: _Optional[int] = ..., train_loss: _Optional[float] = ...) -> None: ...
+    train_seconds: float
+    signature: bytes
+    def __init__(self, node_id: _Optional[str] = ..., digest: _Optional[str] = ..., samples: _Optional[int] = ..., train_loss: _Optional[float] = ..., train_seconds: _Optional[float] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class AggregateHeader(_message.Message):
     __slots__ = ("sn_node_id", "round", "version", "samples", "used", "rejected", "total_bytes", "digest", "signature")
@@ -229,16 +255,22 @@ class SubmitReply(_message.Message):
     def __init__(self, accepted: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
 
 class EvaluateRequest(_message.Message):
-    __slots__ = ("version", "model_digest", "timeout_s", "algorithm")
+    __slots__ = ("version", "model_digest", "timeout_s", "algorithm", "sn_node_id", "issued_ms", "signature")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_DIGEST_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    SN_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_MS_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     version: int
     model_digest: str
     timeout_s: float
     algorithm: str
-    def __init__(self, version: _Optional[int] = ..., model_digest: _Optional[str] = ..., timeout_s: _Optional[float] = ..., algorithm: _Optional[str] = ...) -> None: ...
+    sn_node_id: str
+    issued_ms: int
+    signature: bytes
+    def __init__(self, version: _Optional[int] = ..., model_digest: _Optional[str] = ..., timeout_s: _Optional[float] = ..., algorithm: _Optional[str] = ..., sn_node_id: _Optional[str] = ..., issued_ms: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class ClientEval(_message.Message):
     __slots__ = ("node_id", "sn", "correct", "total", "loss", "partition_index")

@@ -3,81 +3,33 @@ in the round block, and the round still completes with the honest EN."""
 
 from __future__ import annotations
 
-import queue
-import threading
-import time
 from collections.abc import Iterator
-from concurrent import futures
 
 import grpc
 import pytest
 import torch
 
 from fedchain.shared.crypto import NodeKey
-from fedchain.shared.net.signing import join_message, update_message
-from fedchain.shared.net.streams import join_model_chunks, update_parts
 from fedchain.shared.rpc import node_pb2 as pb
-from fedchain.shared.rpc import node_pb2_grpc
-from fedchain.shared.tensors import decode, digest, encode
-from tests.conftest import free_port
+from fedchain.shared.tensors import encode
+from tests.adversarial.attackers import FakeEdge as _FakeEdge
+from tests.adversarial.attackers import join
 from tests.network.harness import EN_JOIN_TOKEN, LocalNet
 
 MAX_MB = 4
 FAKES = ("shape", "dtype", "nan", "round", "signature", "oversized")
 
 
-class FakeEdge(node_pb2_grpc.NodeServicer):
-    """An EN the test drives by hand: joins, heartbeats, and records the rounds it is offered."""
+class FakeEdge(_FakeEdge):
+    """An EN the test drives by hand (``tests/adversarial/attackers.py``)."""
 
     def __init__(self, entry: str) -> None:
-        self.key = NodeKey.generate()
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.opened: queue.Queue[pb.OpenRoundRequest] = queue.Queue()
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        node_pb2_grpc.add_NodeServicer_to_server(self, self.server)
-        self.server.add_insecure_port(self.address)
-        self.server.start()
-        self.entry = grpc.insecure_channel(entry)
-        reply = join(self.entry, self.key, self.address, EN_JOIN_TOKEN)
-        self.sn = grpc.insecure_channel(reply.sn_address, options=[("grpc.max_receive_message_length", 64 << 20)])
-        self.stub = node_pb2_grpc.NodeStub(self.sn)
-        self._stop = threading.Event()
-        threading.Thread(target=self._beat, daemon=True).start()
+        super().__init__(entry, EN_JOIN_TOKEN)
 
-    def _beat(self) -> None:
-        while not self._stop.wait(0.3):
-            try:
-                self.stub.Heartbeat(pb.HeartbeatRequest(node_id=self.key.node_id, role="EN", address=self.address), timeout=2)
-            except grpc.RpcError:
-                pass
-
-    def OpenRound(self, request: pb.OpenRoundRequest, context: grpc.ServicerContext) -> pb.OpenRoundReply:
-        self.opened.put(request)
-        return pb.OpenRoundReply(ok=True, edges=1)
-
-    def Evaluate(self, request: pb.EvaluateRequest, context: grpc.ServicerContext) -> pb.EvaluateReply:
-        return pb.EvaluateReply()  # a fake has no data to evaluate
-
-    def submit(self, header: pb.UpdateHeader, data: bytes) -> grpc.RpcError:
+    def submit_refused(self, header: pb.UpdateHeader, data: bytes) -> grpc.RpcError:
         with pytest.raises(grpc.RpcError) as info:
-            self.stub.SubmitUpdate(update_parts(header, data, 512 * 1024), timeout=30)
+            self.submit(header, data)
         return info.value
-
-    def close(self) -> None:
-        self._stop.set()
-        self.server.stop(0)
-        self.entry.close()
-        self.sn.close()
-
-
-def join(channel: grpc.Channel, key: NodeKey, address: str, token: str) -> pb.JoinReply:
-    ts = int(time.time() * 1000)
-    req = pb.JoinRequest(
-        token=token, role="EN", public_key=key.public_bytes, address=address, http_address="",
-        timestamp_ms=ts, signature=key.sign(join_message("EN", key.public_bytes, address, ts)),
-    )
-    return node_pb2_grpc.NodeStub(channel).Join(req, timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -120,21 +72,18 @@ def test_bad_updates_are_refused_and_listed(net: LocalNet) -> None:
         assert r.status_code == 202, r.text
         reqs = {name: f.opened.get(timeout=60) for name, f in fakes.items()}
         any_req = reqs["shape"]
-        stream = fakes["shape"].stub.FetchModel(
-            pb.FetchModelRequest(version=any_req.version, digest=any_req.model_digest), timeout=30
-        )
-        global_state = decode(join_model_chunks(stream, 64 << 20))
+        global_state = fakes["shape"].global_model(any_req)
         good = {k: global_state[k].clone() for k in keys}
         first = keys[0]
 
-        def header(f: FakeEdge, data: bytes, *, round_no: int | None = None, signer: NodeKey | None = None) -> pb.UpdateHeader:
-            rq = reqs["shape"]
-            rnd = rq.round if round_no is None else round_no
-            d = digest(data)
-            return pb.UpdateHeader(
-                node_id=f.key.node_id, round=rnd, version=rq.version, samples=100, digest=d,
-                signature=(signer or f.key).sign(update_message(d, rnd, rq.version)), total_bytes=len(data),
-            )
+        def header(
+            f: FakeEdge, data: bytes, *, round_no: int | None = None, signer: NodeKey | None = None
+        ) -> pb.UpdateHeader:
+            rq = pb.OpenRoundRequest()
+            rq.CopyFrom(reqs[name])
+            if round_no is not None:
+                rq.round = round_no
+            return f.header(rq, data, signer=signer)
 
         cases: dict[str, tuple[bytes, dict, grpc.StatusCode, str]] = {}
         wrong_shape = dict(good, **{first: torch.zeros(tuple(s + 1 for s in good[first].shape))})
@@ -144,34 +93,38 @@ def test_bad_updates_are_refused_and_listed(net: LocalNet) -> None:
         nan = dict(good, **{first: torch.full_like(good[first], float("nan"))})
         cases["nan"] = (encode(nan), {}, grpc.StatusCode.INVALID_ARGUMENT, "NaN")
         cases["round"] = (encode(good), {"round_no": any_req.round + 5}, grpc.StatusCode.FAILED_PRECONDITION, "round")
-        cases["signature"] = (encode(good), {"signer": NodeKey.generate()}, grpc.StatusCode.PERMISSION_DENIED, "signature")
+        cases["signature"] = (
+            encode(good),
+            {"signer": NodeKey.generate()},
+            grpc.StatusCode.PERMISSION_DENIED,
+            "signature",
+        )
         big = b"\0" * ((MAX_MB + 1) << 20)
         cases["oversized"] = (big, {}, grpc.StatusCode.RESOURCE_EXHAUSTED, "exceeds")
         for name, (data, kw, code, words) in cases.items():
-            err = fakes[name].submit(header(fakes[name], data, **kw), data)
+            err = fakes[name].submit_refused(header(fakes[name], data, **kw), data)
             assert err.code() == code, (name, err.code(), err.details())
             assert words.lower() in (err.details() or "").lower(), (name, err.details())
         stranger = NodeKey.generate()
         data = encode(good)
-        d = digest(data)
-        unknown = pb.UpdateHeader(
-            node_id=stranger.node_id, round=any_req.round, version=any_req.version, samples=10, digest=d,
-            signature=stranger.sign(update_message(d, any_req.round, any_req.version)), total_bytes=len(data),
-        )
-        err = fakes["shape"].submit(unknown, data)
+        unknown = fakes["shape"].header(any_req, data, signer=stranger, node_id=stranger.node_id)
+        err = fakes["shape"].submit_refused(unknown, data)
         assert err.code() == grpc.StatusCode.PERMISSION_DENIED and "unknown node" in (err.details() or "")
+        # the forged header changed nothing: the EN it named still delivers its own update
+        assert fakes["signature"].submit(fakes["signature"].header(reqs["signature"], data), data).accepted
 
         net.wait_for(lambda: net.get("/status")["round"] >= 1 and net.get("/status")["state"] == "idle", "round 1")
         block = next(b for b in net.get("/blocks", params={"from": 0, "limit": 100}) if b["kind"] == "round")
         p = block["payload"]
-        assert len(p["participants"]) == 1  # only the honest EN
+        # the honest EN and the one a forged header named (refused unrecorded, then its own update)
+        assert len(p["participants"]) == 2 and fakes["signature"].node_id in p["participants"]
         reasons = {r["node_id"]: r["reason"] for r in p["rejected"]}
         for name, f in fakes.items():
-            assert f.key.node_id in reasons, (name, reasons)
+            if name != "signature":
+                assert f.key.node_id in reasons, (name, reasons)
         assert "shape" in reasons[fakes["shape"].key.node_id]
         assert "NaN" in reasons[fakes["nan"].key.node_id]
-        assert "signature" in reasons[fakes["signature"].key.node_id]
-        assert reasons[stranger.node_id].startswith("unknown node")
+        assert stranger.node_id not in reasons  # nobody can vouch for an unknown sender
         assert net.get("/verify")["ok"]
         assert all(p.popen.poll() is None for p in net.procs)  # nothing crashed
     finally:

@@ -1,4 +1,10 @@
-"""Admissions: SNs and ENs join through the entry, SNs heartbeat it, ENs are pushed to their SN."""
+"""Admissions: SNs and ENs join through the entry, SNs heartbeat it, ENs are pushed to their SN.
+
+The join reply tells the node the chain id and the entry's key; every EN assignment the
+entry hands an SN (``AssignEdge`` and the heartbeat reply's list) is signed by the entry
+(``EntryAuthority``) and carries the EN's partition size. SN heartbeats are checked
+against the SN's key before they change anything (``shared/node/heartbeats.py``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import threading
 
 import grpc
 
+from fedchain.services.sn.entry.authority import EntryAuthority
 from fedchain.services.sn.entry.ports import ChainWriter, Clock, OwnSuperNode, PeerDirectory
 from fedchain.services.sn.registry import FederationFull, Member, NoSuperNode, Registry
 from fedchain.services.sn.validation import Rejected
@@ -17,8 +24,17 @@ from fedchain.shared.config import Settings
 from fedchain.shared.crypto import NodeKey, node_id_for, verify_signature
 from fedchain.shared.ledger.errors import LedgerError
 from fedchain.shared.net.federation import fl_config
-from fedchain.shared.net.signing import join_message
+from fedchain.shared.net.ingress import (
+    MAX_PARTICIPANTS,
+    IngressRefused,
+    check_address,
+    check_node_id,
+    check_short_text,
+    is_node_id,
+)
+from fedchain.shared.net.signing import SignatureRefused, join_message
 from fedchain.shared.node.admission import JoinTokenRefused, check_join_token
+from fedchain.shared.node.heartbeats import HeartbeatRefused, ReplayGuard, check_heartbeat
 from fedchain.shared.rpc import node_pb2 as pb
 
 log = logging.getLogger("fedchain.entry")
@@ -27,14 +43,18 @@ JOIN_CLOCK_SKEW_MS = 10 * 60 * 1000
 ASSIGN_TIMEOUT_S = 5.0
 
 
-def edge_info(m: Member) -> pb.EdgeInfo:
-    """The EdgeInfo an SN gets for one of its ENs."""
-    return pb.EdgeInfo(
-        node_id=m.node_id,
-        public_key=bytes.fromhex(m.public_key),
-        address=m.address,
-        http_address=m.http_address,
-        partition_index=m.partition_index,
+def edge_info(m: Member, authority: EntryAuthority) -> pb.EdgeInfo:
+    """The entry-signed EdgeInfo an SN gets for one of its ENs."""
+    return authority.sign_assignment(
+        pb.EdgeInfo(
+            node_id=m.node_id,
+            public_key=bytes.fromhex(m.public_key),
+            address=m.address,
+            http_address=m.http_address,
+            partition_index=m.partition_index,
+            sn_node_id=m.parent_sn,
+            partition_size=authority.partition_size(m.partition_index),
+        )
     )
 
 
@@ -51,9 +71,11 @@ class Admissions:
         own_sn: OwnSuperNode,
         *,
         http_address: str,
+        authority: EntryAuthority,
         clock: Clock | None = None,
     ) -> None:
         self.settings = settings
+        self.authority = authority
         self.node_id = key.node_id
         self.registry = registry
         self.chain = chain
@@ -62,6 +84,7 @@ class Admissions:
         self.http_address = http_address
         self.clock = clock or Clock()
         self._lock = threading.Lock()
+        self.beats = ReplayGuard(self.clock.time)
 
     def join(self, req: pb.JoinRequest) -> pb.JoinReply:
         """Admit an SN or EN; raises Rejected with a clear reason."""
@@ -84,6 +107,8 @@ class Admissions:
             config_json=json.dumps(fl_config(self.settings)),
             height=self.chain.height(),
             entry_http_address=self.http_address,
+            chain_id=self.authority.chain_id,
+            entry_public_key=self.authority.public_key,
         )
         if req.role == "EN":
             parent = self.registry.get(member.parent_sn)
@@ -92,6 +117,7 @@ class Admissions:
             reply.sn_node_id = parent.node_id
             reply.sn_address = parent.address
             reply.partition_index = member.partition_index
+            reply.partition_size = self.authority.partition_size(member.partition_index)
             self.push_edge(parent, member)
         log.info("%s %s joined (%s)", req.role, node_id, req.address)
         return reply
@@ -115,7 +141,16 @@ class Admissions:
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "join request timestamp is too far from the entry's clock",
             )
-        message = join_message(req.role, pk, req.address, req.timestamp_ms)
+        try:
+            check_address(req.address, "address")
+            check_address(req.http_address, "http address", optional=True)
+            if req.avoid_sn:
+                check_node_id(req.avoid_sn, "avoid_sn")
+        except IngressRefused as exc:
+            raise Rejected(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        message = join_message(
+            req.role, pk, req.address, req.timestamp_ms, req.http_address, req.avoid_sn
+        )
         if not verify_signature(pk, bytes(req.signature), message):
             raise Rejected(grpc.StatusCode.PERMISSION_DENIED, "bad signature on join request")
         if node_id_for(pk) == self.node_id:
@@ -160,7 +195,7 @@ class Admissions:
 
     def push_edge(self, parent: Member, edge: Member) -> None:
         """Tell ``parent`` about its new EN (the entry's own SN part directly)."""
-        info = edge_info(edge)
+        info = edge_info(edge, self.authority)
         if parent.node_id == self.node_id:
             self.own_sn.assign_edge(info)
             return
@@ -173,7 +208,29 @@ class Admissions:
             )
 
     def heartbeat(self, req: pb.HeartbeatRequest) -> pb.HeartbeatReply:
-        """An SN's heartbeat: refresh its liveness; answer with the ENs assigned to it."""
+        """An SN's heartbeat: refresh its liveness; answer with the ENs assigned to it.
+
+        An unknown sender is answered ``known=False`` (it re-joins); a heartbeat that does not
+        hold (forged, replayed, stale, malformed) raises Rejected and changes nothing.
+        """
+        member = self.registry.get(req.node_id) if is_node_id(req.node_id) else None
+        if member is None or member.role != "SN" or member.entry:
+            return pb.HeartbeatReply(
+                known=False, entry_node_id=self.node_id, entry_http_address=self.http_address
+            )
+        try:
+            check_heartbeat(
+                req, bytes.fromhex(member.public_key), self.authority.chain_id, self.beats
+            )
+            check_address(req.address, "address")
+            check_address(req.http_address, "http address", optional=True)
+            check_short_text(req.state, "state", 32)
+            if len(req.alive_edges) > MAX_PARTICIPANTS:
+                raise IngressRefused(f"alive_edges lists more than {MAX_PARTICIPANTS} nodes")
+        except SignatureRefused as exc:
+            raise Rejected(grpc.StatusCode.PERMISSION_DENIED, str(exc)) from None
+        except (HeartbeatRefused, IngressRefused) as exc:
+            raise Rejected(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         known = self.registry.heartbeat(
             req.node_id, req.address, req.http_address, list(req.alive_edges)
         )
@@ -181,11 +238,15 @@ class Admissions:
             known=known, entry_node_id=self.node_id, entry_http_address=self.http_address
         )
         if known:
-            reply.edges.extend(edge_info(m) for m in self.registry.edges_of(req.node_id))
+            reply.edges.extend(
+                edge_info(m, self.authority) for m in self.registry.edges_of(req.node_id)
+            )
         return reply
 
     def tick(self) -> None:
         """Periodic upkeep: sync the entry's own SN part with the registry."""
-        self.own_sn.sync_edges([edge_info(m) for m in self.registry.edges_of(self.node_id)])
+        self.own_sn.sync_edges(
+            [edge_info(m, self.authority) for m in self.registry.edges_of(self.node_id)]
+        )
         alive = [e.node_id for e in self.own_sn.edges.alive()]
         self.registry.set_entry_edges(self.node_id, alive)

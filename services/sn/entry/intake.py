@@ -1,33 +1,61 @@
-"""Aggregate intake: the SNs' aggregates for the open round, checked and collected."""
+"""Aggregate intake: the SNs' aggregates for the open round, checked and collected.
+
+An aggregate arrives as a manifest (``AggregateHeader``) and the partial's bytes. Before
+anything is recorded the intake checks who sent it: an SN the round was opened to, whose
+signature over the manifest (``shared/net/signing.py`` ``manifest_fields``) holds. Then what
+the manifest claims, each failure listed as the SN's rejection: every EN header it used is
+signed by that EN's own key (from the entry's registry), the EN belongs to that SN and was
+selected on it, its samples are within its partition, the weights add up, an empty aggregate
+lists no participants; what it rejected is kept only for that SN's own participants.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 import grpc
 
 from fedchain.services.sn.collector import Accepted, RoundCollector
+from fedchain.services.sn.entry.authority import EntryAuthority
 from fedchain.services.sn.entry.ports import AggregateStream
-from fedchain.services.sn.registry import Registry
+from fedchain.services.sn.registry import Member, Registry
 from fedchain.services.sn.validation import Rejected, check_update, partial_max_bytes
-from fedchain.shared.crypto import verify_signature
 from fedchain.shared.limits import StreamLimits
-from fedchain.shared.net.signing import update_message
+from fedchain.shared.net.ingress import (
+    MAX_LOSS,
+    MAX_REJECTED,
+    MAX_SECONDS,
+    IngressRefused,
+    check_digest,
+    check_finite,
+    check_node_id,
+    check_samples,
+    reason_text,
+)
+from fedchain.shared.net.signing import (
+    SignatureRefused,
+    check_signed,
+    manifest_fields,
+    used_update_fields,
+)
+from fedchain.shared.net.statements import Domain
 from fedchain.shared.net.streams import StreamRefused, read_body, read_header
 from fedchain.shared.rpc import node_pb2 as pb
-
-EMPTY_DIGEST = "00" * 32
-"""What an SN signs in place of a digest when none of its ENs delivered."""
 
 
 class AggregateIntake:
     """Holds the open round's collector; ``submit`` checks one SN aggregate into it."""
 
-    def __init__(self, registry: Registry, max_bytes: int) -> None:
+    def __init__(self, registry: Registry, max_bytes: int, authority: EntryAuthority) -> None:
         self.registry = registry
         self.max_bytes = max_bytes
+        self.authority = authority
         self._open: RoundCollector | None = None
+        self._groups: Mapping[str, Sequence[str]] = {}
 
-    def open(self, collector: RoundCollector) -> None:
-        """Start taking aggregates for ``collector``'s round."""
+    def open(self, collector: RoundCollector, groups: Mapping[str, Sequence[str]]) -> None:
+        """Start taking aggregates for ``collector``'s round (``groups``: SN id -> its ENs)."""
+        self._groups = {sn: list(ens) for sn, ens in groups.items()}
         self._open = collector
 
     def close(self) -> None:
@@ -45,16 +73,10 @@ class AggregateIntake:
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"no round is open (aggregate for round {h.round})",
             )
+        self._check_sender(h, collector)
         limit = partial_max_bytes(collector.reference or {}, self.max_bytes)
         data = self._read(parts, limit, h)
-        member = self.registry.get(h.sn_node_id)
-        if member is None or member.role != "SN":
-            raise Rejected(grpc.StatusCode.PERMISSION_DENIED, f"unknown super node {h.sn_node_id}")
-        pk = bytes.fromhex(member.public_key)
-        extra: dict[str, object] = {
-            "used": list(h.used),
-            "rejected": [(r.node_id, r.reason) for r in h.rejected],
-        }
+        group = self._groups.get(h.sn_node_id, [])
         try:
             if h.round != collector.round or h.version != collector.version:
                 raise Rejected(
@@ -62,43 +84,113 @@ class AggregateIntake:
                     f"aggregate is for round {h.round} version {h.version}, "
                     f"but round {collector.round} on version {collector.version} is open",
                 )
+            if h.total_bytes == 0 and (h.used or h.samples != 0 or h.digest):
+                raise Rejected(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "an empty aggregate must list no used updates and no weight",
+                )
+            used = self._check_used(h, group)
+            extra: dict[str, object] = {"used": used, "rejected": _rejected(h, group, used)}
             if h.total_bytes == 0:
-                message = update_message(EMPTY_DIGEST, h.round, h.version)
-                if not verify_signature(pk, bytes(h.signature), message):
-                    raise Rejected(grpc.StatusCode.PERMISSION_DENIED, "bad signature on aggregate")
                 collector.accept(Accepted(h.sn_node_id, {}, 0, "", 0.0, extra))
                 return pb.SubmitReply(accepted=True, message="empty aggregate recorded")
             if collector.reference is None:
                 raise Rejected(grpc.StatusCode.UNAVAILABLE, "the round's model is not ready yet")
             state = check_update(
-                node_id=h.sn_node_id,
-                public_key=pk,
                 round_no=h.round,
                 version=h.version,
                 expected_round=collector.round,
                 expected_version=collector.version,
                 claimed_digest=h.digest,
-                signature=bytes(h.signature),
                 data=data,
                 reference=collector.reference,
                 max_bytes=limit,
             )
-            if h.samples <= 0 or h.samples != sum(u.samples for u in h.used):
+            if h.samples <= 0 or h.samples != sum(u.samples for u in used):
                 raise Rejected(
                     grpc.StatusCode.INVALID_ARGUMENT, "aggregate sample count does not add up"
                 )
         except Rejected as rej:
-            collector.reject(h.sn_node_id, rej.reason)
-            for u in h.used:
-                collector.rejected.append(
-                    (u.node_id, f"aggregate of SN {h.sn_node_id} refused: {rej.reason}")
-                )
+            collector.reject(h.sn_node_id, reason_text(rej.reason))  # its ENs are listed too
             raise
         if not collector.accept(Accepted(h.sn_node_id, state, int(h.samples), h.digest, 0.0, extra)):
             raise Rejected(
                 grpc.StatusCode.ALREADY_EXISTS, f"{h.sn_node_id} already answered round {h.round}"
             )
-        return pb.SubmitReply(accepted=True, message=f"aggregate of {len(h.used)} updates accepted")
+        return pb.SubmitReply(accepted=True, message=f"aggregate of {len(used)} updates accepted")
+
+    def _check_sender(self, h: pb.AggregateHeader, collector: RoundCollector) -> Member:
+        """The SN that signed the manifest, one the round was opened to (nothing recorded)."""
+        try:
+            check_node_id(h.sn_node_id, "super node id")
+        except IngressRefused as exc:
+            raise Rejected(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        member = self.registry.get(h.sn_node_id)
+        if member is None or member.role != "SN":
+            raise Rejected(grpc.StatusCode.PERMISSION_DENIED, f"unknown super node {h.sn_node_id}")
+        if h.sn_node_id not in collector.expected:
+            raise Rejected(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"round {collector.round} was not opened to super node {h.sn_node_id}",
+            )
+        if len(h.rejected) > MAX_REJECTED:
+            raise Rejected(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"the manifest lists {len(h.rejected)} rejections, more than {MAX_REJECTED}",
+            )
+        try:
+            check_signed(
+                bytes.fromhex(member.public_key), bytes(h.signature), Domain.MANIFEST,
+                self.authority.chain_id, h.sn_node_id, manifest_fields(h),
+            )
+        except SignatureRefused:
+            raise Rejected(
+                grpc.StatusCode.PERMISSION_DENIED, f"bad signature on the manifest of {h.sn_node_id}"
+            ) from None
+        if collector.has_answered(h.sn_node_id):
+            raise Rejected(
+                grpc.StatusCode.ALREADY_EXISTS, f"{h.sn_node_id} already answered round {h.round}"
+            )
+        return member
+
+    def _check_used(self, h: pb.AggregateHeader, group: Sequence[str]) -> list[pb.UsedUpdate]:
+        """Every EN header the SN used: that EN's own signature, on this SN, selected, bounded."""
+        seen: set[str] = set()
+        for u in h.used:
+            try:
+                check_node_id(u.node_id, "used node id")
+                check_digest(u.digest, "used update digest")
+                check_finite(u.train_loss, "train_loss", 0.0, MAX_LOSS)
+                check_finite(u.train_seconds, "train_seconds", 0.0, MAX_SECONDS)
+            except IngressRefused as exc:
+                raise Rejected(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+            en = self.registry.get(u.node_id)
+            if en is None or en.role != "EN" or en.parent_sn != h.sn_node_id:
+                raise Rejected(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"the manifest uses {u.node_id}, which is not an edge node of {h.sn_node_id}",
+                )
+            if u.node_id not in group or u.node_id in seen:
+                raise Rejected(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"the manifest uses {u.node_id}, not selected on {h.sn_node_id} or listed twice",
+                )
+            seen.add(u.node_id)
+            try:
+                check_signed(
+                    bytes.fromhex(en.public_key), bytes(u.signature), Domain.UPDATE,
+                    self.authority.chain_id, u.node_id, used_update_fields(h.round, h.version, u),
+                )
+            except SignatureRefused:
+                raise Rejected(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"the update of {u.node_id} in the manifest is not signed by {u.node_id}",
+                ) from None
+            try:
+                check_samples(int(u.samples), self.authority.partition_size(en.partition_index))
+            except IngressRefused as exc:
+                raise Rejected(grpc.StatusCode.INVALID_ARGUMENT, f"{u.node_id}: {exc}") from None
+        return list(h.used)
 
     def _read(self, parts: AggregateStream, limit: int, h: pb.AggregateHeader) -> bytes:
         try:
@@ -108,3 +200,16 @@ class AggregateIntake:
             )
         except StreamRefused as exc:
             raise Rejected(exc.code, exc.reason) from None
+
+
+def _rejected(
+    h: pb.AggregateHeader, group: Sequence[str], used: Sequence[pb.UsedUpdate]
+) -> list[tuple[str, str]]:
+    """What the SN rejected, kept for its own selected ENs only (once each, reasons cleaned)."""
+    mine = set(group) - {u.node_id for u in used}
+    out: list[tuple[str, str]] = []
+    for r in h.rejected:
+        if r.node_id in mine:
+            mine.discard(r.node_id)
+            out.append((r.node_id, reason_text(r.reason)))
+    return out

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from fedchain.services.sn.chain import ModelRef
+from fedchain.shared.node.trust import EntryTrust
 from fedchain.shared.rpc import node_pb2 as pb
 
 
@@ -104,6 +105,9 @@ class OwnSuperNode(Protocol):
     def assign_edge(self, info: pb.EdgeInfo) -> None: ...
 
     def sync_edges(self, infos: list[pb.EdgeInfo]) -> None: ...
+
+    trust: EntryTrust | None
+    """The chain id and entry key the SN part checks the entry's requests against."""
 
 
 class Clock:

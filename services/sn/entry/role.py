@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 from fedchain.services.sn.entry.admissions import Admissions
+from fedchain.services.sn.entry.authority import EntryAuthority
 from fedchain.services.sn.entry.checkpoints import Checkpoints
 from fedchain.services.sn.entry.driver import PlanFile, RoundDriver
 from fedchain.services.sn.entry.evaluation import Evaluation
@@ -30,6 +31,7 @@ from fedchain.services.sn.registry import Registry
 from fedchain.shared.config import Settings
 from fedchain.shared.control_api import NodeStatus, PauseResult, SaveResult, TrainStarted
 from fedchain.shared.crypto import NodeKey
+from fedchain.shared.node.trust import EntryTrust
 from fedchain.shared.rpc import node_pb2 as pb
 
 log = logging.getLogger("fedchain.entry")
@@ -51,6 +53,8 @@ class EntryRole:
         evaluation: Evaluation,
         checkpoints: Checkpoints,
         status: EntryStatus,
+        authority: EntryAuthority,
+        own_sn: OwnSuperNode,
     ) -> None:
         self.settings = settings
         self.key = key
@@ -64,6 +68,8 @@ class EntryRole:
         self.evaluation = evaluation
         self.checkpoints = checkpoints
         self._status = status
+        self.authority = authority
+        self.own_sn = own_sn
 
     @classmethod
     def build(
@@ -86,28 +92,35 @@ class EntryRole:
         registry = Registry(state_dir / "registry.json", settings.heartbeat_timeout)
         registry.add_entry(key.node_id, key.public_hex, address, http_address)
         stop = threading.Event()
-        intake = AggregateIntake(registry, model.max_bytes)
-        evaluation = Evaluation(settings, registry, peers)
+        authority = EntryAuthority(key, settings)
+        intake = AggregateIntake(registry, model.max_bytes, authority)
+        evaluation = Evaluation(settings, registry, peers, authority)
         runner = RoundRunner(
             settings, registry, chain, peers, own_sn, model, intake, evaluation,
-            stop=stop, clock=clock,
+            authority=authority, stop=stop, clock=clock,
         )
         driver = RoundDriver(
             settings, chain, model, own_sn, runner, PlanFile(state_dir / "training.json"),
             stop=stop, clock=clock,
         )
         admissions = Admissions(
-            settings, key, registry, chain, peers, own_sn, http_address=http_address, clock=clock
+            settings, key, registry, chain, peers, own_sn, http_address=http_address,
+            authority=authority, clock=clock,
         )
         return cls(
             settings, key, chain, model, registry, admissions, intake, driver, evaluation,
             Checkpoints(chain, model, state_dir), EntryStatus(key.node_id, driver, model, chain, registry),
+            authority, own_sn,
         )
 
     # ---- start-up and shutdown ----
     def bootstrap(self) -> None:
         """Write genesis on an empty chain, or resume from the chain tip (and the saved plan)."""
         self.model.bootstrap(self.settings, self.key)
+        genesis = self.chain.genesis()
+        assert genesis is not None  # bootstrap wrote or read it
+        self.authority.bind(genesis.hash)
+        self.own_sn.trust = EntryTrust(genesis.hash, self.key.public_bytes)
         ref = self.model.ref
         log.info(
             "entry at round %d, model version %d (height %d)",

@@ -17,6 +17,7 @@ import torch
 
 from fedchain.services.sn.chain import ModelRef
 from fedchain.services.sn.collector import Accepted, RoundCollector
+from fedchain.services.sn.entry.authority import EntryAuthority
 from fedchain.services.sn.entry.errors import RoundFailed
 from fedchain.services.sn.entry.evaluation import Evaluation
 from fedchain.services.sn.entry.intake import AggregateIntake
@@ -52,6 +53,7 @@ class RoundRunner:
         intake: AggregateIntake,
         evaluation: Evaluation,
         *,
+        authority: EntryAuthority,
         stop: threading.Event,
         clock: Clock | None = None,
     ) -> None:
@@ -63,6 +65,7 @@ class RoundRunner:
         self.model = model
         self.intake = intake
         self.evaluation = evaluation
+        self.authority = authority
         self.template = ModelTemplate(settings)
         self.stop = stop
         self.clock = clock or Clock()
@@ -96,7 +99,8 @@ class RoundRunner:
     def open_on_sns(
         self, collector: RoundCollector, groups: Mapping[str, list[str]], request: pb.OpenRoundRequest
     ) -> None:
-        """Send OpenRound to each SN with its participants; a refusal or failure drops that SN."""
+        """Send OpenRound to each SN with its participants, signed by the entry for that SN;
+        a refusal or failure drops that SN."""
         for sn_id, ens in groups.items():
             sn = self.registry.get(sn_id)
             if sn is None:
@@ -105,6 +109,8 @@ class RoundRunner:
             one = pb.OpenRoundRequest()
             one.CopyFrom(request)
             one.participants.extend(ens)
+            one.sn_node_id = sn_id
+            self.authority.sign_open_round(one)
             try:
                 reply = self.peers.stub(sn.address).OpenRound(one, timeout=OPEN_TIMEOUT_S)
             except grpc.RpcError as exc:
@@ -139,7 +145,7 @@ class RoundRunner:
         deadline = time.monotonic() + self.settings.round_timeout + COLLECT_GRACE_S
         collector = RoundCollector(r, version, algorithm, set(groups), deadline)
         collector.reference = self.template.partial_reference(global_state, algorithm)
-        self.intake.open(collector)
+        self.intake.open(collector, groups)
         request = pb.OpenRoundRequest(
             round=r, version=version, model_digest=ref.digest, algorithm=algorithm,
             timeout_s=self.settings.round_timeout,

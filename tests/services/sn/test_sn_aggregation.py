@@ -22,7 +22,8 @@ from fedchain.services.sn.validation import Rejected, check_update, partial_max_
 from fedchain.shared.config import Settings, load_settings
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.net.grpc_util import NetConfig
-from fedchain.shared.net.signing import update_message
+from fedchain.shared.net.signing import check_signed, manifest_fields
+from fedchain.shared.net.statements import Domain
 from fedchain.shared.node.peers import Peers
 from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.tensors import digest, encode
@@ -91,15 +92,16 @@ def _sn_partial(
 
 
 def _entry_check(sn: SuperNode, header: pb.AggregateHeader, data: bytes, reference: State) -> State:
+    check_signed(
+        sn.key.public_bytes, bytes(header.signature), Domain.MANIFEST, sn.chain_id, sn.node_id,
+        manifest_fields(header),
+    )
     return check_update(
-        node_id=sn.node_id,
-        public_key=sn.key.public_bytes,
         round_no=header.round,
         version=header.version,
         expected_round=1,
         expected_version=0,
         claimed_digest=header.digest,
-        signature=bytes(header.signature),
         data=data,
         reference=reference,
         max_bytes=partial_max_bytes(reference, 1 << 20),
@@ -138,18 +140,14 @@ def test_entry_refuses_an_sn_aggregate_that_is_not_float64_sums() -> None:
     global_state = initial_state(settings)
     reference = template.partial_reference(global_state, "fedper")
     averaged = encode(template.reference(global_state, "fedper"))  # float32, as SNs sent before
-    key = NodeKey.generate()
     d = digest(averaged)
     with pytest.raises(Rejected) as info:
         check_update(
-            node_id=key.node_id,
-            public_key=key.public_bytes,
             round_no=1,
             version=0,
             expected_round=1,
             expected_version=0,
             claimed_digest=d,
-            signature=key.sign(update_message(d, 1, 0)),
             data=averaged,
             reference=reference,
             max_bytes=partial_max_bytes(reference, 1 << 20),

@@ -15,7 +15,8 @@ from fedchain.services.sn.supernode import SuperNode
 from fedchain.shared.config import load_settings
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.net.grpc_util import NetConfig, make_channel, make_server
-from fedchain.shared.net.signing import update_message
+from fedchain.shared.net.signing import update_fields
+from fedchain.shared.net.statements import Domain, sign
 from fedchain.shared.net.streams import join_model_chunks, update_parts
 from fedchain.shared.node.peers import Peers
 from fedchain.shared.rpc import node_pb2 as pb
@@ -61,13 +62,14 @@ def test_resnet18_update_is_accepted_over_the_wire(resnet_sn: tuple[SuperNode, s
     collector = RoundCollector(1, 0, "fedper", {key.node_id}, time.monotonic() + 60)
     assert sn.template is not None
     collector.reference = sn.template.reference(decode(data), "fedper")
-    sn._collector = collector  # noqa: SLF001 - an open round without ENs to call
+    sn._collector = collector
     update = encode(collector.reference)
     assert len(update) > 4 * 1024 * 1024
     d = digest(update)
     header = pb.UpdateHeader(
         node_id=key.node_id, round=1, version=0, samples=50, digest=d,
-        signature=key.sign(update_message(d, 1, 0)), total_bytes=len(update),
+        signature=sign(key, Domain.UPDATE, sn.chain_id, update_fields(1, 0, d, 50, 0.0, 0.0)),
+        total_bytes=len(update),
     )
     net = NetConfig.from_settings(sn.settings)
     with make_channel(net, address) as ch:

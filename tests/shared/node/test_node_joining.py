@@ -103,7 +103,9 @@ def test_retries_while_unreachable_then_joins_with_a_fresh_signed_request() -> N
         assert (req.role, req.token, req.avoid_sn, req.address) == ("EN", "t0ken", "sn-0", "me:7001")
         assert abs(req.timestamp_ms - time.time() * 1000) < 5000
         assert req.public_key == key.public_bytes
-        signed = join_message("EN", req.public_key, req.address, req.timestamp_ms)
+        signed = join_message(
+            "EN", req.public_key, req.address, req.timestamp_ms, req.http_address, req.avoid_sn
+        )
         assert verify_signature(req.public_key, req.signature, signed)
         assert 0 < timeout <= 5
 

@@ -19,7 +19,8 @@ from fedchain.shared.chain.rules import ChainState, check_block
 from fedchain.shared.chain.treehead import TreeHead
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.ledger.errors import InvalidBlock, LedgerRejected, NotFound
-from fedchain.shared.net.signing import join_message, update_message
+from fedchain.shared.net.signing import join_message, manifest_fields, update_fields
+from fedchain.shared.net.statements import Domain, sign
 from fedchain.shared.net.streams import aggregate_parts
 from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.tensors import decode, digest, encode
@@ -119,6 +120,8 @@ class FakeSuperNode:
     opened: list[pb.OpenRoundRequest] = field(default_factory=list)
     deliver: int | None = None
     on_open: Callable[[pb.OpenRoundRequest], object] | None = None
+    en_keys: dict[str, NodeKey] = field(default_factory=dict)
+    """The keys of its ENs: each used update carries its EN's own signature."""
 
     @property
     def node_id(self) -> str:
@@ -137,13 +140,18 @@ class FakeSuperNode:
         global_state = decode(self.entry.model_bytes(request.version, request.model_digest))
         keys = self.template.shared_keys(request.algorithm)
         update = {k: global_state[k] + 0.01 * request.round for k in keys}
-        used = [
-            pb.UsedUpdate(
+        chain_id = self.entry.authority.chain_id
+        used = []
+        for en in ens:
+            u = pb.UsedUpdate(
                 node_id=en, digest=hashlib.sha256(f"{en}/{request.round}".encode()).hexdigest(),
-                samples=10, train_loss=0.5,
+                samples=10, train_loss=0.5, train_seconds=1.0,
             )
-            for en in ens
-        ]
+            u.signature = sign(
+                self.en_keys[en], Domain.UPDATE, chain_id,
+                update_fields(request.round, request.version, u.digest, 10, 0.5, 1.0),
+            )
+            used.append(u)
         # what a real SN sends: the strategy's float64 weighted sums of its ENs' updates
         partial = self.template.partial(
             request.algorithm, request.round, [(update, u.samples) for u in used]
@@ -156,8 +164,8 @@ class FakeSuperNode:
             rejected=[pb.Rejection(node_id=en, reason="did not deliver")
                       for en in sorted(request.participants)[len(ens):]],
             total_bytes=len(data), digest=agg_digest,
-            signature=self.key.sign(update_message(agg_digest, request.round, request.version)),
         )
+        header.signature = sign(self.key, Domain.MANIFEST, chain_id, manifest_fields(header))
         self.entry.submit_aggregate(aggregate_parts(header, data, 64 * 1024))
         return pb.OpenRoundReply(ok=True, edges=len(request.participants))
 
@@ -198,8 +206,9 @@ class QuickClock(Clock):
 
 def join_request(key: NodeKey, role: str, address: str, token: str) -> pb.JoinRequest:
     ts = int(time.time() * 1000)
+    http_address = address.replace(":7", ":9")
     return pb.JoinRequest(
         token=token, role=role, public_key=key.public_bytes, address=address,
-        http_address=address.replace(":7", ":9"), timestamp_ms=ts,
-        signature=key.sign(join_message(role, key.public_bytes, address, ts)),
+        http_address=http_address, timestamp_ms=ts,
+        signature=key.sign(join_message(role, key.public_bytes, address, ts, http_address)),
     )

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from fedchain.services.sn.supernode import SuperNode
 from fedchain.shared.chain.payloads import RoundPayload
 from fedchain.shared.config import Settings, token_value
 from fedchain.shared.crypto import NodeKey
-from fedchain.shared.rpc import node_pb2 as pb
+from fedchain.shared.node.heartbeats import HeartbeatCounter, signed_heartbeat
 from tests.services.sn.entry.entry_fakes import (
     FakeLedger,
     FakePeers,
@@ -40,6 +40,7 @@ class Federation:
     ens: list[str]
     clock: QuickClock
     entry: EntryRole
+    counter: HeartbeatCounter = field(default_factory=HeartbeatCounter)
 
     def start_entry(self) -> EntryRole:
         """A new entry process on the same ledger and state dir (a restart)."""
@@ -52,9 +53,10 @@ class Federation:
 
     def beat(self) -> None:
         """The SN's heartbeat, reporting every EN alive."""
-        self.entry.heartbeat(pb.HeartbeatRequest(
-            node_id=self.sn.node_id, role="SN", address=self.sn.address,
-            http_address="127.0.0.1:9001", alive_edges=self.ens,
+        self.entry.heartbeat(signed_heartbeat(
+            self.sn.key, self.entry.authority.chain_id, self.counter.next(), role="SN",
+            address=self.sn.address, http_address="127.0.0.1:9001", state="idle",
+            alive_edges=self.ens,
         ))
 
     def train(self, rounds: int) -> None:
@@ -99,12 +101,12 @@ def fed(tmp_path: Path) -> Iterator[Federation]:
     sn.entry = entry
     entry.bootstrap()
     entry.join(join_request(sn.key, "SN", sn.address, token_value(settings, "sn_join_token")))
-    ens = [
-        entry.join(
-            join_request(NodeKey.generate(), "EN", f"127.0.0.1:71{i:02d}", token_value(settings, "en_join_token"))
-        ).node_id
-        for i in range(ENS)
-    ]
+    ens = []
+    for i in range(ENS):
+        en_key = NodeKey.generate()
+        entry.join(join_request(en_key, "EN", f"127.0.0.1:71{i:02d}", token_value(settings, "en_join_token")))
+        sn.en_keys[en_key.node_id] = en_key
+        ens.append(en_key.node_id)
     f = Federation(settings, key, ledger, peers, sn, sorted(ens), clock, entry)
     f.beat()
     yield f
