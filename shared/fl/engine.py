@@ -133,9 +133,11 @@ class ClientRunner(ABC):
     def evaluate(self, shared: Mapping[str, torch.Tensor]) -> dict[int, EvalResult]:
         """Every client takes ``shared`` and is evaluated on its test split."""
 
+    @abstractmethod
     def set_global(self, state: Mapping[str, torch.Tensor]) -> None:
         """The server's full state changed: clients added later start from it."""
 
+    @abstractmethod
     def close(self) -> None:
         """Stop whatever the runner started (idempotent)."""
 
@@ -223,6 +225,9 @@ class LocalRunner(ClientRunner):
             client.set_shared(shared)
             out[index] = client.evaluate()
         return out
+
+    def close(self) -> None:
+        """Nothing to stop: the clients live in this process."""
 
 
 def make_runner(

@@ -28,6 +28,7 @@ from fedchain.shared import tensors
 from fedchain.shared.config import ConfigError, Settings, learning_summary
 from fedchain.shared.fl.client import LocalClient
 from fedchain.shared.fl.data import ClientData, load_federated
+from fedchain.shared.fl.device import resolve_device
 from fedchain.shared.fl.engine import (
     ClientRunner,
     EngineOptions,
@@ -36,7 +37,6 @@ from fedchain.shared.fl.engine import (
     auto_workers,
     make_runner,
 )
-from fedchain.shared.fl.device import resolve_device
 from fedchain.shared.fl.models import initial_model, resolve_model_name
 from fedchain.shared.fl.seeding import selection_seed
 from fedchain.shared.fl.strategy import Update, strategy_from_settings
@@ -256,7 +256,7 @@ def resolve_engine(
     """``engine`` with ``workers="auto"`` replaced by ``engine.auto_workers``' choice."""
     if engine.workers != "auto":
         return engine
-    samples = sum(len(d.train) for d in clients)  # type: ignore[arg-type]
+    samples = sum(len(d.train) for d in clients)  # type: ignore[arg-type,misc]
     workers = auto_workers(settings, samples, resolve_device(settings.device))
     if engine.backend == "ray":
         workers = max(workers, 1)

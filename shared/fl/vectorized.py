@@ -120,13 +120,11 @@ def train_lockstep(
         total += losses.detach().to(torch.float64) * counts
         for name in names:
             g = grads[name]
-            if momentum:
-                buf = momenta.get(name)
-                buf = g.clone() if buf is None else buf.mul(momentum).add_(g)
-                g = buf
             keep = active.view(-1, *([1] * (g.dim() - 1)))
             if momentum:
-                momenta[name] = torch.where(keep, buf, momenta.get(name, buf))
+                old = momenta.get(name)
+                g = g.clone() if old is None else old.mul(momentum).add_(g)
+                momenta[name] = g if old is None else torch.where(keep, g, old)
             params[name] = torch.where(keep, params[name].add(g, alpha=-lr), params[name])
     if not bool(torch.isfinite(total).all()):
         raise FloatingPointError("local training diverged (loss is not finite); lower the lr")

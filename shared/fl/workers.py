@@ -1,7 +1,9 @@
 """Parallel simulation: clients pinned to N worker processes (``fedchain simulate --workers N``).
 
-Each worker is a spawned process (never forked: torch's threads and locks do not survive a
-fork) holding a ``WorkerCore``: a model, a strategy bound to it and a ``LocalRunner`` with
+Each worker is a fresh interpreter (``python -m fedchain.shared.fl.workers FD``, spawned,
+never forked: torch's threads and locks do not survive a fork; and, unlike
+``multiprocessing``'s spawn, it never re-runs the caller's ``__main__`` script), talking to
+the parent over a socket pair, holding a ``WorkerCore``: a model, a strategy bound to it and a ``LocalRunner`` with
 the clients pinned to it (their data arrives once, in one message; their heads stay there).
 The parent keeps the server side: selection, the strategy's aggregation, evaluation
 bookkeeping. Per round it sends every worker the global shared state and the indices of
@@ -23,14 +25,14 @@ order of answers); a transport implements ``_start`` and ``_call_all``.
 
 from __future__ import annotations
 
-import multiprocessing
 import pickle
 import signal
-import time
+import socket
+import subprocess
+import sys
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from typing import Any
 
 import torch
@@ -194,20 +196,19 @@ class ProcessRunner(ShardedRunner):
         self.global_state = {k: v.detach().cpu() for k, v in global_state.items()}
         self.vectorize = vectorize
         self.threads = threads_per_worker(settings, workers)
-        self._procs: list[BaseProcess] = []
+        self._procs: list[subprocess.Popen[bytes]] = []
         self._conns: list[Connection] = []
 
     def _start(self) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        for i in range(self.shards):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(
-                target=_worker_main, args=(child,), name=f"fedchain-sim-worker-{i}", daemon=True
+        for _ in range(self.shards):
+            parent, child = socket.socketpair()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "fedchain.shared.fl.workers", str(child.fileno())],
+                pass_fds=(child.fileno(),),
             )
-            proc.start()
             child.close()
             self._procs.append(proc)
-            self._conns.append(parent)
+            self._conns.append(Connection(parent.detach()))
         init = ("init", (self.settings, self.global_state, self.vectorize, self.threads))
         self._call_all({i: init for i in range(self.shards)})
 
@@ -219,9 +220,12 @@ class ProcessRunner(ShardedRunner):
 
     def _failed(self, shard: int) -> WorkerFailed:
         proc = self._procs[shard]
-        proc.join(timeout=1.0)
+        try:
+            code: int | None = proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            code = None
         return WorkerFailed(
-            f"simulation worker {shard} stopped (exit code {proc.exitcode}); see its output above"
+            f"simulation worker {shard} stopped (exit code {code}); see its output above"
         )
 
     def _call_all(self, calls: Mapping[int, tuple[str, tuple[Any, ...]]]) -> dict[int, Any]:
@@ -248,17 +252,27 @@ class ProcessRunner(ShardedRunner):
                 conn.send_bytes(pickle.dumps(("stop", ())))
             except (BrokenPipeError, EOFError, OSError):
                 pass
-        deadline = time.monotonic() + STOP_SECONDS
         for proc in self._procs:
-            proc.join(timeout=max(0.0, deadline - time.monotonic()))
-        for proc in self._procs:
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(timeout=2.0)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(timeout=2.0)
+            _stop(proc)
         for conn in self._conns:
             conn.close()
         self._procs, self._conns = [], []
         self._started = False
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Wait ``STOP_SECONDS`` for a worker to exit, then terminate it, then kill it."""
+    for step in (None, proc.terminate, proc.kill):
+        if step is not None:
+            step()
+        try:
+            proc.wait(timeout=STOP_SECONDS if step is None else 2.0)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+if __name__ == "__main__":
+    from fedchain.shared.fl.workers import _worker_main as main  # the importable module's
+
+    main(Connection(int(sys.argv[1])))
