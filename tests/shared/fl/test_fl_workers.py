@@ -178,3 +178,17 @@ def test_ray_actors_give_the_serial_model() -> None:
     finally:
         ray.shutdown()
     _assert_same_model(serial, on_ray)
+
+
+def test_many_clients_share_one_global_state_and_keep_only_heads() -> None:
+    from fedchain.shared.fl.simulation import Simulation
+
+    s = _settings(clients=200, partition="iid", max_samples=None, client_fraction=0.05, rounds=1)
+    with Simulation(s) as sim:
+        for d in load_federated(s):
+            sim.add_client(d)
+        sim.run_round(evaluate=False)
+        base = sim.global_state["conv1.0.weight"].data_ptr()
+        for client in sim.clients:
+            assert set(client.personal_state()) == {"fc.weight", "fc.bias"}  # the head only
+            assert client._shared["conv1.0.weight"].data_ptr() == base  # no per-client base
