@@ -216,6 +216,10 @@ class Settings(BaseSettings):
         default=None, ge=1, le=256,
         description="torch CPU threads (default: 1 in a node, torch's own choice in simulate)",
     )
+    device: str = Field(
+        default="auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
+        description="where clients train: auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps",
+    )
     log_level: LogLevel = Field(default="INFO", description="node log level: DEBUG, INFO, WARNING, ERROR")
     home: Path | None = Field(
         default=None, description="console: folder of its history file (default: ~/.fedchain_history)"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import typer
 
@@ -19,6 +19,7 @@ from fedchain.shared.config import LEARNING_FIELDS, ConfigError, Settings, load_
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from fedchain.shared.fl.engine import EngineOptions
     from fedchain.shared.fl.simulation import SimulationResult
 
 
@@ -84,25 +85,66 @@ def simulate(
     save_dir: Path | None = typer.Option(
         None, help="write each round's global model (safetensors; FedPer: the shared base) here"
     ),
+    workers: str = typer.Option(
+        "auto", help="worker processes training clients in parallel: N, or auto (workers on a "
+        "multi-core CPU for runs big enough to repay their start-up, else 0: serial)",
+    ),
+    vectorize: int = typer.Option(
+        1, min=1, max=4096, help="train K clients at a time in lockstep as one batched model (vmap)"
+    ),
+    device: str | None = typer.Option(
+        None, help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps (FEDCHAIN_DEVICE)"
+    ),
+    backend: str = typer.Option(
+        "local", help="local (this machine) or ray (Ray actors; pip install 'fedchain[ray]')"
+    ),
+    ray_address: str | None = typer.Option(
+        None, help="--backend ray: auto or HOST:PORT of a running Ray cluster (default: start one)"
+    ),
 ) -> None:
     """Run federated learning in one process and report accuracy per round."""
+    from fedchain.shared.fl.workers import WorkerFailed
+
     try:
-        settings = load_settings(config, **learning, torch_threads=threads)
+        settings = load_settings(config, **learning, torch_threads=threads, device=device)
+        engine = _engine(workers, vectorize, backend, ray_address)
         _check_writable(out, save_dir)
-        _run(settings, out=out, save_dir=save_dir)
-    except (ConfigError, FloatingPointError) as exc:
+        _run(settings, out=out, save_dir=save_dir, engine=engine)
+    except (ConfigError, FloatingPointError, WorkerFailed) as exc:
         _fail(str(exc))
 
 
-def _run(settings: Settings, *, out: Path | None, save_dir: Path | None) -> None:
+def _engine(workers: str, vectorize: int, backend: str, ray_address: str | None) -> EngineOptions:
+    """The engine options of the flags (ConfigError on a bad value)."""
+    from fedchain.shared.fl.engine import EngineOptions
+
+    count: int | Literal["auto"]
+    if workers.strip().lower() == "auto":
+        count = "auto"
+    elif workers.strip().isdigit():
+        count = int(workers)
+    else:
+        raise ConfigError(f"--workers must be auto or a number (got {workers!r})")
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"--backend must be local or ray (got {backend!r})")
+    if ray_address is not None and backend != "ray":
+        raise ConfigError("--ray-address needs --backend ray")
+    return EngineOptions(count, vectorize, "ray" if backend == "ray" else "local", ray_address)
+
+
+def _run(
+    settings: Settings, *, out: Path | None, save_dir: Path | None, engine: EngineOptions
+) -> None:
     import torch
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from fedchain.shared.fl.data import load_federated
+    from fedchain.shared.fl.device import resolve_device
     from fedchain.shared.fl.models import build_model, resolve_model_name
-    from fedchain.shared.fl.simulation import RoundResult, run_simulation
+    from fedchain.shared.fl.simulation import RoundResult, resolve_engine, run_simulation
     from fedchain.shared.fl.split import head_keys
+    from fedchain.shared.fl.vectorized import check_vectorizable
 
     if settings.torch_threads is not None:
         torch.set_num_threads(settings.torch_threads)
@@ -111,10 +153,18 @@ def _run(settings: Settings, *, out: Path | None, save_dir: Path | None) -> None
         head_keys(build_model(settings.model, settings.dataset), settings.personal_layers)
     else:
         resolve_model_name(settings.model, settings.dataset)
+    device = resolve_device(settings.device)  # refuse a missing device before loading data
+    if engine.vectorize > 1:
+        check_vectorizable(build_model(settings.model, settings.dataset))
     data = load_federated(settings)
+    engine = resolve_engine(settings, engine, data)
     console.print(
         f"{settings.algorithm}: {settings.clients} clients, {settings.rounds} rounds, "
         f"dataset {settings.dataset}, partition {settings.partition}, seed {settings.seed}"
+    )
+    console.print(
+        f"engine: {engine.backend}, device {device}, workers {engine.workers or 'none (serial)'}"
+        + (f", vectorize {engine.vectorize}" if engine.vectorize > 1 else "")
     )
     _print_label_counts(console, [d.label_counts for d in data])
     with Progress(
@@ -127,7 +177,9 @@ def _run(settings: Settings, *, out: Path | None, save_dir: Path | None) -> None
             acc = "-" if r.accuracy is None else f"{100 * r.accuracy:.2f}%"
             bar.update(task, advance=1, description=f"accuracy {acc}")
 
-        result = run_simulation(settings, progress=on_round, save_dir=save_dir, clients=data)
+        result = run_simulation(
+            settings, progress=on_round, save_dir=save_dir, clients=data, engine=engine
+        )
     _print_summary(console, result)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

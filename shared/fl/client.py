@@ -6,6 +6,14 @@ last global shared state it was given. Before training or evaluating it loads
 ``global shared state + own head`` into the model, so its personal model is always
 "the latest global base under my own head".
 
+Memory per client is its data (a view into one pool, see ``data.ImageTensors``) and its
+head tensors only (CPU copies of the personal keys; a FedAvg client holds none): the
+model object and the global state are shared, so 1,000 clients cost 1,000 heads.
+
+Device: the model and the data are moved to ``settings.device`` (``device.resolve_device``:
+auto = CUDA, else MPS, else CPU); the update it returns and the head it keeps and saves
+are CPU tensors.
+
 Round protocol, the same in every engine::
 
     client.set_shared(global_shared)          # FedPer: base only; FedAvg: whole model
@@ -26,14 +34,16 @@ from torch import nn
 
 from fedchain.shared import tensors
 from fedchain.shared.config import ConfigError, Settings
-from fedchain.shared.fl.data import ClientData
+from fedchain.shared.fl.data import ClientData, ImageTensors
+from fedchain.shared.fl.device import resolve_device
 from fedchain.shared.fl.seeding import round_seed
 from fedchain.shared.fl.strategy import Strategy, strategy_from_settings
 from fedchain.shared.fl.training import EvalResult, TrainResult, evaluate, train_local
 
 
 def _clone(state: Mapping[str, torch.Tensor], keys: list[str]) -> dict[str, torch.Tensor]:
-    return {k: state[k].detach().clone() for k in keys}
+    """CPU copies of ``keys`` (a clone on the CPU, a device-to-host copy elsewhere)."""
+    return {k: state[k].detach().to("cpu", copy=True) for k in keys}
 
 
 class LocalClient:
@@ -46,10 +56,13 @@ class LocalClient:
         model: nn.Module,
         *,
         strategy: Strategy | None = None,
+        device: torch.device | None = None,
+        shared: Mapping[str, torch.Tensor] | None = None,
     ) -> None:
         self.settings = settings
-        self.data = data
-        self.model = model
+        self.device = device if device is not None else resolve_device(settings.device)
+        self.data = _on_device(data, self.device)
+        self.model = model.to(self.device)
         self.strategy = strategy or strategy_from_settings(settings)
         if self.strategy.expected_keys is None:
             self.strategy.bind(model)
@@ -59,9 +72,15 @@ class LocalClient:
             )
         state = model.state_dict()
         self.shared_keys: list[str] = list(self.strategy.expected_keys or [])
-        shared = set(self.shared_keys)
-        self.personal_keys: list[str] = [k for k in state if k not in shared]
-        self._shared = _clone(state, self.shared_keys)
+        shared_set = set(self.shared_keys)
+        self.personal_keys: list[str] = [k for k in state if k not in shared_set]
+        # ``shared``: the global shared state this client starts from, kept by reference
+        # (the simulation passes one dict to all its clients); default: a copy of the model's
+        if shared is not None:
+            self.strategy.check_state(shared, "global state")
+            self._shared = {k: shared[k].detach() for k in self.shared_keys}
+        else:
+            self._shared = _clone(state, self.shared_keys)
         self._personal = _clone(state, self.personal_keys)
 
     @property
@@ -86,6 +105,19 @@ class LocalClient:
         self.strategy.check_state(state, "global state")
         self._shared = {k: state[k].detach() for k in self.shared_keys}
 
+    def start_state(self) -> dict[str, torch.Tensor]:
+        """The state a fit starts from: the global shared state under this client's head."""
+        return {**self._shared, **self._personal}
+
+    def end_fit(self, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Keep the head of a trained ``state``; return its shared part (CPU copies).
+
+        ``fit`` ends with it; an engine that trains several clients at once (``vectorized``)
+        hands each client its trained state here.
+        """
+        self._personal = _clone(state, self.personal_keys)
+        return _clone(state, self.shared_keys)
+
     def fit(self, server_round: int) -> tuple[dict[str, torch.Tensor], TrainResult]:
         """Train locally for ``local_epochs``; return (shared state to send, result).
 
@@ -102,9 +134,7 @@ class LocalClient:
             momentum=self.settings.momentum,
             seed=round_seed(self.settings.seed, server_round, self.index),
         )
-        state = self.model.state_dict()
-        self._personal = _clone(state, self.personal_keys)
-        return _clone(state, self.shared_keys), result
+        return self.end_fit(self.model.state_dict()), result
 
     def evaluate(self) -> EvalResult:
         """Evaluate the personal model (global shared state + own head) on the test split."""
@@ -133,3 +163,15 @@ class LocalClient:
         data = Path(path).read_bytes()
         state = tensors.decode(data, expected=self._personal)
         self._personal = {k: state[k] for k in self.personal_keys}
+
+
+def _on_device(data: ClientData, device: torch.device) -> ClientData:
+    """``data`` with its image splits on ``device`` (other datasets are left as they are)."""
+    train, test = data.train, data.test
+    if isinstance(train, ImageTensors):
+        train = train.to(device)
+    if isinstance(test, ImageTensors):
+        test = test.to(device)
+    if train is data.train and test is data.test:
+        return data
+    return ClientData(data.index, train, test, data.label_counts)

@@ -60,21 +60,62 @@ class DatasetMissing(ConfigError):
 
 
 class ImageTensors(Dataset[tuple[torch.Tensor, int]]):
-    """Images kept in memory as uint8 ``(N, C, H, W)``; normalised when a batch is taken."""
+    """Images kept in memory as uint8 ``(N, C, H, W)``; normalised when a batch is taken.
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, spec: DatasetSpec) -> None:
+    A dataset is either a whole pool or a *view* of one: ``subset(index)`` returns a view
+    that shares the pool's tensors and holds only the selected row numbers (``rows``), so
+    1,000 clients' shares cost 1,000 index arrays, not 1,000 copies of their images.
+    ``images`` / ``labels`` give this dataset's own rows (a gathered copy for a view);
+    training takes batches through ``batch``, which gathers only the batch's rows.
+    ``to(device)`` moves the pool once per device: every view of it shares that copy.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        spec: DatasetSpec,
+        *,
+        rows: torch.Tensor | None = None,
+    ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError("images must be a uint8 tensor of shape (N, C, H, W)")
         if labels.shape != (images.shape[0],):
             raise ValueError("labels must hold one label per image")
-        self.images = images
-        self.labels = labels.to(torch.int64)
+        self._images = images
+        self._labels = labels.to(torch.int64)
+        self.rows = None if rows is None else rows.to(torch.int64)
         self.spec = spec
+        self._copies: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, -1, 1, 1)
         self._std = torch.tensor(spec.std, dtype=torch.float32).view(1, -1, 1, 1)
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_copies"] = {}  # device copies are not sent to another process
+        return state
+
+    @property
+    def images(self) -> torch.Tensor:
+        """This dataset's images, uint8 ``(N, C, H, W)`` (a view gathers its rows)."""
+        return self._images if self.rows is None else self._images[self.rows]
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """This dataset's labels, int64 ``(N,)``."""
+        return self._labels if self.rows is None else self._labels[self.rows]
+
+    @property
+    def device(self) -> torch.device:
+        """Where the images are kept."""
+        return self._images.device
+
+    def shares_pool_with(self, other: ImageTensors) -> bool:
+        """True when both read the same pool tensors (views of one pool)."""
+        return self._images is other._images
+
     def __len__(self) -> int:
-        return int(self.images.shape[0])
+        return int(self._images.shape[0] if self.rows is None else self.rows.shape[0])
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         x, y = self.batch(torch.tensor([index]))
@@ -82,13 +123,34 @@ class ImageTensors(Dataset[tuple[torch.Tensor, int]]):
 
     def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised float images and labels for the given sample indices."""
-        x = self.images[index].to(torch.float32).div_(255.0)
-        return (x - self._mean) / self._std, self.labels[index]
+        index = index.to(self._images.device)
+        rows = index if self.rows is None else self.rows[index]
+        x = self._images[rows].to(torch.float32).div_(255.0)
+        return (x - self._mean) / self._std, self._labels[rows]
 
     def subset(self, index: np.ndarray | torch.Tensor) -> ImageTensors:
-        """A new ImageTensors holding only ``index`` (copies the selected rows)."""
-        idx = torch.as_tensor(np.asarray(index), dtype=torch.int64)
-        return ImageTensors(self.images[idx].contiguous(), self.labels[idx].contiguous(), self.spec)
+        """A view holding only ``index`` (row numbers of this dataset): no rows are copied."""
+        idx = torch.as_tensor(np.asarray(index), dtype=torch.int64).to(self._images.device)
+        rows = idx if self.rows is None else self.rows[idx]
+        view = ImageTensors(self._images, self._labels, self.spec, rows=rows)
+        view._copies = self._copies  # views of one pool share its device copies
+        view._mean, view._std = self._mean, self._std
+        return view
+
+    def to(self, device: torch.device | str) -> ImageTensors:
+        """This dataset on ``device``; the pool is copied there once, shared by its views."""
+        device = torch.device(device)
+        if device == self._images.device:
+            return self
+        key = str(device)
+        if key not in self._copies:
+            self._copies[key] = (self._images.to(device), self._labels.to(device))
+        images, labels = self._copies[key]
+        rows = None if self.rows is None else self.rows.to(device)
+        moved = ImageTensors(images, labels, self.spec, rows=rows)
+        moved._copies = self._copies
+        moved._mean, moved._std = self._mean.to(device), self._std.to(device)
+        return moved
 
 
 @dataclass

@@ -5,6 +5,12 @@
 the strategy. After each round every client takes the new global shared state and is
 evaluated on its test split; the round's accuracy is pooled correct/total over all
 clients (FedPer: each client's personal model; FedAvg: the global model).
+
+Where the clients train is the runner's business (``engine.ClientRunner``, chosen by
+``engine.EngineOptions``: the serial loop, ``--vectorize K``, ``--workers N`` processes or
+Ray actors); the server side stays here, in two places other hooks can join:
+``_received`` (an update has come back from a client) and ``_aggregate`` (the round's
+updates, in client-index order, become the new shared state through the strategy).
 """
 
 from __future__ import annotations
@@ -22,9 +28,18 @@ from fedchain.shared import tensors
 from fedchain.shared.config import ConfigError, Settings, learning_summary
 from fedchain.shared.fl.client import LocalClient
 from fedchain.shared.fl.data import ClientData, load_federated
+from fedchain.shared.fl.device import resolve_device
+from fedchain.shared.fl.engine import (
+    ClientRunner,
+    EngineOptions,
+    FitOutcome,
+    LocalRunner,
+    auto_workers,
+    make_runner,
+)
 from fedchain.shared.fl.models import initial_model, resolve_model_name
 from fedchain.shared.fl.seeding import selection_seed
-from fedchain.shared.fl.strategy import strategy_from_settings
+from fedchain.shared.fl.strategy import Update, strategy_from_settings
 
 
 @dataclass
@@ -82,60 +97,99 @@ def settings_summary(settings: Settings) -> dict[str, Any]:
 
 
 class Simulation:
-    """A server and its clients in one process; ``run_round()`` runs one global epoch."""
+    """A server and its clients; ``run_round()`` runs one global epoch.
 
-    def __init__(self, settings: Settings, *, save_dir: Path | None = None) -> None:
+    ``engine`` says where the clients train (default: the serial loop in this process);
+    its ``workers`` must be a number here (``run_simulation`` resolves ``auto``). Call
+    ``close()`` (or use ``with``) to stop worker processes or Ray actors.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        save_dir: Path | None = None,
+        engine: EngineOptions | None = None,
+    ) -> None:
         self.settings = settings
         self.strategy = strategy_from_settings(settings)
         self.model = initial_model(settings)
         self.shared_keys = self.strategy.bind(self.model)
         self.global_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        self.clients: list[LocalClient] = []
         self.history: list[RoundResult] = []
         self.save_dir = save_dir
+        self.engine = engine or EngineOptions()
+        if self.engine.workers == "auto":
+            raise ConfigError("Simulation needs a number of workers; run_simulation resolves auto")
+        self.runner: ClientRunner = make_runner(
+            settings, self.strategy, self.model, self.global_state, self.engine
+        )
+        self._datas: list[ClientData] = []
+
+    def __enter__(self) -> Simulation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the runner's workers, if any (idempotent)."""
+        self.runner.close()
 
     @property
     def round(self) -> int:
         """The last completed round (0 before the first)."""
         return len(self.history)
 
-    def add_client(self, data: ClientData) -> LocalClient:
-        """Register a client holding ``data`` (its index must be new)."""
-        if any(c.index == data.index for c in self.clients):
+    @property
+    def clients(self) -> list[LocalClient]:
+        """The clients, in the order they were added (serial and vectorised runs only)."""
+        if not isinstance(self.runner, LocalRunner):
+            raise ConfigError("the clients live in worker processes: no LocalClient here")
+        return list(self.runner.clients.values())
+
+    def add_client(self, data: ClientData) -> LocalClient | None:
+        """Register a client holding ``data`` (its index must be new).
+
+        It starts from the current global model and the initial head. Returns its
+        ``LocalClient`` when it lives in this process, else None (it lives in a worker).
+        """
+        if any(d.index == data.index for d in self._datas):
             raise ConfigError(f"a client with index {data.index} is already registered")
-        # a client joining late starts from the current global model and the initial head
-        self.model.load_state_dict(self.global_state)
-        client = LocalClient(self.settings, data, self.model, strategy=self.strategy)
-        self.clients.append(client)
-        return client
+        self.runner.add(data)
+        self._datas.append(data)
+        if isinstance(self.runner, LocalRunner):
+            return self.runner.clients[data.index]
+        return None
 
     def global_shared(self) -> dict[str, torch.Tensor]:
         """The global state that clients receive (FedPer: base; FedAvg: whole model)."""
         return {k: self.global_state[k] for k in self.shared_keys}
 
+    def _received(self, server_round: int, outcome: FitOutcome) -> Update:
+        """Hook: client ``outcome.index``'s update has come back; the (state, samples) to use."""
+        return outcome.state, outcome.result.samples
+
+    def _aggregate(self, server_round: int, updates: list[Update]) -> dict[str, torch.Tensor]:
+        """Hook: the round's updates (client-index order) -> the new global shared state."""
+        return self.strategy.aggregate(server_round, updates)
+
     def run_round(self, *, evaluate: bool | None = None) -> RoundResult:
         """Select, train, aggregate, then (if asked, default ``settings.eval``) evaluate."""
-        if not self.clients:
+        if not self._datas:
             raise ConfigError("no clients registered: add at least one client before training")
         start = time.perf_counter()
         server_round = self.round + 1
         rng = random.Random(selection_seed(self.settings.seed, server_round))
-        by_index = {c.index: c for c in self.clients}
-        selected = self.strategy.select_clients(server_round, list(by_index), rng)
-        shared = self.global_shared()
-        updates = []
-        losses = []
-        for index in selected:
-            client = by_index[index]
-            client.set_shared(shared)
-            state, result = client.fit(server_round)
-            updates.append((state, result.samples))
-            losses.append((result.loss, result.samples))
-        aggregated = self.strategy.aggregate(server_round, updates)
+        selected = self.strategy.select_clients(
+            server_round, [d.index for d in self._datas], rng
+        )
+        outcomes = self.runner.fit(server_round, self.global_shared(), selected)
+        updates = [self._received(server_round, o) for o in outcomes]
+        losses = [(o.result.loss, o.result.samples) for o in outcomes]
+        aggregated = self._aggregate(server_round, updates)
         self.global_state = self.strategy.apply(self.global_state, aggregated)
-        shared = self.global_shared()
-        for client in self.clients:
-            client.set_shared(shared)
+        self.runner.set_global(self.global_state)
         weight = sum(n for _, n in losses) or 1
         outcome = RoundResult(
             round=server_round,
@@ -155,7 +209,8 @@ class Simulation:
 
     def evaluate(self) -> tuple[int, int, float, list[float]]:
         """Pooled (correct, total, mean loss, per-client accuracies) over all test splits."""
-        results = [c.evaluate() for c in self.clients]
+        by_index = self.runner.evaluate(self.global_shared())
+        results = [by_index[d.index] for d in self._datas]
         correct = sum(r.correct for r in results)
         total = sum(r.total for r in results)
         loss = sum(r.loss * r.total for r in results) / total if total else 0.0
@@ -190,9 +245,22 @@ class Simulation:
             algorithm=self.strategy.name,
             config=settings_summary(self.settings),
             rounds=list(self.history),
-            label_counts=[c.data.label_counts for c in sorted(self.clients, key=lambda c: c.index)],
+            label_counts=[d.label_counts for d in sorted(self._datas, key=lambda d: d.index)],
             global_state=dict(self.global_state),
         )
+
+
+def resolve_engine(
+    settings: Settings, engine: EngineOptions, clients: list[ClientData]
+) -> EngineOptions:
+    """``engine`` with ``workers="auto"`` replaced by ``engine.auto_workers``' choice."""
+    if engine.workers != "auto":
+        return engine
+    samples = sum(len(d.train) for d in clients)  # type: ignore[arg-type,misc]
+    workers = auto_workers(settings, samples, resolve_device(settings.device))
+    if engine.backend == "ray":
+        workers = max(workers, 1)
+    return EngineOptions(workers, engine.vectorize, engine.backend, engine.ray_address)
 
 
 def run_simulation(
@@ -201,18 +269,23 @@ def run_simulation(
     progress: Callable[[RoundResult], None] | None = None,
     save_dir: Path | None = None,
     clients: list[ClientData] | None = None,
+    engine: EngineOptions | None = None,
 ) -> SimulationResult:
     """Run ``settings.rounds`` rounds over all clients; ``progress`` is called after each.
 
     ``save_dir`` writes the global shared state of each round as
     ``round-NNNN.safetensors``. ``clients`` overrides loading the shares from disk.
-    The last round is always evaluated, even with ``eval`` off.
+    ``engine`` says where clients train (default: serially, in this process). The last
+    round is always evaluated, even with ``eval`` off. Workers are stopped on return,
+    on an error and on Ctrl-C.
     """
-    sim = Simulation(settings, save_dir=save_dir)
-    for data in clients if clients is not None else load_federated(settings):
-        sim.add_client(data)
-    for r in range(1, settings.rounds + 1):
-        outcome = sim.run_round(evaluate=True if r == settings.rounds else None)
-        if progress is not None:
-            progress(outcome)
-    return sim.result()
+    datas = clients if clients is not None else load_federated(settings)
+    options = resolve_engine(settings, engine or EngineOptions(), datas)
+    with Simulation(settings, save_dir=save_dir, engine=options) as sim:
+        for data in datas:
+            sim.add_client(data)
+        for r in range(1, settings.rounds + 1):
+            outcome = sim.run_round(evaluate=True if r == settings.rounds else None)
+            if progress is not None:
+                progress(outcome)
+        return sim.result()

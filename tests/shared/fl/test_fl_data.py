@@ -134,3 +134,15 @@ def test_download_offline_says_it_needs_internet(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(torchvision.datasets, "MNIST", Offline)
     with pytest.raises(D.DatasetMissing, match="could not download mnist .*needs internet"):
         D.load_pool("mnist", tmp_path / "fresh", download=True)
+
+
+def test_client_shares_are_views_into_one_pool() -> None:
+    s = load_settings(dataset="mnist-sample", clients=200, partition="iid")
+    pool = D.load_pool(s.dataset, s.data_dir)
+    shares = D.load_federated(s)
+    for share in shares:  # no rows copied: every split reads the pool's own tensors
+        assert share.train.shares_pool_with(pool) and share.test.shares_pool_with(pool)
+    x, y = shares[7].train.batch(torch.arange(3))
+    rows = shares[7].train.rows[:3]
+    assert torch.equal(y, pool.labels[rows])
+    assert torch.equal(x, pool.batch(rows)[0])

@@ -1,0 +1,278 @@
+"""Parallel simulation: clients pinned to N worker processes (``fedchain simulate --workers N``).
+
+Each worker is a fresh interpreter (``python -m fedchain.shared.fl.workers FD``, spawned,
+never forked: torch's threads and locks do not survive a fork; and, unlike
+``multiprocessing``'s spawn, it never re-runs the caller's ``__main__`` script), talking to
+the parent over a socket pair, holding a ``WorkerCore``: a model, a strategy bound to it and a ``LocalRunner`` with
+the clients pinned to it (their data arrives once, in one message; their heads stay there).
+The parent keeps the server side: selection, the strategy's aggregation, evaluation
+bookkeeping. Per round it sends every worker the global shared state and the indices of
+its selected clients; the workers train in parallel and send back CPU-tensor updates,
+which the parent puts in client-index order before the strategy aggregates them.
+
+Same inputs, same arithmetic: a worker trains client i exactly as the serial loop does
+(same model, state, seed ``round_seed(seed, round, i)``), so with the same number of torch
+threads per process the global model is bitwise the serial loop's.
+
+Pinning: a client goes to the worker with the fewest training samples so far. Threads:
+the run's threads (default: the usable cores) split evenly over the workers. Ctrl-C:
+workers ignore SIGINT; the parent asks them to stop, then terminates and kills any still
+running after a bounded wait (``STOP_SECONDS``).
+
+``ShardedRunner`` holds what the process and Ray runners share (pinning, fan-out, the
+order of answers); a transport implements ``_start`` and ``_call_all``.
+"""
+
+from __future__ import annotations
+
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
+from multiprocessing.connection import Connection
+from typing import Any
+
+import torch
+
+from fedchain.shared.config import ConfigError, Settings
+from fedchain.shared.fl.data import ClientData
+from fedchain.shared.fl.engine import ClientRunner, FitOutcome, LocalRunner, threads_per_worker
+from fedchain.shared.fl.models import build_model
+from fedchain.shared.fl.strategy import strategy_from_settings
+from fedchain.shared.fl.training import EvalResult
+
+STOP_SECONDS = 5.0
+"""How long ``close`` waits for workers to stop before terminating, then killing them."""
+
+WORKER_ERRORS = (ConfigError, ValueError, FloatingPointError, RuntimeError)
+"""What a worker sends back to the parent (re-raised there) instead of dying."""
+
+
+class WorkerFailed(RuntimeError):
+    """A worker process stopped or could not be reached (the message says which)."""
+
+
+class WorkerCore:
+    """The client side inside one worker: a model, a bound strategy, a ``LocalRunner``."""
+
+    def __init__(
+        self, settings: Settings, global_state: Mapping[str, torch.Tensor], vectorize: int,
+        threads: int,
+    ) -> None:
+        torch.set_num_threads(threads)
+        strategy = strategy_from_settings(settings)
+        model = build_model(settings.model, settings.dataset)
+        model.load_state_dict(global_state)
+        strategy.bind(model)
+        self.runner = LocalRunner(
+            settings, strategy, model, global_state, vectorize=vectorize,
+            device=torch.device("cpu"),
+        )
+
+    def add(self, datas: list[ClientData]) -> None:
+        """Register the clients pinned to this worker."""
+        for data in datas:
+            self.runner.add(data)
+
+    def set_global(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Clients added later start from ``state``."""
+        self.runner.set_global(state)
+
+    def fit(
+        self, server_round: int, shared: Mapping[str, torch.Tensor], indices: list[int]
+    ) -> list[FitOutcome]:
+        """Train ``indices`` (pinned here) from ``shared``."""
+        return self.runner.fit(server_round, shared, indices)
+
+    def evaluate(self, shared: Mapping[str, torch.Tensor]) -> dict[int, EvalResult]:
+        """Evaluate every client pinned here."""
+        return self.runner.evaluate(shared)
+
+
+class ShardedRunner(ClientRunner):
+    """Clients pinned to ``shards`` remote ``WorkerCore``s (processes or Ray actors)."""
+
+    def __init__(self, shards: int) -> None:
+        self.shards = shards
+        self.owner: dict[int, int] = {}
+        self._load = [0] * shards
+        self._pending: list[list[ClientData]] = [[] for _ in range(shards)]
+        self._global: dict[str, torch.Tensor] | None = None
+        self._started = False
+
+    @abstractmethod
+    def _start(self) -> None:
+        """Start the workers (called once, before the first call)."""
+
+    @abstractmethod
+    def _call_all(self, calls: Mapping[int, tuple[str, tuple[Any, ...]]]) -> dict[int, Any]:
+        """Run ``method(*args)`` on each shard's WorkerCore, in parallel; their answers."""
+
+    def _ready(self) -> None:
+        if not self._started:
+            self._start()
+            self._started = True
+        pending = {s: ("add", (datas,)) for s, datas in enumerate(self._pending) if datas}
+        if pending:
+            if self._global is not None:  # late clients start from the current global state
+                state = self._global
+                self._call_all({s: ("set_global", (state,)) for s in pending})
+                self._global = None
+            self._pending = [[] for _ in range(self.shards)]
+            self._call_all(pending)
+
+    def add(self, data: ClientData) -> None:
+        if data.index in self.owner:
+            raise ConfigError(f"a client with index {data.index} is already registered")
+        shard = min(range(self.shards), key=lambda s: (self._load[s], s))
+        self.owner[data.index] = shard
+        self._load[shard] += len(data.train)  # type: ignore[arg-type]
+        self._pending[shard].append(data)
+
+    def set_global(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Recorded here; sent to the workers only with the next clients added."""
+        self._global = dict(state)
+
+    def fit(
+        self, server_round: int, shared: Mapping[str, torch.Tensor], indices: Sequence[int]
+    ) -> list[FitOutcome]:
+        self._ready()
+        groups: dict[int, list[int]] = {}
+        for index in indices:
+            groups.setdefault(self.owner[index], []).append(index)
+        state = dict(shared)
+        answers = self._call_all(
+            {s: ("fit", (server_round, state, idx)) for s, idx in groups.items()}
+        )
+        by_index = {o.index: o for outcomes in answers.values() for o in outcomes}
+        return [by_index[i] for i in indices]
+
+    def evaluate(self, shared: Mapping[str, torch.Tensor]) -> dict[int, EvalResult]:
+        self._ready()
+        state = dict(shared)
+        answers = self._call_all({s: ("evaluate", (state,)) for s in range(self.shards)})
+        merged: dict[int, EvalResult] = {}
+        for part in answers.values():
+            merged.update(part)
+        return merged
+
+
+def _worker_main(conn: Connection) -> None:
+    """A worker process: build a WorkerCore from the first message, then serve calls."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    core: WorkerCore | None = None
+    while True:
+        try:
+            method, args = pickle.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            return
+        if method == "stop":
+            return
+        try:
+            if method == "init":
+                core = WorkerCore(*args)
+                answer: tuple[str, Any] = ("ok", None)
+            elif core is None:
+                raise WorkerFailed("worker called before init")
+            else:
+                answer = ("ok", getattr(core, method)(*args))
+        except WORKER_ERRORS as exc:
+            answer = ("error", exc)
+        conn.send_bytes(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+class ProcessRunner(ShardedRunner):
+    """``workers`` spawned processes on this machine, each a ``WorkerCore``."""
+
+    def __init__(
+        self, settings: Settings, global_state: Mapping[str, torch.Tensor], *, workers: int,
+        vectorize: int = 1,
+    ) -> None:
+        super().__init__(workers)
+        self.settings = settings
+        self.global_state = {k: v.detach().cpu() for k, v in global_state.items()}
+        self.vectorize = vectorize
+        self.threads = threads_per_worker(settings, workers)
+        self._procs: list[subprocess.Popen[bytes]] = []
+        self._conns: list[Connection] = []
+
+    def _start(self) -> None:
+        for _ in range(self.shards):
+            parent, child = socket.socketpair()
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "fedchain.shared.fl.workers", str(child.fileno())],
+                pass_fds=(child.fileno(),),
+            )
+            child.close()
+            self._procs.append(proc)
+            self._conns.append(Connection(parent.detach()))
+        init = ("init", (self.settings, self.global_state, self.vectorize, self.threads))
+        self._call_all({i: init for i in range(self.shards)})
+
+    def _send(self, shard: int, message: tuple[str, tuple[Any, ...]]) -> None:
+        try:
+            self._conns[shard].send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+        except (BrokenPipeError, EOFError, OSError) as exc:
+            raise self._failed(shard) from exc
+
+    def _failed(self, shard: int) -> WorkerFailed:
+        proc = self._procs[shard]
+        try:
+            code: int | None = proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            code = None
+        return WorkerFailed(
+            f"simulation worker {shard} stopped (exit code {code}); see its output above"
+        )
+
+    def _call_all(self, calls: Mapping[int, tuple[str, tuple[Any, ...]]]) -> dict[int, Any]:
+        for shard, message in calls.items():
+            self._send(shard, message)
+        answers: dict[int, Any] = {}
+        error: BaseException | None = None
+        for shard in calls:
+            try:
+                status, value = pickle.loads(self._conns[shard].recv_bytes())
+            except (EOFError, OSError) as exc:
+                raise self._failed(shard) from exc
+            if status == "error" and error is None:
+                error = value
+            answers[shard] = value
+        if error is not None:
+            raise error
+        return answers
+
+    def close(self) -> None:
+        """Ask the workers to stop; terminate, then kill, those still running (bounded)."""
+        for conn in self._conns:
+            try:
+                conn.send_bytes(pickle.dumps(("stop", ())))
+            except (BrokenPipeError, EOFError, OSError):
+                pass
+        for proc in self._procs:
+            _stop(proc)
+        for conn in self._conns:
+            conn.close()
+        self._procs, self._conns = [], []
+        self._started = False
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Wait ``STOP_SECONDS`` for a worker to exit, then terminate it, then kill it."""
+    for step in (None, proc.terminate, proc.kill):
+        if step is not None:
+            step()
+        try:
+            proc.wait(timeout=STOP_SECONDS if step is None else 2.0)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+if __name__ == "__main__":
+    from fedchain.shared.fl.workers import _worker_main as main  # the importable module's
+
+    main(Connection(int(sys.argv[1])))
