@@ -19,6 +19,7 @@ from fedchain.shared.config import LEARNING_FIELDS, ConfigError, Settings, load_
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from fedchain.shared.fl.attacks import AttackPlan
     from fedchain.shared.fl.simulation import SimulationResult
 
 
@@ -57,9 +58,16 @@ def _print_summary(console: Console, result: SimulationResult) -> None:
     from rich.table import Table
 
     table = Table(title=f"{result.algorithm} on {result.config['dataset']} ({result.config['partition']})")
-    for col in ("round", "accuracy", "test loss", "train loss", "clients", "seconds"):
+    robust = result.config.get("aggregator", "mean") != "mean"
+    extra = ("decisions",) if robust else ()
+    extra += ("attackers flagged",) if result.attack is not None else ()
+    for col in ("round", "accuracy", "test loss", "train loss", "clients", "seconds", *extra):
         table.add_column(col, justify="right")
     for r in result.rounds:
+        flagged = "-" if r.attackers_flagged is None else f"{100 * r.attackers_flagged:.0f}%"
+        more = ((str(len(r.decisions)),) if robust else ()) + (
+            (flagged,) if result.attack is not None else ()
+        )
         table.add_row(
             str(r.round),
             "-" if r.accuracy is None else f"{100 * r.accuracy:.2f}%",
@@ -67,6 +75,7 @@ def _print_summary(console: Console, result: SimulationResult) -> None:
             f"{r.train_loss:.4f}",
             str(len(r.participants)),
             f"{r.seconds:.1f}",
+            *more,
         )
     console.print(table)
     final = result.final_accuracy
@@ -84,17 +93,37 @@ def simulate(
     save_dir: Path | None = typer.Option(
         None, help="write each round's global model (safetensors; FedPer: the shared base) here"
     ),
+    attackers: float | None = typer.Option(
+        None, help="experiment: share of the clients that attack, in [0, 1) (needs --attack)"
+    ),
+    attack: str | None = typer.Option(
+        None, help="experiment: sign-flip, scale:λ, gaussian:σ, label-flip or nan (needs --attackers)"
+    ),
 ) -> None:
     """Run federated learning in one process and report accuracy per round."""
     try:
         settings = load_settings(config, **learning, torch_threads=threads)
         _check_writable(out, save_dir)
-        _run(settings, out=out, save_dir=save_dir)
+        plan = _attack_plan(settings, attackers, attack)
+        _run(settings, out=out, save_dir=save_dir, attack=plan)
     except (ConfigError, FloatingPointError) as exc:
         _fail(str(exc))
 
 
-def _run(settings: Settings, *, out: Path | None, save_dir: Path | None) -> None:
+def _attack_plan(settings: Settings, share: float | None, attack: str | None) -> AttackPlan | None:
+    """The attack of an experiment (``--attackers`` with ``--attack``), or None (the default)."""
+    if share is None and attack is None:
+        return None
+    if share is None or attack is None:
+        raise ConfigError("--attackers and --attack go together (e.g. --attackers 0.3 --attack sign-flip)")
+    from fedchain.shared.fl.attacks import AttackPlan
+
+    return AttackPlan.build(attack, share, list(range(settings.clients)), settings.seed)
+
+
+def _run(
+    settings: Settings, *, out: Path | None, save_dir: Path | None, attack: AttackPlan | None = None
+) -> None:
     import torch
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -116,6 +145,9 @@ def _run(settings: Settings, *, out: Path | None, save_dir: Path | None) -> None
         f"{settings.algorithm}: {settings.clients} clients, {settings.rounds} rounds, "
         f"dataset {settings.dataset}, partition {settings.partition}, seed {settings.seed}"
     )
+    console.print(f"aggregator: {settings.aggregator}")
+    if attack is not None:
+        console.print(f"[bold red]{attack.describe()}[/]")
     _print_label_counts(console, [d.label_counts for d in data])
     with Progress(
         TextColumn("round"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.description}"),
@@ -127,7 +159,9 @@ def _run(settings: Settings, *, out: Path | None, save_dir: Path | None) -> None
             acc = "-" if r.accuracy is None else f"{100 * r.accuracy:.2f}%"
             bar.update(task, advance=1, description=f"accuracy {acc}")
 
-        result = run_simulation(settings, progress=on_round, save_dir=save_dir, clients=data)
+        result = run_simulation(
+            settings, progress=on_round, save_dir=save_dir, clients=data, attack=attack
+        )
     _print_summary(console, result)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,11 @@
 the strategy. After each round every client takes the new global shared state and is
 evaluated on its test split; the round's accuracy is pooled correct/total over all
 clients (FedPer: each client's personal model; FedAvg: the global model).
+
+The strategy's aggregator (``settings.aggregator``) reports its decisions per round
+(``RoundResult.decisions``: client, action, reason). An ``AttackPlan`` (experiments) turns
+some clients' data or updates into poisoned ones; the share of their updates the
+aggregator rejected or clipped is ``RoundResult.attackers_flagged``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import torch
 
 from fedchain.shared import tensors
 from fedchain.shared.config import ConfigError, Settings, learning_summary
+from fedchain.shared.fl.attacks import AttackPlan, flagged_share
 from fedchain.shared.fl.client import LocalClient
 from fedchain.shared.fl.data import ClientData, load_federated
 from fedchain.shared.fl.models import initial_model, resolve_model_name
@@ -40,6 +46,8 @@ class RoundResult:
     correct: int | None = None
     total: int | None = None
     client_accuracy: list[float] | None = None
+    decisions: list[dict[str, object]] = field(default_factory=list)
+    attackers_flagged: float | None = None
 
 
 @dataclass
@@ -55,6 +63,7 @@ class SimulationResult:
     config: dict[str, Any]
     rounds: list[RoundResult] = field(default_factory=list)
     label_counts: list[dict[int, int]] = field(default_factory=list)
+    attack: dict[str, object] | None = None
     global_state: dict[str, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -73,6 +82,7 @@ class SimulationResult:
             "rounds": [asdict(r) for r in self.rounds],
             "final_accuracy": self.final_accuracy,
             "label_counts": [{str(k): v for k, v in c.items()} for c in self.label_counts],
+            "attack": self.attack,
         }
 
 
@@ -84,8 +94,11 @@ def settings_summary(settings: Settings) -> dict[str, Any]:
 class Simulation:
     """A server and its clients in one process; ``run_round()`` runs one global epoch."""
 
-    def __init__(self, settings: Settings, *, save_dir: Path | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, save_dir: Path | None = None, attack: AttackPlan | None = None
+    ) -> None:
         self.settings = settings
+        self.attack = attack
         self.strategy = strategy_from_settings(settings)
         self.model = initial_model(settings)
         self.shared_keys = self.strategy.bind(self.model)
@@ -105,6 +118,8 @@ class Simulation:
             raise ConfigError(f"a client with index {data.index} is already registered")
         # a client joining late starts from the current global model and the initial head
         self.model.load_state_dict(self.global_state)
+        if self.attack is not None:
+            data = self.attack.prepare(data)
         client = LocalClient(self.settings, data, self.model, strategy=self.strategy)
         self.clients.append(client)
         return client
@@ -129,10 +144,12 @@ class Simulation:
             client = by_index[index]
             client.set_shared(shared)
             state, result = client.fit(server_round)
+            if self.attack is not None:
+                state = self.attack.poison(server_round, index, state, shared)
             updates.append((state, result.samples))
             losses.append((result.loss, result.samples))
-        aggregated = self.strategy.aggregate(server_round, updates)
-        self.global_state = self.strategy.apply(self.global_state, aggregated)
+        aggregation = self.strategy.aggregate_with_decisions(server_round, updates, shared)
+        self.global_state = self.strategy.apply(self.global_state, aggregation.state)
         shared = self.global_shared()
         for client in self.clients:
             client.set_shared(shared)
@@ -144,7 +161,12 @@ class Simulation:
             seconds=0.0,
             train_loss=sum(loss * n for loss, n in losses) / weight,
             participants=selected,
+            decisions=[d.with_node(selected[d.index]).to_json() for d in aggregation.decisions],
         )
+        if self.attack is not None:
+            outcome.attackers_flagged = flagged_share(
+                aggregation.decisions, selected, self.attack.attackers
+            )
         if self.settings.eval if evaluate is None else evaluate:
             self._evaluate_into(outcome)
         if self.save_dir is not None:
@@ -191,6 +213,7 @@ class Simulation:
             config=settings_summary(self.settings),
             rounds=list(self.history),
             label_counts=[c.data.label_counts for c in sorted(self.clients, key=lambda c: c.index)],
+            attack=None if self.attack is None else self.attack.to_json(),
             global_state=dict(self.global_state),
         )
 
@@ -201,14 +224,16 @@ def run_simulation(
     progress: Callable[[RoundResult], None] | None = None,
     save_dir: Path | None = None,
     clients: list[ClientData] | None = None,
+    attack: AttackPlan | None = None,
 ) -> SimulationResult:
     """Run ``settings.rounds`` rounds over all clients; ``progress`` is called after each.
 
     ``save_dir`` writes the global shared state of each round as
     ``round-NNNN.safetensors``. ``clients`` overrides loading the shares from disk.
+    ``attack`` makes some clients poison their updates (experiments; off by default).
     The last round is always evaluated, even with ``eval`` off.
     """
-    sim = Simulation(settings, save_dir=save_dir)
+    sim = Simulation(settings, save_dir=save_dir, attack=attack)
     for data in clients if clients is not None else load_federated(settings):
         sim.add_client(data)
     for r in range(1, settings.rounds + 1):
