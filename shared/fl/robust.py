@@ -99,10 +99,23 @@ def _stack(updates: Sequence[StateUpdate], key: str) -> torch.Tensor:
     return torch.stack([s[key].detach().to("cpu", torch.float64).reshape(-1) for s, _ in updates])
 
 
-def flatten(updates: Sequence[StateUpdate]) -> torch.Tensor:
-    """Every update's floating-point tensors as one row of a (n, d) matrix (float64)."""
-    keys = _float_keys(updates[0][0])
-    return torch.cat([_stack(updates, k) for k in keys], dim=1)
+def _sort_columns(values: torch.Tensor, stable: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.sort(values, dim=0)``, done on contiguous rows (several times faster)."""
+    sorted_t, order = torch.sort(values.T.contiguous(), dim=1, stable=stable)
+    return sorted_t.T, order.T
+
+
+def flatten(updates: Sequence[StateUpdate], keys: Sequence[str] | None = None) -> torch.Tensor:
+    """Every update's floating-point tensors (or ``keys``) as one row of a (n, d) float64 matrix."""
+    keys = list(keys) if keys is not None else _float_keys(updates[0][0])
+    sizes = [updates[0][0][k].numel() for k in keys]
+    out = torch.empty((len(updates), sum(sizes)), dtype=torch.float64)
+    for row, (state, _) in zip(out, updates, strict=True):
+        offset = 0
+        for key, size in zip(keys, sizes, strict=True):
+            row[offset : offset + size].copy_(state[key].detach().reshape(-1))
+            offset += size
+    return out
 
 
 def _median_rows(values: torch.Tensor) -> torch.Tensor:
@@ -114,9 +127,17 @@ def _median_rows(values: torch.Tensor) -> torch.Tensor:
 
 
 def pairwise_sq_distances(matrix: torch.Tensor) -> torch.Tensor:
-    """Squared Euclidean distances between every pair of rows: one batched ``torch.cdist``."""
-    dist = torch.cdist(matrix.unsqueeze(0), matrix.unsqueeze(0), compute_mode="use_mm_for_euclid_dist")
-    return dist.squeeze(0).clamp_min_(0).pow_(2)
+    """Squared Euclidean distances between every pair of rows, from one batched matrix product.
+
+    ``|a - b|² = |a|² + |b|² - 2 a·b`` over the Gram matrix ``X Xᵀ`` (float64): for 20
+    MNIST-CNN updates it is several times faster than ``torch.cdist`` on this CPU and exact
+    to float64 rounding (the rows are float32 values).
+    """
+    gram = matrix @ matrix.T
+    sq = torch.diagonal(gram)
+    dist = (sq.unsqueeze(0) + sq.unsqueeze(1) - 2 * gram).clamp_min_(0)
+    dist.fill_diagonal_(0)
+    return dist
 
 
 def krum_scores(sq_dist: torch.Tensor, f: int) -> torch.Tensor:
@@ -188,14 +209,13 @@ class Aggregator:
     ) -> tuple[list[StateUpdate], list[int]]:
         kept, kept_indices = [], []
         for update, index in zip(updates, indices, strict=True):
-            bad = sum(
-                int((~torch.isfinite(t)).sum()) for t in update[0].values() if t.dtype.is_floating_point
-            )
-            if bad:
-                decisions.append(Decision(index, "rejected", f"not finite: {bad} NaN/Inf values"))
-            else:
+            floats = [t for t in update[0].values() if t.dtype.is_floating_point]
+            if all(bool(torch.isfinite(t).all()) for t in floats):
                 kept.append(update)
                 kept_indices.append(index)
+                continue
+            bad = sum(int((~torch.isfinite(t)).sum()) for t in floats)
+            decisions.append(Decision(index, "rejected", f"not finite: {bad} NaN/Inf values"))
         if not kept:
             raise AggregationError("nothing to aggregate: every update holds NaN or Inf values")
         return kept, kept_indices
@@ -209,25 +229,22 @@ class Aggregator:
         decisions: list[Decision],
     ) -> list[StateUpdate]:
         keys = _float_keys(updates[0][0])
-        base = {k: reference[k].detach().to("cpu", torch.float64) for k in keys}
-        deltas = [{k: s[k].detach().to("cpu", torch.float64) - base[k] for k in keys} for s, _ in updates]
-        norms = torch.stack(
-            [torch.sqrt(sum((d[k].pow(2).sum() for k in keys), torch.tensor(0.0, dtype=torch.float64)))
-             for d in deltas]
-        )
+        ref = flatten([(reference, 0)], keys)
+        norms = (flatten(updates, keys) - ref).norm(dim=1)
         bound = tau * float(_median_rows(torch.sort(norms).values.unsqueeze(1))[0])
         out: list[StateUpdate] = []
-        for (state, samples), delta, norm, index in zip(updates, deltas, norms, indices, strict=True):
-            value = float(norm)
-            if value <= bound:
+        for (state, samples), norm, index in zip(updates, norms.tolist(), indices, strict=True):
+            if norm <= bound:
                 out.append((state, samples))
                 continue
-            scale = bound / value
+            scale = bound / norm
             clipped = dict(state)
             for k in keys:
-                clipped[k] = cast_back(base[k] + delta[k] * scale, state[k].dtype)
+                base = reference[k].detach().to("cpu", torch.float64)
+                delta = state[k].detach().to("cpu", torch.float64) - base
+                clipped[k] = cast_back(base + delta * scale, state[k].dtype)
             out.append((clipped, samples))
-            decisions.append(Decision(index, "clipped", f"norm {value:.3g} > bound {bound:.3g}"))
+            decisions.append(Decision(index, "clipped", f"norm {norm:.3g} > bound {bound:.3g}"))
         return out
 
     def _rule(self, updates: list[StateUpdate], indices: list[int], decisions: list[Decision]) -> State:
@@ -261,7 +278,7 @@ class Aggregator:
         coordinates = 0
         out: State = {}
         for key, ref in first.items():
-            values, order = torch.sort(_stack(updates, key), dim=0, stable=True)
+            values, order = _sort_columns(_stack(updates, key), stable=True)
             if self.spec.rule == "median":
                 agg = _median_rows(values)
             else:
@@ -306,8 +323,8 @@ class Aggregator:
         out: State = {}
         for key, ref in selected[0][0].items():
             values = _stack(selected, key)
-            median = _median_rows(torch.sort(values, dim=0).values)
-            order = torch.sort((values - median).abs(), dim=0, stable=True).indices[:beta]
+            median = _median_rows(_sort_columns(values)[0])
+            order = _sort_columns((values - median).abs(), stable=True)[1][:beta]
             agg = torch.gather(values, 0, order).mean(dim=0)
             out[key] = cast_back(agg.reshape(ref.shape), ref.dtype)
         return out
