@@ -7,7 +7,7 @@ import torch
 
 from fedchain.shared.config import ConfigError, load_settings
 from fedchain.shared.fl.attacks import AttackPlan, choose_attackers, flagged_share, parse_attack
-from fedchain.shared.fl.data import ClientData, ImageTensors, SPECS
+from fedchain.shared.fl.data import SPECS, ClientData, ImageTensors
 from fedchain.shared.fl.robust import Decision
 from fedchain.shared.fl.simulation import run_simulation
 

@@ -15,7 +15,8 @@ from fedchain.shared.fl.strategy import FedAvg, FedPer, UpdateRejected, strategy
 def ups(*rows: list[float], weights: list[int] | None = None) -> list[tuple[dict[str, torch.Tensor], int]]:
     """One update per row: tensor ``w`` = row, buffer ``n`` = 10 * position."""
     ws = weights or [1] * len(rows)
-    return [({"w": torch.tensor(r), "n": torch.tensor(10 * i)}, w) for i, (r, w) in enumerate(zip(rows, ws))]
+    pairs = enumerate(zip(rows, ws, strict=True))
+    return [({"w": torch.tensor(r), "n": torch.tensor(10 * i)}, w) for i, (r, w) in pairs]
 
 
 # ---- the spec -----------------------------------------------------------------
