@@ -132,6 +132,7 @@ def _run(
     from fedchain.shared.fl.models import build_model, resolve_model_name
     from fedchain.shared.fl.simulation import RoundResult, run_simulation
     from fedchain.shared.fl.split import head_keys
+    from fedchain.shared.fl.strategy import UpdateRejected
 
     if settings.torch_threads is not None:
         torch.set_num_threads(settings.torch_threads)
@@ -159,9 +160,12 @@ def _run(
             acc = "-" if r.accuracy is None else f"{100 * r.accuracy:.2f}%"
             bar.update(task, advance=1, description=f"accuracy {acc}")
 
-        result = run_simulation(
-            settings, progress=on_round, save_dir=save_dir, clients=data, attack=attack
-        )
+        try:
+            result = run_simulation(
+                settings, progress=on_round, save_dir=save_dir, clients=data, attack=attack
+            )
+        except UpdateRejected as exc:  # e.g. an aggregator's f too large for the clients
+            raise ConfigError(str(exc)) from exc
     _print_summary(console, result)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

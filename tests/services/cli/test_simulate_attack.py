@@ -42,7 +42,8 @@ def test_attack_is_announced_and_recorded(tmp_path: Path) -> None:
     "flags,match",
     [(["--attack", "nan"], "--attackers and --attack go together"),
      (["--attackers", "0.3", "--attack", "boom"], "unknown attack 'boom'"),
-     (["--aggregator", "krum"], "krum takes the number f")],
+     (["--aggregator", "krum"], "krum takes the number f"),
+     (["--aggregator", "krum:2"], "round 1: aggregator krum:2 needs at least 2f+3 = 7 updates, got 5")],
 )
 def test_bad_attack_or_aggregator_exits_2(flags: list[str], match: str) -> None:
     result = runner.invoke(app, ["simulate", *QUICK, *flags])
