@@ -59,7 +59,7 @@ def _print_summary(console: Console, result: SimulationResult) -> None:
 
     table = Table(title=f"{result.algorithm} on {result.config['dataset']} ({result.config['partition']})")
     robust = result.config.get("aggregator", "mean") != "mean"
-    extra = ("decisions",) if robust else ()
+    extra: tuple[str, ...] = ("decisions",) if robust else ()
     extra += ("attackers flagged",) if result.attack is not None else ()
     for col in ("round", "accuracy", "test loss", "train loss", "clients", "seconds", *extra):
         table.add_column(col, justify="right")
