@@ -179,6 +179,11 @@ class Settings(BaseSettings):
     eval: bool = Field(
         default=True, json_schema_extra=FEDERATION, description="evaluate every round (seed: openEval)"
     )
+    aggregator: str = Field(
+        default="mean", json_schema_extra=FEDERATION,
+        description="aggregation rule: mean, median, trimmed:β, krum:f, multikrum:f[,m], bulyan:f; "
+        "clip:τ bounds update norms alone or with a rule (clip:2+krum:1)",
+    )
 
     # ---- network ----
     port: int = Field(default=8080, ge=1, le=65535, description="gRPC port")
@@ -233,6 +238,13 @@ class Settings(BaseSettings):
             aliases = {"fashion-mnist": "fmnist", "fashionmnist": "fmnist", "cifar-10": "cifar10"}
             return aliases.get(v, v)
         return v
+
+    @field_validator("aggregator")
+    @classmethod
+    def _aggregator_canonical(cls, v: str) -> str:
+        from fedchain.shared.fl.robust_spec import parse_aggregator
+
+        return str(parse_aggregator(v))  # AggregatorSpecError is a ValueError: a bad value
 
     @field_validator("log_level", mode="before")
     @classmethod

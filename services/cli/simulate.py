@@ -19,6 +19,7 @@ from fedchain.shared.config import LEARNING_FIELDS, ConfigError, Settings, load_
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from fedchain.shared.fl.attacks import AttackPlan
     from fedchain.shared.fl.engine import EngineOptions
     from fedchain.shared.fl.simulation import SimulationResult
 
@@ -58,9 +59,16 @@ def _print_summary(console: Console, result: SimulationResult) -> None:
     from rich.table import Table
 
     table = Table(title=f"{result.algorithm} on {result.config['dataset']} ({result.config['partition']})")
-    for col in ("round", "accuracy", "test loss", "train loss", "clients", "seconds"):
+    robust = result.config.get("aggregator", "mean") != "mean"
+    extra: tuple[str, ...] = ("decisions",) if robust else ()
+    extra += ("attackers flagged",) if result.attack is not None else ()
+    for col in ("round", "accuracy", "test loss", "train loss", "clients", "seconds", *extra):
         table.add_column(col, justify="right")
     for r in result.rounds:
+        flagged = "-" if r.attackers_flagged is None else f"{100 * r.attackers_flagged:.0f}%"
+        more = ((str(len(r.decisions)),) if robust else ()) + (
+            (flagged,) if result.attack is not None else ()
+        )
         table.add_row(
             str(r.round),
             "-" if r.accuracy is None else f"{100 * r.accuracy:.2f}%",
@@ -68,6 +76,7 @@ def _print_summary(console: Console, result: SimulationResult) -> None:
             f"{r.train_loss:.4f}",
             str(len(r.participants)),
             f"{r.seconds:.1f}",
+            *more,
         )
     console.print(table)
     final = result.final_accuracy
@@ -101,6 +110,12 @@ def simulate(
     ray_address: str | None = typer.Option(
         None, help="--backend ray: auto or HOST:PORT of a running Ray cluster (default: start one)"
     ),
+    attackers: float | None = typer.Option(
+        None, help="experiment: share of the clients that attack, in [0, 1) (needs --attack)"
+    ),
+    attack: str | None = typer.Option(
+        None, help="experiment: sign-flip, scale:λ, gaussian:σ, label-flip or nan (needs --attackers)"
+    ),
 ) -> None:
     """Run federated learning in one process and report accuracy per round."""
     from fedchain.shared.fl.workers import WorkerFailed
@@ -109,7 +124,8 @@ def simulate(
         settings = load_settings(config, **learning, torch_threads=threads, device=device)
         engine = _engine(workers, vectorize, backend, ray_address)
         _check_writable(out, save_dir)
-        _run(settings, out=out, save_dir=save_dir, engine=engine)
+        plan = _attack_plan(settings, attackers, attack)
+        _run(settings, out=out, save_dir=save_dir, engine=engine, attack=plan)
     except (ConfigError, FloatingPointError, WorkerFailed) as exc:
         _fail(str(exc))
 
@@ -132,8 +148,24 @@ def _engine(workers: str, vectorize: int, backend: str, ray_address: str | None)
     return EngineOptions(count, vectorize, "ray" if backend == "ray" else "local", ray_address)
 
 
+def _attack_plan(settings: Settings, share: float | None, attack: str | None) -> AttackPlan | None:
+    """The attack of an experiment (``--attackers`` with ``--attack``), or None (the default)."""
+    if share is None and attack is None:
+        return None
+    if share is None or attack is None:
+        raise ConfigError("--attackers and --attack go together (e.g. --attackers 0.3 --attack sign-flip)")
+    from fedchain.shared.fl.attacks import AttackPlan
+
+    return AttackPlan.build(attack, share, list(range(settings.clients)), settings.seed)
+
+
 def _run(
-    settings: Settings, *, out: Path | None, save_dir: Path | None, engine: EngineOptions
+    settings: Settings,
+    *,
+    out: Path | None,
+    save_dir: Path | None,
+    engine: EngineOptions,
+    attack: AttackPlan | None = None,
 ) -> None:
     import torch
     from rich.console import Console
@@ -144,6 +176,7 @@ def _run(
     from fedchain.shared.fl.models import build_model, resolve_model_name
     from fedchain.shared.fl.simulation import RoundResult, resolve_engine, run_simulation
     from fedchain.shared.fl.split import head_keys
+    from fedchain.shared.fl.strategy import UpdateRejected
     from fedchain.shared.fl.vectorized import check_vectorizable
 
     if settings.torch_threads is not None:
@@ -166,6 +199,9 @@ def _run(
         f"engine: {engine.backend}, device {device}, workers {engine.workers or 'none (serial)'}"
         + (f", vectorize {engine.vectorize}" if engine.vectorize > 1 else "")
     )
+    console.print(f"aggregator: {settings.aggregator}")
+    if attack is not None:
+        console.print(f"[bold red]{attack.describe()}[/]")
     _print_label_counts(console, [d.label_counts for d in data])
     with Progress(
         TextColumn("round"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.description}"),
@@ -177,9 +213,12 @@ def _run(
             acc = "-" if r.accuracy is None else f"{100 * r.accuracy:.2f}%"
             bar.update(task, advance=1, description=f"accuracy {acc}")
 
-        result = run_simulation(
-            settings, progress=on_round, save_dir=save_dir, clients=data, engine=engine
-        )
+        try:
+            result = run_simulation(
+                settings, progress=on_round, save_dir=save_dir, clients=data, engine=engine, attack=attack
+            )
+        except UpdateRejected as exc:  # e.g. an aggregator's f too large for the clients
+            raise ConfigError(str(exc)) from exc
     _print_summary(console, result)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,11 @@ Modules, in the order a round uses them:
   weighted sums + total weight (``aggregate.Partial``), ``finish(round, partials)`` ->
   the new shared state; ``aggregate`` = ``finish([partial(updates)])``. Weights are
   training sample counts.
+* ``robust``     -- the aggregation rules beside the mean (median, trimmed mean, Krum,
+  Multi-Krum, Bulyan, the ``clip:τ`` norm bound; ``robust_spec`` parses their names):
+  ``Aggregator(spec)(updates, global_shared)`` -> ``Aggregation`` (state + ``Decision`` list);
+  the strategy runs them over the full list of updates (``aggregate_with_decisions``).
+* ``attacks``    -- poisoning attacks for experiments (``AttackPlan``: who attacks, how).
 * ``training``   -- ``train_local`` / ``evaluate`` (SGD, cross-entropy).
 * ``simulation`` -- ``run_simulation(settings)``: all clients in one process.
 * ``seed_api``   -- the seed project's ``Server`` / ``Client`` / ``start_train()`` usage.

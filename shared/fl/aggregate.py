@@ -126,13 +126,18 @@ def finish(partials: Sequence[Partial]) -> dict[str, torch.Tensor]:
                 )
             acc.add_(t)
         acc.div_(total)
-        if dtype.is_floating_point:
-            out[key] = acc.to(dtype)
-        elif dtype == torch.bool:
-            out[key] = acc >= 0.5
-        else:
-            out[key] = acc.round().to(dtype)
+        out[key] = cast_back(acc, dtype)
     return out
+
+
+def cast_back(value: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A float64 aggregate cast to ``dtype``: floats cast, integers rounded (ties to even),
+    bools true from 0.5 -- the one rule every aggregator (mean or robust) finishes with."""
+    if dtype.is_floating_point:
+        return value.to(dtype)
+    if dtype == torch.bool:
+        return value >= 0.5
+    return value.round().to(dtype)
 
 
 def weighted_average(updates: Sequence[StateUpdate]) -> dict[str, torch.Tensor]:

@@ -11,13 +11,18 @@ Where the clients train is the runner's business (``engine.ClientRunner``, chose
 Ray actors); the server side stays here, in two places other hooks can join:
 ``_received`` (an update has come back from a client) and ``_aggregate`` (the round's
 updates, in client-index order, become the new shared state through the strategy).
+
+The strategy's aggregator (``settings.aggregator``) reports its decisions per round
+(``RoundResult.decisions``: client, action, reason). An ``AttackPlan`` (experiments) turns
+some clients' data or updates into poisoned ones; the share of their updates the
+aggregator rejected or clipped is ``RoundResult.attackers_flagged``.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +31,7 @@ import torch
 
 from fedchain.shared import tensors
 from fedchain.shared.config import ConfigError, Settings, learning_summary
+from fedchain.shared.fl.attacks import AttackPlan, flagged_share
 from fedchain.shared.fl.client import LocalClient
 from fedchain.shared.fl.data import ClientData, load_federated
 from fedchain.shared.fl.device import resolve_device
@@ -38,6 +44,7 @@ from fedchain.shared.fl.engine import (
     make_runner,
 )
 from fedchain.shared.fl.models import initial_model, resolve_model_name
+from fedchain.shared.fl.robust import Aggregation
 from fedchain.shared.fl.seeding import selection_seed
 from fedchain.shared.fl.strategy import Update, strategy_from_settings
 
@@ -55,6 +62,8 @@ class RoundResult:
     correct: int | None = None
     total: int | None = None
     client_accuracy: list[float] | None = None
+    decisions: list[dict[str, object]] = field(default_factory=list)
+    attackers_flagged: float | None = None
 
 
 @dataclass
@@ -70,6 +79,7 @@ class SimulationResult:
     config: dict[str, Any]
     rounds: list[RoundResult] = field(default_factory=list)
     label_counts: list[dict[int, int]] = field(default_factory=list)
+    attack: dict[str, object] | None = None
     global_state: dict[str, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -88,6 +98,7 @@ class SimulationResult:
             "rounds": [asdict(r) for r in self.rounds],
             "final_accuracy": self.final_accuracy,
             "label_counts": [{str(k): v for k, v in c.items()} for c in self.label_counts],
+            "attack": self.attack,
         }
 
 
@@ -110,8 +121,10 @@ class Simulation:
         *,
         save_dir: Path | None = None,
         engine: EngineOptions | None = None,
+        attack: AttackPlan | None = None,
     ) -> None:
         self.settings = settings
+        self.attack = attack
         self.strategy = strategy_from_settings(settings)
         self.model = initial_model(settings)
         self.shared_keys = self.strategy.bind(self.model)
@@ -156,6 +169,8 @@ class Simulation:
         """
         if any(d.index == data.index for d in self._datas):
             raise ConfigError(f"a client with index {data.index} is already registered")
+        if self.attack is not None:
+            data = self.attack.prepare(data)  # label-flip poisons the training data itself
         self.runner.add(data)
         self._datas.append(data)
         if isinstance(self.runner, LocalRunner):
@@ -166,13 +181,20 @@ class Simulation:
         """The global state that clients receive (FedPer: base; FedAvg: whole model)."""
         return {k: self.global_state[k] for k in self.shared_keys}
 
-    def _received(self, server_round: int, outcome: FitOutcome) -> Update:
-        """Hook: client ``outcome.index``'s update has come back; the (state, samples) to use."""
-        return outcome.state, outcome.result.samples
+    def _received(self, server_round: int, outcome: FitOutcome, shared: Mapping[str, torch.Tensor]) -> Update:
+        """Hook: client ``outcome.index``'s update has come back; the (state, samples) to use
+        (an attacking client's update is poisoned here, experiments only)."""
+        state = outcome.state
+        if self.attack is not None:
+            state = self.attack.poison(server_round, outcome.index, state, shared)
+        return state, outcome.result.samples
 
-    def _aggregate(self, server_round: int, updates: list[Update]) -> dict[str, torch.Tensor]:
-        """Hook: the round's updates (client-index order) -> the new global shared state."""
-        return self.strategy.aggregate(server_round, updates)
+    def _aggregate(
+        self, server_round: int, updates: list[Update], shared: Mapping[str, torch.Tensor]
+    ) -> Aggregation:
+        """Hook: the round's updates (client-index order) -> the new global shared state and
+        the aggregator's decisions (which updates it rejected, clipped or down-weighted)."""
+        return self.strategy.aggregate_with_decisions(server_round, updates, shared)
 
     def run_round(self, *, evaluate: bool | None = None) -> RoundResult:
         """Select, train, aggregate, then (if asked, default ``settings.eval``) evaluate."""
@@ -184,11 +206,13 @@ class Simulation:
         selected = self.strategy.select_clients(
             server_round, [d.index for d in self._datas], rng
         )
-        outcomes = self.runner.fit(server_round, self.global_shared(), selected)
-        updates = [self._received(server_round, o) for o in outcomes]
+        shared = self.global_shared()
+        outcomes = self.runner.fit(server_round, shared, selected)
+        updates = [self._received(server_round, o, shared) for o in outcomes]
+        indices = [o.index for o in outcomes]
         losses = [(o.result.loss, o.result.samples) for o in outcomes]
-        aggregated = self._aggregate(server_round, updates)
-        self.global_state = self.strategy.apply(self.global_state, aggregated)
+        aggregation = self._aggregate(server_round, updates, shared)
+        self.global_state = self.strategy.apply(self.global_state, aggregation.state)
         self.runner.set_global(self.global_state)
         weight = sum(n for _, n in losses) or 1
         outcome = RoundResult(
@@ -198,7 +222,12 @@ class Simulation:
             seconds=0.0,
             train_loss=sum(loss * n for loss, n in losses) / weight,
             participants=selected,
+            decisions=[d.with_node(indices[d.index]).to_json() for d in aggregation.decisions],
         )
+        if self.attack is not None:
+            outcome.attackers_flagged = flagged_share(
+                aggregation.decisions, selected, self.attack.attackers
+            )
         if self.settings.eval if evaluate is None else evaluate:
             self._evaluate_into(outcome)
         if self.save_dir is not None:
@@ -246,6 +275,7 @@ class Simulation:
             config=settings_summary(self.settings),
             rounds=list(self.history),
             label_counts=[d.label_counts for d in sorted(self._datas, key=lambda d: d.index)],
+            attack=None if self.attack is None else self.attack.to_json(),
             global_state=dict(self.global_state),
         )
 
@@ -270,18 +300,20 @@ def run_simulation(
     save_dir: Path | None = None,
     clients: list[ClientData] | None = None,
     engine: EngineOptions | None = None,
+    attack: AttackPlan | None = None,
 ) -> SimulationResult:
     """Run ``settings.rounds`` rounds over all clients; ``progress`` is called after each.
 
     ``save_dir`` writes the global shared state of each round as
     ``round-NNNN.safetensors``. ``clients`` overrides loading the shares from disk.
-    ``engine`` says where clients train (default: serially, in this process). The last
+    ``engine`` says where clients train (default: serially, in this process); ``attack``
+    makes some clients poison their updates (experiments; off by default). The last
     round is always evaluated, even with ``eval`` off. Workers are stopped on return,
     on an error and on Ctrl-C.
     """
     datas = clients if clients is not None else load_federated(settings)
     options = resolve_engine(settings, engine or EngineOptions(), datas)
-    with Simulation(settings, save_dir=save_dir, engine=options) as sim:
+    with Simulation(settings, save_dir=save_dir, engine=options, attack=attack) as sim:
         for data in datas:
             sim.add_client(data)
         for r in range(1, settings.rounds + 1):

@@ -19,6 +19,19 @@ an edge node's ``LocalClient``, a super node, the entry):
 ``aggregate(server_round, updates)`` is ``finish(server_round, [partial(server_round,
 updates)])``: a single server (the simulation) and a two-level network (super nodes send
 partials, the entry finishes them) compute the one weighted average defined here.
+
+The aggregation rule is the strategy's ``aggregator`` (``fedchain.shared.fl.robust``;
+``--aggregator`` / ``FEDCHAIN_AGGREGATOR``, default ``mean``). ``decomposable`` says whether
+it can be split into partials: only the plain mean can. A robust rule (median, trimmed
+mean, Krum, Multi-Krum, Bulyan, a norm bound) needs every update at one place:
+
+* ``aggregate_with_decisions(server_round, updates, global_shared)`` -- a template method:
+  every update is checked, then the mean goes through ``partial``/``finish`` as above and
+  any other rule through the ``robust_aggregate`` hook over the full list; it returns an
+  ``Aggregation``: the new shared state and the ``Decision`` list (which updates were
+  rejected, clipped or down-weighted, and why);
+* ``partial`` refuses a non-decomposable aggregator (summing parts would silently give
+  the plain mean).
 ``apply(global_state, aggregated)`` merges the aggregate into the server's full state.
 """
 
@@ -35,6 +48,8 @@ from torch import nn
 from fedchain.shared.config import ConfigError, Settings
 from fedchain.shared.fl.aggregate import Partial, StateUpdate, partial_sums
 from fedchain.shared.fl.aggregate import finish as finish_partials
+from fedchain.shared.fl.robust import Aggregation, AggregationError, Aggregator
+from fedchain.shared.fl.robust_spec import AggregatorSpec, AggregatorSpecError
 from fedchain.shared.fl.split import base_keys, head_keys
 
 Update = StateUpdate
@@ -52,6 +67,7 @@ class Strategy:
         personal_layers: FedPer's number of trailing parameterised layers kept local.
         client_fraction: fraction of the clients that train each round (0 < f <= 1).
         min_clients: the fewest clients selected in a round.
+        aggregator: the aggregation rule, as text (``krum:1``, ``clip:2+median``) or parsed.
 
     Until ``bind`` is called the checks only refuse negative sample counts; a strategy
     serves one model architecture once bound.
@@ -60,7 +76,12 @@ class Strategy:
     name: ClassVar[str] = ""
 
     def __init__(
-        self, *, personal_layers: int = 1, client_fraction: float = 1.0, min_clients: int = 1
+        self,
+        *,
+        personal_layers: int = 1,
+        client_fraction: float = 1.0,
+        min_clients: int = 1,
+        aggregator: str | AggregatorSpec = "mean",
     ) -> None:
         if not 0 < client_fraction <= 1:
             raise ConfigError(f"client_fraction must be in (0, 1] (got {client_fraction})")
@@ -69,13 +90,17 @@ class Strategy:
         self.personal_layers = personal_layers
         self.client_fraction = client_fraction
         self.min_clients = min_clients
+        try:
+            self.aggregator = Aggregator(aggregator)
+        except AggregatorSpecError as exc:
+            raise ConfigError(str(exc)) from exc
         self.expected_keys: list[str] | None = None
         self._specs: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(personal_layers={self.personal_layers}, "
-            f"client_fraction={self.client_fraction})"
+            f"client_fraction={self.client_fraction}, aggregator='{self.aggregator.spec}')"
         )
 
     # ---- what is shared ------------------------------------------------------
@@ -172,8 +197,21 @@ class Strategy:
 
     # ---- aggregation (template methods) --------------------------------------
 
+    @property
+    def decomposable(self) -> bool:
+        """True when the aggregator can be summed in parts (``partial``/``finish``): the mean."""
+        return self.aggregator.decomposable
+
     def partial(self, server_round: int, updates: Sequence[Update]) -> Partial:
-        """Check every update, then sum them: float64 weighted sums and the total weight."""
+        """Check every update, then sum them: float64 weighted sums and the total weight.
+
+        Raises ConfigError when the aggregator is not decomposable (a robust rule).
+        """
+        if not self.decomposable:
+            raise ConfigError(
+                f"aggregator {self.aggregator.spec} is not decomposable into partial sums: "
+                "it needs every update at one place (aggregate_with_decisions)"
+            )
         for i, (state, samples) in enumerate(updates):
             self.check_update(server_round, i, state, samples)
         return partial_sums(updates)
@@ -184,9 +222,49 @@ class Strategy:
             self.check_partial(server_round, i, p)
         return finish_partials(partials)
 
-    def aggregate(self, server_round: int, updates: Sequence[Update]) -> dict[str, torch.Tensor]:
-        """One level: ``finish(server_round, [partial(server_round, updates)])``."""
-        return self.finish(server_round, [self.partial(server_round, updates)])
+    def robust_aggregate(
+        self,
+        server_round: int,
+        updates: Sequence[Update],
+        global_shared: Mapping[str, torch.Tensor] | None,
+    ) -> Aggregation:
+        """Hook: a non-decomposable aggregator over the full list of (checked) updates.
+
+        ``global_shared`` is the round's global shared state (``clip`` measures distances
+        from it). Raises UpdateRejected when the rule cannot run on these updates (fewer
+        than its f allows, every update not finite).
+        """
+        try:
+            return self.aggregator(updates, global_shared)
+        except AggregationError as exc:
+            raise UpdateRejected(f"round {server_round}: {exc}") from exc
+
+    def aggregate_with_decisions(
+        self,
+        server_round: int,
+        updates: Sequence[Update],
+        global_shared: Mapping[str, torch.Tensor] | None = None,
+    ) -> Aggregation:
+        """One level with the aggregator: the new shared state and the decisions taken.
+
+        The mean (decomposable) is ``finish([partial(updates)])`` with no decisions; any
+        other rule checks every update, then runs ``robust_aggregate`` over all of them.
+        """
+        if self.decomposable:
+            return Aggregation(self.finish(server_round, [self.partial(server_round, updates)]))
+        for i, (state, samples) in enumerate(updates):
+            self.check_update(server_round, i, state, samples)
+        return self.robust_aggregate(server_round, updates, global_shared)
+
+    def aggregate(
+        self,
+        server_round: int,
+        updates: Sequence[Update],
+        global_shared: Mapping[str, torch.Tensor] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """One level: the state of ``aggregate_with_decisions`` (for the mean:
+        ``finish(server_round, [partial(server_round, updates)])``)."""
+        return self.aggregate_with_decisions(server_round, updates, global_shared).state
 
     # ---- selection and merging -----------------------------------------------
 
@@ -240,4 +318,8 @@ def strategy_from_settings(settings: Settings, algorithm: str | None = None) -> 
     cls = STRATEGIES.get(name)
     if cls is None:
         raise ConfigError(f"unknown algorithm '{name}' (use fedper or fedavg)")
-    return cls(personal_layers=settings.personal_layers, client_fraction=settings.client_fraction)
+    return cls(
+        personal_layers=settings.personal_layers,
+        client_fraction=settings.client_fraction,
+        aggregator=settings.aggregator,
+    )

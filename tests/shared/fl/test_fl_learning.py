@@ -10,6 +10,7 @@ import torch
 
 from fedchain.shared import tensors
 from fedchain.shared.config import load_settings
+from fedchain.shared.fl.robust import Aggregation
 from fedchain.shared.fl.simulation import RoundResult, Simulation, run_simulation
 from fedchain.shared.fl.strategy import Strategy
 
@@ -67,13 +68,13 @@ def test_same_seed_same_numbers_other_seed_other_numbers(datasets_dir: Path) -> 
 def test_the_head_never_reaches_the_server(datasets_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     s = _settings(datasets_dir, algorithm="fedper", partition="pathological", clients=3, rounds=2, max_samples=600)
     received: list[set[str]] = []
-    original = Strategy.aggregate
+    original = Strategy.aggregate_with_decisions
 
-    def spy(self: Strategy, server_round: int, updates: list) -> dict:
+    def spy(self: Strategy, server_round: int, updates: list, global_shared: dict) -> Aggregation:
         received.extend(set(state) for state, _ in updates)
-        return original(self, server_round, updates)
+        return original(self, server_round, updates, global_shared)
 
-    monkeypatch.setattr(Strategy, "aggregate", spy)
+    monkeypatch.setattr(Strategy, "aggregate_with_decisions", spy)
     sim = Simulation(s)
     from fedchain.shared.fl.data import load_federated
 
