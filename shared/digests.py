@@ -23,6 +23,19 @@ DIGEST_FORMAT = "64 lowercase hex characters"
 """How refusals name the digest format."""
 
 
+def hex_bytes(value: object, what: str, size: int, error: type[Exception] = ValueError) -> bytes:
+    """The ``size`` bytes a hex string stands for; ``error`` with a one-line reason otherwise."""
+    if not isinstance(value, str):
+        raise error(f"{what} must be a hex string")
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise error(f"{what} is not hex") from None
+    if len(raw) != size:
+        raise error(f"{what} must be {size} bytes, got {len(raw)}")
+    return raw
+
+
 def is_hex64(value: object) -> TypeGuard[str]:
     """True when ``value`` is a string of exactly 64 lowercase hex characters."""
     return isinstance(value, str) and HEX64.fullmatch(value) is not None

@@ -30,6 +30,7 @@ from fedchain.shared.chain.payloads import (
     payload_from_json,
 )
 from fedchain.shared.crypto import SIGNATURE_BYTES, NodeKey
+from fedchain.shared.digests import hex_bytes
 
 __all__ = [
     "ZERO_HASH",
@@ -82,15 +83,7 @@ def payload_text(payload: Payload) -> str:
 
 
 def _hex_bytes(value: Any, what: str, size: int) -> bytes:
-    if not isinstance(value, str):
-        raise BlockInvalid(f"{what} must be a hex string")
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise BlockInvalid(f"{what} is not hex") from None
-    if len(raw) != size:
-        raise BlockInvalid(f"{what} must be {size} bytes, got {len(raw)}")
-    return raw
+    return hex_bytes(value, what, size, BlockInvalid)
 
 
 @dataclass(frozen=True)

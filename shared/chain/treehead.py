@@ -21,6 +21,7 @@ from fedchain.shared.chain import merkle
 from fedchain.shared.chain.encoding import CanonicalWriter
 from fedchain.shared.chain.errors import ChainError
 from fedchain.shared.crypto import SIGNATURE_BYTES, NodeKey, node_id_for, verify_signature
+from fedchain.shared.digests import hex_bytes
 
 TREE_HEAD_DOMAIN = "fedchain/tree-head/v1"
 MAX_TREE_SIZE = 2**63 - 1
@@ -39,15 +40,7 @@ class ChainForked(ChainError):
 
 
 def _hex(value: Any, what: str, size: int) -> bytes:
-    if not isinstance(value, str):
-        raise TreeHeadInvalid(f"{what} must be a hex string")
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise TreeHeadInvalid(f"{what} is not hex") from None
-    if len(raw) != size:
-        raise TreeHeadInvalid(f"{what} must be {size} bytes, got {len(raw)}")
-    return raw
+    return hex_bytes(value, what, size, TreeHeadInvalid)
 
 
 def _count(value: Any, what: str) -> int:
