@@ -65,6 +65,15 @@ free_port = processes.free_port
 """A TCP port free on 127.0.0.1 (the launcher's; tests import it from here)."""
 
 
+def isolate_from_fedchain_env(monkeypatch: pytest.MonkeyPatch, workdir: Path) -> None:
+    """Run a test as if in a fresh shell in ``workdir``: no ``FEDCHAIN_*`` settings from the
+    caller's environment (the ``FEDCHAIN_TEST_*`` knobs stay) and no ``.env`` of the checkout."""
+    for name in list(os.environ):
+        if name.upper().startswith("FEDCHAIN_") and not name.upper().startswith("FEDCHAIN_TEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(workdir)
+
+
 def ignore_sigint() -> None:
     """``preexec_fn`` that starts a child with SIGINT ignored, as a background job would:
     the child must restore the handler itself for Ctrl-C to reach it."""

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from fedchain.services.cli.main import app
 from fedchain.shared import tensors
 from fedchain.shared.config import LEARNING_FIELDS
+from tests.conftest import isolate_from_fedchain_env
 
 runner = CliRunner()
 QUICK = ["--dataset", "mnist-sample", "--max-samples", "400", "--clients", "3", "--rounds", "2",
@@ -22,10 +23,7 @@ QUICK = ["--dataset", "mnist-sample", "--max-samples", "400", "--clients", "3", 
 
 @pytest.fixture(autouse=True)
 def _in_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith("FEDCHAIN_") and not name.upper().startswith("FEDCHAIN_TEST_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+    isolate_from_fedchain_env(monkeypatch, tmp_path)
 
 
 def test_out_json_and_save_dir(tmp_path: Path) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from fedchain.services.cli.main import app
+from tests.conftest import isolate_from_fedchain_env
 
 runner = CliRunner()
 QUICK = ["--dataset", "mnist-sample", "--max-samples", "400", "--clients", "5", "--rounds", "1",
@@ -18,10 +18,7 @@ QUICK = ["--dataset", "mnist-sample", "--max-samples", "400", "--clients", "5", 
 
 @pytest.fixture(autouse=True)
 def _in_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith("FEDCHAIN_") and not name.upper().startswith("FEDCHAIN_TEST_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+    isolate_from_fedchain_env(monkeypatch, tmp_path)
 
 
 def test_attack_is_announced_and_recorded(tmp_path: Path) -> None:
