@@ -524,7 +524,12 @@ def _environment_origins(dotenv_file: Path = Path(".env")) -> dict[str, str]:
     origins: dict[str, str] = {}
     layers: list[tuple[str, Mapping[str, str | None]]] = []
     if dotenv_file.is_file():
-        layers.append((str(dotenv_file), dotenv_values(dotenv_file)))
+        try:
+            layers.append((str(dotenv_file), dotenv_values(dotenv_file, encoding="utf-8")))
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"{dotenv_file.resolve()} is not a UTF-8 text file of NAME=VALUE lines"
+            ) from None
     layers.append(("environment", os.environ))
     for origin, variables in layers:
         for variable, value in variables.items():
@@ -551,6 +556,8 @@ def load_settings(config_file: Path | str | None = None, **flags: Any) -> Settin
         env_only = Settings()  # environment and .env over defaults
     except ValidationError as exc:
         raise ConfigError(_format_validation(exc, env_origins)) from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"{Path('.env').resolve()} is not a UTF-8 text file of NAME=VALUE lines") from None
     origins: dict[str, str] = {name: str(config_file) for name in file_values}
     merged: dict[str, Any] = dict(file_values)
     for name in env_only.model_fields_set:

@@ -245,16 +245,28 @@ def _verify_remote(client: LedgerClient, anchors: Anchors) -> VerifyReport:
 def _open_store(state_dir: Path, db_url: str | None, blobs: Path | None) -> Ledger:
     from fedchain.services.ledger.store import Ledger, default_db_url
 
+    state_dir = ledger_folder(Path(state_dir), has_db_url=db_url is not None)
     if db_url is None:
-        if not (Path(state_dir) / "ledger.db").is_file():
+        if not (state_dir / "ledger.db").is_file():
             raise ConfigError(
-                f"no ledger in {state_dir} (expected {Path(state_dir) / 'ledger.db'})"
+                f"no ledger in {state_dir} (expected {state_dir / 'ledger.db'}, "
+                f"or {state_dir / 'ledger' / 'ledger.db'} for a `fedchain up` state dir)"
             )
         db_url = default_db_url(state_dir)
     blob_dir = blobs if blobs is not None else Path(state_dir) / "blobs"
     if not Path(blob_dir).is_dir():
         raise ConfigError(f"blob folder {blob_dir} does not exist")
     return Ledger(db_url, blob_dir, create=False)
+
+
+def ledger_folder(state_dir: Path, *, has_db_url: bool) -> Path:
+    """The folder holding the ledger's files: ``state_dir`` itself, or its ``ledger/``
+    when ``state_dir`` is the one `fedchain up` used (entry/, sn*/, en*/, ledger/)."""
+    own = (state_dir / "blobs").is_dir() if has_db_url else (state_dir / "ledger.db").is_file()
+    nested = state_dir / "ledger"
+    if not own and ((nested / "ledger.db").is_file() or (has_db_url and (nested / "blobs").is_dir())):
+        return nested
+    return state_dir
 
 
 def verify_store(ledger: Ledger, anchors: Anchors) -> VerifyReport:

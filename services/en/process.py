@@ -12,6 +12,7 @@ from fedchain.services.en.servicer import EdgeServicer
 from fedchain.shared.config import Settings
 from fedchain.shared.net.grpc_util import NetConfig, make_server, parse_address
 from fedchain.shared.net.http_server import HttpServer
+from fedchain.shared.net.ports import check_free
 from fedchain.shared.node.joining import JoinCancelled
 from fedchain.shared.node.metrics import NodeMetrics
 from fedchain.shared.node.peers import Peers
@@ -33,6 +34,7 @@ def run_edge_node(settings: Settings) -> None:
     parse_address(settings.entry, "--entry")
     net = NetConfig.from_settings(settings)
     server = make_server(net, settings.host, settings.port, workers=8)  # fails first if the port is taken
+    check_free(settings.host, settings.effective_http_port, "--http-port")
     key = load_key(settings)
     address, http_address = node_addresses(settings)
     peers = Peers(net)

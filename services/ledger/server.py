@@ -21,6 +21,7 @@ from fedchain.shared.config import ConfigError, Settings
 from fedchain.shared.limits import chunk_bytes
 from fedchain.shared.net.grpc_util import NetConfig, make_server
 from fedchain.shared.net.http_server import HttpServer
+from fedchain.shared.net.ports import check_free
 from fedchain.shared.rpc import ledger_pb2_grpc
 
 
@@ -94,6 +95,8 @@ def serve(
     block references that the ledger accepts.
     """
     kwargs = {} if blob_quota_bytes is None else {"blob_quota_bytes": blob_quota_bytes}
+    check_free(settings.host, settings.port, "--port")  # before the database and blobs exist
+    check_free(settings.host, settings.effective_http_port, "--http-port")
     service = LedgerService(settings, open_ledger(settings, entry_key=entry_key, **kwargs))
     stop = threading.Event()
 

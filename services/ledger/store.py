@@ -171,6 +171,11 @@ def _make_engine(url: str, timeout: float) -> Engine:
 
         return engine
     if backend in ("mysql", "mariadb"):
+        if not parsed.database:
+            raise ConfigError(
+                f"--db-url {redact(url)} names no database: add /DBNAME after the host "
+                "(e.g. mysql+pymysql://USER:PASSWORD@HOST:3306/fedchain)"
+            )
         return sa.create_engine(
             parsed,
             pool_pre_ping=True,
@@ -293,6 +298,12 @@ class Ledger:
             self.close()
             raise LedgerUnavailable(
                 f"cannot open ledger database {redact(db_url)}: {str(exc.orig).splitlines()[0]}"
+            ) from None
+        except sa.exc.DatabaseError as exc:
+            # e.g. SQLite's "file is not a database": the operator pointed us at the wrong file
+            self.close()
+            raise SchemaMismatch(
+                f"{redact(db_url)} is not a fedchain ledger database: {str(exc.orig).splitlines()[0]}"
             ) from None
 
     # ---------------------------------------------------------------- schema

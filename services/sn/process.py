@@ -19,6 +19,7 @@ from fedchain.shared.limits import message_bytes
 from fedchain.shared.net.federation import apply_fl_config
 from fedchain.shared.net.grpc_util import NetConfig, make_server, parse_address
 from fedchain.shared.net.http_server import HttpServer
+from fedchain.shared.net.ports import check_free
 from fedchain.shared.node.heartbeats import (
     Beat,
     HeartbeatCounter,
@@ -108,6 +109,7 @@ def run_super_node(
         parse_address(settings.entry, "--entry")
     net = NetConfig.from_settings(settings)
     server = make_server(net, settings.host, settings.port)  # fails first if the port is taken
+    check_free(settings.host, settings.effective_http_port, "--http-port")
     key = load_key(settings)
     address, http_address = node_addresses(settings)
     peers = Peers(net)

@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 
 from fedchain.shared.config import ConfigError, Settings
+from fedchain.shared.net.ports import check_free
 from fedchain.shared.limits import FRAMING_BYTES, message_bytes
 
 
@@ -179,6 +180,8 @@ def make_server(
     taken: gRPC enables SO_REUSEPORT by default, which lets a second server silently share a
     port; it is turned off so that a taken port is an error, not two nodes answering at random.
     """
+    if port:
+        check_free(host, port, "--port")  # one line, before gRPC's C core logs its own
     limits = bounds if bounds is not None else ServerBounds(workers=workers)
     options = [*net.options(), ("grpc.so_reuseport", 0)]
     server = grpc.server(
