@@ -17,8 +17,8 @@ from typing import Any
 import grpc
 
 from fedchain.shared.config import ConfigError, Settings
-from fedchain.shared.net.ports import check_free
 from fedchain.shared.limits import FRAMING_BYTES, message_bytes
+from fedchain.shared.net.ports import check_free
 
 
 @dataclass(frozen=True)
