@@ -41,6 +41,10 @@ NETWORK_FILE = "network.json"
 STOP_GRACE = 15.0
 
 
+ACTIVE_TRAINING = frozenset({"training", "pausing"})
+"""Entry states in which a run is in progress (`up` adopts it rather than starting another)."""
+
+
 class Interrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM arrived while `up` was running."""
 
@@ -246,15 +250,46 @@ class UpRun:
             time.sleep(0.3)
         raise ConfigError(f"timed out after {timeout:.0f} s waiting for {what}; logs are in {self.state_dir / 'logs'}")
 
+    def _start_or_adopt(self) -> tuple[int, int]:
+        """Start ``--rounds`` rounds, or adopt the training the entry is already running.
+
+        On a state dir whose last run was cut off the entry resumes that run's training by
+        itself, and a ``train()`` from a console may arrive while `up` starts: either way `up`
+        follows the run in progress to its target instead of refusing itself.
+        """
+        st = self._get("/status")
+        if st["state"] not in ACTIVE_TRAINING:
+            reply = self._post_or_conflict("/train", {"rounds": self.rounds, "algorithm": self.settings.algorithm})
+            if reply is not None:
+                first, target = int(reply["start_round"]), int(reply["target_round"])
+                self.console.print(f"training rounds {first}..{target}")
+                return first, target
+            st = self._get("/status")
+        first, target = int(st["round"]) + 1, int(st["target_round"])
+        self.console.print(
+            f"training rounds {first}..{target}: adopted the training already running on this state dir "
+            "(a cut-off run resumed, or a train() sent while up started)"
+        )
+        return first, target
+
+    def _post_or_conflict(self, path: str, body: dict[str, Any]) -> Any:
+        """POST, or None when the entry answers 409 (training already running)."""
+        import httpx
+
+        r = httpx.post(self.entry_http + path, json=body, headers=self.headers, timeout=120)
+        if r.status_code == 409:
+            return None
+        if r.status_code >= 400:
+            raise ConfigError(f"POST {path}: {r.json().get('detail', r.text)}")
+        return r.json()
+
     def train(self) -> None:
         from rich.table import Table
 
-        started = self._post("/train", {"rounds": self.rounds, "algorithm": self.settings.algorithm})
-        first, target = started["start_round"], started["target_round"]
-        self.console.print(f"training rounds {first}..{target}")
+        first, target = self._start_or_adopt()
         shown: set[int] = set()
         t0 = time.monotonic()
-        budget = (self.settings.round_timeout + 60) * self.rounds
+        budget = (self.settings.round_timeout + 60) * max(1, target - first + 1)
         table = Table("round", "accuracy", "loss", "participants", "rejected", "height", "seconds")
         while True:
             self.check_alive()

@@ -60,10 +60,10 @@ def _wait_gone(path: Path, timeout: float) -> list[str]:
     return left
 
 
-def _up_until_round_one(state: Path, port: int) -> tuple[subprocess.Popen[str], str]:
+def _up_until_round_one(state: Path, port: int, rounds: int = 50) -> tuple[subprocess.Popen[str], str]:
     """``fedchain up`` started with SIGINT ignored (as from a background job), read up to round 1."""
     proc = subprocess.Popen(
-        fedchain_argv(["up", "--state-dir", str(state), "--port", str(port), "--rounds", "50", *TINY]),
+        fedchain_argv(["up", "--state-dir", str(state), "--port", str(port), "--rounds", str(rounds), *TINY]),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(), cwd=REPO,
         preexec_fn=ignore_sigint,  # noqa: PLW1509 - one syscall
     )
@@ -182,6 +182,26 @@ def test_children_stop_when_up_is_killed(tmp_path: Path) -> None:
     left = _wait_gone(state, 20)
     assert left == [], f"children of a killed `fedchain up` still run after 20 s: {left}"
     assert _port_free(port) and _port_free(port + 1000)
+
+
+def test_up_adopts_the_training_of_a_cut_off_run(tmp_path: Path) -> None:
+    # the first `up` is killed after round 1 of 3; its entry kept training.json (target 3) and
+    # resumes by itself on restart: the second `up` follows that run instead of refusing itself
+    port = free_port()
+    state = tmp_path / "fc"
+    proc, _seen = _up_until_round_one(state, port, rounds=3)
+    proc.kill()
+    proc.wait(timeout=30)
+    assert proc.stdout is not None
+    proc.stdout.close()
+    assert _wait_gone(state, 30) == []
+    r = _fedchain("up", "--state-dir", str(state), "--port", str(port), "--rounds", "3", *TINY)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "adopted the training already running" in r.stdout, r.stdout
+    assert "round 3/3: accuracy" in r.stdout and "chain verified" in r.stdout
+    check = _fedchain("verify", "--state-dir", str(state), timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert _processes_using(state) == []
 
 
 def test_up_refuses_a_busy_port_with_one_line(tmp_path: Path) -> None:
