@@ -82,7 +82,7 @@ function drawTree(tree) {
   const others = tree.sns.filter((s) => !s.entry);
   const rootX = width / 2, rootY = 30, snY = 115, enY = 205;
   // The entry is the root (M-SN) and also the SN of its own ENs: draw it on the SN level too.
-  const level = entry ? [entry, ...others] : others;
+  const level = entry && entry.ens.length ? [entry, ...others] : others;
   const snX = new Map(level.map((s, i) => [s.node_id, ((i + 0.5) * width) / Math.max(1, level.length)]));
   const enX = (i) => ((i + 0.5) * width) / Math.max(1, ens.length);
   const color = (status) => (status === "alive" ? "#1b7f3b" : "#b3261e");
@@ -199,15 +199,22 @@ async function showEvidence(round) {
   body.append(el("h4", {}, `participants (${participants.length})`), ul);
   const rejected = data.rejected || [];
   const table = el("table");
-  table.append(el("thead")).append(el("tr"));
-  table.tHead.rows[0].append(el("th", {}, "rejected node"), el("th", {}, "reason"));
+  const head = el("tr");
+  head.append(el("th", {}, "rejected node"), el("th", {}, "reason"));
+  const thead = el("thead");
+  thead.append(head);
+  table.append(thead);
   const tb = el("tbody");
   for (const r of rejected) {
     const tr = el("tr", { class: "rejected" });
     tr.append(el("td", { title: r.node_id }, r.node_id), el("td", {}, r.reason));
     tb.append(tr);
   }
-  if (!rejected.length) tb.append(el("tr")).append(el("td", { colspan: 2 }, "none"));
+  if (!rejected.length) {
+    const none = el("tr");
+    none.append(el("td", { colspan: 2 }, "none"));
+    tb.append(none);
+  }
   table.append(tb);
   body.append(el("h4", {}, `rejected updates (${rejected.length})`), table);
   perEnFrom(round, data.clients || data.evaluations);
