@@ -22,7 +22,7 @@ from fedchain.shared.ledger.errors import LedgerError
 log = logging.getLogger("fedchain.dashboard")
 
 MAX_SUBSCRIBERS = 16
-"""Open event streams the entry serves at once; one more is answered 503."""
+"""Open event streams the entry serves at once; one more is answered 429."""
 QUEUE_EVENTS = 256
 """Events kept for a slow subscriber; a subscriber that falls further behind is dropped."""
 WATCH_S = 1.0

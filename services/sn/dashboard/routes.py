@@ -24,7 +24,7 @@ from fedchain.services.sn.dashboard.events import (
 from fedchain.services.sn.dashboard.models import DashboardEvent, NodeTree
 from fedchain.services.sn.dashboard.tree import node_tree
 from fedchain.services.sn.entry import EntryRole
-from fedchain.shared.control_api import ERROR_RESPONSES, BlockInfo, RoundSummary
+from fedchain.shared.control_api import BlockInfo, ErrorDetail, RoundSummary
 
 STATIC = Path(__file__).parent / "static"
 """index.html, dashboard.js and dashboard.css (shipped in the wheel as package data)."""
@@ -69,14 +69,14 @@ def mount_dashboard(
         responses={
             200: {"content": {"text/event-stream": {"schema": DashboardEvent.model_json_schema()}},
                   "description": "an endless event stream"},
-            503: {**ERROR_RESPONSES[503], "description": "every event-stream slot is taken"},
+            429: {"model": ErrorDetail, "description": "every event-stream slot is taken"},
         },
     )
     async def events() -> StreamingResponse:
         try:
             stream = await hub.subscribe()
         except TooManySubscribers as exc:
-            raise HTTPException(503, str(exc)) from None
+            raise HTTPException(429, str(exc)) from None
         return StreamingResponse(
             _wire(stream), media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
