@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import httpx
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, ValidationError
 
+from fedchain.services.sn.dashboard import mount_dashboard
 from fedchain.services.sn.entry import Busy, EntryRole
 from fedchain.services.sn.status import RelayLog, sn_status
 from fedchain.services.sn.supernode import SuperNode
@@ -35,6 +37,7 @@ from fedchain.shared.control_api import (
 )
 from fedchain.shared.ledger.errors import LedgerUnavailable
 from fedchain.shared.limits import MAX_HEIGHT
+from fedchain.shared.net.http_docs import BEARER, METRICS_RESPONSES, documented_app
 from fedchain.shared.net.http_server import RequestGuard, bearer_problem
 from fedchain.shared.node.metrics import NodeMetrics
 from fedchain.shared.rpc import node_pb2 as pb
@@ -72,7 +75,7 @@ def build_app(
     ``relayed`` is what the SN's servicer records of the rounds it relays (its /status).
     """
     relayed = relayed if relayed is not None else RelayLog()
-    app = FastAPI(title="fedchain super node", version="1", description="Control API of a fedchain SN.")
+    app = documented_app("fedchain super node", "Control API of a fedchain SN (docs/control-api.md).")
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -88,7 +91,7 @@ def build_app(
         RequestGuard, token=api_token, protected=lambda method, path: method == "POST" and path in POST_ROUTES
     )
 
-    def require_token(request: Request) -> None:
+    def require_token(request: Request, _: HTTPAuthorizationCredentials | None = Security(BEARER)) -> None:
         problem = bearer_problem(request.headers.get("authorization", ""), api_token)
         if problem is not None:
             raise HTTPException(401, problem)
@@ -130,7 +133,7 @@ def build_app(
             federation = None
         return sn_status(sn, relayed, federation)
 
-    @app.get("/metrics", response_class=PlainTextResponse)
+    @app.get("/metrics", response_class=Response, responses=METRICS_RESPONSES)
     def prom() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -142,7 +145,10 @@ def build_app(
                 status_code=202 if path in ("/train", "/train-fl") else 200,
             )
         for path, answer in GET_ROUTES.items():
-            app.add_api_route(path, forward, methods=["GET"], response_model=answer, responses=ERROR_RESPONSES)
+            if answer is None:  # /model: bytes
+                app.add_api_route(path, forward, methods=["GET"], response_class=Response, responses=MODEL_RESPONSES)
+            else:
+                app.add_api_route(path, forward, methods=["GET"], response_model=answer, responses=ERROR_RESPONSES)
         return app
 
     @app.post("/train", status_code=202, dependencies=[Depends(require_token)],
@@ -193,14 +199,7 @@ def build_app(
             for m in sorted(e.registry.members("SN"), key=lambda m: (not m.entry, m.node_id))
         ]
 
-    @app.get(
-        "/model", response_class=Response, responses={
-            200: {"content": {"application/octet-stream": {}},
-                  "description": "safetensors bytes; headers X-Model-Version, X-Model-Digest"},
-            404: {"model": ErrorDetail, "description": "unknown model version"},
-            503: ERROR_RESPONSES[503],
-        },
-    )
+    @app.get("/model", response_class=Response, responses=MODEL_RESPONSES)
     def model(version: int | None = Query(None, ge=0, le=MAX_HEIGHT)) -> Response:
         e = need_entry()
         ref = e.model.ref
@@ -235,6 +234,7 @@ def build_app(
         report = need_entry().chain.ledger.verify()
         return VerifyResult(ok=report.ok, checked=report.checked, height=report.height, reason=report.reason)
 
+    mount_dashboard(app, need_entry(), block_info=_block_info, round_summary=round_summary)
     return app
 
 
@@ -273,6 +273,14 @@ def _block_info(block: Any) -> BlockInfo:
     data.pop("signature", None)
     return BlockInfo.model_validate(data)
 
+
+MODEL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+          "description": "the model as safetensors bytes; headers X-Model-Version, X-Model-Digest"},
+    404: {"model": ErrorDetail, "description": "unknown model version"},
+    503: ERROR_RESPONSES[503],
+}
+"""``GET /model``: safetensors bytes, not JSON."""
 
 POST_ROUTES: dict[str, Any] = {
     "/train": TrainStarted, "/pause": PauseResult, "/save": SaveResult, "/eval": EvalResult,

@@ -94,6 +94,8 @@ class EntryChain:
         """Where the entry keeps its last signed tree head (None: in memory only)."""
         self._leaves: list[bytes] | None = None
         self._head: TreeHead | None = None
+        self.appended: list[Callable[[Block, float], None]] = []
+        """Called with each appended block and the seconds its ledger append took (metrics)."""
 
     # ---- signed tree heads ----
     def latest_head(self) -> TreeHead | None:
@@ -161,6 +163,7 @@ class EntryChain:
         with self._lock:
             prev = self.ledger.tip()
             block = build_block(BlockKind(kind), payload, prev, self.key)
+            started = time.monotonic()
             try:
                 stored = self.ledger.append(block)
             except LedgerUnavailable:
@@ -175,6 +178,8 @@ class EntryChain:
                 stored = landed
             self.cached_height = max(self.cached_height, stored.height)
             self._after_append(stored)
+            for listener in self.appended:
+                listener(stored, time.monotonic() - started)
             return stored
 
     def _landed(self, block: Block) -> Block | None:

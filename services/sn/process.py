@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from typing import Any
 
 import grpc
 
@@ -146,12 +147,18 @@ def run_super_node(
     from fedchain.services.sn.api import build_app
 
     metrics.gauge("fedchain_edges_alive", "ENs heartbeating this SN", lambda: len(sn.edges.alive()))
-    metrics.gauge("fedchain_last_round", "Last round this SN took part in", lambda: sn.last_round)
     if entry is not None:
         e = entry
+        # the entry drives every round (its own SN opens one only when it has ENs in it)
+        metrics.gauge("fedchain_last_round", "Last round the federation completed", lambda: e.model.ref.round)
         metrics.gauge("fedchain_model_version", "Global model version", lambda: e.model.ref.version)
         metrics.gauge("fedchain_chain_height", "Chain height", lambda: e.chain.cached_height)
         metrics.gauge("fedchain_sns_alive", "Live super nodes", lambda: len(e.registry.alive_sns()))
+        metrics.gauge("fedchain_ens_alive", "Live ENs of the federation", lambda: len(e.registry.alive_edges()))
+        metrics.track_rounds()
+        chain.appended.append(lambda block, seconds: _observe_block(metrics, block, seconds))
+    else:
+        metrics.gauge("fedchain_last_round", "Last round this SN took part in", lambda: sn.last_round)
     api_token = settings.api_token.get_secret_value()
     http = HttpServer(build_app(sn, entry, metrics, api_token, relayed), settings.host, settings.effective_http_port)
     server.start()
@@ -191,3 +198,11 @@ def run_super_node(
         http.stop()
         server.stop(grace=2).wait(3)
         peers.close()
+
+
+def _observe_block(metrics: NodeMetrics, block: Any, seconds: float) -> None:
+    """The entry's metrics of one appended block (a round block also as a round)."""
+    metrics.record_append(str(block.kind), seconds)
+    p = block.payload
+    if str(block.kind) == "round":
+        metrics.record_round(dict(p.metrics), len(p.participants), list(p.rejected))

@@ -29,6 +29,7 @@ import grpc
 
 from fedchain.shared.digests import digest_of
 from fedchain.shared.limits import StreamLimits
+from fedchain.shared.net.traffic import TRAFFIC
 from fedchain.shared.rpc import ledger_pb2
 from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.tensors import TensorError
@@ -54,8 +55,9 @@ def _too_big(reason: str) -> StreamRefused:
 # ---------------------------------------------------------------- writing
 
 
-def cut(data: bytes, chunk_bytes: int) -> Iterator[memoryview]:
-    """``data`` as ``memoryview`` slices of at most ``chunk_bytes`` (one, empty, for no data)."""
+def cut(data: bytes, chunk_bytes: int, what: str = "data") -> Iterator[memoryview]:
+    """``data`` as ``memoryview`` slices of at most ``chunk_bytes`` (one, empty, for no data);
+    each slice is counted as sent for ``what`` when it is taken (``traffic.TRAFFIC``)."""
     if chunk_bytes <= 0:
         raise ValueError("chunk size must be positive")
     view = memoryview(data)
@@ -63,7 +65,9 @@ def cut(data: bytes, chunk_bytes: int) -> Iterator[memoryview]:
         yield view
         return
     for start in range(0, len(view), chunk_bytes):
-        yield view[start : start + chunk_bytes]
+        piece = view[start : start + chunk_bytes]
+        TRAFFIC.sent(what, len(piece))
+        yield piece
 
 
 def model_chunks(data: bytes, chunk_bytes: int, digest: str | None = None) -> Iterator[pb.Chunk]:
@@ -73,7 +77,7 @@ def model_chunks(data: bytes, chunk_bytes: int, digest: str | None = None) -> It
     computed once per buffer (``digest_of``), not once per fetch.
     """
     announced = digest or digest_of(data)
-    pieces = cut(data, chunk_bytes)
+    pieces = cut(data, chunk_bytes, "model")
     yield pb.Chunk(data=bytes(next(pieces)), total_bytes=len(data), digest=announced)
     for piece in pieces:
         yield pb.Chunk(data=bytes(piece))
@@ -83,7 +87,7 @@ def update_parts(header: pb.UpdateHeader, data: bytes, chunk_bytes: int) -> Iter
     """``SubmitUpdate``'s stream: the header, then the update bytes in chunks."""
     yield pb.UpdatePart(header=header)
     if data:
-        for piece in cut(data, chunk_bytes):
+        for piece in cut(data, chunk_bytes, "update"):
             yield pb.UpdatePart(data=bytes(piece))
 
 
@@ -93,13 +97,13 @@ def aggregate_parts(
     """``SubmitAggregate``'s stream: the header, then the bytes (none for an empty aggregate)."""
     yield pb.AggregatePart(header=header)
     if data:
-        for piece in cut(data, chunk_bytes):
+        for piece in cut(data, chunk_bytes, "aggregate"):
             yield pb.AggregatePart(data=bytes(piece))
 
 
 def blob_chunks(data: bytes, chunk_bytes: int, digest: str) -> Iterator[ledger_pb2.BlobChunk]:
     """``PutBlob`` / ``GetBlob``'s stream: the digest with the first data, then data."""
-    pieces = cut(data, chunk_bytes)
+    pieces = cut(data, chunk_bytes, "blob")
     yield ledger_pb2.BlobChunk(data=bytes(next(pieces)), digest=digest)
     for piece in pieces:
         yield ledger_pb2.BlobChunk(data=bytes(piece))
@@ -147,6 +151,7 @@ class BodyReader:
             raise _too_big(f"{self.what} stream exceeds the limit of {self.limits.max_bytes} bytes")
         self._pieces.append(piece)
         self._bytes = total
+        TRAFFIC.received(self.what, len(piece))
         if self._hash is not None:
             self._hash.update(piece)
 
