@@ -26,7 +26,7 @@ from fedchain.shared.node.heartbeats import (
     RejoinAfter,
     signed_heartbeat,
 )
-from fedchain.shared.node.joining import JoinCancelled, Joiner, join_token_for
+from fedchain.shared.node.joining import JoinCancelled, Joiner, entry_key_of, join_token_for
 from fedchain.shared.node.metrics import NodeMetrics
 from fedchain.shared.node.peers import Peers
 from fedchain.shared.node.process import StopFlag, load_key, node_addresses
@@ -42,7 +42,7 @@ def sn_joiner(sn: SuperNode, settings: Settings, key: NodeKey, stop: threading.E
     return Joiner(
         sn.peers, key, role="SN", entry=settings.entry, token=join_token_for("SN", settings),
         address=sn.address, http_address=sn.http_address, stop=stop,
-        trust=TrustStore(settings.state_dir),
+        trust=TrustStore(settings.state_dir), entry_key=entry_key_of(settings),
     )
 
 

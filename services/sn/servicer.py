@@ -17,6 +17,7 @@ from fedchain.services.sn.supernode import SuperNode
 from fedchain.services.sn.validation import Rejected
 from fedchain.shared.ledger.errors import LedgerError
 from fedchain.shared.net.streams import model_chunks
+from fedchain.shared.node.admission import peer_host
 from fedchain.shared.node.metrics import NodeMetrics
 from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.rpc import node_pb2_grpc
@@ -56,7 +57,7 @@ class SuperNodeServicer(node_pb2_grpc.NodeServicer):
     def Join(self, request: pb.JoinRequest, context: grpc.ServicerContext) -> pb.JoinReply:
         entry = self._need_entry(context, "joining")
         try:
-            return entry.join(request)
+            return entry.join(request, peer_host(context.peer()))
         except Rejected as rej:
             log.warning("join refused (%s): %s", request.address, rej.reason)
             context.abort(rej.code, rej.reason)
