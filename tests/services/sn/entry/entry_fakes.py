@@ -127,6 +127,8 @@ class FakeSuperNode:
     on_open: Callable[[pb.OpenRoundRequest], object] | None = None
     en_keys: dict[str, NodeKey] = field(default_factory=dict)
     """The keys of its ENs: each used update carries its EN's own signature."""
+    on_evaluate: Callable[[list[pb.ClientEval]], object] | None = None
+    """Changes the ENs' evaluation answers before they go to the entry (a lying SN)."""
 
     @property
     def node_id(self) -> str:
@@ -185,6 +187,8 @@ class FakeSuperNode:
                     evaluation_fields(c, request),
                 )
             clients.append(c)
+        if self.on_evaluate is not None:
+            self.on_evaluate(clients)
         return pb.EvaluateReply(clients=clients)
 
 
