@@ -22,6 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
+FIRST_HEARTBEAT_GRACE_S = 60.0
+"""Extra time a newly admitted member has for its first heartbeat (an EN loads its data first)."""
+
+
 @dataclass
 class Member:
     """One admitted node."""
@@ -65,6 +69,7 @@ class Registry:
         self._lock = threading.RLock()
         self._members: dict[str, Member] = {}
         self._departed: dict[str, Member] = {}  # left by heartbeat timeout (may come back)
+        self._heard: set[str] = set()  # members heard from since their (re-)admission
         self._alive_edges: dict[str, set[str]] = {}  # SN id -> ENs that heartbeat it
         if path is not None and path.is_file():
             for row in json.loads(path.read_text(encoding="utf-8")):
@@ -152,6 +157,7 @@ class Registry:
                         "a super node's place is freed when it misses its heartbeats"
                     )
             m = Member(node_id, "SN", public_key, address, http_address, last_seen=self.clock())
+            self._heard.discard(node_id)
             self._members[node_id] = m
             self._save()
             return m, old is None
@@ -199,6 +205,7 @@ class Registry:
             )
             changed = old is None or old.parent_sn != parent or old.partition_index != index
             self._members[node_id] = m
+            self._heard.discard(node_id)
             if old is not None and old.parent_sn:
                 self._alive_edges.get(old.parent_sn, set()).discard(node_id)
             self._save()
@@ -219,14 +226,19 @@ class Registry:
         """Active members (never the entry) silent for longer than the heartbeat timeout.
 
         An SN is silent when it sent the entry no heartbeat; an EN when no heartbeat of its SN
-        (or the entry's own SN part) listed it among the ENs it hears from.
+        (or the entry's own SN part) listed it among the ENs it hears from. A member not heard
+        from since it was admitted (or since the entry started) has ``FIRST_HEARTBEAT_GRACE_S``
+        more: an EN loads its data share before it sends its first heartbeat.
         """
         with self._lock:
             now = self.clock()
             return [
                 m for m in self._members.values()
-                if not m.entry and now - m.last_seen > self._timeout
+                if not m.entry and now - m.last_seen > self._limit(m.node_id)
             ]
+
+    def _limit(self, node_id: str) -> float:
+        return self._timeout + (0.0 if node_id in self._heard else FIRST_HEARTBEAT_GRACE_S)
 
     def depart(self, node_id: str) -> Member | None:
         """Move an active member to the departed (its partition is free from now on)."""
@@ -248,6 +260,7 @@ class Registry:
             if m is None or m.role != "SN":
                 return False
             m.last_seen = self.clock()
+            self._heard.add(node_id)
             changed = (m.address, m.http_address) != (address, http_address)
             m.address, m.http_address = address, http_address
             self._edges_seen(node_id, alive_edges)
@@ -262,6 +275,7 @@ class Registry:
         now = self.clock()
         for node_id in seen:
             mine[node_id].last_seen = now
+        self._heard |= seen
 
     def set_entry_edges(self, entry_id: str, alive_edges: list[str]) -> None:
         """The entry's own SN part reports which of its ENs are alive."""

@@ -71,6 +71,7 @@ def test_a_dead_edge_node_leaves_its_partition_to_a_replacement_and_rejoins(net:
     new_status = _joined(net, replacement)
     assert new_status["partition_index"] == partition  # before: "the federation is full"
     assert "node_joined" in _events(net, new_status["node_id"])
+    net.wait_edges(2)  # the entry hears from it (before its first beat it has a grace period)
 
     net.kill(replacement)
     _left(net, new_status["node_id"])

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from fedchain.services.sn.registry import FederationFull, NoSuperNode, Registry, SuperNodesFull
+from fedchain.services.sn.registry import (
+    FIRST_HEARTBEAT_GRACE_S,
+    FederationFull,
+    NoSuperNode,
+    Registry,
+    SuperNodesFull,
+)
 
 
 def _reg(tmp_path: Path, timeout: float = 5.0) -> Registry:
@@ -96,6 +102,7 @@ def test_silent_members_expire_and_their_partition_is_free(tmp_path: Path) -> No
     r.admit_sn("sn-a", "11" * 32, "a:1", "a:2")
     r.admit_en("en-0", "33" * 32, "e:1", "", clients=2)
     r.admit_en("en-1", "44" * 32, "f:1", "", clients=2)
+    r.heartbeat("sn-a", "a:1", "a:2", ["en-0", "en-1"])
     clock.now += 4
     r.heartbeat("sn-a", "a:1", "a:2", ["en-1"])  # en-0 is not heard from any more
     clock.now += 2
@@ -106,8 +113,11 @@ def test_silent_members_expire_and_their_partition_is_free(tmp_path: Path) -> No
     assert r.get("en-0") is None and r.departed("en-0") is not None
     replacement, changed = r.admit_en("en-2", "55" * 32, "g:1", "", clients=2)
     assert replacement.partition_index == 0 and changed
-    # the SN itself goes silent: it expires (the entry never does)
+    # the SN itself goes silent: it expires (the entry never does); en-2, never heard from
+    # since it joined (an EN loads its data first), has a grace period for its first beat
     clock.now += 6
+    assert {m.node_id for m in r.expired()} == {"sn-a", "en-1"}
+    clock.now += FIRST_HEARTBEAT_GRACE_S
     assert {m.node_id for m in r.expired()} == {"sn-a", "en-1", "en-2"}
     # a restarted entry remembers who left
     r2 = Registry(tmp_path / "registry.json", heartbeat_timeout=5)
