@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-
 FIRST_HEARTBEAT_GRACE_S = 60.0
 """Extra time a newly admitted member has for its first heartbeat (an EN loads its data first)."""
 
