@@ -168,3 +168,27 @@ def test_the_join_reply_names_what_the_joiner_acts_on(fed: Federation) -> None:
             fed.key.public_bytes, bytes(reply.signature), Domain.JOIN_REPLY,
             bytes(reply.chain_id), fed.key.node_id, join_reply_fields(reply, int(time.time())),
         )
+
+
+def test_an_edge_node_that_leaves_mid_round_still_counts_in_the_round_it_trained_for(
+    fed: Federation,
+) -> None:
+    dead = fed.ens[0]
+    done: list[str] = []
+
+    def dies_after_its_update(_req: pb.OpenRoundRequest) -> None:
+        if not done:  # its update is in; then its heartbeats stop for longer than the timeout
+            later(fed, fed.settings.heartbeat_timeout + 1)
+            fed.ens = fed.ens[1:]
+            fed.beat()
+            done.extend(fed.entry.admissions.expire())
+
+    fed.sn.on_open = dies_after_its_update
+    fed.train(1)
+
+    assert done == [dead]
+    (first,) = fed.round_payloads()
+    assert dead in first.participants and len(first.participants) == 4  # the SN is not refused
+    kinds = [str(b.kind) for b in fed.ledger.blocks[-2:]]
+    assert kinds == ["node_left", "round"]
+    assert fed.ledger.verify().ok
