@@ -210,6 +210,28 @@ class Settings(BaseSettings):
     round_timeout: float = Field(default=300.0, gt=0, description="seconds an EN may take per round")
     heartbeat_interval: float = Field(default=2.0, gt=0)
     heartbeat_timeout: float = Field(default=10.0, gt=0)
+    max_sns: int = Field(
+        default=64, ge=1, le=10_000,
+        description="entry: most super nodes admitted at once (a dead one's place is freed)",
+    )
+    join_rate: float = Field(
+        default=2.0, gt=0, le=10_000, description="entry: joins per second one source address may send"
+    )
+    join_burst: int = Field(
+        default=32, ge=1, le=100_000, description="entry: joins one source address may send at once"
+    )
+    entry_key: str | None = Field(
+        default=None, pattern=r"^[0-9a-fA-F]{64}$",
+        description="SN/EN: the entry's public key (hex); the join reply must be signed by it "
+        "(unset: the first entry joined is trusted)",
+    )
+    ledger_entry_key: str | None = Field(
+        default=None, pattern=r"^[0-9a-fA-F]{64}$",
+        description="ledger: the entry's public key (hex); a fresh ledger takes genesis only from it",
+    )
+    node_key: Path | None = Field(
+        default=None, description="this node's Ed25519 key file (PEM; default node.key in state_dir)"
+    )
     max_message_mb: int = Field(default=64, ge=1, le=2048, description="largest gRPC message / blob")
     chunk_kb: int = Field(default=1024, ge=16, le=4096, description="tensor stream chunk size")
     tls_cert: Path | None = None

@@ -93,7 +93,8 @@ def register(app: typer.Typer) -> None:
             serve(
                 settings,
                 announce=lambda line: print(line, flush=True),
-                entry_key=_hex_key(entry_key, "--entry-key"),
+                # the flag, else FEDCHAIN_LEDGER_ENTRY_KEY (environment, .env or --config)
+                entry_key=_hex_key(entry_key or settings.ledger_entry_key, "--entry-key"),
                 blob_quota_bytes=blob_quota_mb * 1024 * 1024,
             )
         except LedgerError as exc:

@@ -34,6 +34,7 @@ from fedchain.shared.config import (
     load_settings,
     settings_to_flags,
 )
+from fedchain.shared.node.process import load_key
 
 UP_DEFAULTS: dict[str, Any] = {"local_epochs": 1, "lr": 0.05}
 START_TIMEOUT = 180.0
@@ -178,7 +179,12 @@ class UpRun:
         lport, lhttp = free_port(), free_port()
         say = self.console.print
         db = s.db_url or f"sqlite:///{sd / 'ledger' / 'ledger.db'}"
-        ledger_args = ["ledger", "--state-dir", str(sd / "ledger"), "--port", str(lport), "--http-port", str(lhttp)]
+        # the entry's key is made first: the ledger takes a genesis only from it, SNs and ENs
+        # take a join reply only signed by it
+        entry_key = load_key(s.model_copy(update={"state_dir": sd / "entry", "node_key": None})).public_hex
+        pin = ["--entry-key", entry_key]
+        ledger_args = ["ledger", "--state-dir", str(sd / "ledger"), "--port", str(lport), "--http-port", str(lhttp),
+                       *pin]
         # the database URL may hold a password: it goes by environment, never on a command line
         ledger_env = {**_child_env(s), "FEDCHAIN_DB_URL": s.db_url} if s.db_url else None
         say(f"[bold]fedchain up[/]: {self.sns} SNs, {self.ens} ENs, {self.rounds} rounds of {s.algorithm} "
@@ -202,7 +208,7 @@ class UpRun:
             self._start(
                 f"sn-{i}",
                 ["node", "--nt", "SN", "--entry", entry_addr, "--port", str(g), "--http-port", str(h),
-                 "--state-dir", str(sd / f"sn-{i}"), *common],
+                 "--state-dir", str(sd / f"sn-{i}"), *common, *pin],
                 g, h,
             )
         if self.sns:
@@ -213,7 +219,7 @@ class UpRun:
             self._start(
                 f"en-{i}",
                 ["node", "--nt", "EN", "--entry", entry_addr, "--port", str(g), "--http-port", str(h),
-                 "--state-dir", str(sd / f"en-{i}"), *common],
+                 "--state-dir", str(sd / f"en-{i}"), *common, *pin],
                 g, h,
             )
         self._wait_status(lambda st: st["ens"] >= self.ens, f"{self.ens} edge nodes to load their data and join")

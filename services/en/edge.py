@@ -6,7 +6,8 @@ through the entry, which assigns another SN.
 
 At join the EN learns the chain id and the entry's key (kept in its state dir); it acts on
 an ``OpenRound`` or ``Evaluate`` only when the entry signed it (its SN relays the entry's
-request unchanged), and it signs its heartbeats and its update headers.
+request unchanged), and it signs its heartbeats, its update headers and its evaluation
+answers.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from fedchain.shared.control_api import NodeStatus, node_status
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.limits import chunk_bytes, message_bytes
 from fedchain.shared.net.federation import apply_fl_config
-from fedchain.shared.net.signing import update_fields
+from fedchain.shared.net.signing import evaluation_fields, update_fields
 from fedchain.shared.net.statements import Domain, sign
 from fedchain.shared.net.streams import join_model_chunks, update_parts
 from fedchain.shared.node.entry_requests import EntryRequests
@@ -37,7 +38,7 @@ from fedchain.shared.node.heartbeats import (
     RejoinAfter,
     signed_heartbeat,
 )
-from fedchain.shared.node.joining import Joiner, join_token_for
+from fedchain.shared.node.joining import Joiner, entry_key_of, join_token_for
 from fedchain.shared.node.peers import Peers
 from fedchain.shared.node.trust import EntryTrust, TrustStore
 from fedchain.shared.rpc import node_pb2 as pb
@@ -91,7 +92,7 @@ class EdgeNode:
         self.joiner = Joiner(
             peers, key, role="EN", entry=settings.entry, token=join_token_for("EN", settings),
             address=address, http_address=http_address, stop=self._stop,
-            trust=TrustStore(self.state_dir),
+            trust=TrustStore(self.state_dir), entry_key=entry_key_of(settings),
         )
         self.trust: EntryTrust | None = None
         self.requests = EntryRequests(lambda: self.trust)
@@ -312,17 +313,18 @@ class EdgeNode:
             client.set_shared({k: global_state[k] for k in client.shared_keys})
             result = client.evaluate()
         self.last_accuracy = result.accuracy
-        return pb.EvaluateReply(
-            clients=[
-                pb.ClientEval(
-                    node_id=self.node_id,
-                    correct=int(result.correct),
-                    total=int(result.total),
-                    loss=float(result.loss),
-                    partition_index=self.partition_index,
-                )
-            ]
+        answer = pb.ClientEval(
+            node_id=self.node_id,
+            correct=int(result.correct),
+            total=int(result.total),
+            loss=float(result.loss),
+            partition_index=self.partition_index,
         )
+        # signed over the entry's request it answers: the entry checks it against this EN's key
+        answer.signature = sign(
+            self.key, Domain.EVALUATION, self.chain_id, evaluation_fields(answer, req)
+        )
+        return pb.EvaluateReply(clients=[answer])
 
     def status(self) -> NodeStatus:
         """The /status answer of an EN (``model_version``: the version it last trained from)."""

@@ -28,7 +28,7 @@ from fedchain.shared.node.heartbeats import (
     RejoinAfter,
     signed_heartbeat,
 )
-from fedchain.shared.node.joining import JoinCancelled, Joiner, join_token_for
+from fedchain.shared.node.joining import JoinCancelled, Joiner, entry_key_of, join_token_for
 from fedchain.shared.node.metrics import NodeMetrics
 from fedchain.shared.node.peers import Peers
 from fedchain.shared.node.process import StopFlag, load_key, node_addresses
@@ -44,7 +44,7 @@ def sn_joiner(sn: SuperNode, settings: Settings, key: NodeKey, stop: threading.E
     return Joiner(
         sn.peers, key, role="SN", entry=settings.entry, token=join_token_for("SN", settings),
         address=sn.address, http_address=sn.http_address, stop=stop,
-        trust=TrustStore(settings.state_dir),
+        trust=TrustStore(settings.state_dir), entry_key=entry_key_of(settings),
     )
 
 
@@ -157,6 +157,11 @@ def run_super_node(
         metrics.gauge("fedchain_ens_alive", "Live ENs of the federation", lambda: len(e.registry.alive_edges()))
         metrics.track_rounds()
         chain.appended.append(lambda block, seconds: _observe_block(metrics, block, seconds))
+        metrics.gauge(
+            "fedchain_eval_answers_refused",
+            "Evaluation answers refused (unsigned, mis-signed, foreign or out of range)",
+            lambda: e.evaluation.refused,
+        )
     else:
         metrics.gauge("fedchain_last_round", "Last round this SN took part in", lambda: sn.last_round)
     api_token = settings.api_token.get_secret_value()

@@ -17,12 +17,16 @@ from fedchain.services.sn.supernode import SuperNode
 from fedchain.services.sn.validation import Rejected
 from fedchain.shared.ledger.errors import LedgerError
 from fedchain.shared.net.streams import model_chunks
+from fedchain.shared.node.admission import peer_host
 from fedchain.shared.node.metrics import NodeMetrics
 from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.rpc import node_pb2_grpc
 from fedchain.shared.tensors import TensorError
 
 log = logging.getLogger("fedchain.sn.rpc")
+
+JOIN_RELAY_TIMEOUT_S = 20.0
+"""How long an SN waits for the entry's answer to a join it relays."""
 
 
 class SuperNodeServicer(node_pb2_grpc.NodeServicer):
@@ -54,13 +58,28 @@ class SuperNodeServicer(node_pb2_grpc.NodeServicer):
         return self.entry
 
     def Join(self, request: pb.JoinRequest, context: grpc.ServicerContext) -> pb.JoinReply:
-        entry = self._need_entry(context, "joining")
+        if self.entry is None:
+            return self._relay_join(request, context)
+        entry = self.entry
         try:
-            return entry.join(request)
+            return entry.join(request, peer_host(context.peer()))
         except Rejected as rej:
             log.warning("join refused (%s): %s", request.address, rej.reason)
             context.abort(rej.code, rej.reason)
             raise  # unreachable
+
+    def _relay_join(self, request: pb.JoinRequest, context: grpc.ServicerContext) -> pb.JoinReply:
+        """A node that joins through this SN: the request goes to the entry as it came (the
+        joiner signed it) and the entry's signed reply comes back unchanged (the joiner checks
+        the entry's signature, so this SN can change nothing in it)."""
+        try:
+            reply: pb.JoinReply = self.sn.peers.stub(self.sn.entry_address).Join(
+                request, timeout=JOIN_RELAY_TIMEOUT_S
+            )
+        except grpc.RpcError as exc:
+            context.abort(exc.code(), f"via super node {self.sn.node_id}: {exc.details()}")
+            raise
+        return reply
 
     def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.ServicerContext) -> pb.HeartbeatReply:
         try:

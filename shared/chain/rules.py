@@ -48,6 +48,8 @@ class Member:
     role: str
     address: str
     admitted_at: int
+    parent_sn: str = ""
+    """An EN's SN as its latest node_joined block named it ("" for an SN)."""
 
 
 @dataclass
@@ -99,7 +101,8 @@ class ChainState:
             self.authority_key = bytes.fromhex(p.new_public_key)
         elif isinstance(p, NodeJoinedPayload):
             self.members[p.node_id] = Member(
-                p.node_id, bytes.fromhex(p.public_key), p.role, p.address, block.height
+                p.node_id, bytes.fromhex(p.public_key), p.role, p.address, block.height,
+                p.parent_sn,
             )
             self.revoked.pop(p.node_id, None)
         elif isinstance(p, NodeLeftPayload):
@@ -175,7 +178,20 @@ def _check_payload(block: Block, state: ChainState) -> None:
                 raise BlockInvalid(f"node_joined parent_sn {p.parent_sn} is not an admitted SN")
         if p.node_id == state.authority:
             raise BlockInvalid("node_joined cannot admit the entry's own key as a member")
+        current = state.members.get(p.node_id)
+        if current is not None and (current.role != p.role or current.parent_sn == p.parent_sn):
+            # joined while joined: only a move of an EN to another SN is recorded again
+            raise BlockInvalid(
+                f"node_joined names {p.node_id}, already a member since height "
+                f"{current.admitted_at}; it joins again only after node_left "
+                "(or, for an EN, to move to another SN)"
+            )
     elif isinstance(p, NodeLeftPayload):
+        if p.node_id in state.revoked:
+            raise BlockInvalid(
+                f"node_left names {p.node_id}, which left already at height "
+                f"{state.revoked[p.node_id]}"
+            )
         if p.node_id not in state.members:
             raise BlockInvalid(f"node_left names {p.node_id}, which is not an admitted node")
         if p.node_id == state.authority:

@@ -35,7 +35,7 @@ class JoinRequest(_message.Message):
     def __init__(self, token: _Optional[str] = ..., role: _Optional[str] = ..., public_key: _Optional[bytes] = ..., address: _Optional[str] = ..., http_address: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., signature: _Optional[bytes] = ..., avoid_sn: _Optional[str] = ...) -> None: ...
 
 class JoinReply(_message.Message):
-    __slots__ = ("node_id", "entry_node_id", "sn_node_id", "sn_address", "partition_index", "config_json", "height", "entry_http_address", "chain_id", "entry_public_key", "partition_size")
+    __slots__ = ("node_id", "entry_node_id", "sn_node_id", "sn_address", "partition_index", "config_json", "height", "entry_http_address", "chain_id", "entry_public_key", "partition_size", "signature")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ENTRY_NODE_ID_FIELD_NUMBER: _ClassVar[int]
     SN_NODE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +47,7 @@ class JoinReply(_message.Message):
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
     ENTRY_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     PARTITION_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     entry_node_id: str
     sn_node_id: str
@@ -58,7 +59,8 @@ class JoinReply(_message.Message):
     chain_id: bytes
     entry_public_key: bytes
     partition_size: int
-    def __init__(self, node_id: _Optional[str] = ..., entry_node_id: _Optional[str] = ..., sn_node_id: _Optional[str] = ..., sn_address: _Optional[str] = ..., partition_index: _Optional[int] = ..., config_json: _Optional[str] = ..., height: _Optional[int] = ..., entry_http_address: _Optional[str] = ..., chain_id: _Optional[bytes] = ..., entry_public_key: _Optional[bytes] = ..., partition_size: _Optional[int] = ...) -> None: ...
+    signature: bytes
+    def __init__(self, node_id: _Optional[str] = ..., entry_node_id: _Optional[str] = ..., sn_node_id: _Optional[str] = ..., sn_address: _Optional[str] = ..., partition_index: _Optional[int] = ..., config_json: _Optional[str] = ..., height: _Optional[int] = ..., entry_http_address: _Optional[str] = ..., chain_id: _Optional[bytes] = ..., entry_public_key: _Optional[bytes] = ..., partition_size: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("node_id", "role", "address", "http_address", "alive_edges", "state", "counter", "signature")
@@ -273,20 +275,22 @@ class EvaluateRequest(_message.Message):
     def __init__(self, version: _Optional[int] = ..., model_digest: _Optional[str] = ..., timeout_s: _Optional[float] = ..., algorithm: _Optional[str] = ..., sn_node_id: _Optional[str] = ..., issued_ms: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class ClientEval(_message.Message):
-    __slots__ = ("node_id", "sn", "correct", "total", "loss", "partition_index")
+    __slots__ = ("node_id", "sn", "correct", "total", "loss", "partition_index", "signature")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     SN_FIELD_NUMBER: _ClassVar[int]
     CORRECT_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     LOSS_FIELD_NUMBER: _ClassVar[int]
     PARTITION_INDEX_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     sn: str
     correct: int
     total: int
     loss: float
     partition_index: int
-    def __init__(self, node_id: _Optional[str] = ..., sn: _Optional[str] = ..., correct: _Optional[int] = ..., total: _Optional[int] = ..., loss: _Optional[float] = ..., partition_index: _Optional[int] = ...) -> None: ...
+    signature: bytes
+    def __init__(self, node_id: _Optional[str] = ..., sn: _Optional[str] = ..., correct: _Optional[int] = ..., total: _Optional[int] = ..., loss: _Optional[float] = ..., partition_index: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class EvaluateReply(_message.Message):
     __slots__ = ("clients", "failed")

@@ -15,7 +15,7 @@ from fedchain.shared.config import Settings, load_settings
 
 # Settings that docker-compose.yml sets per service (or that are flags), not passed through.
 PER_SERVICE = {"port", "http_port", "host", "advertise_host", "nt", "entry", "ledger",
-               "state_dir", "db_url", "data_dir"}
+               "state_dir", "db_url", "data_dir", "ledger_entry_key", "entry_key", "node_key"}
 FEDCHAIN_SERVICES = {"ledger", "msn", "sn", "en", "console"}
 TOKENS = {"sn_join_token", "en_join_token", "api_token"}
 # The tokens each service gets (and no other): an EN never sees the SN join token.
@@ -24,7 +24,8 @@ SERVICE_TOKENS = {"ledger": set(), "msn": TOKENS, "sn": {"sn_join_token", "api_t
 # What compose requires: a value for each, no built-in default (`fedchain init-env` writes them).
 SECRETS = {"FEDCHAIN_SN_JOIN_TOKEN": "sn-join-" + "s" * 20, "FEDCHAIN_EN_JOIN_TOKEN": "en-join-" + "e" * 20,
            "FEDCHAIN_API_TOKEN": "api-token-" + "a" * 20, "FC_MYSQL_PASSWORD": "db-password-" + "p" * 16,
-           "FC_MYSQL_ROOT_PASSWORD": "db-root-" + "r" * 16}
+           "FC_MYSQL_ROOT_PASSWORD": "db-root-" + "r" * 16,
+           "FEDCHAIN_LEDGER_ENTRY_KEY": "ab" * 32}
 ENV_LINE = re.compile(r"^#?\s*([A-Z][A-Z0-9_]*)=(.*)$")
 
 
@@ -111,6 +112,22 @@ def test_secrets_reach_only_the_services_that_need_them(compose: list[str], repo
     assert f":{SECRETS['FC_MYSQL_PASSWORD']}@mysql:" in services["ledger"]["environment"]["FEDCHAIN_DB_URL"]
     text = (repo / "docker-compose.yml").read_text()
     assert "fedchain-root" not in text and ":-fedchain}" not in text
+
+
+def test_the_entry_key_reaches_the_ledger_the_entry_and_every_joining_node(
+    compose: list[str], repo: Path
+) -> None:
+    """The ledger pins the entry's public key, msn signs with the mounted key file, SNs and
+    ENs take only a join reply signed by that key."""
+    services = rendered(compose, repo)["services"]
+    public = SECRETS["FEDCHAIN_LEDGER_ENTRY_KEY"]
+    assert services["ledger"]["environment"]["FEDCHAIN_LEDGER_ENTRY_KEY"] == public
+    for name in ("sn", "en"):
+        assert services[name]["environment"]["FEDCHAIN_ENTRY_KEY"] == public, name
+    key_file = services["msn"]["environment"]["FEDCHAIN_NODE_KEY"]
+    assert key_file in {mount_target(v) for v in services["msn"]["volumes"]}
+    for name in ("console", "msn"):
+        assert "FEDCHAIN_ENTRY_KEY" not in services[name]["environment"], name
 
 
 def test_services_dependencies_and_volumes(compose: list[str], repo: Path) -> None:

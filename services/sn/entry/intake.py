@@ -164,7 +164,9 @@ class AggregateIntake:
                 check_finite(u.train_seconds, "train_seconds", 0.0, MAX_SECONDS)
             except IngressRefused as exc:
                 raise Rejected(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
-            en = self.registry.get(u.node_id)
+            # an EN that left (heartbeat timeout) after it sent its update still counts in the
+            # round it trained for, under the key and SN it had
+            en = self.registry.get(u.node_id) or self.registry.departed(u.node_id)
             if en is None or en.role != "EN" or en.parent_sn != h.sn_node_id:
                 raise Rejected(
                     grpc.StatusCode.PERMISSION_DENIED,

@@ -133,8 +133,8 @@ class EntryRole:
         self.driver.stop()
 
     # ---- gRPC ----
-    def join(self, req: pb.JoinRequest) -> pb.JoinReply:
-        return self.admissions.join(req)
+    def join(self, req: pb.JoinRequest, source: str = "") -> pb.JoinReply:
+        return self.admissions.join(req, source)
 
     def heartbeat(self, req: pb.HeartbeatRequest) -> pb.HeartbeatReply:
         return self.admissions.heartbeat(req)

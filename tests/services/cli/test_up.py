@@ -18,6 +18,7 @@ import httpx
 import psutil
 import pytest
 
+from fedchain.shared.crypto import NodeKey
 from fedchain.shared.processes import fedchain_argv, port_is_free
 from tests.conftest import REPO, free_port, ignore_sigint
 
@@ -117,6 +118,9 @@ def test_up_trains_verifies_and_leaves_nothing_behind(tmp_path: Path) -> None:
     assert _port_free(port) and _port_free(port + 1000)
     check = _fedchain("verify", "--state-dir", str(state / "ledger"), timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
+    # the ledger was started for the entry's key: it would take no genesis from another one
+    entry_key = NodeKey.load_or_create(state / "entry" / "node.key").public_hex
+    assert f"entry key {entry_key[:16]}" in (state / "logs" / "ledger.log").read_text()
     tokens = _run_tokens(state)  # generated for the run, kept 0600, named in one line, never printed
     assert f"tokens      {state / 'tokens.env'} (mode 0600" in out
     assert all(value not in out + r.stderr for value in tokens.values())

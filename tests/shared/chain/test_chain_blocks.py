@@ -258,7 +258,7 @@ def test_chain_rules_admit_revoke_and_refuse() -> None:
     )
     with pytest.raises(ProducerNotAdmitted, match="revoked at height 3"):
         check_block(late, state)
-    with pytest.raises(BlockInvalid, match="not an admitted node"):
+    with pytest.raises(BlockInvalid, match="left already at height 3"):
         check_block(
             build_block("node_left", {"node_id": sn.node_id, "reason": "again"}, left, entry, 12),
             state,

@@ -19,7 +19,12 @@ from fedchain.shared.chain.rules import ChainState, check_block
 from fedchain.shared.chain.treehead import TreeHead
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.ledger.errors import InvalidBlock, LedgerRejected, NotFound
-from fedchain.shared.net.signing import join_message, manifest_fields, update_fields
+from fedchain.shared.net.signing import (
+    evaluation_fields,
+    join_message,
+    manifest_fields,
+    update_fields,
+)
 from fedchain.shared.net.statements import Domain, sign
 from fedchain.shared.net.streams import aggregate_parts
 from fedchain.shared.rpc import node_pb2 as pb
@@ -122,6 +127,8 @@ class FakeSuperNode:
     on_open: Callable[[pb.OpenRoundRequest], object] | None = None
     en_keys: dict[str, NodeKey] = field(default_factory=dict)
     """The keys of its ENs: each used update carries its EN's own signature."""
+    on_evaluate: Callable[[list[pb.ClientEval]], object] | None = None
+    """Changes the ENs' evaluation answers before they go to the entry (a lying SN)."""
 
     @property
     def node_id(self) -> str:
@@ -170,10 +177,18 @@ class FakeSuperNode:
         return pb.OpenRoundReply(ok=True, edges=len(request.participants))
 
     def Evaluate(self, request: pb.EvaluateRequest, timeout: float | None = None) -> pb.EvaluateReply:
-        clients = [
-            pb.ClientEval(node_id=en, sn=self.node_id, correct=8, total=10, loss=0.4, partition_index=i)
-            for i, en in enumerate(self.assigned)
-        ]
+        assert self.entry is not None
+        clients = []
+        for i, en in enumerate(self.assigned):
+            c = pb.ClientEval(node_id=en, sn=self.node_id, correct=8, total=10, loss=0.4, partition_index=i)
+            if en in self.en_keys:  # each EN signs its own answer (the SN relays it)
+                c.signature = sign(
+                    self.en_keys[en], Domain.EVALUATION, self.entry.authority.chain_id,
+                    evaluation_fields(c, request),
+                )
+            clients.append(c)
+        if self.on_evaluate is not None:
+            self.on_evaluate(clients)
         return pb.EvaluateReply(clients=clients)
 
 
