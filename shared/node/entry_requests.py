@@ -155,17 +155,20 @@ class EntryRequests:
         self._fresh(req.issued_ms, "round request")
         stamp = (int(req.round), int(req.issued_ms))
         with self._lock:
-            if stamp <= self._last_round:
+            # A request issued later than the last one accepted is held to the chain first: an
+            # entry back at an older round on a shorter chain is named as that, not as a replay.
+            later = int(req.issued_ms) > self._last_round[1]
+            if heads is not None and head is not None and later:
+                try:
+                    heads.accept(head, self._need_trust())
+                except ChainRefused as exc:
+                    raise RequestRefused(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
+            if stamp <= self._last_round or (heads is not None and not later):
                 raise RequestRefused(
                     grpc.StatusCode.FAILED_PRECONDITION,
                     f"round request {req.round} is a replay or older than round "
                     f"{self._last_round[0]} already opened here",
                 )
-            if heads is not None and head is not None:
-                try:
-                    heads.accept(head, self._need_trust())
-                except ChainRefused as exc:
-                    raise RequestRefused(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
             self._last_round = stamp
 
     def evaluate(self, req: pb.EvaluateRequest, sn_node_id: str) -> None:

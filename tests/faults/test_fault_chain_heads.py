@@ -1,0 +1,117 @@
+"""A chain shortened under a real network: the database rolled back to an older copy while the
+network runs, and the last blocks deleted with the tip row rewritten. Each is reported by
+``fedchain verify`` given the entry's last head, by the entry at start-up, and by the ENs at the
+next round (when the entry is made to start anyway, its own kept head moved away): they refuse
+the round, say so in their /status and logs, and the round does not count them.
+
+The network is the entry (embedded SQLite ledger, its own SN part) and two ENs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from fedchain.shared.chain.treehead import TreeHead
+from tests.faults.cluster import start_network, start_training, verify_cli, wait_done, wait_round
+from tests.network.harness import LocalNet, Proc
+from tests.services.ledger.ledger_kit import truncate
+
+pytestmark = pytest.mark.slow  # each starts a real multi-process network
+
+
+def _db(net: LocalNet) -> Path:
+    assert net.entry is not None
+    return net.entry.state_dir / "ledger.db"
+
+
+def _head_file(net: LocalNet) -> Path:
+    assert net.entry is not None
+    return net.entry.state_dir / "tree_head.json"
+
+
+def _verify_fails_on_the_head(net: LocalNet, what: str) -> None:
+    assert net.entry is not None
+    done = verify_cli("--state-dir", str(net.entry.state_dir), "--head", str(_head_file(net)))
+    assert done.returncode == 1 and what in done.stdout, done.stdout + done.stderr
+
+
+def _entry_refuses_to_start(net: LocalNet, what: str) -> None:
+    assert net.entry is not None
+    net.restart(net.entry)
+    code = net.entry.popen.wait(timeout=90)
+    text = net.entry.log.read_text(errors="replace")
+    assert code == 2 and "refusing the ledger" in text and what in text, text[-2000:]
+
+
+def _ens_refuse_the_next_round(net: LocalNet, edges: list[Proc], what: str) -> None:
+    """Start the entry without its kept head: the ENs hold the chain to theirs and refuse."""
+    assert net.entry is not None
+    _head_file(net).rename(_head_file(net).with_suffix(".moved"))
+    net.restart(net.entry)
+    net.wait_healthy(net.entry)
+    net.wait_edges(len(edges))
+    before = net.get("/status")["round"]
+    r = net.post("/train", {"rounds": 1})  # or the interrupted plan resumes by itself
+    assert r.status_code == 202 or "already running" in r.text, r.text
+    status = net.wait_for(
+        lambda: (s := net.get("/status"))["state"] != "training" and s, "the refused round", 240
+    )
+    assert status["round"] == before and "quorum not met: 0 of 2" in (status["error"] or ""), status
+    for en in edges:
+        s = net.get("/status", en)
+        assert s["chain_error"] and what in s["chain_error"], s
+        assert what in en.log.read_text(errors="replace")
+
+
+def test_database_rolled_back_while_the_network_runs(tmp_path: Path) -> None:
+    net = LocalNet(tmp_path / "net", FEDCHAIN_ROUND_TIMEOUT="30")
+    try:
+        edges = start_network(net, 2, sns=0)
+        start_training(net, 1)
+        wait_done(net, 1)
+        backup = tmp_path / "backup.db"
+        with sqlite3.connect(_db(net)) as live, sqlite3.connect(backup) as copy:
+            live.backup(copy)  # an online copy at round 1
+        start_training(net, 2)
+        wait_done(net, 3)
+        seen = [net.get("/status", en)["head_size"] for en in edges]
+        with sqlite3.connect(backup) as copy, sqlite3.connect(_db(net)) as live:
+            copy.backup(live)  # the running entry's database, rolled back under it
+        start_training(net, 1)
+        status = net.wait_for(
+            lambda: (s := net.get("/status"))["state"] != "training" and s, "the next round", 240
+        )
+        assert "refusing to append: the chain went backwards" in (status["error"] or ""), status
+        _verify_fails_on_the_head(net, "missing")
+        assert net.entry is not None
+        net.kill(net.entry, 15)
+        _entry_refuses_to_start(net, "went backwards")
+        _ens_refuse_the_next_round(net, edges, "went backwards")
+        assert [net.get("/status", en)["head_size"] for en in edges] == seen  # kept, not replaced
+    finally:
+        net.close()
+
+
+def test_last_blocks_deleted_and_the_tip_row_rewritten(tmp_path: Path) -> None:
+    net = LocalNet(tmp_path / "net", FEDCHAIN_ROUND_TIMEOUT="30")
+    try:
+        edges = start_network(net, 2, sns=0)
+        start_training(net, 2)
+        wait_round(net, 2)
+        wait_done(net, 2)
+        assert net.entry is not None
+        net.kill(net.entry, 15)
+        head = TreeHead.load(_head_file(net))
+        assert head is not None
+        engine = sa.create_engine(f"sqlite:///{_db(net)}")
+        truncate(engine, keep=head.size - 2)  # the two round blocks gone, the tip row rewritten
+        engine.dispose()
+        _verify_fails_on_the_head(net, f"blocks {head.size - 2}..{head.size - 1} are missing")
+        _entry_refuses_to_start(net, "went backwards")
+        _ens_refuse_the_next_round(net, edges, "went backwards")
+    finally:
+        net.close()
