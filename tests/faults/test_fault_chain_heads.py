@@ -1,8 +1,10 @@
-"""A chain shortened under a real network: the database rolled back to an older copy while the
-network runs, and the last blocks deleted with the tip row rewritten. Each is reported by
-``fedchain verify`` given the entry's last head, by the entry at start-up, and by the ENs at the
-next round (when the entry is made to start anyway, its own kept head moved away): they refuse
-the round, say so in their /status and logs, and the round does not count them.
+"""A chain shortened or replaced under a real network: the database rolled back to an older copy
+while the network runs, the last blocks deleted with the tip row rewritten, the chain re-signed
+from a new genesis. Each is reported by ``fedchain verify`` given the entry's last head (or the
+genesis), by the entry at start-up, and by the ENs when the entry is made to start anyway (its
+own kept head moved away): on a shortened chain they refuse the next round, say so in their
+/status and logs, and the round does not count them; a replaced chain has another chain id,
+so they refuse everything it signs, heartbeats and re-joins included.
 
 The network is the entry (embedded SQLite ledger, its own SN part) and two ENs.
 """
@@ -15,7 +17,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from fedchain.services.ledger.store import Ledger
+from fedchain.shared.chain.blocks import Block, build_block
 from fedchain.shared.chain.treehead import TreeHead
+from fedchain.shared.crypto import NodeKey
 from tests.faults.cluster import start_network, start_training, verify_cli, wait_done, wait_round
 from tests.network.harness import LocalNet, Proc
 from tests.services.ledger.ledger_kit import truncate
@@ -113,5 +118,47 @@ def test_last_blocks_deleted_and_the_tip_row_rewritten(tmp_path: Path) -> None:
         _verify_fails_on_the_head(net, f"blocks {head.size - 2}..{head.size - 1} are missing")
         _entry_refuses_to_start(net, "went backwards")
         _ens_refuse_the_next_round(net, edges, "went backwards")
+    finally:
+        net.close()
+
+
+def _re_sign_from_a_new_genesis(state_dir: Path) -> bytes:
+    """Replace the chain by the same blocks re-signed with the entry key from another genesis."""
+    key = NodeKey.load_or_create(state_dir / "node.key")
+    ledger = Ledger(f"sqlite:///{state_dir / 'ledger.db'}", state_dir / "blobs")
+    old = ledger.range(0, 1000)
+    ledger.close()
+    with sqlite3.connect(state_dir / "ledger.db") as conn:
+        for table in ("blocks", "tree_heads"):
+            conn.execute(f"DELETE FROM {table}")
+        conn.execute("UPDATE ledger_meta SET value = '-1 ' WHERE name = 'tip'")
+    ledger = Ledger(f"sqlite:///{state_dir / 'ledger.db'}", state_dir / "blobs")
+    prev: Block | None = None
+    for b in old:
+        prev = ledger.append(build_block(b.kind, b.payload, prev, key, b.timestamp_ms + 1))
+    ledger.close()
+    return old[0].hash
+
+
+def test_chain_re_signed_from_a_new_genesis(tmp_path: Path) -> None:
+    net = LocalNet(tmp_path / "net", FEDCHAIN_ROUND_TIMEOUT="30")
+    try:
+        edges = start_network(net, 2, sns=0)
+        start_training(net, 1)
+        wait_done(net, 1)
+        assert net.entry is not None
+        net.kill(net.entry, 15)
+        genesis = _re_sign_from_a_new_genesis(net.entry.state_dir)
+        done = verify_cli("--state-dir", str(net.entry.state_dir), "--genesis", genesis.hex())
+        assert done.returncode == 1 and "the chain was replaced" in done.stdout, done.stdout
+        _entry_refuses_to_start(net, "genesis changed")
+        _head_file(net).rename(_head_file(net).with_suffix(".moved"))
+        net.restart(net.entry)
+        net.wait_healthy(net.entry)
+        for en in edges:  # its beats and its re-join are refused: the entry is on another chain
+            net.wait_for(lambda en=en: "another chain" in en.log.read_text(errors="replace"),
+                         f"{en.name} to refuse the replaced chain", 120)
+        assert all(net.get("/status", en)["round"] == 1 for en in edges)
+        assert net.get("/status")["ens"] == 0
     finally:
         net.close()
