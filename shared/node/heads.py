@@ -32,6 +32,7 @@ import grpc
 from fedchain.shared.chain import merkle
 from fedchain.shared.chain.errors import ChainError
 from fedchain.shared.chain.treehead import ChainForked, TreeHead, TreeHeadInvalid, check_extends
+from fedchain.shared.config import ConfigError
 from fedchain.shared.node.trust import EntryTrust
 from fedchain.shared.rpc import ledger_pb2
 
@@ -126,6 +127,7 @@ class HeadKeeper:
     """The highest head a node accepted (``state_dir=None``: memory only) and its check."""
 
     def __init__(self, state_dir: Path | None, proofs: ProofSource) -> None:
+        """Raises ConfigError (one line, the node exits 2) when the kept head cannot be read."""
         self.path = None if state_dir is None else Path(state_dir) / HEAD_FILE
         self._proofs = proofs
         self._lock = threading.Lock()
@@ -139,7 +141,7 @@ class HeadKeeper:
         try:
             return TreeHead.load(self.path)
         except TreeHeadInvalid as exc:  # refuse to start on a kept head that cannot be read
-            raise ChainRefused(f"{exc}; move it away to trust the entry's next head") from None
+            raise ConfigError(f"{exc}; move it away to trust the entry's next head") from None
 
     @property
     def highest(self) -> TreeHead | None:

@@ -18,6 +18,7 @@ from fedchain.shared.chain.treehead import (
     TreeHeadInvalid,
     head_for,
 )
+from fedchain.shared.config import ConfigError
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.ledger.wire import head_to_proto
 from fedchain.shared.net.signing import open_round_fields
@@ -146,7 +147,7 @@ def test_no_proof_to_be_had_refuses_without_blaming_the_chain(tmp_path: Path) ->
 
 def test_an_unreadable_kept_head_stops_the_node_with_one_line(tmp_path: Path) -> None:
     (tmp_path / HEAD_FILE).write_text("{not json", encoding="utf-8")
-    with pytest.raises(ChainRefused, match="cannot read the tree head .* move it away"):
+    with pytest.raises(ConfigError, match="cannot read the tree head .* move it away"):
         HeadKeeper(tmp_path, Proofs(CHAIN))
 
 
