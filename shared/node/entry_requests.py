@@ -116,9 +116,11 @@ class EntryRequests:
 
         With ``heads``, the request's signed tree head must be the entry's, of this node's
         chain (checked first, so a replaced chain is named as such), and extend the highest
-        head kept (checked last, on a fresh and new request only, so a replay is refused as
-        a replay). Accepting it makes (round, issued_ms) the newest: an equal or older one
-        is refused after.
+        head kept (checked last, on a fresh request issued later than the last one accepted,
+        so a replay is refused as a replay and an entry back at an older round on a shorter
+        chain as a chain that went backwards; with ``heads`` ``issued_ms`` must grow).
+        Accepting it makes (round, issued_ms) the newest: an equal or older one is refused
+        after.
         """
         head = None
         bad_head: HeadInvalid | None = None
