@@ -60,6 +60,14 @@ class NodeStatus(_Answer):
     partition_index: int | None = Field(None, description="EN: its data partition")
     sn: str | None = Field(None, description="EN: node id of its SN")
     accuracy: float | None = Field(None, description="EN: accuracy of its last evaluation")
+    head_size: int | None = Field(
+        None, ge=0, description="SN, EN: size of the highest signed tree head it has seen"
+    )
+    chain_error: str | None = Field(
+        None,
+        description="SN, EN: why it refused the last round's chain (went backwards, forked, "
+        "replaced); null once the entry's chain extends the head it kept again",
+    )
 
 
 def node_status(
@@ -80,6 +88,8 @@ def node_status(
     partition_index: int | None = None,
     sn: str | None = None,
     accuracy: float | None = None,
+    head_size: int | None = None,
+    chain_error: str | None = None,
 ) -> NodeStatus:
     """The /status answer; ``target_round`` is never below ``round``."""
     return NodeStatus(
@@ -99,6 +109,8 @@ def node_status(
         partition_index=partition_index,
         sn=sn,
         accuracy=accuracy,
+        head_size=head_size,
+        chain_error=chain_error,
     )
 
 

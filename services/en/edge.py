@@ -31,6 +31,7 @@ from fedchain.shared.net.signing import evaluation_fields, update_fields
 from fedchain.shared.net.statements import Domain, sign
 from fedchain.shared.net.streams import join_model_chunks, update_parts
 from fedchain.shared.node.entry_requests import EntryRequests
+from fedchain.shared.node.heads import HeadKeeper, proofs_from_entry
 from fedchain.shared.node.heartbeats import (
     Beat,
     HeartbeatCounter,
@@ -96,6 +97,10 @@ class EdgeNode:
         )
         self.trust: EntryTrust | None = None
         self.requests = EntryRequests(lambda: self.trust)
+        self.heads = HeadKeeper(
+            self.state_dir, proofs_from_entry(lambda: self.peers.stub(settings.entry or ""))
+        )
+        """The highest signed tree head seen: a round on a chain that does not extend it is refused."""
         self._counter = HeartbeatCounter()
         self.partition_size = 0
         self._last_algorithm: str = settings.algorithm
@@ -250,7 +255,7 @@ class EdgeNode:
             return pb.OpenRoundReply(ok=False, message="edge node is still starting")
         if self._stop.is_set():
             return pb.OpenRoundReply(ok=False, message="edge node is shutting down")
-        self.requests.open_round(req, self.sn_node_id, self.node_id)
+        self.requests.open_round(req, self.sn_node_id, self.node_id, heads=self.heads)
         worker = threading.Thread(target=self._train, args=(req,), name=f"en-round-{req.round}", daemon=True)
         self._workers = [w for w in self._workers if w.is_alive()] + [worker]
         worker.start()
@@ -340,4 +345,5 @@ class EdgeNode:
             partition_index=self.partition_index,
             sn=self.sn_node_id,
             accuracy=self.last_accuracy,
+            **self.heads.status(),
         )

@@ -19,8 +19,8 @@ from fedchain.shared.ledger.errors import LedgerError
 from fedchain.shared.net.streams import model_chunks
 from fedchain.shared.node.admission import peer_host
 from fedchain.shared.node.metrics import NodeMetrics
+from fedchain.shared.rpc import ledger_pb2, node_pb2_grpc
 from fedchain.shared.rpc import node_pb2 as pb
-from fedchain.shared.rpc import node_pb2_grpc
 from fedchain.shared.tensors import TensorError
 
 log = logging.getLogger("fedchain.sn.rpc")
@@ -148,6 +148,23 @@ class SuperNodeServicer(node_pb2_grpc.NodeServicer):
             log.warning("aggregate refused: %s", rej.reason)
             context.abort(rej.code, rej.reason)
             raise
+
+    def Consistency(
+        self, request: ledger_pb2.ConsistencyRequest, context: grpc.ServicerContext
+    ) -> ledger_pb2.ConsistencyReply:
+        """The entry's consistency proof between two sizes of its chain (self-verifying)."""
+        entry = self._need_entry(context, "consistency proofs")
+        try:
+            proof = entry.consistency(int(request.from_size), int(request.to_size))
+        except IndexError as exc:
+            context.abort(grpc.StatusCode.OUT_OF_RANGE, str(exc))
+            raise
+        except LedgerError as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"the chain cannot be read: {exc}")
+            raise
+        return ledger_pb2.ConsistencyReply(
+            from_size=request.from_size, to_size=request.to_size, proof=proof
+        )
 
     def Evaluate(self, request: pb.EvaluateRequest, context: grpc.ServicerContext) -> pb.EvaluateReply:
         try:

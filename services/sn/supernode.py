@@ -51,6 +51,7 @@ from fedchain.shared.net.streams import (
     read_header,
 )
 from fedchain.shared.node.entry_requests import EntryRequests, RequestRefused
+from fedchain.shared.node.heads import HeadKeeper, proofs_from_entry
 from fedchain.shared.node.heartbeats import HeartbeatRefused, ReplayGuard, check_heartbeat
 from fedchain.shared.node.peers import Peers
 from fedchain.shared.node.trust import EntryTrust
@@ -103,6 +104,12 @@ class SuperNode:
         """The chain id and entry key (set at join; on the entry, at bootstrap)."""
         self.requests = EntryRequests(lambda: self.trust)
         self.beats = ReplayGuard()
+        self.heads: HeadKeeper | None = None
+        """The highest signed tree head seen (a plain SN; the entry's own SN part signs them)."""
+        if not (entry_node_id and entry_node_id == key.node_id):
+            self.heads = HeadKeeper(
+                settings.state_dir, proofs_from_entry(lambda: self.peers.stub(self.entry_address))
+            )
 
     @property
     def chain_id(self) -> bytes:
@@ -189,7 +196,7 @@ class SuperNode:
         if self.template is None:
             return pb.OpenRoundReply(ok=False, message="this SN has not joined the federation yet")
         try:
-            self.requests.open_round(req, self.node_id)
+            self.requests.open_round(req, self.node_id, heads=self.heads)
         except RequestRefused as exc:
             raise Rejected(exc.code, exc.reason) from None
         wanted = set(req.participants)
@@ -220,7 +227,7 @@ class SuperNode:
                     if not reply.ok:
                         collector.drop(e.node_id, f"edge node refused the round: {reply.message}")
                 except grpc.RpcError as exc:
-                    collector.drop(e.node_id, f"edge node unreachable: {exc.code().name}")
+                    collector.drop(e.node_id, _refusal(exc))
             collector.wait(self.edges.is_alive)
             if collector.superseded:
                 log.info("round %d was superseded by a newer round; not submitting", req.round)
@@ -384,3 +391,11 @@ def _bad_evaluation(edge: Edge, c: pb.ClientEval) -> str:
     except IngressRefused as exc:
         return reason_text(f"evaluation answer refused: {exc}")
     return ""
+
+
+def _refusal(exc: grpc.RpcError) -> str:
+    """Why an EN did not take the round: its own reason when it refused, else unreachable."""
+    code = exc.code()
+    if code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.PERMISSION_DENIED):
+        return f"edge node refused the round: {str(exc.details())[:300]}"
+    return f"edge node unreachable: {code.name}"

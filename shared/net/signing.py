@@ -115,6 +115,11 @@ def open_round_fields(req: pb.OpenRoundRequest) -> Fields:
         ("participants", list(req.participants)),
         ("sn_node_id", req.sn_node_id),
         ("issued_ms", int(req.issued_ms)),
+        # the entry's latest signed tree head (its chain id is the statement's)
+        ("head_size", int(req.head.size)),
+        ("head_root", bytes(req.head.root)),
+        ("head_timestamp_ms", int(req.head.timestamp_ms)),
+        ("head_signature", bytes(req.head.signature)),
     ]
 
 

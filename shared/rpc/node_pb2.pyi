@@ -1,3 +1,4 @@
+from . import ledger_pb2 as _ledger_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -115,7 +116,7 @@ class HeartbeatReply(_message.Message):
     def __init__(self, known: _Optional[bool] = ..., edges: _Optional[_Iterable[_Union[EdgeInfo, _Mapping]]] = ..., entry_node_id: _Optional[str] = ..., entry_http_address: _Optional[str] = ...) -> None: ...
 
 class OpenRoundRequest(_message.Message):
-    __slots__ = ("round", "version", "model_digest", "algorithm", "timeout_s", "participants", "sn_node_id", "issued_ms", "signature")
+    __slots__ = ("round", "version", "model_digest", "algorithm", "timeout_s", "participants", "sn_node_id", "issued_ms", "signature", "head")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_DIGEST_FIELD_NUMBER: _ClassVar[int]
@@ -125,6 +126,7 @@ class OpenRoundRequest(_message.Message):
     SN_NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ISSUED_MS_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
     round: int
     version: int
     model_digest: str
@@ -134,7 +136,8 @@ class OpenRoundRequest(_message.Message):
     sn_node_id: str
     issued_ms: int
     signature: bytes
-    def __init__(self, round: _Optional[int] = ..., version: _Optional[int] = ..., model_digest: _Optional[str] = ..., algorithm: _Optional[str] = ..., timeout_s: _Optional[float] = ..., participants: _Optional[_Iterable[str]] = ..., sn_node_id: _Optional[str] = ..., issued_ms: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    head: _ledger_pb2.TreeHead
+    def __init__(self, round: _Optional[int] = ..., version: _Optional[int] = ..., model_digest: _Optional[str] = ..., algorithm: _Optional[str] = ..., timeout_s: _Optional[float] = ..., participants: _Optional[_Iterable[str]] = ..., sn_node_id: _Optional[str] = ..., issued_ms: _Optional[int] = ..., signature: _Optional[bytes] = ..., head: _Optional[_Union[_ledger_pb2.TreeHead, _Mapping]] = ...) -> None: ...
 
 class OpenRoundReply(_message.Message):
     __slots__ = ("ok", "edges", "message")

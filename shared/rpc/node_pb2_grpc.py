@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from . import ledger_pb2 as ledger__pb2
 from . import node_pb2 as node__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -74,6 +75,11 @@ class NodeStub:
                 request_serializer=node__pb2.EvaluateRequest.SerializeToString,
                 response_deserializer=node__pb2.EvaluateReply.FromString,
                 _registered_method=True)
+        self.Consistency = channel.unary_unary(
+                '/fedchain.node.Node/Consistency',
+                request_serializer=ledger__pb2.ConsistencyRequest.SerializeToString,
+                response_deserializer=ledger__pb2.ConsistencyReply.FromString,
+                _registered_method=True)
 
 
 class NodeServicer:
@@ -135,6 +141,14 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Consistency(self, request, context):
+        """SN/EN -> entry: an RFC 6962 consistency proof between two sizes of the chain's tree of
+        block hashes (self-verifying: checked against the signed heads, whoever serves it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -177,6 +191,11 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.Evaluate,
                     request_deserializer=node__pb2.EvaluateRequest.FromString,
                     response_serializer=node__pb2.EvaluateReply.SerializeToString,
+            ),
+            'Consistency': grpc.unary_unary_rpc_method_handler(
+                    servicer.Consistency,
+                    request_deserializer=ledger__pb2.ConsistencyRequest.FromString,
+                    response_serializer=ledger__pb2.ConsistencyReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -395,6 +414,33 @@ class Node:
             '/fedchain.node.Node/Evaluate',
             node__pb2.EvaluateRequest.SerializeToString,
             node__pb2.EvaluateReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Consistency(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedchain.node.Node/Consistency',
+            ledger__pb2.ConsistencyRequest.SerializeToString,
+            ledger__pb2.ConsistencyReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -148,6 +148,10 @@ class EntryRole:
     def submit_aggregate(self, parts: AggregateStream) -> pb.SubmitReply:
         return self.intake.submit(parts)
 
+    def consistency(self, from_size: int, to_size: int) -> list[bytes]:
+        """A consistency proof between two sizes of the chain (IndexError outside it)."""
+        return self.chain.consistency(from_size, to_size)
+
     # ---- control API ----
     def start_training(self, rounds: int, algorithm: str | None) -> TrainStarted:
         return self.driver.start(rounds, algorithm)

@@ -28,6 +28,7 @@ from fedchain.services.sn.registry import Member, Registry
 from fedchain.shared.chain.payloads import RoundPayload
 from fedchain.shared.config import Settings
 from fedchain.shared.ledger.errors import LedgerError
+from fedchain.shared.ledger.wire import head_to_proto
 from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.tensors import digest, encode
 
@@ -114,7 +115,7 @@ class RoundRunner:
             try:
                 reply = self.peers.stub(sn.address).OpenRound(one, timeout=OPEN_TIMEOUT_S)
             except grpc.RpcError as exc:
-                collector.drop(sn_id, f"super node unreachable: {exc.code().name}")
+                collector.drop(sn_id, _refusal("super node", exc))
                 continue
             if not reply.ok:
                 collector.drop(sn_id, f"super node refused the round: {reply.message}")
@@ -150,6 +151,9 @@ class RoundRunner:
             round=r, version=version, model_digest=ref.digest, algorithm=algorithm,
             timeout_s=self.settings.round_timeout,
         )
+        head = self.chain.latest_head()
+        if head is not None:  # signed over with the request: SNs and ENs hold it to theirs
+            request.head.CopyFrom(head_to_proto(head))
         log.info("round %d: opening for %d edge nodes on %d SNs", r, len(chosen), len(groups))
         try:
             self.open_on_sns(collector, groups, request)
@@ -231,3 +235,11 @@ def _pairs(value: object) -> list[tuple[str, str]]:
     if not isinstance(value, Iterable):
         return []
     return [(str(a), str(b)) for a, b in value]
+
+
+def _refusal(who: str, exc: grpc.RpcError) -> str:
+    """Why a node did not take the round: its own reason when it refused, else unreachable."""
+    code = exc.code()
+    if code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.PERMISSION_DENIED):
+        return f"{who} refused the round: {str(exc.details())[:300]}"
+    return f"{who} unreachable: {code.name}"
