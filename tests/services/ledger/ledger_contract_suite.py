@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections import Counter
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
