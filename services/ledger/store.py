@@ -272,6 +272,24 @@ class GroupCommit:
         self._queue: deque[tuple[Block, Future[Block]]] = deque()
         self._running = False
 
+    def _settled(self, block: Block) -> Block | None:
+        """The stored block at a height the chain already holds (HeightConflict if it differs).
+
+        Read without the write lock: a stored height never changes, so a writer that lost
+        the race for it learns so without queueing for a transaction.
+        """
+        with self.engine.connect() as conn:
+            tip_height, _ = self._read_tip(conn)
+            if block.height > tip_height:
+                return None
+            existing = self._load(conn, block.height)
+        if existing is not None and existing.hash == block.hash:
+            return existing
+        held = existing.hash.hex()[:16] if existing is not None else "?"
+        raise HeightConflict(
+            f"height {block.height} already holds block {held}…, not {block.hash.hex()[:16]}…"
+        )
+
     def submit(self, block: Block) -> Future[Block]:
         """Queue ``block`` for the next transaction."""
         future: Future[Block] = Future()
@@ -618,6 +636,9 @@ class Ledger:
             raise TooLarge(
                 f"block of {size} bytes exceeds the limit of {self.max_block_bytes} bytes"
             )
+        settled = self._settled(block)
+        if settled is not None:
+            return settled
         future = self.submit(block)
         try:
             return future.result(timeout=6 * self.write_timeout)
@@ -625,6 +646,24 @@ class Ledger:
             raise LedgerUnavailable(
                 f"append did not commit within {6 * self.write_timeout:g} s; retry"
             ) from None
+
+    def _settled(self, block: Block) -> Block | None:
+        """The stored block at a height the chain already holds (HeightConflict if it differs).
+
+        Read without the write lock: a stored height never changes, so a writer that lost
+        the race for it learns so without queueing for a transaction.
+        """
+        with self.engine.connect() as conn:
+            tip_height, _ = self._read_tip(conn)
+            if block.height > tip_height:
+                return None
+            existing = self._load(conn, block.height)
+        if existing is not None and existing.hash == block.hash:
+            return existing
+        held = existing.hash.hex()[:16] if existing is not None else "?"
+        raise HeightConflict(
+            f"height {block.height} already holds block {held}…, not {block.hash.hex()[:16]}…"
+        )
 
     def submit(self, block: Block) -> Future[Block]:
         """Queue ``block`` for the next group commit; its future holds what ``append`` returns.
