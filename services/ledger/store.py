@@ -272,24 +272,6 @@ class GroupCommit:
         self._queue: deque[tuple[Block, Future[Block]]] = deque()
         self._running = False
 
-    def _settled(self, block: Block) -> Block | None:
-        """The stored block at a height the chain already holds (HeightConflict if it differs).
-
-        Read without the write lock: a stored height never changes, so a writer that lost
-        the race for it learns so without queueing for a transaction.
-        """
-        with self.engine.connect() as conn:
-            tip_height, _ = self._read_tip(conn)
-            if block.height > tip_height:
-                return None
-            existing = self._load(conn, block.height)
-        if existing is not None and existing.hash == block.hash:
-            return existing
-        held = existing.hash.hex()[:16] if existing is not None else "?"
-        raise HeightConflict(
-            f"height {block.height} already holds block {held}…, not {block.hash.hex()[:16]}…"
-        )
-
     def submit(self, block: Block) -> Future[Block]:
         """Queue ``block`` for the next transaction."""
         future: Future[Block] = Future()
