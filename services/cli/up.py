@@ -37,6 +37,8 @@ from fedchain.shared.config import (
 
 UP_DEFAULTS: dict[str, Any] = {"local_epochs": 1, "lr": 0.05}
 START_TIMEOUT = 180.0
+STATUS_POLL_S = 0.1
+"""How often `up` asks the entry's /status while it waits for nodes to join (a local GET)."""
 NETWORK_FILE = "network.json"
 STOP_GRACE = 15.0
 
@@ -157,7 +159,7 @@ class UpRun:
     def _wait_healthy(self, child: processes.Child) -> None:
         self.check_alive()
         try:
-            self.group.wait_healthy(child, START_TIMEOUT)
+            self.group.wait_healthy(child, START_TIMEOUT, interval=STATUS_POLL_S)
         except (processes.ChildExited, processes.NotHealthy) as exc:
             raise ConfigError(str(exc)) from None
 
@@ -190,30 +192,34 @@ class UpRun:
              "--ledger", f"127.0.0.1:{lport}", "--state-dir", str(sd / "entry"), *common, *_fl_flags(s)],
             s.port, s.effective_http_port,
         )
-        self._wait_healthy(entry)
-        say(f"  entry M-SN  127.0.0.1:{s.port}  (HTTP {s.effective_http_port})")
+        # the nodes start while the entry does (their imports overlap its start-up) and join
+        # it when it answers (a join retries while the entry cannot be reached); the ENs wait
+        # for the SNs to join first, so that they are spread over the SNs
         entry_addr = f"127.0.0.1:{s.port}"
         for i in range(1, self.sns + 1):
-            g, h = free_port(), free_port()
-            self._start(
-                f"sn-{i}",
-                ["node", "--nt", "SN", "--entry", entry_addr, "--port", str(g), "--http-port", str(h),
-                 "--state-dir", str(sd / f"sn-{i}"), *common],
-                g, h,
-            )
+            self._start_node("SN", f"sn-{i}", entry_addr)
+        if not self.sns:
+            for i in range(1, self.ens + 1):
+                self._start_node("EN", f"en-{i}", entry_addr)
+        self._wait_healthy(entry)
+        say(f"  entry M-SN  127.0.0.1:{s.port}  (HTTP {s.effective_http_port})")
         if self.sns:
             self._wait_status(lambda st: st["sns"] >= 1 + self.sns, f"{self.sns} super nodes to join")
             say(f"  {self.sns} super node(s) joined")
-        for i in range(1, self.ens + 1):
-            g, h = free_port(), free_port()
-            self._start(
-                f"en-{i}",
-                ["node", "--nt", "EN", "--entry", entry_addr, "--port", str(g), "--http-port", str(h),
-                 "--state-dir", str(sd / f"en-{i}"), *common],
-                g, h,
-            )
+            for i in range(1, self.ens + 1):
+                self._start_node("EN", f"en-{i}", entry_addr)
         self._wait_status(lambda st: st["ens"] >= self.ens, f"{self.ens} edge nodes to load their data and join")
         say(f"  {self.ens} edge node(s) joined")
+
+    def _start_node(self, role: str, name: str, entry_addr: str) -> processes.Child:
+        """Start SN or EN ``name`` joining through the entry at ``entry_addr``."""
+        g, h = processes.free_port(), processes.free_port()
+        return self._start(
+            name,
+            ["node", "--nt", role, "--entry", entry_addr, "--port", str(g), "--http-port", str(h),
+             "--state-dir", str(self.state_dir / name), "--host", "127.0.0.1"],
+            g, h,
+        )
 
     def _get(self, path: str, **kw: Any) -> Any:
         import httpx
@@ -243,7 +249,7 @@ class UpRun:
                     return st
             except httpx.HTTPError:
                 pass
-            time.sleep(0.3)
+            time.sleep(STATUS_POLL_S)
         raise ConfigError(f"timed out after {timeout:.0f} s waiting for {what}; logs are in {self.state_dir / 'logs'}")
 
     def train(self) -> None:
