@@ -192,22 +192,18 @@ class UpRun:
              "--ledger", f"127.0.0.1:{lport}", "--state-dir", str(sd / "entry"), *common, *_fl_flags(s)],
             s.port, s.effective_http_port,
         )
-        # the nodes start while the entry does (their imports overlap its start-up) and join
-        # it when it answers (a join retries while the entry cannot be reached); the ENs wait
-        # for the SNs to join first, so that they are spread over the SNs
+        # nodes start once the entry is healthy: its gRPC port answers joins before genesis is
+        # written, and a join answered then names no chain (the node refuses the entry)
+        self._wait_healthy(entry)
+        say(f"  entry M-SN  127.0.0.1:{s.port}  (HTTP {s.effective_http_port})")
         entry_addr = f"127.0.0.1:{s.port}"
         for i in range(1, self.sns + 1):
             self._start_node("SN", f"sn-{i}", entry_addr)
-        if not self.sns:
-            for i in range(1, self.ens + 1):
-                self._start_node("EN", f"en-{i}", entry_addr)
-        self._wait_healthy(entry)
-        say(f"  entry M-SN  127.0.0.1:{s.port}  (HTTP {s.effective_http_port})")
-        if self.sns:
+        if self.sns:  # the ENs after the SNs, so that they are spread over them
             self._wait_status(lambda st: st["sns"] >= 1 + self.sns, f"{self.sns} super nodes to join")
             say(f"  {self.sns} super node(s) joined")
-            for i in range(1, self.ens + 1):
-                self._start_node("EN", f"en-{i}", entry_addr)
+        for i in range(1, self.ens + 1):
+            self._start_node("EN", f"en-{i}", entry_addr)
         self._wait_status(lambda st: st["ens"] >= self.ens, f"{self.ens} edge nodes to load their data and join")
         say(f"  {self.ens} edge node(s) joined")
 
