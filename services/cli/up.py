@@ -38,6 +38,8 @@ from fedchain.shared.node.process import load_key
 
 UP_DEFAULTS: dict[str, Any] = {"local_epochs": 1, "lr": 0.05}
 START_TIMEOUT = 180.0
+STATUS_POLL_S = 0.1
+"""How often `up` asks the entry's /status while it waits for nodes to join (a local GET)."""
 NETWORK_FILE = "network.json"
 STOP_GRACE = 15.0
 
@@ -162,7 +164,7 @@ class UpRun:
     def _wait_healthy(self, child: processes.Child) -> None:
         self.check_alive()
         try:
-            self.group.wait_healthy(child, START_TIMEOUT)
+            self.group.wait_healthy(child, START_TIMEOUT, interval=STATUS_POLL_S)
         except (processes.ChildExited, processes.NotHealthy) as exc:
             raise ConfigError(str(exc)) from None
 
@@ -200,6 +202,8 @@ class UpRun:
              "--ledger", f"127.0.0.1:{lport}", "--state-dir", str(sd / "entry"), *common, *_fl_flags(s)],
             s.port, s.effective_http_port,
         )
+        # nodes start once the entry is healthy: its gRPC port answers joins before genesis is
+        # written, and a join answered then names no chain (the node refuses the entry)
         self._wait_healthy(entry)
         say(f"  entry M-SN  127.0.0.1:{s.port}  (HTTP {s.effective_http_port})")
         entry_addr = f"127.0.0.1:{s.port}"
@@ -253,7 +257,7 @@ class UpRun:
                     return st
             except httpx.HTTPError:
                 pass
-            time.sleep(0.3)
+            time.sleep(STATUS_POLL_S)
         raise ConfigError(f"timed out after {timeout:.0f} s waiting for {what}; logs are in {self.state_dir / 'logs'}")
 
     def _start_or_adopt(self) -> tuple[int, int]:

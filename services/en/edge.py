@@ -29,7 +29,7 @@ from fedchain.shared.limits import chunk_bytes, message_bytes
 from fedchain.shared.net.federation import apply_fl_config
 from fedchain.shared.net.signing import evaluation_fields, update_fields
 from fedchain.shared.net.statements import Domain, sign
-from fedchain.shared.net.streams import join_model_chunks, update_parts
+from fedchain.shared.net.streams import fetch_model, join_model_chunks, update_parts
 from fedchain.shared.node.entry_requests import EntryRequests
 from fedchain.shared.node.heads import HeadKeeper, proofs_from_entry
 from fedchain.shared.node.heartbeats import (
@@ -240,8 +240,10 @@ class EdgeNode:
 
     # ------------------------------------------------------------ rounds
     def _fetch_global(self, version: int, model_digest: str) -> dict:
-        stream = self.peers.stub(self.sn_address).FetchModel(
-            pb.FetchModelRequest(version=version, digest=model_digest), timeout=120
+        stream = fetch_model(
+            self.peers.channel(self.sn_address),
+            pb.FetchModelRequest(version=version, digest=model_digest),
+            timeout=120,
         )
         data = join_model_chunks(stream, self.max_bytes, model_digest or None)
         return decode(data, max_bytes=self.max_bytes)

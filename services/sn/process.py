@@ -21,6 +21,7 @@ from fedchain.shared.net.federation import apply_fl_config
 from fedchain.shared.net.grpc_util import NetConfig, make_server, parse_address
 from fedchain.shared.net.http_server import HttpServer
 from fedchain.shared.net.ports import check_free
+from fedchain.shared.net.streams import add_node_servicer
 from fedchain.shared.node.heartbeats import (
     Beat,
     HeartbeatCounter,
@@ -33,7 +34,6 @@ from fedchain.shared.node.metrics import NodeMetrics
 from fedchain.shared.node.peers import Peers
 from fedchain.shared.node.process import StopFlag, load_key, node_addresses
 from fedchain.shared.node.trust import TrustStore
-from fedchain.shared.rpc import node_pb2_grpc
 
 log = logging.getLogger("fedchain.node")
 
@@ -143,7 +143,7 @@ def run_super_node(
     else:
         sn = SuperNode(settings, key, peers, address=address, http_address=http_address)
     relayed = RelayLog()
-    node_pb2_grpc.add_NodeServicer_to_server(SuperNodeServicer(sn, entry, metrics, relayed), server)
+    add_node_servicer(SuperNodeServicer(sn, entry, metrics, relayed), server)
     from fedchain.services.sn.api import build_app
 
     metrics.gauge("fedchain_edges_alive", "ENs heartbeating this SN", lambda: len(sn.edges.alive()))

@@ -16,7 +16,7 @@ from fedchain.services.sn.status import RelayLog
 from fedchain.services.sn.supernode import SuperNode
 from fedchain.services.sn.validation import Rejected
 from fedchain.shared.ledger.errors import LedgerError
-from fedchain.shared.net.streams import model_chunks
+from fedchain.shared.net.streams import model_frames
 from fedchain.shared.node.admission import peer_host
 from fedchain.shared.node.metrics import NodeMetrics
 from fedchain.shared.rpc import ledger_pb2, node_pb2_grpc
@@ -113,7 +113,8 @@ class SuperNodeServicer(node_pb2_grpc.NodeServicer):
             self.relayed.record(request.round, request.version)
         return reply
 
-    def FetchModel(self, request: pb.FetchModelRequest, context: grpc.ServicerContext) -> Iterator[pb.Chunk]:
+    def FetchModel(self, request: pb.FetchModelRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """The model's ``Chunk`` frames, already serialized (served by ``add_node_servicer``)."""
         try:
             if self.entry is not None:
                 data = self.entry.model_bytes(request.version, request.digest)
@@ -125,7 +126,7 @@ class SuperNodeServicer(node_pb2_grpc.NodeServicer):
             context.abort(grpc.StatusCode.UNAVAILABLE, f"model not available: {exc}")
         except LedgerError as exc:  # a blob missing from the ledger (or the ledger down)
             context.abort(grpc.StatusCode.NOT_FOUND, f"model not available: {exc}")
-        yield from model_chunks(data, self.sn.chunk_bytes)  # digest: once per cached buffer
+        yield from model_frames(data, self.sn.chunk_bytes)  # digest: once per cached buffer
 
     def SubmitUpdate(self, request_iterator: Iterator[pb.UpdatePart], context: grpc.ServicerContext) -> pb.SubmitReply:
         try:

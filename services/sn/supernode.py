@@ -46,6 +46,7 @@ from fedchain.shared.net.statements import Domain, sign
 from fedchain.shared.net.streams import (
     StreamRefused,
     aggregate_parts,
+    fetch_model,
     join_model_chunks,
     read_body,
     read_header,
@@ -139,8 +140,10 @@ class SuperNode:
             if self._upstream_model is not None:
                 data = self._upstream_model(version, model_digest)
             else:
-                stream = self.peers.stub(self.entry_address).FetchModel(
-                    pb.FetchModelRequest(version=version, digest=model_digest), timeout=120
+                stream = fetch_model(
+                    self.peers.channel(self.entry_address),
+                    pb.FetchModelRequest(version=version, digest=model_digest),
+                    timeout=120,
                 )
                 data = join_model_chunks(stream, self.max_bytes, model_digest or None)
                 if model_digest:

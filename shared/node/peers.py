@@ -20,12 +20,16 @@ class Peers:
 
     def stub(self, address: str) -> node_pb2_grpc.NodeStub:
         """A stub for the node at HOST:PORT."""
+        return node_pb2_grpc.NodeStub(self.channel(address))
+
+    def channel(self, address: str) -> grpc.Channel:
+        """The (shared) channel to the node at HOST:PORT."""
         with self._lock:
             channel = self._channels.get(address)
             if channel is None:
                 channel = make_channel(self._net, address)
                 self._channels[address] = channel
-        return node_pb2_grpc.NodeStub(channel)
+        return channel
 
     def forget(self, address: str) -> None:
         """Drop the channel to ``address`` (after the peer went away)."""

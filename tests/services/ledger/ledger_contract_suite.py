@@ -9,9 +9,12 @@ Each backend bounds blocks to ``MAX_BLOCK`` and blobs to ``MAX_BLOB`` bytes.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,6 +225,34 @@ class LedgerContractSuite(ABC):
         assert ledger.verify().ok
         fed.checkpoint(3)  # the chain still takes the right next block
         assert ledger.height() == 10
+
+    def test_four_concurrent_writers_lose_and_duplicate_nothing(self, fed: Federation) -> None:
+        ledger = fed.ledger
+        digest = fed.blocks[0].payload.model_digest  # type: ignore[union-attr]
+        start, each = ledger.height(), 6
+        go = threading.Barrier(4)
+
+        def write(name: str) -> None:
+            go.wait(30)
+            for i in range(each):
+                deadline = time.monotonic() + 60
+                while True:  # build on the tip read, retry when another writer took it
+                    payload = {"model_version": i, "model_digest": digest, "note": f"{name}-{i}"}
+                    block = build_block("checkpoint", payload, ledger.tip(), fed.entry)
+                    try:
+                        ledger.append(block)
+                        break
+                    except (HeightConflict, OutOfSequence):
+                        assert time.monotonic() < deadline, f"{name} never got its block in"
+
+        with ThreadPoolExecutor(4) as pool:
+            for done in [pool.submit(write, f"w{n}") for n in range(4)]:
+                done.result(timeout=120)  # a writer's failure fails the test
+        assert ledger.height() == start + 4 * each
+        notes = Counter(b.payload.note for b in ledger.range(start + 1, 1000))  # type: ignore[union-attr]
+        assert notes == Counter(f"w{n}-{i}" for n in range(4) for i in range(each))
+        report = ledger.verify()
+        assert report.ok and report.checked == start + 1 + 4 * each
 
     # ------------------------------------------------------------------ blobs
     def test_blobs_round_trip(self, backend: Backend) -> None:
