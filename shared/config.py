@@ -215,6 +215,9 @@ class Settings(BaseSettings):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_ca: Path | None = None
+    tls_ca_key: Path | None = Field(
+        default=None, description="entry: the CA key (fedchain certs) that issues nodes' certificates"
+    )
 
     # ---- process ----
     torch_threads: int | None = Field(

@@ -91,7 +91,7 @@ class EdgeNode:
         self.joiner = Joiner(
             peers, key, role="EN", entry=settings.entry, token=join_token_for("EN", settings),
             address=address, http_address=http_address, stop=self._stop,
-            trust=TrustStore(self.state_dir),
+            trust=TrustStore(self.state_dir), tls=getattr(peers, "tls", None),
         )
         self.trust: EntryTrust | None = None
         self.requests = EntryRequests(lambda: self.trust)

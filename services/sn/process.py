@@ -19,6 +19,7 @@ from fedchain.shared.limits import message_bytes
 from fedchain.shared.net.federation import apply_fl_config
 from fedchain.shared.net.grpc_util import NetConfig, make_server, parse_address
 from fedchain.shared.net.http_server import HttpServer
+from fedchain.shared.net.tls import tls_hosts
 from fedchain.shared.node.heartbeats import (
     Beat,
     HeartbeatCounter,
@@ -42,7 +43,7 @@ def sn_joiner(sn: SuperNode, settings: Settings, key: NodeKey, stop: threading.E
     return Joiner(
         sn.peers, key, role="SN", entry=settings.entry, token=join_token_for("SN", settings),
         address=sn.address, http_address=sn.http_address, stop=stop,
-        trust=TrustStore(settings.state_dir),
+        trust=TrustStore(settings.state_dir), tls=sn.peers.tls,
     )
 
 
@@ -106,10 +107,10 @@ def run_super_node(
         raise ConfigError("a super node needs --entry HOST:PORT (or -z to be the entry itself)")
     if settings.entry:
         parse_address(settings.entry, "--entry")
-    net = NetConfig.from_settings(settings)
-    server = make_server(net, settings.host, settings.port)  # fails first if the port is taken
     key = load_key(settings)
     address, http_address = node_addresses(settings)
+    net = NetConfig.from_settings(settings, node_key=key, hosts=tls_hosts(address, http_address))
+    server = make_server(net, settings.host, settings.port)  # fails first if the port is taken
     peers = Peers(net)
     metrics = NodeMetrics("SN")
     stop = StopFlag()

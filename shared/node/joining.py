@@ -25,6 +25,7 @@ import grpc
 from fedchain.shared.config import ConfigError, Settings, token_value
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.net.signing import join_message
+from fedchain.shared.net.tls import NodeTls, TlsRefused
 from fedchain.shared.node.trust import TrustRefused, TrustStore
 from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.rpc import node_pb2_grpc
@@ -109,6 +110,7 @@ class Joiner:
         policy: RetryPolicy = RetryPolicy(),
         clock: Callable[[], float] = time.monotonic,
         trust: TrustStore | None = None,
+        tls: NodeTls | None = None,
     ) -> None:
         if role not in ROLE_NAMES:
             raise ValueError(f"role must be one of {sorted(ROLE_NAMES)}, got {role!r}")
@@ -123,11 +125,13 @@ class Joiner:
         self.policy = policy
         self._clock = clock
         self.trust = trust
+        self.tls = tls
+        """With mutual TLS: the join asks for a certificate bearing this node's id."""
 
     def request(self, avoid_sn: str = "") -> pb.JoinRequest:
         """A freshly timestamped, signed JoinRequest (built again for every attempt)."""
         ts = int(time.time() * 1000)
-        return pb.JoinRequest(
+        req = pb.JoinRequest(
             token=self.token,
             role=self.role,
             public_key=self.key.public_bytes,
@@ -141,6 +145,9 @@ class Joiner:
             ),
             avoid_sn=avoid_sn,
         )
+        if self.tls is not None:
+            self.tls.attach_csr(req)
+        return req
 
     def join(self, *, avoid_sn: str = "", timeout: float = 120.0) -> pb.JoinReply:
         """Join through the entry within ``timeout`` s (``avoid_sn``: an SN an EN must not get).
@@ -173,7 +180,12 @@ class Joiner:
                 raise JoinCancelled(f"this {ROLE_NAMES[self.role]} stopped while joining")
 
     def _trusted(self, reply: pb.JoinReply) -> pb.JoinReply:
-        """Keep (or check) the chain id and entry key the reply names."""
+        """Keep (or check) the chain id and entry key the reply names; take its certificate."""
+        if self.tls is not None:
+            try:
+                self.tls.accept(reply)
+            except (TlsRefused, ValueError) as exc:
+                raise JoinRefused(f"refusing the entry at {self.entry}: {exc}") from None
         if self.trust is None:
             return reply
         try:

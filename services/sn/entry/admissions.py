@@ -33,6 +33,7 @@ from fedchain.shared.net.ingress import (
     is_node_id,
 )
 from fedchain.shared.net.signing import SignatureRefused, join_message
+from fedchain.shared.net.tls import CertificateIssuer, TlsRefused
 from fedchain.shared.node.admission import JoinTokenRefused, check_join_token
 from fedchain.shared.node.heartbeats import HeartbeatRefused, ReplayGuard, check_heartbeat
 from fedchain.shared.rpc import node_pb2 as pb
@@ -85,10 +86,16 @@ class Admissions:
         self.clock = clock or Clock()
         self._lock = threading.Lock()
         self.beats = ReplayGuard(self.clock.time)
+        self.certificates = (  # with --tls-ca-key: a certificate bearing its id for each node
+            CertificateIssuer.load(settings.tls_ca, settings.tls_ca_key)
+            if settings.tls_ca is not None and settings.tls_ca_key is not None
+            else None
+        )
 
     def join(self, req: pb.JoinRequest) -> pb.JoinReply:
         """Admit an SN or EN; raises Rejected with a clear reason."""
         self._check(req)
+        certificate = self._certificate(req)
         pk = bytes(req.public_key)
         node_id = node_id_for(pk)
         existing = self.registry.get(node_id)
@@ -109,6 +116,7 @@ class Admissions:
             entry_http_address=self.http_address,
             chain_id=self.authority.chain_id,
             entry_public_key=self.authority.public_key,
+            tls_certificate=certificate,
         )
         if req.role == "EN":
             parent = self.registry.get(member.parent_sn)
@@ -157,6 +165,15 @@ class Admissions:
             raise Rejected(
                 grpc.StatusCode.INVALID_ARGUMENT, "a node cannot join with the entry's own key"
             )
+
+    def _certificate(self, req: pb.JoinRequest) -> bytes:
+        """The TLS certificate for the request's CSR (b"" without CSR or CA key)."""
+        if self.certificates is None:
+            return b""
+        try:
+            return self.certificates.for_join(req)
+        except TlsRefused as exc:
+            raise Rejected(grpc.StatusCode.INVALID_ARGUMENT, f"TLS enrollment: {exc}") from None
 
     def _admit(self, req: pb.JoinRequest, node_id: str, pk: bytes) -> tuple[Member, bool]:
         if req.role == "SN":
