@@ -112,6 +112,9 @@ def node(
     tls_cert: Path | None = typer.Option(None, help="PEM certificate of this node (TLS)"),
     tls_key: Path | None = typer.Option(None, help="PEM private key of this node (TLS)"),
     tls_ca: Path | None = typer.Option(None, help="PEM CA that signed every node's certificate"),
+    tls_ca_key: Path | None = typer.Option(
+        None, help="entry: the CA key (fedchain certs) that issues each node a certificate at join"
+    ),
 ) -> None:
     """Run a super node (SN; the entry with -z) or an edge node (EN) until SIGTERM/Ctrl-C."""
     flags: dict[str, Any] = dict(
@@ -119,7 +122,7 @@ def node(
         advertise_host=advertise_host, ledger=ledger, db_url=db_url, state_dir=state_dir,
         quorum=quorum, round_timeout=round_timeout, heartbeat_interval=heartbeat_interval,
         heartbeat_timeout=heartbeat_timeout, max_message_mb=max_message_mb, tls_cert=tls_cert,
-        tls_key=tls_key, tls_ca=tls_ca, **learning,
+        tls_key=tls_key, tls_ca=tls_ca, tls_ca_key=tls_ca_key, **learning,
     )
     settings = load_settings(config, **flags)
     if settings.nt is None:
