@@ -100,11 +100,22 @@ def command(
         typer.Option("--host", help="host name or IP the servers are reached by (repeat it)"),
     ] = None,
     days: Annotated[int, typer.Option("--days", min=1, help="validity of the certificates")] = 825,
+    owner: Annotated[
+        int | None, typer.Option("--owner", help="uid to own the files (10001: the image's user)")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="replace files that exist")] = False,
 ) -> None:
     """Make a CA and the certificates a TLS deployment needs (keys mode 0600)."""
     hosts = tuple(host) if host else DEFAULT_HOSTS
     written = make_certs(out, hosts, days=days, force=force)
+    if owner is not None:
+        try:
+            for w in written:
+                os.chown(w.path, owner, -1)
+        except PermissionError:
+            raise ConfigError(
+                f"cannot give the files to uid {owner} (run as root, or chown them yourself)"
+            ) from None
     print(f"fedchain certs: wrote {len(written)} files to {out} (hosts: {', '.join(hosts)})")
     for w in written:
         print(f"  {w.path}  {oct(w.mode)[2:]}  {w.what}")
