@@ -12,6 +12,7 @@ from fedchain.services.en.servicer import EdgeServicer
 from fedchain.shared.config import Settings
 from fedchain.shared.net.grpc_util import NetConfig, make_server, parse_address
 from fedchain.shared.net.http_server import HttpServer
+from fedchain.shared.net.https import HttpTls
 from fedchain.shared.net.tls import tls_hosts
 from fedchain.shared.node.joining import JoinCancelled
 from fedchain.shared.node.metrics import NodeMetrics
@@ -42,7 +43,10 @@ def run_edge_node(settings: Settings) -> None:
     metrics = NodeMetrics("EN")
     metrics.gauge("fedchain_last_round", "Last round this EN trained", lambda: en.last_round)
     node_pb2_grpc.add_NodeServicer_to_server(EdgeServicer(en), server)
-    http = HttpServer(build_app(en, metrics), settings.host, settings.effective_http_port)
+    http = HttpServer(
+        build_app(en, metrics), settings.host, settings.effective_http_port,
+        tls=HttpTls.from_settings(settings),
+    )
     server.start()
     http.start()
     try:

@@ -19,6 +19,7 @@ from fedchain.shared.limits import message_bytes
 from fedchain.shared.net.federation import apply_fl_config
 from fedchain.shared.net.grpc_util import NetConfig, make_server, parse_address
 from fedchain.shared.net.http_server import HttpServer
+from fedchain.shared.net.https import HttpClientTls, HttpTls
 from fedchain.shared.net.tls import tls_hosts
 from fedchain.shared.node.heartbeats import (
     Beat,
@@ -152,7 +153,10 @@ def run_super_node(
         metrics.gauge("fedchain_chain_height", "Chain height", lambda: e.chain.cached_height)
         metrics.gauge("fedchain_sns_alive", "Live super nodes", lambda: len(e.registry.alive_sns()))
     api_token = settings.api_token.get_secret_value()
-    http = HttpServer(build_app(sn, entry, metrics, api_token, relayed), settings.host, settings.effective_http_port)
+    http = HttpServer(
+        build_app(sn, entry, metrics, api_token, relayed, HttpClientTls.from_settings(settings)),
+        settings.host, settings.effective_http_port, tls=HttpTls.from_settings(settings),
+    )
     server.start()
     http.start()
     beat_stop = threading.Event()
