@@ -101,7 +101,8 @@ def command(
     ] = None,
     days: Annotated[int, typer.Option("--days", min=1, help="validity of the certificates")] = 825,
     owner: Annotated[
-        int | None, typer.Option("--owner", help="uid to own the files (10001: the image's user)")
+        int | None,
+        typer.Option("--owner", help="uid to own the folder and files (10001: the image's user)"),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="replace files that exist")] = False,
 ) -> None:
@@ -110,8 +111,8 @@ def command(
     written = make_certs(out, hosts, days=days, force=force)
     if owner is not None:
         try:
-            for w in written:
-                os.chown(w.path, owner, -1)
+            for path in (out, *(w.path for w in written)):  # the folder too: it is mounted as is
+                os.chown(path, owner, -1)
         except PermissionError:
             raise ConfigError(
                 f"cannot give the files to uid {owner} (run as root, or chown them yourself)"
