@@ -158,10 +158,13 @@ def _fl_flags(settings: Settings) -> list[str]:
 class UpRun:
     """One `fedchain up`: start, train, report, stop."""
 
-    def __init__(self, settings: Settings, sns: int, ens: int, rounds: int, keep: bool) -> None:
+    def __init__(
+        self, settings: Settings, sns: int, ens: int, rounds: int, keep: bool, certs: Path | None = None
+    ) -> None:
         from rich.console import Console
 
         self.settings = settings
+        self.certs = certs  # --tls: the folder of fedchain certs' files
         self.sns, self.ens, self.rounds, self.keep = sns, ens, rounds, keep
         self.state_dir = Path(settings.state_dir).resolve()
         self.console = Console(highlight=False, soft_wrap=True)
@@ -211,14 +214,13 @@ class UpRun:
         say(f"[bold]fedchain up[/]: {self.sns} SNs, {self.ens} ENs, {self.rounds} rounds of {s.algorithm} "
             f"on {s.dataset} (state in {sd})")
         say(f"  tokens      {write_tokens(sd, s)} (mode 0600; FEDCHAIN_API_TOKEN there drives the console)")
-        if s.tls_ca is not None and s.http_tls_cert is not None:
-            certs = Path(s.tls_ca).resolve().parent
+        if self.certs is not None:
+            certs = self.certs.resolve()
             ledger_env = {**(ledger_env or _child_env(s)), "FEDCHAIN_TLS_CERT": str(certs / "ledger.pem"),
                           "FEDCHAIN_TLS_KEY": str(certs / "ledger.key")}
-            if (certs / "ca.key").is_file():
-                entry_tls = ["--tls-ca-key", str(certs / "ca.key")]
-            say(f"  TLS         CA {Path(s.tls_ca).resolve()} (mutual TLS on gRPC, HTTPS APIs; "
-                f"fedchain console --ca {Path(s.tls_ca).resolve()})")
+            entry_tls = ["--tls-ca-key", str(certs / "ca.key")]  # the entry enrolls every node
+            say(f"  TLS         CA {certs / 'ca.pem'} (mutual TLS on gRPC, HTTPS APIs; "
+                f"fedchain console --ca {certs / 'ca.pem'})")
         ledger = self._start("ledger", ledger_args, lport, lhttp, env=ledger_env)
         self._wait_healthy(ledger)
         say(f"  ledger      127.0.0.1:{lport}  ({_redact(db)})")
@@ -394,13 +396,14 @@ def up(
     sd = Path(settings.state_dir).resolve()
     if running_nodes(sd):
         raise ConfigError(f"a network is already running from {sd}; stop it with: fedchain down --state-dir {sd}")
-    if tls:
-        settings = with_tls(settings, tls_certs(sd))
+    certs = tls_certs(sd) if tls else None
+    if certs is not None:
+        settings = with_tls(settings, certs)
     for p in (settings.port, settings.effective_http_port):
         if not processes.port_is_free(p):
             raise ConfigError(f"port {p} is in use; stop what uses it or pass --port")
     handle_stop_signals()
-    run = UpRun(settings, sns, ens, settings.rounds, keep)
+    run = UpRun(settings, sns, ens, settings.rounds, keep, certs)
     code = 0
     try:
         run.start()
@@ -416,7 +419,7 @@ def up(
         run.keep = False
     finally:
         if run.keep:
-            ca = f" --ca {Path(settings.tls_ca).resolve()}" if tls and settings.tls_ca else ""
+            ca = f" --ca {(certs / 'ca.pem').resolve()}" if certs is not None else ""
             run.console.print(
                 "\nthe network is up. Connect:  fedchain console --ip 127.0.0.1 "
                 f"--port {settings.effective_http_port}{ca}\n"
