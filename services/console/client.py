@@ -85,7 +85,7 @@ class ControlClient:
         self.timeout = timeout
         self._http = httpx.Client(
             base_url=self.base_url,
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            headers={"Accept": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
             timeout=httpx.Timeout(timeout),
             transport=transport,
             verify=verify,
