@@ -64,3 +64,16 @@ def test_certs_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     assert (tmp_path / "ca.key").read_bytes() == before
     forced = runner.invoke(app, ["certs", "--out", str(tmp_path), "--force"])
     assert forced.exit_code == 0 and (tmp_path / "ca.key").read_bytes() != before
+
+
+def test_owner_gets_the_folder_and_every_file(tmp_path: Path) -> None:
+    import os
+
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("chown to another uid needs root")
+    out = tmp_path / "certs"
+    result = runner.invoke(app, ["certs", "--out", str(out), "--owner", "10001"])
+    assert result.exit_code == 0, result.output
+    assert {p.stat().st_uid for p in (out, *out.iterdir())} == {10001}  # the image's user reads them
