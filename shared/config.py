@@ -234,9 +234,18 @@ class Settings(BaseSettings):
     )
     max_message_mb: int = Field(default=64, ge=1, le=2048, description="largest gRPC message / blob")
     chunk_kb: int = Field(default=1024, ge=16, le=4096, description="tensor stream chunk size")
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    tls_ca: Path | None = None
+    tls_cert: Path | None = Field(default=None, description="gRPC TLS: this node's certificate (PEM)")
+    tls_key: Path | None = Field(default=None, description="gRPC TLS: its key (PEM)")
+    tls_ca: Path | None = Field(
+        default=None, description="the CA (PEM) peers' certificates are checked against, gRPC and HTTPS"
+    )
+    tls_ca_key: Path | None = Field(
+        default=None, description="entry: the CA key (fedchain certs) that issues nodes' certificates"
+    )
+    http_tls_cert: Path | None = Field(
+        default=None, description="HTTPS: certificate (PEM) of this node's HTTP API (unset: plain HTTP)"
+    )
+    http_tls_key: Path | None = Field(default=None, description="HTTPS: its key (PEM)")
 
     # ---- process ----
     torch_threads: int | None = Field(

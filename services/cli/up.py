@@ -9,6 +9,9 @@ child watches `up` and stops within seconds if `up` itself is killed. With --kee
 network stays up for the console; the children's pids and ports are recorded in
 ``<state-dir>/network.json`` and `fedchain down` stops them, together with any node or
 ledger found running on a state dir inside --state-dir (one restarted by hand, say).
+With --tls the run is TLS end to end: `fedchain certs` into ``<state-dir>/certs`` (reused
+on the next run), mutual TLS on every gRPC hop with each node enrolled at join, and HTTPS
+on every HTTP API; `up` says where the CA is (the console's ``--ca``).
 """
 
 from __future__ import annotations
@@ -125,11 +128,33 @@ def _child_env(settings: Settings) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     env.setdefault("FEDCHAIN_TORCH_THREADS", "1")
-    for name in ("tls_cert", "tls_key", "tls_ca"):
+    for name in ("tls_cert", "tls_key", "tls_ca", "http_tls_cert", "http_tls_key"):
         value = getattr(settings, name)
         if value is not None:
             env[f"FEDCHAIN_{name.upper()}"] = str(Path(value).resolve())
     return env
+
+
+CERTS_DIR = "certs"
+"""Where ``up --tls`` keeps the run's CA and certificates, inside the state dir."""
+
+
+def tls_certs(state_dir: Path) -> Path:
+    """The CA and certificates of ``up --tls`` in ``state_dir/certs``: made once, then reused."""
+    from fedchain.services.cli.certs import FILES, make_certs
+
+    out = state_dir / CERTS_DIR
+    if not all((out / name).is_file() for name in FILES):
+        make_certs(out, ("localhost", "127.0.0.1"))  # refuses to replace part of a set
+    return out
+
+
+def with_tls(settings: Settings, certs: Path) -> Settings:
+    """``settings`` with mutual TLS on gRPC (enrollment at join) and HTTPS on every API."""
+    return settings.model_copy(update={
+        "tls_ca": certs / "ca.pem", "tls_cert": certs / "enroll.pem", "tls_key": certs / "enroll.key",
+        "http_tls_cert": certs / "http.pem", "http_tls_key": certs / "http.key",
+    })
 
 
 def _fl_flags(settings: Settings) -> list[str]:
@@ -140,16 +165,23 @@ def _fl_flags(settings: Settings) -> list[str]:
 class UpRun:
     """One `fedchain up`: start, train, report, stop."""
 
-    def __init__(self, settings: Settings, sns: int, ens: int, rounds: int, keep: bool) -> None:
+    def __init__(
+        self, settings: Settings, sns: int, ens: int, rounds: int, keep: bool, certs: Path | None = None
+    ) -> None:
         from rich.console import Console
 
         self.settings = settings
+        self.certs = certs  # --tls: the folder of fedchain certs' files
         self.sns, self.ens, self.rounds, self.keep = sns, ens, rounds, keep
         self.state_dir = Path(settings.state_dir).resolve()
         self.console = Console(highlight=False, soft_wrap=True)
         self.group = processes.ProcessGroup(self.state_dir / "logs", env=_child_env(settings),
                                             new_session=True)
-        self.entry_http = f"http://127.0.0.1:{settings.effective_http_port}"
+        from fedchain.shared.net.https import HttpClientTls
+
+        self.http = HttpClientTls.from_settings(settings)
+        self.verify = self.http.verify()
+        self.entry_http = self.http.url(f"127.0.0.1:{settings.effective_http_port}")
         self.headers = {"Authorization": f"Bearer {settings.api_token.get_secret_value()}"}
 
     def _start(
@@ -164,7 +196,8 @@ class UpRun:
     def _wait_healthy(self, child: processes.Child) -> None:
         self.check_alive()
         try:
-            self.group.wait_healthy(child, START_TIMEOUT, interval=STATUS_POLL_S)
+            url = f"{self.http.url(f'127.0.0.1:{child.http_port}')}/health"
+            self.group.wait_healthy(child, START_TIMEOUT, url=url, verify=self.verify, interval=STATUS_POLL_S)
         except (processes.ChildExited, processes.NotHealthy) as exc:
             raise ConfigError(str(exc)) from None
 
@@ -189,9 +222,17 @@ class UpRun:
                        *pin]
         # the database URL may hold a password: it goes by environment, never on a command line
         ledger_env = {**_child_env(s), "FEDCHAIN_DB_URL": s.db_url} if s.db_url else None
+        entry_tls: list[str] = []
         say(f"[bold]fedchain up[/]: {self.sns} SNs, {self.ens} ENs, {self.rounds} rounds of {s.algorithm} "
             f"on {s.dataset} (state in {sd})")
         say(f"  tokens      {write_tokens(sd, s)} (mode 0600; FEDCHAIN_API_TOKEN there drives the console)")
+        if self.certs is not None:
+            certs = self.certs.resolve()
+            ledger_env = {**(ledger_env or _child_env(s)), "FEDCHAIN_TLS_CERT": str(certs / "ledger.pem"),
+                          "FEDCHAIN_TLS_KEY": str(certs / "ledger.key")}
+            entry_tls = ["--tls-ca-key", str(certs / "ca.key")]  # the entry enrolls every node
+            say(f"  TLS         CA {certs / 'ca.pem'} (mutual TLS on gRPC, HTTPS APIs; "
+                f"fedchain console --ca {certs / 'ca.pem'})")
         ledger = self._start("ledger", ledger_args, lport, lhttp, env=ledger_env)
         self._wait_healthy(ledger)
         say(f"  ledger      127.0.0.1:{lport}  ({_redact(db)})")
@@ -199,7 +240,8 @@ class UpRun:
         entry = self._start(
             "entry",
             ["node", "--nt", "SN", "-z", "--port", str(s.port), "--http-port", str(s.effective_http_port),
-             "--ledger", f"127.0.0.1:{lport}", "--state-dir", str(sd / "entry"), *common, *_fl_flags(s)],
+             "--ledger", f"127.0.0.1:{lport}", "--state-dir", str(sd / "entry"), *common, *entry_tls,
+             *_fl_flags(s)],
             s.port, s.effective_http_port,
         )
         # nodes start once the entry is healthy: its gRPC port answers joins before genesis is
@@ -232,7 +274,7 @@ class UpRun:
     def _get(self, path: str, **kw: Any) -> Any:
         import httpx
 
-        r = httpx.get(self.entry_http + path, timeout=30, **kw)
+        r = httpx.get(self.entry_http + path, timeout=30, verify=self.verify, **kw)
         if r.status_code >= 400:
             raise ConfigError(f"GET {path}: {r.json().get('detail', r.text)}")
         return r.json()
@@ -240,7 +282,8 @@ class UpRun:
     def _post(self, path: str, body: dict[str, Any]) -> Any:
         import httpx
 
-        r = httpx.post(self.entry_http + path, json=body, headers=self.headers, timeout=120)
+        r = httpx.post(self.entry_http + path, json=body, headers=self.headers, timeout=120,
+                       verify=self.verify)
         if r.status_code >= 400:
             raise ConfigError(f"POST {path}: {r.json().get('detail', r.text)}")
         return r.json()
@@ -374,6 +417,10 @@ def up(
     config: Path | None = typer.Option(None, "--config", "-c", help="config file (JSON, YAML or TOML)"),
     learning: SettingsFlags,
     keep: bool = typer.Option(False, "--keep", help="leave the network running for the console"),
+    tls: bool = typer.Option(
+        False, "--tls",
+        help="mutual TLS on gRPC and HTTPS APIs, with certificates from fedchain certs in STATE_DIR/certs",
+    ),
 ) -> None:
     """Start a whole local federation, train, verify the chain, and stop (or --keep it running)."""
     flags: dict[str, Any] = {
@@ -394,11 +441,14 @@ def up(
     sd = Path(settings.state_dir).resolve()
     if running_nodes(sd):
         raise ConfigError(f"a network is already running from {sd}; stop it with: fedchain down --state-dir {sd}")
+    certs = tls_certs(sd) if tls else None
+    if certs is not None:
+        settings = with_tls(settings, certs)
     for p in (settings.port, settings.effective_http_port):
         if not processes.port_is_free(p):
             raise ConfigError(f"port {p} is in use; stop what uses it or pass --port")
     handle_stop_signals()
-    run = UpRun(settings, sns, ens, settings.rounds, keep)
+    run = UpRun(settings, sns, ens, settings.rounds, keep, certs)
     code = 0
     try:
         run.start()
@@ -414,9 +464,10 @@ def up(
         run.keep = False
     finally:
         if run.keep:
+            ca = f" --ca {(certs / 'ca.pem').resolve()}" if certs is not None else ""
             run.console.print(
                 "\nthe network is up. Connect:  fedchain console --ip 127.0.0.1 "
-                f"--port {settings.effective_http_port}\n"
+                f"--port {settings.effective_http_port}{ca}\n"
                 f"Stop it:     fedchain down --state-dir {sd}\nLogs:        {sd / 'logs'}"
             )
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import ssl
 import tempfile
 from pathlib import Path
 from typing import Any, Self, TypeVar
@@ -78,14 +79,16 @@ class ControlClient:
         token: str,
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._http = httpx.Client(
             base_url=self.base_url,
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            headers={"Accept": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
             timeout=httpx.Timeout(timeout),
             transport=transport,
+            verify=verify,
             follow_redirects=True,
         )
 
@@ -105,6 +108,11 @@ class ControlClient:
         if isinstance(exc, httpx.TimeoutException):
             return ConnectError(
                 f"{self.base_url} did not answer {method} {path} within {self.timeout:g} s (--timeout)"
+            )
+        if isinstance(exc, httpx.ConnectError) and "SSL" in str(exc):
+            return ConnectError(
+                f"TLS with {self.base_url} failed: {_one_line(str(exc))} "
+                "(--ca: the CA of the network's certificates, e.g. fedchain certs' ca.pem)"
             )
         if isinstance(exc, httpx.ConnectError):
             return ConnectError(

@@ -94,6 +94,7 @@ class EdgeNode:
             peers, key, role="EN", entry=settings.entry, token=join_token_for("EN", settings),
             address=address, http_address=http_address, stop=self._stop,
             trust=TrustStore(self.state_dir), entry_key=entry_key_of(settings),
+            tls=getattr(peers, "tls", None),
         )
         self.trust: EntryTrust | None = None
         self.requests = EntryRequests(lambda: self.trust)

@@ -21,6 +21,7 @@ from fedchain.shared.config import ConfigError, Settings
 from fedchain.shared.limits import chunk_bytes
 from fedchain.shared.net.grpc_util import NetConfig, make_server
 from fedchain.shared.net.http_server import HttpServer
+from fedchain.shared.net.https import HttpTls, scheme
 from fedchain.shared.net.ports import check_free
 from fedchain.shared.rpc import ledger_pb2_grpc
 
@@ -44,7 +45,8 @@ class LedgerService:
     @property
     def http_url(self) -> str:
         """Base URL of the HTTP listener."""
-        return f"http://{self.settings.host}:{self.settings.effective_http_port}"
+        tls = HttpTls.from_settings(self.settings)
+        return f"{scheme(tls)}://{self.settings.host}:{self.settings.effective_http_port}"
 
     def start(self) -> None:
         """Bind both listeners and start serving (ConfigError if a port is taken)."""
@@ -53,6 +55,7 @@ class LedgerService:
             create_app(self.ledger, self.metrics),
             self.settings.host,
             self.settings.effective_http_port,
+            tls=HttpTls.from_settings(self.settings),
         )
         try:
             server = make_server(net, self.settings.host, self.settings.port)

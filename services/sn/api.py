@@ -39,6 +39,7 @@ from fedchain.shared.ledger.errors import LedgerUnavailable
 from fedchain.shared.limits import MAX_HEIGHT
 from fedchain.shared.net.http_docs import BEARER, METRICS_RESPONSES, documented_app
 from fedchain.shared.net.http_server import RequestGuard, bearer_problem
+from fedchain.shared.net.https import HttpClientTls
 from fedchain.shared.node.metrics import NodeMetrics
 from fedchain.shared.rpc import node_pb2 as pb
 
@@ -69,12 +70,16 @@ def build_app(
     metrics: NodeMetrics,
     api_token: str,
     relayed: RelayLog | None = None,
+    peer_http: HttpClientTls | None = None,
 ) -> FastAPI:
     """The FastAPI app of an SN (the entry when ``entry`` is given).
 
-    ``relayed`` is what the SN's servicer records of the rounds it relays (its /status).
+    ``relayed`` is what the SN's servicer records of the rounds it relays (its /status);
+    ``peer_http`` how it reaches the entry's API when it forwards (HTTPS and its CA).
     """
     relayed = relayed if relayed is not None else RelayLog()
+    peer_http = peer_http if peer_http is not None else HttpClientTls()
+    forward_verify = peer_http.verify()
     app = documented_app("fedchain super node", "Control API of a fedchain SN (docs/control-api.md).")
 
     @app.exception_handler(RequestValidationError)
@@ -100,10 +105,10 @@ def build_app(
         target = sn.entry_http_address
         if not target:
             raise HTTPException(503, "this SN does not know the entry's HTTP address yet; try again shortly")
-        url = f"http://{target}{request.url.path}"
+        url = f"{peer_http.url(target)}{request.url.path}"
         headers = {k: v for k, v in request.headers.items() if k.lower() in {"authorization", "content-type"}}
         try:
-            async with httpx.AsyncClient(timeout=FORWARD_TIMEOUT) as client:
+            async with httpx.AsyncClient(timeout=FORWARD_TIMEOUT, verify=forward_verify) as client:
                 r = await client.request(
                     request.method, url, params=request.query_params, content=await request.body(), headers=headers
                 )

@@ -20,8 +20,10 @@ from fedchain.shared.limits import message_bytes
 from fedchain.shared.net.federation import apply_fl_config
 from fedchain.shared.net.grpc_util import NetConfig, make_server, parse_address
 from fedchain.shared.net.http_server import HttpServer
+from fedchain.shared.net.https import HttpClientTls, HttpTls
 from fedchain.shared.net.ports import check_free
 from fedchain.shared.net.streams import add_node_servicer
+from fedchain.shared.net.tls import tls_hosts
 from fedchain.shared.node.heartbeats import (
     Beat,
     HeartbeatCounter,
@@ -44,7 +46,7 @@ def sn_joiner(sn: SuperNode, settings: Settings, key: NodeKey, stop: threading.E
     return Joiner(
         sn.peers, key, role="SN", entry=settings.entry, token=join_token_for("SN", settings),
         address=sn.address, http_address=sn.http_address, stop=stop,
-        trust=TrustStore(settings.state_dir), entry_key=entry_key_of(settings),
+        trust=TrustStore(settings.state_dir), entry_key=entry_key_of(settings), tls=sn.peers.tls,
     )
 
 
@@ -108,11 +110,12 @@ def run_super_node(
         raise ConfigError("a super node needs --entry HOST:PORT (or -z to be the entry itself)")
     if settings.entry:
         parse_address(settings.entry, "--entry")
-    net = NetConfig.from_settings(settings)
-    server = make_server(net, settings.host, settings.port)  # fails first if the port is taken
+    check_free(settings.host, settings.port, "--port")  # before the node key is created
     check_free(settings.host, settings.effective_http_port, "--http-port")
     key = load_key(settings)
     address, http_address = node_addresses(settings)
+    net = NetConfig.from_settings(settings, node_key=key, hosts=tls_hosts(address, http_address))
+    server = make_server(net, settings.host, settings.port)  # fails first if the port is taken
     peers = Peers(net)
     metrics = NodeMetrics("SN")
     stop = StopFlag()
@@ -165,7 +168,10 @@ def run_super_node(
     else:
         metrics.gauge("fedchain_last_round", "Last round this SN took part in", lambda: sn.last_round)
     api_token = settings.api_token.get_secret_value()
-    http = HttpServer(build_app(sn, entry, metrics, api_token, relayed), settings.host, settings.effective_http_port)
+    http = HttpServer(
+        build_app(sn, entry, metrics, api_token, relayed, HttpClientTls.from_settings(settings)),
+        settings.host, settings.effective_http_port, tls=HttpTls.from_settings(settings),
+    )
     server.start()
     http.start()
     beat_stop = threading.Event()

@@ -37,6 +37,7 @@ class Domain(StrEnum):
     UPDATE = "fedchain/update/v2"
     MANIFEST = "fedchain/sn-manifest/v1"
     JOIN_REPLY = "fedchain/join-reply/v1"
+    TLS_CSR = "fedchain/tls-csr/v1"
 
 
 class SignatureRefused(ValueError):

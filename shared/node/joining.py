@@ -29,6 +29,7 @@ from fedchain.shared.config import ConfigError, Settings, token_value
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.net.signing import SignatureRefused, check_signed, join_message, join_reply_fields
 from fedchain.shared.net.statements import Domain
+from fedchain.shared.net.tls import NodeTls, TlsRefused
 from fedchain.shared.node.trust import TrustRefused, TrustStore
 from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.rpc import node_pb2_grpc
@@ -119,6 +120,7 @@ class Joiner:
         clock: Callable[[], float] = time.monotonic,
         trust: TrustStore | None = None,
         entry_key: bytes | None = None,
+        tls: NodeTls | None = None,
     ) -> None:
         if role not in ROLE_NAMES:
             raise ValueError(f"role must be one of {sorted(ROLE_NAMES)}, got {role!r}")
@@ -135,11 +137,13 @@ class Joiner:
         self.trust = trust
         self.entry_key = entry_key
         """The entry key given (``--entry-key``): a join reply must be signed by it."""
+        self.tls = tls
+        """With mutual TLS: the join asks for a certificate bearing this node's id."""
 
     def request(self, avoid_sn: str = "") -> pb.JoinRequest:
         """A freshly timestamped, signed JoinRequest (built again for every attempt)."""
         ts = int(time.time() * 1000)
-        return pb.JoinRequest(
+        req = pb.JoinRequest(
             token=self.token,
             role=self.role,
             public_key=self.key.public_bytes,
@@ -153,6 +157,9 @@ class Joiner:
             ),
             avoid_sn=avoid_sn,
         )
+        if self.tls is not None:
+            self.tls.attach_csr(req)
+        return req
 
     def join(self, *, avoid_sn: str = "", timeout: float = 120.0) -> pb.JoinReply:
         """Join through the entry within ``timeout`` s (``avoid_sn``: an SN an EN must not get).
@@ -200,6 +207,11 @@ class Joiner:
             raise JoinRefused(
                 f"refusing the entry at {self.entry}: its join reply does not hold ({exc})"
             ) from None
+        if self.tls is not None:
+            try:
+                self.tls.accept(reply)
+            except (TlsRefused, ValueError) as exc:
+                raise JoinRefused(f"refusing the entry at {self.entry}: {exc}") from None
         if self.trust is None:
             return reply
         try:

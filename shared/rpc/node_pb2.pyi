@@ -16,7 +16,7 @@ class Ack(_message.Message):
     def __init__(self, ok: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
 
 class JoinRequest(_message.Message):
-    __slots__ = ("token", "role", "public_key", "address", "http_address", "timestamp_ms", "signature", "avoid_sn")
+    __slots__ = ("token", "role", "public_key", "address", "http_address", "timestamp_ms", "signature", "avoid_sn", "tls_csr", "tls_csr_signature")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +25,8 @@ class JoinRequest(_message.Message):
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     AVOID_SN_FIELD_NUMBER: _ClassVar[int]
+    TLS_CSR_FIELD_NUMBER: _ClassVar[int]
+    TLS_CSR_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     token: str
     role: str
     public_key: bytes
@@ -33,10 +35,12 @@ class JoinRequest(_message.Message):
     timestamp_ms: int
     signature: bytes
     avoid_sn: str
-    def __init__(self, token: _Optional[str] = ..., role: _Optional[str] = ..., public_key: _Optional[bytes] = ..., address: _Optional[str] = ..., http_address: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., signature: _Optional[bytes] = ..., avoid_sn: _Optional[str] = ...) -> None: ...
+    tls_csr: bytes
+    tls_csr_signature: bytes
+    def __init__(self, token: _Optional[str] = ..., role: _Optional[str] = ..., public_key: _Optional[bytes] = ..., address: _Optional[str] = ..., http_address: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., signature: _Optional[bytes] = ..., avoid_sn: _Optional[str] = ..., tls_csr: _Optional[bytes] = ..., tls_csr_signature: _Optional[bytes] = ...) -> None: ...
 
 class JoinReply(_message.Message):
-    __slots__ = ("node_id", "entry_node_id", "sn_node_id", "sn_address", "partition_index", "config_json", "height", "entry_http_address", "chain_id", "entry_public_key", "partition_size", "signature")
+    __slots__ = ("node_id", "entry_node_id", "sn_node_id", "sn_address", "partition_index", "config_json", "height", "entry_http_address", "chain_id", "entry_public_key", "partition_size", "signature", "tls_certificate")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ENTRY_NODE_ID_FIELD_NUMBER: _ClassVar[int]
     SN_NODE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +53,7 @@ class JoinReply(_message.Message):
     ENTRY_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     PARTITION_SIZE_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    TLS_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     entry_node_id: str
     sn_node_id: str
@@ -61,7 +66,8 @@ class JoinReply(_message.Message):
     entry_public_key: bytes
     partition_size: int
     signature: bytes
-    def __init__(self, node_id: _Optional[str] = ..., entry_node_id: _Optional[str] = ..., sn_node_id: _Optional[str] = ..., sn_address: _Optional[str] = ..., partition_index: _Optional[int] = ..., config_json: _Optional[str] = ..., height: _Optional[int] = ..., entry_http_address: _Optional[str] = ..., chain_id: _Optional[bytes] = ..., entry_public_key: _Optional[bytes] = ..., partition_size: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    tls_certificate: bytes
+    def __init__(self, node_id: _Optional[str] = ..., entry_node_id: _Optional[str] = ..., sn_node_id: _Optional[str] = ..., sn_address: _Optional[str] = ..., partition_index: _Optional[int] = ..., config_json: _Optional[str] = ..., height: _Optional[int] = ..., entry_http_address: _Optional[str] = ..., chain_id: _Optional[bytes] = ..., entry_public_key: _Optional[bytes] = ..., partition_size: _Optional[int] = ..., signature: _Optional[bytes] = ..., tls_certificate: _Optional[bytes] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("node_id", "role", "address", "http_address", "alive_edges", "state", "counter", "signature")

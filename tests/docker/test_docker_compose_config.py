@@ -15,7 +15,8 @@ from fedchain.shared.config import Settings, load_settings
 
 # Settings that docker-compose.yml sets per service (or that are flags), not passed through.
 PER_SERVICE = {"port", "http_port", "host", "advertise_host", "nt", "entry", "ledger",
-               "state_dir", "db_url", "data_dir", "ledger_entry_key", "entry_key", "node_key"}
+               "state_dir", "db_url", "data_dir", "ledger_entry_key", "entry_key", "node_key",
+               "tls_ca_key"}  # the CA key: the entry only
 FEDCHAIN_SERVICES = {"ledger", "msn", "sn", "en", "console"}
 TOKENS = {"sn_join_token", "en_join_token", "api_token"}
 # The tokens each service gets (and no other): an EN never sees the SN join token.
@@ -209,3 +210,21 @@ def test_env_file_is_accepted_by_fedchain(repo: Path, monkeypatch: Any) -> None:
     monkeypatch.chdir(repo)
     settings = load_settings()
     assert settings.model_dump() == Settings(_env_file=None).model_dump()
+
+
+def test_the_tls_overlay_puts_every_grpc_and_http_hop_on_tls(compose: list[str], repo: Path) -> None:
+    overlay = [*compose, "-f", "docker-compose.yml", "-f", "docker-compose.tls.yml"]
+    services = rendered(overlay, repo, FC_CERTS="/srv/certs")["services"]
+    certs = "/run/fedchain-certs"
+    for name in FEDCHAIN_SERVICES:
+        assert certs in {mount_target(v) for v in services[name]["volumes"]}, name
+        if name == "console":
+            continue
+        env = services[name]["environment"]
+        assert env["FEDCHAIN_TLS_CA"] == f"{certs}/ca.pem", name
+        assert (env["FEDCHAIN_HTTP_TLS_CERT"], env["FEDCHAIN_HTTP_TLS_KEY"]) == (
+            f"{certs}/http.pem", f"{certs}/http.key"), name
+        assert env["FEDCHAIN_TLS_CERT"] == f"{certs}/{'ledger' if name == 'ledger' else 'enroll'}.pem"
+        assert ("FEDCHAIN_TLS_CA_KEY" in env) == (name == "msn"), name  # the CA key: the entry only
+    console = services["console"]["entrypoint"]
+    assert console[-4:] == ["--url", "https://msn:9080", "--ca", f"{certs}/ca.pem"]

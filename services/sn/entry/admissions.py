@@ -49,6 +49,7 @@ from fedchain.shared.net.ingress import (
 )
 from fedchain.shared.net.signing import SignatureRefused, join_message, join_reply_fields
 from fedchain.shared.net.statements import Domain, sign
+from fedchain.shared.net.tls import CertificateIssuer, TlsRefused
 from fedchain.shared.node.admission import (
     JoinRateExceeded,
     JoinRateLimiter,
@@ -111,6 +112,11 @@ class Admissions:
         self.limiter = JoinRateLimiter(
             settings.join_rate, settings.join_burst, clock=self.clock.monotonic
         )
+        self.certificates = (  # with --tls-ca-key: a certificate bearing its id for each node
+            CertificateIssuer.load(settings.tls_ca, settings.tls_ca_key)
+            if settings.tls_ca is not None and settings.tls_ca_key is not None
+            else None
+        )
 
     def join(self, req: pb.JoinRequest, source: str = "") -> pb.JoinReply:
         """Admit an SN or EN joining from ``source`` (its peer host); raises Rejected with a
@@ -120,6 +126,7 @@ class Admissions:
         except JoinRateExceeded as exc:
             raise Rejected(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
         self._check(req)
+        certificate = self._certificate(req)
         pk = bytes(req.public_key)
         node_id = node_id_for(pk)
         existing = self.registry.get(node_id)
@@ -140,6 +147,7 @@ class Admissions:
             entry_http_address=self.http_address,
             chain_id=self.authority.chain_id,
             entry_public_key=self.authority.public_key,
+            tls_certificate=certificate,
         )
         if req.role == "EN":
             parent = self.registry.get(member.parent_sn)
@@ -191,6 +199,15 @@ class Admissions:
             raise Rejected(
                 grpc.StatusCode.INVALID_ARGUMENT, "a node cannot join with the entry's own key"
             )
+
+    def _certificate(self, req: pb.JoinRequest) -> bytes:
+        """The TLS certificate for the request's CSR (b"" without CSR or CA key)."""
+        if self.certificates is None:
+            return b""
+        try:
+            return self.certificates.for_join(req)
+        except TlsRefused as exc:
+            raise Rejected(grpc.StatusCode.INVALID_ARGUMENT, f"TLS enrollment: {exc}") from None
 
     def _admit(self, req: pb.JoinRequest, node_id: str, pk: bytes) -> tuple[Member, bool]:
         if req.role == "SN":

@@ -233,3 +233,37 @@ def test_up_with_a_mysql_chain(tmp_path: Path, mysql_url: str) -> None:
     check = _fedchain("verify", "--db-url", mysql_url, "--blobs", str(state / "ledger" / "blobs"), timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
     assert _processes_using(state) == []
+
+
+def test_up_tls_trains_over_tls_and_refuses_plain_text(tmp_path: Path) -> None:
+    """`up --tls`: certificates in the state dir, a round over mutual TLS and HTTPS, the chain
+    verifies; plain-text gRPC and http:// to the kept network get no answer."""
+    import grpc
+
+    from fedchain.shared.net.https import client_context
+    from fedchain.shared.rpc import node_pb2, node_pb2_grpc
+
+    port = free_port()
+    state = tmp_path / "fc"
+    ca = state / "certs" / "ca.pem"
+    try:
+        r = _fedchain("up", "--tls", "--state-dir", str(state), "--port", str(port), "--rounds", "1",
+                      "--keep", *TINY)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert f"CA {ca}" in r.stdout and "round 1/1: accuracy" in r.stdout and "chain verified" in r.stdout
+        assert f"--port {port + 1000} --ca {ca}" in r.stdout
+        assert len(list(state.glob("*/tls/node.pem"))) == 2  # the entry and the EN, enrolled
+        api = f"https://127.0.0.1:{port + 1000}"
+        assert httpx.get(f"{api}/verify", verify=client_context(ca), timeout=10).json()["ok"] is True
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{port + 1000}/health", timeout=5)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch, pytest.raises(grpc.RpcError) as info:
+            node_pb2_grpc.NodeStub(ch).Heartbeat(node_pb2.HeartbeatRequest(node_id="x", role="SN"), timeout=5)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        console = _fedchain("console", "--port", str(port + 1000), "--ca", str(ca), "-c", "verify()", "--json",
+                            timeout=60)
+        assert console.returncode == 0 and '"ok": true' in console.stdout, console.stdout + console.stderr
+    finally:
+        d = _fedchain("down", "--state-dir", str(state), timeout=60)
+    assert d.returncode == 0, d.stdout + d.stderr
+    assert _processes_using(state) == []

@@ -122,3 +122,15 @@ def test_bad_flag_is_exit_2(fake_node: RunningNode) -> None:
     result = fedchain_console(fake_node.port, "--timeout", "-1", "-c", "status()")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def test_a_plain_node_with_ca_is_a_tls_failure_in_one_line(fake_node: RunningNode, tmp_path: Path) -> None:
+    from fedchain.services.cli.certs import make_certs
+
+    make_certs(tmp_path, ("127.0.0.1",))
+    result = fedchain_console(fake_node.port, "--ca", str(tmp_path / "ca.pem"), "-c", "status()")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"https://127.0.0.1:{fake_node.port}" in result.stderr
+    mixed = fedchain_console(fake_node.port, "--url", f"http://127.0.0.1:{fake_node.port}",
+                             "--ca", str(tmp_path / "ca.pem"), "-c", "status()")
+    assert_one_line_failure(mixed, 2, "--ca is for HTTPS")
