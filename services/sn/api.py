@@ -262,7 +262,7 @@ def round_summary(block: Any) -> RoundSummary:
     m = dict(p.metrics)
     return RoundSummary(
         round=p.round, algorithm=p.algorithm, model_version=p.model_version, model_digest=p.model_digest,
-        accuracy=m.get("accuracy"), loss=m.get("loss"), participants=list(p.participants),
+        accuracy=m.get("accuracy"), loss=m.get("loss"), participants=p.participant_ids,
         rejected=[Rejection(node_id=n, reason=r) for n, r in p.rejected],
         height=block.height, seconds=m.get("seconds"),
     )
