@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, ValidationError
 
 from fedchain.services.sn.entry import Busy, EntryRole
+from fedchain.services.sn.round_routes import add_round_routes
 from fedchain.services.sn.status import RelayLog, sn_status
 from fedchain.services.sn.supernode import SuperNode
 from fedchain.shared.control_api import (
@@ -134,6 +135,7 @@ def build_app(
     def prom() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    add_round_routes(app, entry, forward)
     if entry is None:
         for path, answer in POST_ROUTES.items():
             app.add_api_route(
