@@ -59,3 +59,30 @@ def test_unknown_rounds_and_nodes_are_404_with_a_reason(fed: Federation) -> None
     missing = client.get("/rounds/1/proof/n-0000000000000000")
     assert missing.status_code == 404 and "not a participant of round 1" in missing.json()["detail"]
     assert client.get("/rounds/0").status_code == 422
+
+
+def test_the_same_proof_over_grpc(fed: Federation) -> None:  # noqa: F811
+    import grpc
+    import pytest
+
+    from fedchain.services.sn.servicer import SuperNodeServicer
+    from fedchain.shared.chain.round_proof import RoundProof, check_proof
+    from fedchain.shared.rpc import node_pb2 as pb
+
+    fed.train(1)
+    servicer = SuperNodeServicer(fed.entry.own_sn, fed.entry)  # type: ignore[arg-type]
+
+    class Aborted(Exception):
+        pass
+
+    class Context:
+        def abort(self, code: grpc.StatusCode, message: str) -> None:
+            raise Aborted(code, message)
+
+    reply = servicer.RoundProof(pb.RoundProofRequest(round=1, node_id=fed.ens[1]), Context())  # type: ignore[arg-type]
+    http = _client(fed).get(f"/rounds/1/proof/{fed.ens[1]}").json()
+    assert json.loads(reply.proof_json) == http
+    assert check_proof(RoundProof.from_json(json.loads(reply.proof_json))).node_id == fed.ens[1]
+    with pytest.raises(Aborted) as caught:
+        servicer.RoundProof(pb.RoundProofRequest(round=7, node_id=fed.ens[1]), Context())  # type: ignore[arg-type]
+    assert caught.value.args == (grpc.StatusCode.NOT_FOUND, "no round 7 on the chain")
