@@ -5,8 +5,8 @@ on SQLite and on MySQL, in one run.
 
 MySQL runs when --mysql-url or FEDCHAIN_TEST_MYSQL_URL names a server (a scratch database
 is created and dropped). Writes bench/results/ledger.json and bench/results/ledger.md.
-Each appended block is the next round block (rounds count 1, 2, 3, ... on the chain; 10
-update digests, Merkle root, metrics) signed by the entry key; the 4 writers are separate
+Each appended block is the next round block (rounds count 1, 2, 3, ... on the chain; no
+participants, metrics) signed by the entry key; the 4 writers are separate
 processes racing for the tip.
 """
 

@@ -331,6 +331,12 @@ class VerifyResult(_Answer):
     reason: str | None = None
 
 
+class VerifiedChain(VerifyResult):
+    """The console's verify(): the chain's verdict and the newest round's evidence."""
+
+    last_round: RoundEvidence | None = None
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorDetail, "description": "missing or wrong API token"},
     409: {"model": ErrorDetail, "description": "training is already running"},
