@@ -95,7 +95,10 @@ def test_chain_records_joins_and_rounds(net: LocalNet) -> None:
     for b in rounds:
         p = b["payload"]
         assert p["model_version"] == p["round"]
-        assert len(p["update_digests"]) == len(p["participants"]) == 2
+        assert len(p["participants"]) == 2
+        # each EN's signed row names its SN, and that SN's signed manifest lists it
+        assert {row["parent_sn"] for row in p["participants"]} == sns
+        assert sorted(m["sn_node_id"] for m in p["manifests"]) == sorted(sns)
         assert 0 < p["metrics"]["accuracy"] <= 1
     report = net.get("/verify")
     assert report["ok"] and report["height"] == blocks[-1]["height"], report
