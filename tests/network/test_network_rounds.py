@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from fedchain.shared.chain.round_proof import RoundProof, check_proof
 from tests.network.harness import API_TOKEN, LocalNet
 
 if TYPE_CHECKING:
@@ -102,6 +103,9 @@ def test_chain_records_joins_and_rounds(net: LocalNet) -> None:
         assert 0 < p["metrics"]["accuracy"] <= 1
     report = net.get("/verify")
     assert report["ok"] and report["height"] == blocks[-1]["height"], report
+    en = rounds[0]["payload"]["participants"][0]["node_id"]
+    proof = net.get(f"/rounds/{rounds[0]['payload']['round']}/proof/{en}")
+    assert check_proof(RoundProof.from_json(proof)).node_id == en
 
 
 def test_model_download_matches_chain_digest(net: LocalNet) -> None:
