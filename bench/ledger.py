@@ -5,8 +5,8 @@ on SQLite and on MySQL, in one run, beside the machine's bounds measured in the 
 
 MySQL runs when --mysql-url or FEDCHAIN_TEST_MYSQL_URL names a server (a scratch database
 is created and dropped). Writes bench/results/ledger.json and bench/results/ledger.md.
-Each appended block is the next round block (rounds count 1, 2, 3, ... on the chain; 10
-update digests, Merkle root, metrics) signed by the entry key. Writers:
+Each appended block is the next round block (rounds count 1, 2, 3, ... on the chain; no
+participants: their cost is bench/round_cost.py's; metrics) signed by the entry key. Writers:
 
 * 1 writer, one by one: read the tip, build the next block, ``append`` (durable on return);
   bounded by the disk's fsync rate (printed: one durable commit per block);
@@ -48,7 +48,6 @@ from fedchain.shared.chain.blocks import Block, RoundPayload, build_block
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.ledger.errors import HeightConflict, OutOfSequence
 
-UPDATES = 10
 WINDOW = 64
 """Blocks the pipelined writer keeps in flight."""
 
@@ -93,12 +92,12 @@ def append_pipelined(ledger: Ledger, key: NodeKey, digest: str, count: int) -> N
 
 
 def round_payload(i: int, model_digest: str, writer: int = 0) -> RoundPayload:
-    """Round ``i``'s payload; each writer's differs, so two racing writers never build one block."""
-    updates = [f"{writer:032x}{(i * UPDATES + j):032x}" for j in range(UPDATES)]
-    participants = [f"n-{j:016x}" for j in range(UPDATES)]
-    return RoundPayload.create(
-        i, "fedper", i, model_digest, participants, updates, [], {"accuracy": 0.9, "loss": 0.3}
-    )
+    """Round ``i``'s payload; each writer's differs, so two racing writers never build one block.
+
+    No participants: a participant must be an admitted EN whose signature holds (the round
+    evidence's cost is measured by ``bench/round_cost.py``)."""
+    metrics = {"accuracy": 0.9, "loss": 0.3, "writer": float(writer)}
+    return RoundPayload.create(i, "fedper", i, model_digest, [], metrics=metrics)
 
 
 def next_round(tip: Block | None) -> int:
@@ -239,7 +238,7 @@ def write_markdown(path: Path, data: dict[str, Any]) -> None:
         "",
         (
             f"`python bench/ledger.py{' --quick' if data['quick'] else ''}` on {data['machine']['cpus']} CPUs "
-            f"({data['machine']['platform']}), {data['date']}. Round blocks with {UPDATES} update digests, "
+            f"({data['machine']['platform']}), {data['date']}. Round blocks without participants, "
             "Ed25519-signed; durable commits (SQLite WAL + synchronous=FULL; InnoDB flush at commit)."
         ),
         "",

@@ -30,6 +30,7 @@ from fedchain.shared.control_api import (
     Health,
     NodeStatus,
     PauseResult,
+    RoundEvidence,
     RoundSummary,
     SaveResult,
     SuperNodeInfo,
@@ -237,6 +238,10 @@ class ControlClient:
     def verify(self) -> VerifyResult:
         """GET /verify: recompute the chain from its rows."""
         return self._get(VerifyResult, "/verify")
+
+    def round_evidence(self, round_no: int) -> RoundEvidence:
+        """GET /rounds/{r}: what round ``round_no``'s block attests."""
+        return self._get(RoundEvidence, f"/rounds/{round_no}")
 
     def chain_model_digest(self, version: int) -> str:
         """The digest the chain records for model ``version`` (genesis for 0, else its round block)."""

@@ -80,6 +80,11 @@ class NodeStub:
                 request_serializer=ledger__pb2.ConsistencyRequest.SerializeToString,
                 response_deserializer=ledger__pb2.ConsistencyReply.FromString,
                 _registered_method=True)
+        self.RoundProof = channel.unary_unary(
+                '/fedchain.node.Node/RoundProof',
+                request_serializer=node__pb2.RoundProofRequest.SerializeToString,
+                response_deserializer=node__pb2.RoundProofReply.FromString,
+                _registered_method=True)
 
 
 class NodeServicer:
@@ -149,6 +154,13 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RoundProof(self, request, context):
+        """anyone -> M-SN: inclusion proof of node_id's update in round `round`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -196,6 +208,11 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.Consistency,
                     request_deserializer=ledger__pb2.ConsistencyRequest.FromString,
                     response_serializer=ledger__pb2.ConsistencyReply.SerializeToString,
+            ),
+            'RoundProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.RoundProof,
+                    request_deserializer=node__pb2.RoundProofRequest.FromString,
+                    response_serializer=node__pb2.RoundProofReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -441,6 +458,33 @@ class Node:
             '/fedchain.node.Node/Consistency',
             ledger__pb2.ConsistencyRequest.SerializeToString,
             ledger__pb2.ConsistencyReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RoundProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedchain.node.Node/RoundProof',
+            node__pb2.RoundProofRequest.SerializeToString,
+            node__pb2.RoundProofReply.FromString,
             options,
             channel_credentials,
             insecure,

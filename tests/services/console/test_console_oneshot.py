@@ -134,3 +134,16 @@ def test_a_plain_node_with_ca_is_a_tls_failure_in_one_line(fake_node: RunningNod
     mixed = fedchain_console(fake_node.port, "--url", f"http://127.0.0.1:{fake_node.port}",
                              "--ca", str(tmp_path / "ca.pem"), "-c", "status()")
     assert_one_line_failure(mixed, 2, "--ca is for HTTPS")
+
+
+def test_verify_shows_the_newest_rounds_evidence_in_a_table(fake_node: RunningNode) -> None:
+    result = fedchain_console(fake_node.port, "-c", "train(rounds=2)", "-c", "verify()")
+    assert result.returncode == 0, result.stderr
+    out = " ".join(result.stdout.split())  # the table's title wraps on a narrow terminal
+    assert "chain OK" in out
+    assert "round 2 (height 2" in out and "2 signed updates from 1 signed SN manifests" in out
+    assert "n-en1" in out and "n-en2" in out and "timed out" in out
+    as_json = fedchain_console(fake_node.port, "--json", "-c", "verify()")
+    (obj,) = [json.loads(line) for line in as_json.stdout.splitlines()]
+    last = obj["result"]["last_round"]
+    assert last["round"] == 2 and [p["node_id"] for p in last["participants"]] == ["n-en1", "n-en2"]
