@@ -113,19 +113,41 @@ def register(app: typer.Typer) -> None:
             help="seconds: keep younger blobs (an upload whose block is on its way)",
         ),
         yes: bool = typer.Option(False, "--yes", help="delete them (default: only list them)"),
+        keep_updates: str | None = typer.Option(
+            None,
+            "--keep-updates",
+            help="all, none or last:N: also remove the update blobs of older rounds "
+            "(default: FEDCHAIN_KEEP_UPDATES, else all)",
+        ),
         config: Path | None = typer.Option(
             None, "--config", help="config file (JSON, YAML or TOML)"
         ),
     ) -> None:
-        """List (or with --yes delete) blobs that no block references."""
+        """List (or with --yes delete) blobs that no block references, and update blobs of
+        rounds older than --keep-updates keeps."""
         from fedchain.shared.ledger.errors import LedgerError, LedgerUnavailable
 
         if blobs is not None and db_url is None:
             _fail("--blobs goes with --db-url (with --state-dir the blobs are in DIR/blobs)", 2)
-        settings = load_settings(config, state_dir=state_dir, db_url=db_url)
+        settings = load_settings(
+            config, state_dir=state_dir, db_url=db_url, keep_updates=keep_updates
+        )
+        policy = settings.keep_updates_policy
         try:
             store = _open_store(settings.state_dir, settings.db_url, blobs)
             try:
+                expired = store.expired_update_blobs(policy)
+                if expired or policy.rounds is not None:
+                    verb = "removing" if yes else "would remove"
+                    print(
+                        f"gc: {verb} {len(expired)} update blobs "
+                        f"({sum(b.size for b in expired)} bytes) of rounds older than "
+                        f"keep-updates {policy} keeps"
+                    )
+                    for b in expired:
+                        print(f"  {b.digest}  {b.size} bytes")
+                    if yes:
+                        print(f"gc: removed {len(store.prune_updates(policy))} update blobs")
                 found = store.unreferenced_blobs(older_than)
                 total = sum(b.size for b in found)
                 verb = "removing" if yes else "would remove"

@@ -130,6 +130,17 @@ class SuperNodeServicer(node_pb2_grpc.NodeServicer):
             context.abort(rej.code, rej.reason)
             raise
 
+    def RetainUpdate(
+        self, request_iterator: Iterator[pb.UpdatePart], context: grpc.ServicerContext
+    ) -> pb.SubmitReply:
+        entry = self._need_entry(context, "keeping updates")
+        try:
+            return entry.retain_update(request_iterator)
+        except Rejected as rej:
+            log.warning("retained update refused: %s", rej.reason)
+            context.abort(rej.code, rej.reason)
+            raise
+
     def Evaluate(self, request: pb.EvaluateRequest, context: grpc.ServicerContext) -> pb.EvaluateReply:
         try:
             return self.sn.evaluate(request)

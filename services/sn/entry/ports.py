@@ -128,3 +128,4 @@ class Clock:
 
 
 AggregateStream = Iterator[pb.AggregatePart]
+UpdateStream = Iterator[pb.UpdatePart]
