@@ -241,6 +241,87 @@ class BlockInfo(_Answer):
     payload: dict[str, Any]
 
 
+class ParticipantEvidence(_Answer):
+    """One EN whose update counted in a round: what it signed, and its signature."""
+
+    node_id: str
+    parent_sn: str
+    update_digest: str
+    samples: int
+    train_loss: float
+    train_seconds: float
+    signature: str = Field(description="the EN's Ed25519 signature over its update header (hex)")
+    leaf_index: int = Field(description="position of its leaf under the round's Merkle root")
+
+
+class ManifestEvidence(_Answer):
+    """One SN's signed manifest in a round block."""
+
+    sn_node_id: str
+    aggregate_digest: str
+    weight: int
+    total_bytes: int
+    used: list[str]
+    rejected: list[Rejection]
+    manifest_digest: str
+    signature: str = Field(description="the SN's Ed25519 signature over its manifest (hex)")
+
+
+class DecisionInfo(_Answer):
+    """What aggregation did to one update: rejected, clipped or down-weighted, and why."""
+
+    node_id: str
+    action: str
+    reason: str
+    by: str
+
+
+class RoundEvidence(_Answer):
+    """GET /rounds/{r}: what round r's block attests, and where it is on the chain."""
+
+    round: int
+    algorithm: str
+    model_version: int
+    model_digest: str
+    merkle_root: str
+    participants: list[ParticipantEvidence]
+    manifests: list[ManifestEvidence]
+    decisions: list[DecisionInfo]
+    metrics: dict[str, float]
+    height: int
+    block_hash: str
+    producer: str
+    timestamp_ms: int
+    head: dict[str, Any] | None = Field(
+        None, description="the entry's latest signed tree head, when it has one"
+    )
+
+
+class RoundProofInfo(_Answer):
+    """GET /rounds/{r}/proof/{node_id}: the proof file ``fedchain verify --proof`` checks.
+
+    The summary fields repeat what the blocks say; ``block``, ``genesis``, ``admission`` and
+    ``authority`` are complete signed blocks (their JSON form).
+    """
+
+    format: str
+    round: int
+    height: int
+    block_hash: str
+    node_id: str
+    parent_sn: str
+    update_digest: str
+    samples: int
+    index: int
+    tree_size: int
+    path: list[str]
+    merkle_root: str
+    block: dict[str, Any]
+    genesis: dict[str, Any]
+    admission: dict[str, Any]
+    authority: list[dict[str, Any]]
+
+
 class VerifyResult(_Answer):
     """GET /verify."""
 

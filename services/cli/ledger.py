@@ -196,9 +196,26 @@ def register(app: typer.Typer) -> None:
         config: Path | None = typer.Option(
             None, "--config", help="config file (JSON, YAML or TOML)"
         ),
+        proof: Path | None = typer.Option(
+            None, "--proof", help="check this round inclusion proof file offline, nothing else"
+        ),
+        round_no: int | None = typer.Option(
+            None, "--round", min=1, help="with --node and --api: fetch and check that proof"
+        ),
+        node: str | None = typer.Option(None, "--node", help="EN node id (with --round)"),
+        api: str | None = typer.Option(
+            None, "--api", help="HOST:PORT of the entry's (or an SN's) HTTP API (with --round)"
+        ),
     ) -> None:
-        """Recompute every hash, link, signature, Merkle root and blob digest of the chain."""
+        """Recompute every hash, link, signature, Merkle root and blob digest of the chain.
+
+        With ``--proof FILE`` (or ``--round R --node ID --api HOST:PORT``) check one EN's
+        inclusion proof instead: its leaf, audit path, block hashes, entry and EN signatures.
+        """
         from fedchain.shared.ledger.errors import LedgerError, LedgerUnavailable
+
+        if proof is not None or round_no is not None or node is not None:
+            _verify_proof(proof, round_no, node, api, genesis)
 
         if ledger is not None and (state_dir or db_url or blobs):
             _fail("--ledger cannot be combined with --state-dir, --db-url or --blobs", 2)
@@ -228,6 +245,33 @@ def register(app: typer.Typer) -> None:
             _fail(str(exc), 2)
         print(report.summary())
         raise typer.Exit(0 if report.ok else 1)
+
+
+def _verify_proof(
+    path: Path | None, round_no: int | None, node: str | None, api: str | None, genesis: str | None
+) -> None:
+    from fedchain.services.cli.proof_check import (
+        ProofFetchFailed,
+        fetch_proof,
+        proof_verdict,
+        read_proof,
+    )
+
+    if path is not None and (round_no is not None or node is not None or api is not None):
+        _fail("--proof FILE and --round/--node/--api are two ways to give one proof; use one", 2)
+    if path is None and (round_no is None or node is None or api is None):
+        _fail("--round, --node and --api go together (or give --proof FILE)", 2)
+    try:
+        if path is not None:
+            data = read_proof(path)
+        else:
+            assert round_no is not None and node is not None and api is not None
+            data = fetch_proof(api, round_no, node)
+    except ProofFetchFailed as exc:
+        _fail(str(exc), exc.code)
+    ok, line = proof_verdict(data, _hex_key(genesis, "--genesis"))
+    print(line)
+    raise typer.Exit(0 if ok else 1)
 
 
 def _anchors(genesis: str | None, entry_key: str | None, head: str | None) -> Anchors:

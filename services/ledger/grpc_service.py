@@ -223,6 +223,8 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
             update_digest=proof.update_digest,
             path=proof.path,
             root=proof.root,
+            node_id=proof.node_id,
+            samples=proof.samples,
         )
 
     @_unary

@@ -121,9 +121,12 @@ def referenced_digests(payload_json: str) -> set[str]:
     model = data.get("model_digest")
     if isinstance(model, str):
         out.add(model)
-    updates = data.get("update_digests")
-    if isinstance(updates, list):
-        out.update(u for u in updates if isinstance(u, str))
+    rows = data.get("participants")
+    if isinstance(rows, list):
+        for row in rows:
+            digest = row.get("update_digest") if isinstance(row, dict) else None
+            if isinstance(digest, str):
+                out.add(digest)
     return out
 
 
@@ -784,7 +787,8 @@ class Ledger:
         if update_digest not in digests:
             raise NotFound(f"update {update_digest[:16]}… is not in round block {height}")
         index = digests.index(update_digest)
-        leaves = [bytes.fromhex(d) for d in digests]
+        row = block.payload.participants[index]
+        leaves = [p.leaf() for p in block.payload.participants]
         return InclusionProof(
             height,
             index,
@@ -792,6 +796,8 @@ class Ledger:
             update_digest,
             merkle.inclusion_proof(leaves, index),
             bytes.fromhex(block.payload.merkle_root),
+            row.node_id,
+            row.samples,
         )
 
     # ---------------------------------------------------------------- verify

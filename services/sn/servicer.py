@@ -6,6 +6,7 @@ its ``Rejected`` and changes nothing.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 
@@ -15,7 +16,9 @@ from fedchain.services.sn.entry import EntryRole
 from fedchain.services.sn.status import RelayLog
 from fedchain.services.sn.supernode import SuperNode
 from fedchain.services.sn.validation import Rejected
+from fedchain.shared.chain.round_proof import ProofUnavailable, make_proof
 from fedchain.shared.ledger.errors import LedgerError
+from fedchain.shared.net.ingress import IngressRefused, check_node_id
 from fedchain.shared.net.streams import model_chunks
 from fedchain.shared.node.metrics import NodeMetrics
 from fedchain.shared.rpc import node_pb2 as pb
@@ -140,6 +143,19 @@ class SuperNodeServicer(node_pb2_grpc.NodeServicer):
             log.warning("retained update refused: %s", rej.reason)
             context.abort(rej.code, rej.reason)
             raise
+
+    def RoundProof(self, request: pb.RoundProofRequest, context: grpc.ServicerContext) -> pb.RoundProofReply:
+        entry = self._need_entry(context, "round proofs")
+        try:
+            check_node_id(request.node_id, "node id")
+        except IngressRefused as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        try:
+            proof = make_proof(entry.chain.blocks(), request.round, request.node_id)
+        except ProofUnavailable as exc:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+            raise
+        return pb.RoundProofReply(proof_json=json.dumps(proof.to_json(), sort_keys=True))
 
     def Evaluate(self, request: pb.EvaluateRequest, context: grpc.ServicerContext) -> pb.EvaluateReply:
         try:

@@ -297,3 +297,17 @@ class EvaluateReply(_message.Message):
     clients: _containers.RepeatedCompositeFieldContainer[ClientEval]
     failed: _containers.RepeatedCompositeFieldContainer[Rejection]
     def __init__(self, clients: _Optional[_Iterable[_Union[ClientEval, _Mapping]]] = ..., failed: _Optional[_Iterable[_Union[Rejection, _Mapping]]] = ...) -> None: ...
+
+class RoundProofRequest(_message.Message):
+    __slots__ = ("round", "node_id")
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    round: int
+    node_id: str
+    def __init__(self, round: _Optional[int] = ..., node_id: _Optional[str] = ...) -> None: ...
+
+class RoundProofReply(_message.Message):
+    __slots__ = ("proof_json",)
+    PROOF_JSON_FIELD_NUMBER: _ClassVar[int]
+    proof_json: str
+    def __init__(self, proof_json: _Optional[str] = ...) -> None: ...

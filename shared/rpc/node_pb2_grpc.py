@@ -79,6 +79,11 @@ class NodeStub:
                 request_serializer=node__pb2.EvaluateRequest.SerializeToString,
                 response_deserializer=node__pb2.EvaluateReply.FromString,
                 _registered_method=True)
+        self.RoundProof = channel.unary_unary(
+                '/fedchain.node.Node/RoundProof',
+                request_serializer=node__pb2.RoundProofRequest.SerializeToString,
+                response_deserializer=node__pb2.RoundProofReply.FromString,
+                _registered_method=True)
 
 
 class NodeServicer:
@@ -148,6 +153,13 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RoundProof(self, request, context):
+        """anyone -> M-SN: inclusion proof of node_id's update in round `round`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -195,6 +207,11 @@ def add_NodeServicer_to_server(servicer, server):
                     servicer.Evaluate,
                     request_deserializer=node__pb2.EvaluateRequest.FromString,
                     response_serializer=node__pb2.EvaluateReply.SerializeToString,
+            ),
+            'RoundProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.RoundProof,
+                    request_deserializer=node__pb2.RoundProofRequest.FromString,
+                    response_serializer=node__pb2.RoundProofReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -440,6 +457,33 @@ class Node:
             '/fedchain.node.Node/Evaluate',
             node__pb2.EvaluateRequest.SerializeToString,
             node__pb2.EvaluateReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RoundProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedchain.node.Node/RoundProof',
+            node__pb2.RoundProofRequest.SerializeToString,
+            node__pb2.RoundProofReply.FromString,
             options,
             channel_credentials,
             insecure,

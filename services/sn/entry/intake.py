@@ -6,7 +6,10 @@ signature over the manifest (``shared/net/signing.py`` ``manifest_fields``) hold
 the manifest claims, each failure listed as the SN's rejection: every EN header it used is
 signed by that EN's own key (from the entry's registry), the EN belongs to that SN and was
 selected on it, its samples are within its partition, the weights add up, an empty aggregate
-lists no participants; what it rejected is kept only for that SN's own participants.
+lists no participants; what it rejected is kept only for that SN's own participants. An
+accepted manifest reaches the round as ``extra["manifest"]`` (the block's ``SnManifest``
+record, digest over what the SN signed), its rejections exactly as signed: they must be
+well-formed node ids and clean reasons, or the manifest is refused before anything is recorded.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ from fedchain.services.sn.entry.ports import AggregateStream
 from fedchain.services.sn.entry.retained import RetainedUpdates
 from fedchain.services.sn.registry import Member, Registry
 from fedchain.services.sn.validation import Rejected, check_update, partial_max_bytes
+from fedchain.shared.chain.evidence import manifest_record
 from fedchain.shared.limits import StreamLimits
 from fedchain.shared.net.ingress import (
     MAX_LOSS,
+    MAX_REASON,
     MAX_REJECTED,
     MAX_SECONDS,
     IngressRefused,
@@ -101,7 +106,11 @@ class AggregateIntake:
                     "an empty aggregate must list no used updates and no weight",
                 )
             used = self._check_used(h, group)
-            extra: dict[str, object] = {"used": used, "rejected": _rejected(h, group, used)}
+            extra: dict[str, object] = {
+                "used": used,
+                "rejected": _rejected(h, group, used),
+                "manifest": manifest_record(self.authority.chain_id, h),
+            }
             if h.total_bytes == 0:
                 collector.accept(Accepted(h.sn_node_id, {}, 0, "", 0.0, extra))
                 return pb.SubmitReply(accepted=True, message="empty aggregate recorded")
@@ -152,6 +161,17 @@ class AggregateIntake:
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"the manifest lists {len(h.rejected)} rejections, more than {MAX_REJECTED}",
             )
+        for r in h.rejected:  # recorded in the round block as signed: they must fit it
+            try:
+                check_node_id(r.node_id, "rejected node id")
+            except IngressRefused as exc:
+                raise Rejected(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+            if reason_text(r.reason) != r.reason:
+                raise Rejected(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"the manifest's reason for {r.node_id} is not printable text of at most "
+                    f"{MAX_REASON} characters",
+                )
         try:
             check_signed(
                 bytes.fromhex(member.public_key), bytes(h.signature), Domain.MANIFEST,

@@ -25,7 +25,8 @@ from fedchain.services.sn.entry.model import GlobalModel
 from fedchain.services.sn.entry.ports import ChainWriter, Clock, OwnSuperNode, PeerDirectory
 from fedchain.services.sn.model_ops import ModelTemplate, merge, select_participants
 from fedchain.services.sn.registry import Member, Registry
-from fedchain.shared.chain.payloads import RoundPayload
+from fedchain.shared.chain.evidence import participant_record
+from fedchain.shared.chain.payloads import Decision, RoundPayload, SnManifest
 from fedchain.shared.config import Settings
 from fedchain.shared.ledger.errors import LedgerError
 from fedchain.shared.rpc import node_pb2 as pb
@@ -160,7 +161,7 @@ class RoundRunner:
         need = max(1, math.ceil(self.settings.quorum * len(chosen)))
         if len(self._outcome(collector, groups)[0]) >= need:  # else the round fails anyway
             self._settle_retained(collector, algorithm, global_state)
-        used, rejected = self._outcome(collector, groups)
+        used, rejected, manifests = self._outcome(collector, groups)
         accepted = [a for a in collector.accepted.values() if a.samples > 0]
         if len(used) < need or not accepted:
             raise RoundFailed(
@@ -177,7 +178,7 @@ class RoundRunner:
             raise RoundFailed(f"could not store the model blob: {exc}") from None
         self.model.stage(data)
         self.own_sn.remember_model(data)
-        metrics = self._metrics(used)
+        metrics = self._metrics([u for _, u in used])
         if self.settings.eval:
             metrics.update(self.evaluation.round_metrics(version + 1, new_digest, algorithm))
         metrics["seconds"] = round(self.clock.monotonic() - started, 3)
@@ -186,9 +187,9 @@ class RoundRunner:
             algorithm=algorithm,
             model_version=version + 1,
             model_digest=new_digest,
-            participants=[u.node_id for u in used],
-            update_digests=[u.digest for u in used],
-            rejected=rejected,
+            participants=[participant_record(u, sn) for sn, u in used],
+            manifests=manifests,
+            decisions=[Decision(n, "rejected", why, by) for n, why, by in rejected],
             metrics=metrics,
         )
         try:
@@ -220,23 +221,30 @@ class RoundRunner:
 
     def _outcome(
         self, collector: RoundCollector, groups: Mapping[str, list[str]]
-    ) -> tuple[list[pb.UsedUpdate], list[tuple[str, str]]]:
-        """The updates the accepted aggregates used, and every EN left out with its reason."""
-        used: list[pb.UsedUpdate] = []
-        rejected: list[tuple[str, str]] = []
+    ) -> tuple[list[tuple[str, pb.UsedUpdate]], list[tuple[str, str, str]], list[SnManifest]]:
+        """The updates the accepted aggregates used (with their SN), every EN left out with its
+        reason and who decided it, and the accepted SNs' manifests."""
+        used: list[tuple[str, pb.UsedUpdate]] = []
+        rejected: list[tuple[str, str, str]] = []
+        manifests: list[SnManifest] = []
+        entry = self.authority.key.node_id
         for a in collector.accepted.values():
-            used.extend(_used(a.extra["used"]))
-            rejected.extend(_pairs(a.extra["rejected"]))
+            used.extend((a.node_id, u) for u in _used(a.extra["used"]))
+            rejected.extend((n, why, a.node_id) for n, why in _pairs(a.extra["rejected"]))
+            manifest = a.extra.get("manifest")
+            if isinstance(manifest, SnManifest):
+                manifests.append(manifest)
         for sn_id, reason in collector.rejected:
             member = self.registry.get(sn_id)
             if member is not None and member.role == "SN":
                 rejected.extend(
-                    (en, f"its super node {sn_id} failed: {reason}") for en in groups.get(sn_id, [])
+                    (en, f"its super node {sn_id} failed: {reason}", entry)
+                    for en in groups.get(sn_id, [])
                 )
             else:
-                rejected.append((sn_id, reason))
-        used.sort(key=lambda u: u.node_id)
-        return used, rejected
+                rejected.append((sn_id, reason, entry))
+        used.sort(key=lambda su: su[1].node_id)
+        return used, rejected, manifests
 
     @staticmethod
     def _metrics(used: list[pb.UsedUpdate]) -> dict[str, float]:

@@ -123,7 +123,12 @@ def test_two_rounds_are_appended_with_consecutive_numbers_and_their_participants
     rounds = fed.round_payloads()
     assert [p.round for p in rounds] == [1, 2]
     assert [p.model_version for p in rounds] == [1, 2]
-    assert all(p.participants == fed.ens for p in rounds)
+    assert all(p.participant_ids == fed.ens for p in rounds)
+    # the evidence: each EN's signed row under its SN, the SN's signed manifest of them
+    for p in rounds:
+        assert {row.parent_sn for row in p.participants} == {fed.sn.node_id}
+        assert [m.sn_node_id for m in p.manifests] == [fed.sn.node_id]
+        assert sorted(p.manifests[0].used) == fed.ens
     assert rounds[0].metrics["accuracy"] == pytest.approx(0.8)  # the evaluation fan-out ran
     assert [r.version for r in fed.sn.opened] == [0, 1]
     assert fed.sn.opened[1].model_digest == rounds[0].model_digest
