@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from fedchain.shared.chain.blocks import Block
 from fedchain.shared.chain.payloads import RoundPayload
@@ -44,6 +45,16 @@ class KeepUpdates:
 
 
 KEEP_ALL = KeepUpdates(None)
+
+
+@runtime_checkable
+class PrunesUpdates(Protocol):
+    """A ledger that removes expired update blobs itself (the embedded store; a ledger
+    service does it after each round block it stores, so its client does not offer this)."""
+
+    def prune_updates(self, policy: KeepUpdates) -> list[str]:
+        """Delete the update blobs ``policy`` no longer keeps; return their digests."""
+        ...
 
 
 def parse_keep_updates(text: str) -> KeepUpdates:

@@ -192,3 +192,13 @@ def test_env_file_is_accepted_by_fedchain(repo: Path, monkeypatch: Any) -> None:
     monkeypatch.chdir(repo)
     settings = load_settings()
     assert settings.model_dump() == Settings(_env_file=None).model_dump()
+
+
+def test_compose_keeps_the_last_20_rounds_of_updates_unless_told(
+    compose: list[str], repo: Path
+) -> None:
+    default = rendered(compose, repo)["services"]
+    told = rendered(compose, repo, FEDCHAIN_KEEP_UPDATES="all")["services"]
+    for name in ("ledger", "msn"):  # the ledger prunes, the entry uploads
+        assert default[name]["environment"]["FEDCHAIN_KEEP_UPDATES"] == "last:20", name
+        assert told[name]["environment"]["FEDCHAIN_KEEP_UPDATES"] == "all", name

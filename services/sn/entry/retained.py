@@ -30,7 +30,7 @@ from fedchain.services.sn.validation import Rejected, check_update
 from fedchain.shared.fl.recompute import UsedState, partial_digest, same_sums, sn_partial
 from fedchain.shared.fl.strategy import Strategy, UpdateRejected
 from fedchain.shared.ledger.errors import LedgerError
-from fedchain.shared.ledger.retention import KeepUpdates
+from fedchain.shared.ledger.retention import KeepUpdates, PrunesUpdates
 from fedchain.shared.limits import StreamLimits
 from fedchain.shared.net.streams import StreamRefused, read_body, read_header
 from fedchain.shared.rpc import node_pb2 as pb
@@ -181,6 +181,19 @@ class RetainedUpdates:
                 f"used (recomputed {partial_digest(recomputed)[:16]}…)"
             )
         return ""
+
+    def prune(self, ledger: object) -> None:
+        """After the round block: an embedded ledger drops the update blobs of rounds the
+        policy no longer keeps (a ledger service does so on its own)."""
+        if self.policy.rounds is None or not isinstance(ledger, PrunesUpdates):
+            return
+        try:
+            removed = ledger.prune_updates(self.policy)
+        except LedgerError as exc:
+            log.warning("could not remove expired update blobs: %s", exc)
+            return
+        if removed:
+            log.info("removed %d update blobs (keep_updates %s)", len(removed), self.policy)
 
     def upload(self, ledger: BlobStore, sn_ids: Sequence[str]) -> int:
         """Put the received updates of ``sn_ids`` into the ledger; returns how many.

@@ -196,6 +196,8 @@ class RoundRunner:
             block = self.chain.append("round", payload)
         except LedgerError as exc:
             raise RoundFailed(f"could not append the round block: {exc}") from None
+        if self.intake.retained is not None:
+            self.intake.retained.prune(self.chain.ledger)
         self.model.adopt(ModelRef(version + 1, new_digest, r, algorithm), data, new_state)
         log.info(
             "round %d done: accuracy %.4f, %d participants, %d rejected, height %d",
