@@ -20,9 +20,9 @@ from fedchain.shared.fl.aggregate import Partial
 from fedchain.shared.fl.models import build_model
 from fedchain.shared.fl.recompute import UsedState, partial_bytes, sn_partial
 from fedchain.shared.fl.strategy import FedPer
-from fedchain.shared.net.streams import update_parts
+from fedchain.shared.net.streams import join_model_chunks, update_parts
 from fedchain.shared.rpc import node_pb2 as pb
-from fedchain.shared.tensors import encode
+from fedchain.shared.tensors import decode, encode
 from tests.adversarial.attackers import CHUNK, FakeEdge, FakeSuper
 from tests.conftest import REPO
 from tests.network.harness import EN_JOIN_TOKEN, SN_JOIN_TOKEN, LocalNet
@@ -62,7 +62,10 @@ def test_a_noisy_sn_aggregate_is_refused_and_the_round_recomputes_bit_for_bit(
 
         strategy = FedPer(personal_layers=1)
         strategy.bind(build_model("auto", "mnist-sample"))
-        previous = honest.global_model(req)
+        stream = evil_sn.stub.FetchModel(  # the entry serves its SNs the round's model
+            pb.FetchModelRequest(version=req.version, digest=req.model_digest), timeout=30
+        )
+        previous = decode(join_model_chunks(stream, 64 << 20))
         update = {k: v.clone() + 0.01 for k, v in strategy.reference(previous).items()}
         data = encode(update)
         header = honest.header(req, data, samples=10)  # the EN's own signature: honest
