@@ -34,7 +34,7 @@ import os
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from dotenv import dotenv_values
@@ -47,6 +47,9 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+if TYPE_CHECKING:
+    from fedchain.shared.ledger.retention import KeepUpdates
 
 SEED_ALIASES: dict[str, str] = {
     "client.amount": "clients",
@@ -234,6 +237,11 @@ class Settings(BaseSettings):
     )
     max_message_mb: int = Field(default=64, ge=1, le=2048, description="largest gRPC message / blob")
     chunk_kb: int = Field(default=1024, ge=16, le=4096, description="tensor stream chunk size")
+    keep_updates: str = Field(
+        default="all",
+        description="EN update blobs the ledger keeps for `fedchain verify --deep`: all, none "
+        "or last:N (the updates of the N most recent rounds)",
+    )
     tls_cert: Path | None = Field(default=None, description="gRPC TLS: this node's certificate (PEM)")
     tls_key: Path | None = Field(default=None, description="gRPC TLS: its key (PEM)")
     tls_ca: Path | None = Field(
@@ -276,6 +284,20 @@ class Settings(BaseSettings):
         from fedchain.shared.fl.robust_spec import parse_aggregator
 
         return str(parse_aggregator(v))  # AggregatorSpecError is a ValueError: a bad value
+
+    @field_validator("keep_updates")
+    @classmethod
+    def _keep_updates_canonical(cls, v: str) -> str:
+        from fedchain.shared.ledger.retention import parse_keep_updates
+
+        return str(parse_keep_updates(v))  # KeepUpdatesError is a ValueError: a bad value
+
+    @property
+    def keep_updates_policy(self) -> KeepUpdates:
+        """``keep_updates`` parsed (``fedchain.shared.ledger.retention``)."""
+        from fedchain.shared.ledger.retention import parse_keep_updates
+
+        return parse_keep_updates(self.keep_updates)
 
     @field_validator("log_level", mode="before")
     @classmethod

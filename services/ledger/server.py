@@ -62,7 +62,10 @@ class LedgerService:
         except ConfigError:
             http.sock.close()
             raise
-        servicer = LedgerServicer(self.ledger, self.metrics, chunk_bytes(self.settings))
+        servicer = LedgerServicer(
+            self.ledger, self.metrics, chunk_bytes(self.settings),
+            self.settings.keep_updates_policy,
+        )
         ledger_pb2_grpc.add_LedgerServicer_to_server(servicer, server)
         server.start()
         self._grpc = server

@@ -77,6 +77,7 @@ from fedchain.shared.ledger.errors import (
     TooLarge,
 )
 from fedchain.shared.ledger.results import InclusionProof, VerifyReport
+from fedchain.shared.ledger.retention import KeepUpdates, expired_updates
 from fedchain.shared.limits import message_bytes
 
 DEFAULT_MAX_BLOCK_BYTES = 1024 * 1024
@@ -591,6 +592,32 @@ class Ledger:
         with self.engine.connect() as conn:
             referenced = set(self._refresh_index(conn).referenced)
         return [d for d in digests if d not in referenced and self.blobs.remove(d)]
+
+    @_contract_errors
+    def expired_update_blobs(self, policy: KeepUpdates) -> list[StoredBlob]:
+        """Stored update blobs of rounds older than ``policy`` keeps (never a model any block
+        names, never an update of a retained round: ``retention.expired_updates``)."""
+        if policy.rounds is None:
+            return []
+        expired = expired_updates(self._all_blocks(), policy)
+        return [b for b in self.blobs.stored() if b.digest in expired]
+
+    @_contract_errors
+    def prune_updates(self, policy: KeepUpdates) -> list[str]:
+        """Delete the update blobs ``policy`` no longer keeps; returns the digests removed."""
+        if policy.rounds is None:
+            return []
+        expired = expired_updates(self._all_blocks(), policy)
+        return [d for d in sorted(expired) if self.blobs.remove(d)]
+
+    def _all_blocks(self) -> Iterator[Block]:
+        start = 0
+        while True:
+            batch = self.range(start, MAX_RANGE)
+            if not batch:
+                return
+            yield from batch
+            start = batch[-1].height + 1
 
     @_contract_errors
     def upload_key(self) -> bytes | None:

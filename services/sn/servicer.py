@@ -170,6 +170,17 @@ class SuperNodeServicer(node_pb2_grpc.NodeServicer):
             from_size=request.from_size, to_size=request.to_size, proof=proof
         )
 
+    def RetainUpdate(
+        self, request_iterator: Iterator[pb.UpdatePart], context: grpc.ServicerContext
+    ) -> pb.SubmitReply:
+        entry = self._need_entry(context, "keeping updates")
+        try:
+            return entry.retain_update(request_iterator)
+        except Rejected as rej:
+            log.warning("retained update refused: %s", rej.reason)
+            context.abort(rej.code, rej.reason)
+            raise
+
     def RoundProof(self, request: pb.RoundProofRequest, context: grpc.ServicerContext) -> pb.RoundProofReply:
         entry = self._need_entry(context, "round proofs")
         try:

@@ -50,6 +50,7 @@ from fedchain.shared.net.streams import (
     join_model_chunks,
     read_body,
     read_header,
+    update_parts,
 )
 from fedchain.shared.node.entry_requests import EntryRequests, RequestRefused
 from fedchain.shared.node.heads import HeadKeeper, proofs_from_entry
@@ -284,6 +285,7 @@ class SuperNode:
                     aggregate_parts(header, data, self.chunk_bytes), timeout=120
                 )
                 log.info("round %d: aggregate of %d updates submitted: %s", req.round, len(accepted), reply.message)
+                self._hand_over(req, accepted, set(reply.retain))
                 return
             except grpc.RpcError as exc:
                 if exc.code() != grpc.StatusCode.UNAVAILABLE:
@@ -291,6 +293,27 @@ class SuperNode:
                     return
                 time.sleep(min(5.0, 0.5 * 2**attempt))
         log.warning("round %d: the entry is unreachable; aggregate dropped", req.round)
+
+    def _hand_over(self, req: pb.OpenRoundRequest, accepted: list[Accepted], wanted: set[str]) -> None:
+        """Send the entry the used updates it asked for (``retain``): each EN's signed header
+        unchanged, then its bytes, so that the ledger keeps them (``FEDCHAIN_KEEP_UPDATES``)."""
+        for a in accepted:
+            if a.digest not in wanted:
+                continue
+            header = pb.UpdateHeader(
+                node_id=a.node_id, round=req.round, version=req.version, samples=a.samples,
+                digest=a.digest, signature=a.signature, total_bytes=len(a.data),
+                train_loss=a.train_loss, train_seconds=a.train_seconds,
+            )
+            try:
+                self.peers.stub(self.entry_address).RetainUpdate(
+                    update_parts(header, a.data, self.chunk_bytes), timeout=120
+                )
+            except grpc.RpcError as exc:
+                log.warning(
+                    "round %d: the entry did not take the update of %s: %s",
+                    req.round, a.node_id, exc.details(),
+                )
 
     def submit_update(self, parts: Iterator[pb.UpdatePart]) -> pb.SubmitReply:
         """Receive, validate and record one EN update. Raises Rejected on a refusal."""
@@ -334,7 +357,7 @@ class SuperNode:
             raise
         item = Accepted(
             h.node_id, state, int(h.samples), h.digest, float(h.train_loss),
-            train_seconds=float(h.train_seconds), signature=bytes(h.signature),
+            train_seconds=float(h.train_seconds), signature=bytes(h.signature), data=data,
         )
         if not collector.accept(item):
             raise Rejected(grpc.StatusCode.FAILED_PRECONDITION, f"round {collector.round} is already closed")

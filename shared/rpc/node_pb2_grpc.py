@@ -70,6 +70,11 @@ class NodeStub:
                 request_serializer=node__pb2.AggregatePart.SerializeToString,
                 response_deserializer=node__pb2.SubmitReply.FromString,
                 _registered_method=True)
+        self.RetainUpdate = channel.stream_unary(
+                '/fedchain.node.Node/RetainUpdate',
+                request_serializer=node__pb2.UpdatePart.SerializeToString,
+                response_deserializer=node__pb2.SubmitReply.FromString,
+                _registered_method=True)
         self.Evaluate = channel.unary_unary(
                 '/fedchain.node.Node/Evaluate',
                 request_serializer=node__pb2.EvaluateRequest.SerializeToString,
@@ -139,6 +144,14 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RetainUpdate(self, request_iterator, context):
+        """SN -> M-SN, after SubmitAggregate named them in `retain`: one EN update the SN used,
+        its EN-signed header unchanged, then its bytes; the entry keeps it in the ledger.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Evaluate(self, request, context):
         """M-SN -> SN -> EN: personal evaluation on the model `version` (0 = latest).
         """
@@ -197,6 +210,11 @@ def add_NodeServicer_to_server(servicer, server):
             'SubmitAggregate': grpc.stream_unary_rpc_method_handler(
                     servicer.SubmitAggregate,
                     request_deserializer=node__pb2.AggregatePart.FromString,
+                    response_serializer=node__pb2.SubmitReply.SerializeToString,
+            ),
+            'RetainUpdate': grpc.stream_unary_rpc_method_handler(
+                    servicer.RetainUpdate,
+                    request_deserializer=node__pb2.UpdatePart.FromString,
                     response_serializer=node__pb2.SubmitReply.SerializeToString,
             ),
             'Evaluate': grpc.unary_unary_rpc_method_handler(
@@ -403,6 +421,33 @@ class Node:
             target,
             '/fedchain.node.Node/SubmitAggregate',
             node__pb2.AggregatePart.SerializeToString,
+            node__pb2.SubmitReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetainUpdate(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/fedchain.node.Node/RetainUpdate',
+            node__pb2.UpdatePart.SerializeToString,
             node__pb2.SubmitReply.FromString,
             options,
             channel_credentials,

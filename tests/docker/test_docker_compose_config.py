@@ -228,3 +228,13 @@ def test_the_tls_overlay_puts_every_grpc_and_http_hop_on_tls(compose: list[str],
         assert ("FEDCHAIN_TLS_CA_KEY" in env) == (name == "msn"), name  # the CA key: the entry only
     console = services["console"]["entrypoint"]
     assert console[-4:] == ["--url", "https://msn:9080", "--ca", f"{certs}/ca.pem"]
+
+
+def test_compose_keeps_the_last_20_rounds_of_updates_unless_told(
+    compose: list[str], repo: Path
+) -> None:
+    default = rendered(compose, repo)["services"]
+    told = rendered(compose, repo, FEDCHAIN_KEEP_UPDATES="all")["services"]
+    for name in ("ledger", "msn"):  # the ledger prunes, the entry uploads
+        assert default[name]["environment"]["FEDCHAIN_KEEP_UPDATES"] == "last:20", name
+        assert told[name]["environment"]["FEDCHAIN_KEEP_UPDATES"] == "all", name

@@ -21,6 +21,7 @@ import grpc
 from fedchain.services.sn.collector import Accepted, RoundCollector
 from fedchain.services.sn.entry.authority import EntryAuthority
 from fedchain.services.sn.entry.ports import AggregateStream
+from fedchain.services.sn.entry.retained import RetainedUpdates
 from fedchain.services.sn.registry import Member, Registry
 from fedchain.services.sn.validation import Rejected, check_update, partial_max_bytes
 from fedchain.shared.chain.evidence import manifest_record
@@ -51,16 +52,26 @@ from fedchain.shared.rpc import node_pb2 as pb
 class AggregateIntake:
     """Holds the open round's collector; ``submit`` checks one SN aggregate into it."""
 
-    def __init__(self, registry: Registry, max_bytes: int, authority: EntryAuthority) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        max_bytes: int,
+        authority: EntryAuthority,
+        retained: RetainedUpdates | None = None,
+    ) -> None:
         self.registry = registry
         self.max_bytes = max_bytes
         self.authority = authority
+        self.retained = retained
+        """The update bytes the SNs hand over to be kept (None: none are asked for)."""
         self._open: RoundCollector | None = None
         self._groups: Mapping[str, Sequence[str]] = {}
 
     def open(self, collector: RoundCollector, groups: Mapping[str, Sequence[str]]) -> None:
         """Start taking aggregates for ``collector``'s round (``groups``: SN id -> its ENs)."""
         self._groups = {sn: list(ens) for sn, ens in groups.items()}
+        if self.retained is not None:
+            self.retained.open(collector.round, collector.version)
         self._open = collector
 
     def close(self) -> None:
@@ -126,7 +137,10 @@ class AggregateIntake:
             raise Rejected(
                 grpc.StatusCode.ALREADY_EXISTS, f"{h.sn_node_id} already answered round {h.round}"
             )
-        return pb.SubmitReply(accepted=True, message=f"aggregate of {len(used)} updates accepted")
+        retain = self.retained.want(h.sn_node_id, used) if self.retained is not None else []
+        return pb.SubmitReply(
+            accepted=True, message=f"aggregate of {len(used)} updates accepted", retain=retain
+        )
 
     def _check_sender(self, h: pb.AggregateHeader, collector: RoundCollector) -> Member:
         """The SN that signed the manifest, one the round was opened to (nothing recorded)."""

@@ -130,3 +130,4 @@ class Clock:
 
 
 AggregateStream = Iterator[pb.AggregatePart]
+UpdateStream = Iterator[pb.UpdatePart]

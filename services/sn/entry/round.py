@@ -126,7 +126,8 @@ class RoundRunner:
     ) -> dict[str, torch.Tensor]:
         """The new global model from the SNs' float64 partial sums and weights: the strategy's
         ``finish`` (the one place the entry aggregates)."""
-        partials = [(a.state, a.samples) for a in accepted]
+        # in SN node id order: float64 sums added in a fixed order (verify --deep replays it)
+        partials = [(a.state, a.samples) for a in sorted(accepted, key=lambda a: a.node_id)]
         return merge(global_state, self.template.finish(algorithm, r, global_state, partials))
 
     # ---- the round ----
@@ -161,9 +162,11 @@ class RoundRunner:
             collector.wait(self.registry.is_alive)
         finally:
             self.intake.close()
+        need = max(1, math.ceil(self.settings.quorum * len(chosen)))
+        if len(self._outcome(collector, groups)[0]) >= need:  # else the round fails anyway
+            self._settle_retained(collector, algorithm, global_state)
         used, rejected, manifests = self._outcome(collector, groups)
         accepted = [a for a in collector.accepted.values() if a.samples > 0]
-        need = max(1, math.ceil(self.settings.quorum * len(chosen)))
         if len(used) < need or not accepted:
             raise RoundFailed(
                 f"quorum not met: {len(used)} of {len(chosen)} edge nodes delivered, {need} needed"
@@ -171,6 +174,8 @@ class RoundRunner:
         new_state = self.aggregate_global(algorithm, r, accepted, global_state)
         data = encode(new_state)
         new_digest = digest(data)
+        if self.intake.retained is not None:
+            self.intake.retained.upload(self.chain.ledger, [a.node_id for a in accepted])
         try:
             self.chain.ledger.put_blob(data)
         except LedgerError as exc:
@@ -195,11 +200,30 @@ class RoundRunner:
             block = self.chain.append("round", payload)
         except LedgerError as exc:
             raise RoundFailed(f"could not append the round block: {exc}") from None
+        if self.intake.retained is not None:
+            self.intake.retained.prune(self.chain.ledger)
         self.model.adopt(ModelRef(version + 1, new_digest, r, algorithm), data, new_state)
         log.info(
             "round %d done: accuracy %.4f, %d participants, %d rejected, height %d",
             r, metrics.get("accuracy", float("nan")), len(used), len(rejected), block.height,
         )
+
+    def _settle_retained(
+        self, collector: RoundCollector, algorithm: str, global_state: Mapping[str, torch.Tensor]
+    ) -> None:
+        """Keeping updates: refuse an SN that did not hand over the updates it used, or whose
+        aggregate is not their partial (``RetainedUpdates.settle``)."""
+        retained = self.intake.retained
+        if retained is None:
+            return
+        refused = retained.settle(
+            list(collector.accepted.values()),
+            self.template.strategy(algorithm),
+            self.template.reference(global_state, algorithm),
+        )
+        for sn_id, reason in refused:
+            log.warning("round %d: super node %s refused: %s", collector.round, sn_id, reason)
+            collector.refuse(sn_id, reason)
 
     def _outcome(
         self, collector: RoundCollector, groups: Mapping[str, list[str]]

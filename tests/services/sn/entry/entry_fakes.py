@@ -4,7 +4,6 @@ and a clock whose waits between retries take no time."""
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from fedchain.shared.net.signing import (
     update_fields,
 )
 from fedchain.shared.net.statements import Domain, sign
-from fedchain.shared.net.streams import aggregate_parts
+from fedchain.shared.net.streams import aggregate_parts, update_parts
 from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.tensors import decode, digest, encode
 
@@ -129,6 +128,12 @@ class FakeSuperNode:
     """The keys of its ENs: each used update carries its EN's own signature."""
     on_evaluate: Callable[[list[pb.ClientEval]], object] | None = None
     """Changes the ENs' evaluation answers before they go to the entry (a lying SN)."""
+    hand_over: bool = True
+    """Send the entry the updates it asks to keep (``SubmitReply.retain``)."""
+    noise: bool = False
+    """Dishonest: add noise to its aggregate."""
+    drop_one: bool = False
+    """Dishonest: list every EN but leave the first one's update out of its aggregate."""
 
     @property
     def node_id(self) -> str:
@@ -146,24 +151,30 @@ class FakeSuperNode:
         ens = sorted(request.participants)[: self.deliver]
         global_state = decode(self.entry.model_bytes(request.version, request.model_digest))
         keys = self.template.shared_keys(request.algorithm)
-        update = {k: global_state[k] + 0.01 * request.round for k in keys}
         chain_id = self.entry.authority.chain_id
-        used = []
-        for en in ens:
+        used, states, blobs = [], [], {}
+        for i, en in enumerate(ens):
+            update = {k: global_state[k] + 0.01 * request.round + 0.001 * i for k in keys}
+            blob = encode(update)
             u = pb.UsedUpdate(
-                node_id=en, digest=hashlib.sha256(f"{en}/{request.round}".encode()).hexdigest(),
-                samples=10, train_loss=0.5, train_seconds=1.0,
+                node_id=en, digest=digest(blob), samples=10 + i, train_loss=0.5,
+                train_seconds=1.0,
             )
             u.signature = sign(
                 self.en_keys[en], Domain.UPDATE, chain_id,
-                update_fields(request.round, request.version, u.digest, 10, 0.5, 1.0),
+                update_fields(request.round, request.version, u.digest, u.samples, 0.5, 1.0),
             )
             used.append(u)
+            states.append((update, u.samples))
+            blobs[u.digest] = (u, blob)
         # what a real SN sends: the strategy's float64 weighted sums of its ENs' updates
-        partial = self.template.partial(
-            request.algorithm, request.round, [(update, u.samples) for u in used]
-        )
-        data = encode(partial.sums)
+        partial = self.template.partial(request.algorithm, request.round, states)
+        sums = partial.sums
+        if self.noise:  # a dishonest SN: its aggregate is not the sum of what it lists
+            sums = {k: v + 1e-3 for k, v in sums.items()}
+        if self.drop_one and len(states) > 1:  # lists every EN, sums all but the first
+            sums = self.template.partial(request.algorithm, request.round, states[1:]).sums
+        data = encode(sums)
         agg_digest = digest(data)
         header = pb.AggregateHeader(
             sn_node_id=self.node_id, round=request.round, version=request.version,
@@ -173,7 +184,15 @@ class FakeSuperNode:
             total_bytes=len(data), digest=agg_digest,
         )
         header.signature = sign(self.key, Domain.MANIFEST, chain_id, manifest_fields(header))
-        self.entry.submit_aggregate(aggregate_parts(header, data, 64 * 1024))
+        reply = self.entry.submit_aggregate(aggregate_parts(header, data, 64 * 1024))
+        for d in reply.retain if self.hand_over else []:
+            u, blob = blobs[d]
+            h = pb.UpdateHeader(
+                node_id=u.node_id, round=request.round, version=request.version,
+                samples=u.samples, digest=d, signature=u.signature, total_bytes=len(blob),
+                train_loss=u.train_loss, train_seconds=u.train_seconds,
+            )
+            self.entry.retain_update(update_parts(h, blob, 64 * 1024))
         return pb.OpenRoundReply(ok=True, edges=len(request.participants))
 
     def Evaluate(self, request: pb.EvaluateRequest, timeout: float | None = None) -> pb.EvaluateReply:
