@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 
 import grpc
 
@@ -109,6 +110,8 @@ class Admissions:
         self._key = key
         self._lock = threading.Lock()
         self.beats = ReplayGuard(self.clock.time)
+        self.in_round: Callable[[], frozenset[str]] = frozenset
+        """Members of the round now running: they expire after its block (set by the role)."""
         self.limiter = JoinRateLimiter(
             settings.join_rate, settings.join_burst, clock=self.clock.monotonic
         )
@@ -317,7 +320,10 @@ class Admissions:
         """
         left: list[str] = []
         with self._lock:
+            busy = self.in_round()
             for m in self.registry.expired():
+                if m.node_id in busy:
+                    continue  # after the round block that may count it
                 try:
                     self.chain.append(
                         "node_left",

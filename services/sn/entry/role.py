@@ -113,6 +113,7 @@ class EntryRole:
             settings, key, registry, chain, peers, own_sn, http_address=http_address,
             authority=authority, clock=clock,
         )
+        admissions.in_round = lambda: runner.in_flight
         return cls(
             settings, key, chain, model, registry, admissions, intake, driver, evaluation,
             Checkpoints(chain, model, state_dir), EntryStatus(key.node_id, driver, model, chain, registry),

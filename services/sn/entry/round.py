@@ -71,6 +71,8 @@ class RoundRunner:
         self.template = ModelTemplate(settings)
         self.stop = stop
         self.clock = clock or Clock()
+        self.in_flight: frozenset[str] = frozenset()
+        """Node ids of the ENs and SNs of the round now running (empty between rounds)."""
         self.started_at: float | None = None
         """Wall time the running (or last) round started."""
 
@@ -132,7 +134,18 @@ class RoundRunner:
 
     # ---- the round ----
     def run(self, r: int, algorithm: str) -> None:
-        """Run round ``r`` from the current model; append its block or raise RoundFailed."""
+        """Run round ``r`` from the current model; append its block or raise RoundFailed.
+
+        While it runs, ``in_flight`` names its ENs and SNs: a member of the round that falls
+        silent gets its ``node_left`` block after the round block, so the round it trained
+        for still counts it (the chain's rules want participants to be members).
+        """
+        try:
+            self._run(r, algorithm)
+        finally:
+            self.in_flight = frozenset()
+
+    def _run(self, r: int, algorithm: str) -> None:
         started = self.clock.monotonic()
         self.started_at = self.clock.time()
         alive = self.wait_for_edges()
@@ -142,6 +155,7 @@ class RoundRunner:
         groups: dict[str, list[str]] = {}
         for m in chosen:
             groups.setdefault(m.parent_sn, []).append(m.node_id)
+        self.in_flight = frozenset(m.node_id for m in chosen) | frozenset(groups)
         ref, _, global_state = self.model.current()
         version = ref.version
         # the collector keeps real time: its deadline is on time.monotonic()
