@@ -124,6 +124,10 @@ class Admissions:
     def join(self, req: pb.JoinRequest, source: str = "") -> pb.JoinReply:
         """Admit an SN or EN joining from ``source`` (its peer host); raises Rejected with a
         clear reason."""
+        if not self.authority.chain_id:  # serving before genesis is read or written
+            raise Rejected(
+                grpc.StatusCode.UNAVAILABLE, "the entry is starting (its chain is not open yet); retry"
+            )
         try:
             self.limiter.take(source or "unknown")
         except JoinRateExceeded as exc:

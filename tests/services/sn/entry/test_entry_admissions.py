@@ -193,3 +193,18 @@ def test_an_edge_node_that_leaves_mid_round_still_counts_in_the_round_it_trained
     kinds = [str(b.kind) for b in fed.ledger.blocks[-2:]]
     assert kinds == ["round", "node_left"]
     assert fed.ledger.verify().ok
+
+
+def test_a_join_before_the_chain_is_open_is_told_to_retry(fed: Federation) -> None:
+    # the entry's gRPC server answers before genesis is read or written (bootstrap): a join
+    # then gets UNAVAILABLE, which joiners retry, not a reply without a chain id
+    opened = fed.entry.authority.chain_id
+    fed.entry.authority.chain_id = b""
+    try:
+        with pytest.raises(Rejected) as refused:
+            en_join(fed, NodeKey.generate(), 901)
+        assert refused.value.code == grpc.StatusCode.UNAVAILABLE and "retry" in refused.value.reason
+    finally:
+        fed.entry.authority.chain_id = opened
+    with pytest.raises(Rejected, match="federation is full"):  # once open, the usual checks
+        en_join(fed, NodeKey.generate(), 902)
