@@ -329,7 +329,8 @@ class UpRun:
         """POST, or None when the entry answers 409 (training already running)."""
         import httpx
 
-        r = httpx.post(self.entry_http + path, json=body, headers=self.headers, timeout=120)
+        r = httpx.post(self.entry_http + path, json=body, headers=self.headers, timeout=120,
+                       verify=self.verify)
         if r.status_code == 409:
             return None
         if r.status_code >= 400:
