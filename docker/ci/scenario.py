@@ -8,6 +8,8 @@ With ``--tls`` the same scenario runs over docker-compose.tls.yml with certifica
 key files are readable by the containers' user, every EN's enrolled certificate names its
 node id and the container address it advertises, and plain text to a TLS port (gRPC of
 the entry, HTTP of the entry and the ledger) gets no answer.
+The stack's secrets come as a user's would: ``fedchain init-env`` into a fresh folder (its
+``.env`` is compose's --env-file, its ``fedchain-entry.key`` the entry's mounted key).
 Every wait is bounded. Prints one line per step with its duration; exits 0 when all
 held, 1 naming the failed step (the stack's recent logs are printed), 2 on bad usage.
 Standard library plus fedchain's launcher (``fedchain.shared.processes``, for ports): run
@@ -23,7 +25,6 @@ import argparse
 import http.client
 import json
 import os
-import secrets
 import shutil
 import ssl
 import subprocess
@@ -46,6 +47,8 @@ CERTS = "/run/fedchain-certs"
 """Where docker-compose.tls.yml mounts the certificates in every container."""
 IMAGE_UID = 10001
 """The image's user (Dockerfile), who must be able to read the certificates."""
+ENTRY_KEY_FILE = "fedchain-entry.key"
+"""The entry's signing key that ``fedchain init-env`` makes beside the ``.env``."""
 
 
 class StepFailed(RuntimeError):
@@ -69,10 +72,13 @@ class Stack:
     def __init__(self, image: str, ens: int, tls: bool = False) -> None:
         self.project = f"fcci{os.getpid()}"
         self.port = free_port()
-        self.api_token = secrets.token_hex(16)
         self.ens = ens
         self.tls = tls
-        self.compose = [*compose_base(), "-p", self.project, "-f", str(REPO / "docker-compose.yml")]
+        self.env_dir = make_env()
+        dotenv = read_env(self.env_dir / ".env")
+        self.api_token = dotenv["FEDCHAIN_API_TOKEN"]
+        self.compose = [*compose_base(), "-p", self.project, "--env-file", str(self.env_dir / ".env"),
+                        "-f", str(REPO / "docker-compose.yml")]
         self.certs: Path | None = None
         self.context: ssl.SSLContext | None = None
         if tls:
@@ -83,11 +89,7 @@ class Stack:
         env.update(
             FC_IMAGE=image,
             FC_PUBLISH=f"127.0.0.1:{self.port}",
-            FC_MYSQL_PASSWORD=secrets.token_hex(12),
-            FC_MYSQL_ROOT_PASSWORD=secrets.token_hex(12),
-            FEDCHAIN_API_TOKEN=self.api_token,
-            FEDCHAIN_SN_JOIN_TOKEN=secrets.token_hex(16),
-            FEDCHAIN_EN_JOIN_TOKEN=secrets.token_hex(16),
+            FC_ENTRY_KEY_FILE=str(self.env_dir / ENTRY_KEY_FILE),  # beside the .env, as init-env made it
             FEDCHAIN_CLIENTS=str(ens),
             FEDCHAIN_LOCAL_EPOCHS="3",     # a round lasts long enough to kill an EN inside it
             FEDCHAIN_ROUND_TIMEOUT="120",
@@ -163,6 +165,32 @@ class Stack:
                                     context=self.context) as response:
             response.read()
             return str(response.headers["X-Model-Digest"]).lower()
+
+
+def make_env() -> Path:
+    """``fedchain init-env`` into a fresh folder (removed by :func:`main`), as a user would
+    prepare a deployment: random tokens and passwords in its ``.env``, the entry's key
+    ``fedchain-entry.key`` beside it and that key's public half in the ``.env``."""
+    folder = Path(tempfile.mkdtemp(prefix="fcci-env-"))
+    result = subprocess.run(fedchain_argv(["init-env", "--path", str(folder / ".env")]), cwd=folder,
+                            capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise StepFailed(f"fedchain init-env exited {result.returncode}: {result.stderr.strip()[-400:]}")
+    key = folder / ENTRY_KEY_FILE
+    if os.geteuid() != 0:  # not root: init-env could not chown it, let the container's user read it
+        os.chmod(key, 0o644)
+    return folder
+
+
+def read_env(path: Path) -> dict[str, str]:
+    """The active ``KEY=value`` lines of a ``.env``."""
+    values: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        name, sep, value = line.strip().partition("=")
+        if sep and name and not name.startswith("#"):
+            values[name] = value
+    return values
 
 
 def make_certs() -> Path:
@@ -394,6 +422,7 @@ def main(argv: list[str]) -> int:
             timings["down -v"] = round(time.monotonic() - start, 1)
             if stack.certs is not None:
                 shutil.rmtree(stack.certs.parent, ignore_errors=True)
+            shutil.rmtree(stack.env_dir, ignore_errors=True)
     print(json.dumps({"ok": failed is None, "failed": failed, "seconds": timings}))
     if failed:
         print(f"scenario: FAILED: {failed}", file=sys.stderr)
