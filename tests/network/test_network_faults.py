@@ -68,7 +68,15 @@ def test_edge_nodes_of_a_dead_super_node_reregister(net: LocalNet) -> None:
     net.wait_for(
         lambda: all(_parents(net).get(en) == survivor for en in live), "the ENs to re-register with the other SN", 60
     )
-    net.wait_for(lambda: any(s["node_id"] == dead_sn and s["status"] == "dead" for s in net.get("/sn")), "SN dead")
+    # the entry declares the silent SN dead: a node_left block, and it is no longer listed
+    left = net.wait_for(
+        lambda: [b for b in net.get("/blocks", params={"from": 0, "limit": 500})
+                 if b["kind"] == "node_left" and b["payload"]["node_id"] == dead_sn],
+        "the dead SN's node_left block", 60,
+    )
+    assert left[-1]["payload"]["reason"] == "heartbeat timeout"
+    assert dead_sn not in {s["node_id"] for s in net.get("/sn")}
+    assert net.get("/status")["sns"] == 2
     net.wait_edges(2)
     rounds = net.train(1)
     assert rounds[-1]["round"] == 2
