@@ -112,6 +112,10 @@ class NetConfig:
         ]
 
 
+KEEPALIVE_ACCEPT_MS = 10_000
+"""Shortest interval between a client's pings on an idle channel that servers accept (half
+the clients' ``keepalive_time_ms``)."""
+
 STREAM_BUDGET_S = 300.0
 """Default server-side budget (seconds) of one streaming call (model, update, blob)."""
 STREAM_BUDGETS: Mapping[str, float] = {"Range": 60.0}
@@ -230,7 +234,13 @@ def make_server(
     if port:
         check_free(host, port, "--port")  # one line, before gRPC's C core logs its own
     limits = bounds if bounds is not None else ServerBounds(workers=workers)
-    options = [*net.options(), ("grpc.so_reuseport", 0)]
+    options = [
+        *net.options(),
+        ("grpc.so_reuseport", 0),
+        # peers ping every 20 s even between rounds (keepalive_time_ms): accept that, or the
+        # server counts the pings as strikes and closes the channel ("too_many_pings")
+        ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_ACCEPT_MS),
+    ]
     interceptors: list[grpc.ServerInterceptor] = [StreamBounds(limits)]
     if net.tls_ca is not None:  # mutual TLS: a signed message must come from its signer
         interceptors.append(PeerIdentityCheck())
