@@ -67,10 +67,24 @@ def _round_block(entry: EntryRole, r: int) -> Block:
 def add_round_routes(app: FastAPI, entry: EntryRole | None, forward: Forward) -> None:
     """Mount the two routes: answered by ``entry``, or forwarded to it by a plain SN."""
     if entry is None:
-        for path, model in (("/rounds/{r}", RoundEvidence),
-                            ("/rounds/{r}/proof/{node_id}", RoundProofInfo)):
-            app.add_api_route(path, forward, methods=["GET"], response_model=model,
-                              responses=NOT_FOUND)
+        # The same path checks as the entry's: a malformed round or node id is a 422 here,
+        # never a request to the entry the SN could not build.
+        @app.get("/rounds/{r}", response_model=RoundEvidence, responses=NOT_FOUND,
+                 summary="what round r's block attests (forwarded to the entry)")
+        async def forwarded_round(
+            request: Request, r: int = Path(ge=1, le=MAX_HEIGHT)
+        ) -> Response:
+            return await forward(request)
+
+        @app.get("/rounds/{r}/proof/{node_id}", response_model=RoundProofInfo,
+                 responses=NOT_FOUND,
+                 summary="inclusion proof of node_id's update in round r (forwarded to the entry)")
+        async def forwarded_proof(
+            request: Request, r: int = Path(ge=1, le=MAX_HEIGHT),
+            node_id: str = Path(pattern=NODE_ID),
+        ) -> Response:
+            return await forward(request)
+
         return
     the_entry = entry
 
