@@ -2,6 +2,11 @@
 
 ``RoundRunner.run`` either appends the round block (blob first) and makes the new model
 current, or raises ``RoundFailed`` with nothing appended.
+
+With the plain mean the entry finishes the SNs' partial sums; with any other aggregator it
+runs the rule over every EN update the SNs forwarded (``aggregate_global``), and each
+update the rule rejected, clipped or down-weighted is listed in the block with its EN and
+the reason (a rejected one is no participant of the round).
 """
 
 from __future__ import annotations
@@ -10,7 +15,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import grpc
 import torch
@@ -20,13 +26,15 @@ from fedchain.services.sn.collector import Accepted, RoundCollector
 from fedchain.services.sn.entry.authority import EntryAuthority
 from fedchain.services.sn.entry.errors import RoundFailed
 from fedchain.services.sn.entry.evaluation import Evaluation
-from fedchain.services.sn.entry.intake import AggregateIntake
+from fedchain.services.sn.entry.intake import AggregateIntake, ForwardedUpdate
 from fedchain.services.sn.entry.model import GlobalModel
 from fedchain.services.sn.entry.ports import ChainWriter, Clock, OwnSuperNode, PeerDirectory
 from fedchain.services.sn.model_ops import ModelTemplate, merge, select_participants
 from fedchain.services.sn.registry import Member, Registry
 from fedchain.shared.chain.payloads import RoundPayload
 from fedchain.shared.config import Settings
+from fedchain.shared.fl.robust import Decision
+from fedchain.shared.fl.strategy import UpdateRejected
 from fedchain.shared.ledger.errors import LedgerError
 from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.tensors import digest, encode
@@ -37,6 +45,14 @@ COLLECT_GRACE_S = 15.0
 """Seconds the entry waits for aggregates beyond ``round_timeout``."""
 OPEN_TIMEOUT_S = 30.0
 EDGE_POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class GlobalAggregate:
+    """The new global model and the aggregator's decisions (each naming its EN)."""
+
+    state: dict[str, torch.Tensor]
+    decisions: tuple[Decision, ...] = ()
 
 
 class RoundRunner:
@@ -121,11 +137,34 @@ class RoundRunner:
 
     def aggregate_global(
         self, algorithm: str, r: int, accepted: list[Accepted], global_state: Mapping[str, torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
-        """The new global model from the SNs' float64 partial sums and weights: the strategy's
-        ``finish`` (the one place the entry aggregates)."""
-        partials = [(a.state, a.samples) for a in accepted]
-        return merge(global_state, self.template.finish(algorithm, r, global_state, partials))
+    ) -> GlobalAggregate:
+        """The new global model: the one place the entry aggregates.
+
+        The plain mean: the strategy's ``finish`` over the SNs' float64 partial sums and
+        weights. Any other aggregator: the strategy's rule over every EN update the SNs
+        forwarded, in partition order (the simulation's client order), its decisions naming
+        their ENs. Raises RoundFailed when the rule cannot run on the updates delivered.
+        """
+        if self.template.decomposable(algorithm):
+            partials = [(a.state, a.samples) for a in accepted]
+            return GlobalAggregate(
+                merge(global_state, self.template.finish(algorithm, r, global_state, partials))
+            )
+        updates = sorted(
+            (u for a in accepted for u in _forwarded(a.extra.get("updates"))), key=self._order
+        )
+        try:
+            result = self.template.robust(
+                algorithm, r, global_state, [(u.state, u.samples) for u in updates]
+            )
+        except UpdateRejected as exc:
+            raise RoundFailed(f"aggregator {self.settings.aggregator}: {exc}") from None
+        decisions = tuple(d.with_node(updates[d.index].node_id) for d in result.decisions)
+        return GlobalAggregate(merge(global_state, result.state), decisions)
+
+    def _order(self, update: ForwardedUpdate) -> tuple[int, str]:
+        member = self.registry.get(update.node_id)
+        return (member.partition_index if member is not None else 1 << 30, update.node_id)
 
     # ---- the round ----
     def run(self, r: int, algorithm: str) -> None:
@@ -143,8 +182,14 @@ class RoundRunner:
         version = ref.version
         # the collector keeps real time: its deadline is on time.monotonic()
         deadline = time.monotonic() + self.settings.round_timeout + COLLECT_GRACE_S
-        collector = RoundCollector(r, version, algorithm, set(groups), deadline)
-        collector.reference = self.template.partial_reference(global_state, algorithm)
+        collector = RoundCollector(
+            r, version, algorithm, set(groups), deadline, aggregator=self.settings.aggregator
+        )
+        collector.reference = (
+            self.template.reference(global_state, algorithm)  # the ENs' forwarded updates
+            if collector.forward
+            else self.template.partial_reference(global_state, algorithm)
+        )
         self.intake.open(collector, groups)
         request = pb.OpenRoundRequest(
             round=r, version=version, model_digest=ref.digest, algorithm=algorithm,
@@ -163,7 +208,9 @@ class RoundRunner:
             raise RoundFailed(
                 f"quorum not met: {len(used)} of {len(chosen)} edge nodes delivered, {need} needed"
             )
-        new_state = self.aggregate_global(algorithm, r, accepted, global_state)
+        aggregate = self.aggregate_global(algorithm, r, accepted, global_state)
+        new_state = aggregate.state
+        used, rejected = _with_decisions(used, rejected, aggregate.decisions)
         data = encode(new_state)
         new_digest = digest(data)
         try:
@@ -173,6 +220,11 @@ class RoundRunner:
         self.model.stage(data)
         self.own_sn.remember_model(data)
         metrics = self._metrics(used)
+        if collector.forward:
+            for action in ("rejected", "clipped", "downweighted"):
+                metrics[f"aggregator_{action}"] = float(
+                    sum(1 for d in aggregate.decisions if d.action == action)
+                )
         if self.settings.eval:
             metrics.update(self.evaluation.round_metrics(version + 1, new_digest, algorithm))
         metrics["seconds"] = round(self.clock.monotonic() - started, 3)
@@ -221,6 +273,26 @@ class RoundRunner:
         total = sum(u.samples for u in used)
         loss = sum(u.train_loss * u.samples for u in used) / total if total else 0.0
         return {"samples": float(total), "train_loss": loss}
+
+
+def _with_decisions(
+    used: list[pb.UsedUpdate], rejected: list[tuple[str, str]], decisions: Sequence[Decision]
+) -> tuple[list[pb.UsedUpdate], list[tuple[str, str]]]:
+    """The round's participants and rejections after the aggregator's decisions: an update it
+    rejected leaves the participants and is listed with the rule's reason; one it clipped or
+    down-weighted stays a participant and is listed too, its reason naming the action."""
+    out = rejected + [
+        (str(d.node), d.reason if d.action == "rejected" else f"{d.action}: {d.reason}")
+        for d in decisions
+    ]
+    gone = {d.node for d in decisions if d.action == "rejected"}
+    return [u for u in used if u.node_id not in gone], out
+
+
+def _forwarded(value: object) -> list[ForwardedUpdate]:
+    if not isinstance(value, Iterable):
+        return []
+    return [u for u in value if isinstance(u, ForwardedUpdate)]
 
 
 def _used(value: object) -> list[pb.UsedUpdate]:

@@ -163,7 +163,7 @@ class FakeSuperNode:
             samples=sum(u.samples for u in used), used=used,
             rejected=[pb.Rejection(node_id=en, reason="did not deliver")
                       for en in sorted(request.participants)[len(ens):]],
-            total_bytes=len(data), digest=agg_digest,
+            total_bytes=len(data), digest=agg_digest, aggregator="mean",
         )
         header.signature = sign(self.key, Domain.MANIFEST, chain_id, manifest_fields(header))
         self.entry.submit_aggregate(aggregate_parts(header, data, 64 * 1024))
