@@ -60,6 +60,9 @@ class NodeStatus(_Answer):
     partition_index: int | None = Field(None, description="EN: its data partition")
     sn: str | None = Field(None, description="EN: node id of its SN")
     accuracy: float | None = Field(None, description="EN: accuracy of its last evaluation")
+    attack: str | None = Field(
+        None, description="EN: the poisoning attack it runs (an experiment, --attack); null: honest"
+    )
 
 
 def node_status(
@@ -80,6 +83,7 @@ def node_status(
     partition_index: int | None = None,
     sn: str | None = None,
     accuracy: float | None = None,
+    attack: str | None = None,
 ) -> NodeStatus:
     """The /status answer; ``target_round`` is never below ``round``."""
     return NodeStatus(
@@ -99,6 +103,7 @@ def node_status(
         partition_index=partition_index,
         sn=sn,
         accuracy=accuracy,
+        attack=attack,
     )
 
 
