@@ -150,6 +150,7 @@ def run_super_node(
         metrics.gauge("fedchain_model_version", "Global model version", lambda: e.model.ref.version)
         metrics.gauge("fedchain_chain_height", "Chain height", lambda: e.chain.cached_height)
         metrics.gauge("fedchain_sns_alive", "Live super nodes", lambda: len(e.registry.alive_sns()))
+        e.driver.runner.on_decisions = metrics.count_decisions
     api_token = settings.api_token.get_secret_value()
     http = HttpServer(build_app(sn, entry, metrics, api_token, relayed), settings.host, settings.effective_http_port)
     server.start()

@@ -15,7 +15,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -87,6 +87,8 @@ class RoundRunner:
         self.clock = clock or Clock()
         self.started_at: float | None = None
         """Wall time the running (or last) round started."""
+        self.on_decisions: Callable[[list[tuple[str, str]]], None] | None = None
+        """Called with (EN id, action) of each aggregator decision of a round on the chain."""
 
     # ---- the steps ----
     def wait_for_edges(self) -> list[Member]:
@@ -243,6 +245,8 @@ class RoundRunner:
         except LedgerError as exc:
             raise RoundFailed(f"could not append the round block: {exc}") from None
         self.model.adopt(ModelRef(version + 1, new_digest, r, algorithm), data, new_state)
+        if self.on_decisions is not None and aggregate.decisions:
+            self.on_decisions([(str(d.node), d.action) for d in aggregate.decisions])
         log.info(
             "round %d done: accuracy %.4f, %d participants, %d rejected, height %d",
             r, metrics.get("accuracy", float("nan")), len(used), len(rejected), block.height,
