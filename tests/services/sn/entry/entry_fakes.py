@@ -122,6 +122,8 @@ class FakeSuperNode:
     on_open: Callable[[pb.OpenRoundRequest], object] | None = None
     en_keys: dict[str, NodeKey] = field(default_factory=dict)
     """The keys of its ENs: each used update carries its EN's own signature."""
+    scale: dict[str, float] = field(default_factory=dict)
+    """With a robust aggregator: ENs whose update's distance from the model is scaled (attackers)."""
 
     @property
     def node_id(self) -> str:
@@ -141,29 +143,39 @@ class FakeSuperNode:
         keys = self.template.shared_keys(request.algorithm)
         update = {k: global_state[k] + 0.01 * request.round for k in keys}
         chain_id = self.entry.authority.chain_id
-        used = []
-        for en in ens:
+        forward = not self.template.decomposable(request.algorithm)
+        used, pieces = [], []
+        for i, en in enumerate(ens):
+            digest_of_update = hashlib.sha256(f"{en}/{request.round}".encode()).hexdigest()
+            if forward:  # each EN's own update (distinct), forwarded as its bytes
+                step = (0.01 * request.round + 0.002 * (i + 1)) * self.scale.get(en, 1.0)
+                own = {k: (global_state[k] + step).to(global_state[k].dtype) for k in keys}
+                pieces.append(encode(own))
+                digest_of_update = digest(pieces[-1])
             u = pb.UsedUpdate(
-                node_id=en, digest=hashlib.sha256(f"{en}/{request.round}".encode()).hexdigest(),
-                samples=10, train_loss=0.5, train_seconds=1.0,
+                node_id=en, digest=digest_of_update, samples=10, train_loss=0.5, train_seconds=1.0,
+                total_bytes=len(pieces[-1]) if forward else 0,
             )
             u.signature = sign(
                 self.en_keys[en], Domain.UPDATE, chain_id,
                 update_fields(request.round, request.version, u.digest, 10, 0.5, 1.0),
             )
             used.append(u)
-        # what a real SN sends: the strategy's float64 weighted sums of its ENs' updates
-        partial = self.template.partial(
-            request.algorithm, request.round, [(update, u.samples) for u in used]
-        )
-        data = encode(partial.sums)
+        if forward:
+            data = b"".join(pieces)
+        else:  # what a real SN sends: the strategy's float64 weighted sums of its ENs' updates
+            partial = self.template.partial(
+                request.algorithm, request.round, [(update, u.samples) for u in used]
+            )
+            data = encode(partial.sums)
         agg_digest = digest(data)
         header = pb.AggregateHeader(
             sn_node_id=self.node_id, round=request.round, version=request.version,
             samples=sum(u.samples for u in used), used=used,
             rejected=[pb.Rejection(node_id=en, reason="did not deliver")
                       for en in sorted(request.participants)[len(ens):]],
-            total_bytes=len(data), digest=agg_digest, aggregator="mean",
+            total_bytes=len(data), digest=agg_digest,
+            aggregator=str(self.template.settings.aggregator),
         )
         header.signature = sign(self.key, Domain.MANIFEST, chain_id, manifest_fields(header))
         self.entry.submit_aggregate(aggregate_parts(header, data, 64 * 1024))
