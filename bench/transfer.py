@@ -2,9 +2,10 @@
 codec (fedchain.shared.tensors.encode/decode) vs a plain memory copy -- as ratios, in one run.
 
 Transport (the server always runs in a separate process, as between two nodes):
-  * fedchain path: ``Node.FetchModel`` served with ``fedchain.shared.net.streams.model_chunks`` and
-    read with ``join_model_chunks`` (size bound and SHA-256 digest checked), over channels
-    and servers made by ``fedchain.shared.net.grpc_util`` with the default ``chunk_kb``;
+  * fedchain path: ``Node.FetchModel`` as the nodes serve and read it: frames written by
+    ``fedchain.shared.net.streams.model_frames`` (registered by ``add_node_servicer``), read
+    with ``fetch_model`` + ``join_model_chunks`` (size bound and SHA-256 digest checked), over
+    channels and servers made by ``fedchain.shared.net.grpc_util`` with the default ``chunk_kb``;
   * bare grpcio: a server-streaming method that yields the same chunk size, no digest;
   * raw TCP: ``sendall`` of the payload over a loopback socket into a preallocated buffer.
 Codec: ``encode(state)`` vs ``clone()`` of every tensor; ``decode(bytes, expected=state)``
@@ -43,15 +44,17 @@ def serve_grpc(port: int, payload_file: Path, chunk_bytes: int) -> None:
     import grpc
 
     from fedchain.shared.config import Settings
+    from fedchain.shared.digests import digest_of
     from fedchain.shared.net.grpc_util import NetConfig, make_server
-    from fedchain.shared.net.streams import model_chunks
+    from fedchain.shared.net.streams import add_node_servicer, model_frames
     from fedchain.shared.rpc import node_pb2_grpc
 
     data = payload_file.read_bytes()
+    digest_of(data)  # a node hashes each model once, when it keeps it
 
     class FetchOnly(node_pb2_grpc.NodeServicer):  # type: ignore[misc]
-        def FetchModel(self, request: Any, context: Any) -> Iterator[Any]:
-            return model_chunks(data, chunk_bytes)
+        def FetchModel(self, request: Any, context: Any) -> Iterator[bytes]:
+            return model_frames(data, chunk_bytes)
 
     def bare(request: bytes, context: Any) -> Iterator[bytes]:
         view = memoryview(data)
@@ -60,7 +63,7 @@ def serve_grpc(port: int, payload_file: Path, chunk_bytes: int) -> None:
 
     net = NetConfig.from_settings(Settings(max_message_mb=max(64, len(data) // 2**20 + 1)))
     server = make_server(net, "127.0.0.1", port, workers=4)
-    node_pb2_grpc.add_NodeServicer_to_server(FetchOnly(), server)
+    add_node_servicer(FetchOnly(), server)
     handler = grpc.method_handlers_generic_handler(
         "fcbench.Bare",
         {"Fetch": grpc.unary_stream_rpc_method_handler(bare, lambda b: b, lambda b: b)},
@@ -106,16 +109,15 @@ def time_fedchain_grpc(port: int, size: int, repeats: int) -> list[float]:
     """Seconds per FetchModel over fedchain's channel, digest and size checked."""
     from fedchain.shared.config import Settings
     from fedchain.shared.net.grpc_util import NetConfig, make_channel
-    from fedchain.shared.net.streams import join_model_chunks
+    from fedchain.shared.net.streams import fetch_model, join_model_chunks
     from fedchain.shared.rpc import node_pb2 as pb
-    from fedchain.shared.rpc import node_pb2_grpc
 
     net = NetConfig.from_settings(Settings(max_message_mb=max(64, size // 2**20 + 1)))
     with make_channel(net, f"127.0.0.1:{port}") as channel:
-        stub = node_pb2_grpc.NodeStub(channel)
 
         def fetch() -> None:
-            got = join_model_chunks(stub.FetchModel(pb.FetchModelRequest(version=1), timeout=120), size + 1)
+            stream = fetch_model(channel, pb.FetchModelRequest(version=1), timeout=120)
+            got = join_model_chunks(stream, size + 1)
             if len(got) != size:
                 raise BenchError(f"fedchain gRPC fetch returned {len(got)} of {size} bytes")
 

@@ -12,6 +12,7 @@ mkdir -p shared/rpc
 for proto in proto/*.proto; do
   name=$(basename "$proto" .proto)
   # "import x_pb2 as x__pb2" -> "from . import x_pb2 as x__pb2"
-  sed -i -E 's/^import ([A-Za-z0-9_]+_pb2) as /from . import \1 as /' "shared/rpc/${name}_pb2_grpc.py" "shared/rpc/${name}_pb2.py"
+  sed -i -E 's/^import ([A-Za-z0-9_]+_pb2) as /from . import \1 as /' "shared/rpc/${name}_pb2_grpc.py" "shared/rpc/${name}_pb2.py" \
+    "shared/rpc/${name}_pb2.pyi"
 done
 echo "generated: $(cd shared/rpc && ls ./*_pb2*.py* | tr '\n' ' ')"

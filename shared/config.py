@@ -34,7 +34,7 @@ import os
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from dotenv import dotenv_values
@@ -47,6 +47,9 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+
+if TYPE_CHECKING:
+    from fedchain.shared.ledger.retention import KeepUpdates
 
 SEED_ALIASES: dict[str, str] = {
     "client.amount": "clients",
@@ -216,11 +219,47 @@ class Settings(BaseSettings):
     round_timeout: float = Field(default=300.0, gt=0, description="seconds an EN may take per round")
     heartbeat_interval: float = Field(default=2.0, gt=0)
     heartbeat_timeout: float = Field(default=10.0, gt=0)
+    max_sns: int = Field(
+        default=64, ge=1, le=10_000,
+        description="entry: most super nodes admitted at once (a dead one's place is freed)",
+    )
+    join_rate: float = Field(
+        default=2.0, gt=0, le=10_000, description="entry: joins per second one source address may send"
+    )
+    join_burst: int = Field(
+        default=32, ge=1, le=100_000, description="entry: joins one source address may send at once"
+    )
+    entry_key: str | None = Field(
+        default=None, pattern=r"^[0-9a-fA-F]{64}$",
+        description="SN/EN: the entry's public key (hex); the join reply must be signed by it "
+        "(unset: the first entry joined is trusted)",
+    )
+    ledger_entry_key: str | None = Field(
+        default=None, pattern=r"^[0-9a-fA-F]{64}$",
+        description="ledger: the entry's public key (hex); a fresh ledger takes genesis only from it",
+    )
+    node_key: Path | None = Field(
+        default=None, description="this node's Ed25519 key file (PEM; default node.key in state_dir)"
+    )
     max_message_mb: int = Field(default=64, ge=1, le=2048, description="largest gRPC message / blob")
     chunk_kb: int = Field(default=1024, ge=16, le=4096, description="tensor stream chunk size")
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    tls_ca: Path | None = None
+    keep_updates: str = Field(
+        default="all",
+        description="EN update blobs the ledger keeps for `fedchain verify --deep`: all, none "
+        "or last:N (the updates of the N most recent rounds)",
+    )
+    tls_cert: Path | None = Field(default=None, description="gRPC TLS: this node's certificate (PEM)")
+    tls_key: Path | None = Field(default=None, description="gRPC TLS: its key (PEM)")
+    tls_ca: Path | None = Field(
+        default=None, description="the CA (PEM) peers' certificates are checked against, gRPC and HTTPS"
+    )
+    tls_ca_key: Path | None = Field(
+        default=None, description="entry: the CA key (fedchain certs) that issues nodes' certificates"
+    )
+    http_tls_cert: Path | None = Field(
+        default=None, description="HTTPS: certificate (PEM) of this node's HTTP API (unset: plain HTTP)"
+    )
+    http_tls_key: Path | None = Field(default=None, description="HTTPS: its key (PEM)")
 
     # ---- process ----
     torch_threads: int | None = Field(
@@ -260,6 +299,19 @@ class Settings(BaseSettings):
         from fedchain.shared.fl.attacks import parse_attack
 
         return str(parse_attack(v))  # ConfigError is a ValueError: a bad value
+    @field_validator("keep_updates")
+    @classmethod
+    def _keep_updates_canonical(cls, v: str) -> str:
+        from fedchain.shared.ledger.retention import parse_keep_updates
+
+        return str(parse_keep_updates(v))  # KeepUpdatesError is a ValueError: a bad value
+
+    @property
+    def keep_updates_policy(self) -> KeepUpdates:
+        """``keep_updates`` parsed (``fedchain.shared.ledger.retention``)."""
+        from fedchain.shared.ledger.retention import parse_keep_updates
+
+        return parse_keep_updates(self.keep_updates)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -539,7 +591,12 @@ def _environment_origins(dotenv_file: Path = Path(".env")) -> dict[str, str]:
     origins: dict[str, str] = {}
     layers: list[tuple[str, Mapping[str, str | None]]] = []
     if dotenv_file.is_file():
-        layers.append((str(dotenv_file), dotenv_values(dotenv_file)))
+        try:
+            layers.append((str(dotenv_file), dotenv_values(dotenv_file, encoding="utf-8")))
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"{dotenv_file.resolve()} is not a UTF-8 text file of NAME=VALUE lines"
+            ) from None
     layers.append(("environment", os.environ))
     for origin, variables in layers:
         for variable, value in variables.items():
@@ -566,6 +623,8 @@ def load_settings(config_file: Path | str | None = None, **flags: Any) -> Settin
         env_only = Settings()  # environment and .env over defaults
     except ValidationError as exc:
         raise ConfigError(_format_validation(exc, env_origins)) from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"{Path('.env').resolve()} is not a UTF-8 text file of NAME=VALUE lines") from None
     origins: dict[str, str] = {name: str(config_file) for name in file_values}
     merged: dict[str, Any] = dict(file_values)
     for name in env_only.model_fields_set:

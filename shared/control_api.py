@@ -63,6 +63,14 @@ class NodeStatus(_Answer):
     attack: str | None = Field(
         None, description="EN: the poisoning attack it runs (an experiment, --attack); null: honest"
     )
+    head_size: int | None = Field(
+        None, ge=0, description="SN, EN: size of the highest signed tree head it has seen"
+    )
+    chain_error: str | None = Field(
+        None,
+        description="SN, EN: why it refused the last round's chain (went backwards, forked, "
+        "replaced); null once the entry's chain extends the head it kept again",
+    )
 
 
 def node_status(
@@ -84,6 +92,8 @@ def node_status(
     sn: str | None = None,
     accuracy: float | None = None,
     attack: str | None = None,
+    head_size: int | None = None,
+    chain_error: str | None = None,
 ) -> NodeStatus:
     """The /status answer; ``target_round`` is never below ``round``."""
     return NodeStatus(
@@ -104,6 +114,8 @@ def node_status(
         sn=sn,
         accuracy=accuracy,
         attack=attack,
+        head_size=head_size,
+        chain_error=chain_error,
     )
 
 
@@ -246,6 +258,95 @@ class BlockInfo(_Answer):
     payload: dict[str, Any]
 
 
+class ParticipantEvidence(_Answer):
+    """One EN whose update counted in a round: what it signed, and its signature."""
+
+    node_id: str
+    parent_sn: str
+    update_digest: str
+    samples: int
+    train_loss: float
+    train_seconds: float
+    signature: str = Field(description="the EN's Ed25519 signature over its update header (hex)")
+    leaf_index: int = Field(description="position of its leaf under the round's Merkle root")
+
+
+class ManifestEvidence(_Answer):
+    """One SN's signed manifest in a round block."""
+
+    sn_node_id: str
+    aggregate_digest: str
+    weight: int
+    total_bytes: int
+    used: list[str]
+    rejected: list[Rejection]
+    manifest_digest: str
+    signature: str = Field(description="the SN's Ed25519 signature over its manifest (hex)")
+    aggregator: str = Field("mean", description="the aggregator the SN signed it applied")
+    used_bytes: list[str] = Field(
+        default_factory=list, description="per used EN: its forwarded update's size (0: mean)"
+    )
+    set_aside: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="signed update headers of used ENs the entry's robust rule rejected",
+    )
+
+
+class DecisionInfo(_Answer):
+    """What aggregation did to one update: rejected, clipped or down-weighted, and why."""
+
+    node_id: str
+    action: str
+    reason: str
+    by: str
+
+
+class RoundEvidence(_Answer):
+    """GET /rounds/{r}: what round r's block attests, and where it is on the chain."""
+
+    round: int
+    algorithm: str
+    model_version: int
+    model_digest: str
+    merkle_root: str
+    participants: list[ParticipantEvidence]
+    manifests: list[ManifestEvidence]
+    decisions: list[DecisionInfo]
+    metrics: dict[str, float]
+    height: int
+    block_hash: str
+    producer: str
+    timestamp_ms: int
+    head: dict[str, Any] | None = Field(
+        None, description="the entry's latest signed tree head, when it has one"
+    )
+
+
+class RoundProofInfo(_Answer):
+    """GET /rounds/{r}/proof/{node_id}: the proof file ``fedchain verify --proof`` checks.
+
+    The summary fields repeat what the blocks say; ``block``, ``genesis``, ``admission`` and
+    ``authority`` are complete signed blocks (their JSON form).
+    """
+
+    format: str
+    round: int
+    height: int
+    block_hash: str
+    node_id: str
+    parent_sn: str
+    update_digest: str
+    samples: int
+    index: int
+    tree_size: int
+    path: list[str]
+    merkle_root: str
+    block: dict[str, Any]
+    genesis: dict[str, Any]
+    admission: dict[str, Any]
+    authority: list[dict[str, Any]]
+
+
 class VerifyResult(_Answer):
     """GET /verify."""
 
@@ -253,6 +354,12 @@ class VerifyResult(_Answer):
     checked: int
     height: int | None = None
     reason: str | None = None
+
+
+class VerifiedChain(VerifyResult):
+    """The console's verify(): the chain's verdict and the newest round's evidence."""
+
+    last_round: RoundEvidence | None = None
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -355,8 +356,10 @@ class ProcessGroup:
                 raise ChildExited(child, code)
 
     def wait_healthy(self, child: Child, timeout: float, url: str | None = None,
-                     interval: float = 0.2) -> None:
-        """Wait until GET ``url`` (the child's /health) answers 200; raise if the child exits."""
+                     interval: float = 0.2, verify: ssl.SSLContext | bool = True) -> None:
+        """Wait until GET ``url`` (the child's /health) answers 200; raise if the child exits.
+
+        ``verify`` checks an https ``url`` (an ``ssl.SSLContext`` holding the CA)."""
         target = url or child.health_url
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -364,7 +367,7 @@ class ProcessGroup:
             if code is not None:
                 raise ChildExited(child, code)
             try:
-                if httpx.get(target, timeout=1.0).status_code == 200:
+                if httpx.get(target, timeout=1.0, verify=verify).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

@@ -4,19 +4,23 @@
 checks them: a size bound, a parsable header, and optionally the expected names, shapes
 and dtypes and that every value is finite. Any problem raises TensorError with a
 message that says what is wrong.
+
+torch is imported when a function first needs it, not with this module: processes that
+only move bytes (the ledger service, the stream codec's users) do not pay torch's import.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 
 from fedchain.shared.digests import sha256_hex
 from fedchain.shared.safetensors_header import HeaderError, parse_header
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_MAX_BYTES = 2 * 1024 * 1024 * 1024
 
@@ -32,6 +36,8 @@ def digest(data: bytes) -> str:
 
 def encode(state: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> bytes:
     """Encode tensors as safetensors bytes (contiguous CPU copies; deterministic order)."""
+    from safetensors.torch import save as st_save
+
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in sorted(state.items())}
     return st_save(tensors, metadata=dict(metadata) if metadata else None)
 
@@ -53,6 +59,8 @@ def is_finite(t: torch.Tensor) -> bool:
     """
     if not t.is_floating_point() or t.numel() == 0:
         return True
+    import torch
+
     low, high = torch.aminmax(t)
     return bool(torch.isfinite(low)) and bool(torch.isfinite(high))
 
@@ -65,6 +73,8 @@ def decode(
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> dict[str, torch.Tensor]:
     """Decode safetensors bytes, checking them against ``expected`` names/shapes/dtypes."""
+    from safetensors.torch import load as st_load
+
     _check_header(data, max_bytes)
     try:
         state = st_load(bytes(data))

@@ -41,6 +41,8 @@ def test_the_wheel_holds_one_top_level_package(tmp_path: Path) -> None:
         "fedchain/services/cli/main.py",
         "fedchain/shared/rpc/node_pb2.py",
         "fedchain/shared/chain/rules.py",
+        "fedchain/services/sn/dashboard/static/index.html",  # package data: the dashboard's page
+        "fedchain/services/sn/dashboard/static/dashboard.js",
     ):
         assert module in names, module
     assert not any(n.startswith(("fedchain/tests/", "tests/", "bench/")) for n in names)

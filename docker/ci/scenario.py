@@ -3,24 +3,32 @@
 ``up -d --scale en=3``; through the console container ``train(rounds=2)``, ``eval()``,
 ``getSN()``, ``getModel()``; the chain verifies; one EN container is killed during a
 round and the round still completes without it; graceful stop; ``down -v``.
+With ``--tls`` the same scenario runs over docker-compose.tls.yml with certificates from
+``fedchain certs --owner 10001`` (HTTPS to the entry, checked against the CA), plus: the
+key files are readable by the containers' user, every EN's enrolled certificate names its
+node id and the container address it advertises, and plain text to a TLS port (gRPC of
+the entry, HTTP of the entry and the ledger) gets no answer.
 Every wait is bounded. Prints one line per step with its duration; exits 0 when all
 held, 1 naming the failed step (the stack's recent logs are printed), 2 on bad usage.
 Standard library plus fedchain's launcher (``fedchain.shared.processes``, for ports): run
 it with the project's Python (scripts/docker-ci uses .venv/bin/python) or any python3 that
 has psutil and httpx, from the checkout.
 
-Usage: python docker/ci/scenario.py [--image fedchain:latest] [--ens 3] [--keep]
+Usage: python docker/ci/scenario.py [--image fedchain:latest] [--ens 3] [--tls] [--keep]
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import secrets
 import shutil
+import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -32,7 +40,12 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # the checkout's fedchain package, installed or not
     sys.path.insert(0, str(REPO))
 
-from fedchain.shared.processes import free_port
+from fedchain.shared.processes import fedchain_argv, free_port
+
+CERTS = "/run/fedchain-certs"
+"""Where docker-compose.tls.yml mounts the certificates in every container."""
+IMAGE_UID = 10001
+"""The image's user (Dockerfile), who must be able to read the certificates."""
 
 
 class StepFailed(RuntimeError):
@@ -53,12 +66,19 @@ def compose_base() -> list[str]:
 class Stack:
     """One compose project of the repository's docker-compose.yml, with helpers for the checks."""
 
-    def __init__(self, image: str, ens: int) -> None:
+    def __init__(self, image: str, ens: int, tls: bool = False) -> None:
         self.project = f"fcci{os.getpid()}"
         self.port = free_port()
         self.api_token = secrets.token_hex(16)
         self.ens = ens
+        self.tls = tls
         self.compose = [*compose_base(), "-p", self.project, "-f", str(REPO / "docker-compose.yml")]
+        self.certs: Path | None = None
+        self.context: ssl.SSLContext | None = None
+        if tls:
+            self.compose += ["-f", str(REPO / "docker-compose.tls.yml")]
+            self.certs = make_certs()
+            self.context = ssl.create_default_context(cafile=str(self.certs / "ca.pem"))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("FEDCHAIN_", "FC_"))}
         env.update(
             FC_IMAGE=image,
@@ -72,8 +92,10 @@ class Stack:
             FEDCHAIN_LOCAL_EPOCHS="3",     # a round lasts long enough to kill an EN inside it
             FEDCHAIN_ROUND_TIMEOUT="120",
         )
+        if self.certs is not None:
+            env["FC_CERTS"] = str(self.certs)
         self.env = env
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.base_url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.victim = "-"  # id of the EN container killed on purpose
 
     # ---- processes ----
@@ -101,6 +123,24 @@ class Stack:
                              f"{result.stdout.strip()[-400:]} {result.stderr.strip()[-400:]}")
         return [o["result"] for o in lines]
 
+    def exec_python(self, container: str, code: str, timeout: float = 60) -> str:
+        """stdout of ``python -c CODE`` run in ``container`` as the image's user."""
+        result = subprocess.run(["docker", "exec", container, "python", "-c", code],
+                                capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0:
+            raise StepFailed(f"python in {container[:12]} exited {result.returncode}: "
+                             f"{result.stderr.strip()[-600:]}")
+        return result.stdout
+
+    def health_code(self) -> str:
+        """Python that prints this container's /health answer (over HTTPS with the CA when TLS)."""
+        if not self.tls:
+            return ("import urllib.request as u; "
+                    "print(u.urlopen('http://127.0.0.1:9080/health').read().decode())")
+        return ("import ssl, urllib.request as u; "
+                f"c = ssl.create_default_context(cafile='{CERTS}/ca.pem'); "
+                "print(u.urlopen('https://127.0.0.1:9080/health', context=c).read().decode())")
+
     def containers(self, service: str) -> list[str]:
         """Ids of the running containers of ``service``."""
         out = self.run(["ps", "-q", service], timeout=60).stdout.split()
@@ -114,14 +154,97 @@ class Stack:
         if method == "POST":
             req.add_header("Authorization", f"Bearer {self.api_token}")
             req.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(req, timeout=timeout) as response:  # noqa: S310 (local URL)
+        with urllib.request.urlopen(req, timeout=timeout, context=self.context) as response:  # noqa: S310
             return json.loads(response.read())
 
     def model_digest(self) -> str:
         """X-Model-Digest of GET /model (latest), as curl would see it."""
-        with urllib.request.urlopen(self.base_url + "/model", timeout=60) as response:  # noqa: S310
+        with urllib.request.urlopen(self.base_url + "/model", timeout=60,  # noqa: S310
+                                    context=self.context) as response:
             response.read()
             return str(response.headers["X-Model-Digest"]).lower()
+
+
+def make_certs() -> Path:
+    """``fedchain certs --owner 10001`` into a fresh folder (removed by :func:`main`)."""
+    out = Path(tempfile.mkdtemp(prefix="fcci-certs-")) / "certs"
+    os.chmod(out.parent, 0o755)  # mkdtemp's 0700 would hide the folder from the image's user
+    owner = ["--owner", str(IMAGE_UID)] if os.geteuid() == 0 else []
+    result = subprocess.run(fedchain_argv(["certs", "--out", str(out), *owner]), cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise StepFailed(f"fedchain certs exited {result.returncode}: {result.stderr.strip()[-400:]}")
+    if not owner:  # not root: chown is impossible, let the container's user read the keys
+        for key in out.glob("*.key"):
+            os.chmod(key, 0o644)
+    return out
+
+
+ENROLLED = f"""
+import glob, json, os, socket
+from cryptography import x509
+from fedchain.shared.crypto import NodeKey
+from fedchain.shared.net.tls import node_id_of
+host = socket.gethostname()
+slot = next(p[:-5] for p in glob.glob('/var/lib/fedchain/en/slot-*.lock')
+            if open(p).read().startswith(host + ' '))
+cert = x509.load_pem_x509_certificate(open(slot + '/tls/node.pem', 'rb').read())
+san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+print(json.dumps({{"ip": socket.gethostbyname(host), "key_id": NodeKey.load_or_create(slot + '/node.key').node_id,
+                  "cert_id": node_id_of(cert), "ips": [str(i) for i in san.get_values_for_type(x509.IPAddress)],
+                  "ca_key_readable": os.access('{CERTS}/ca.key', os.R_OK)}}))
+"""
+"""Python run in an EN container: its enrolled certificate, its key's id, its own address."""
+
+PLAINTEXT = """
+import http.client, json, urllib.request, grpc
+from fedchain.shared.rpc import node_pb2, node_pb2_grpc
+out = {}
+with grpc.insecure_channel('msn:8080') as ch:
+    try:
+        node_pb2_grpc.NodeStub(ch).Heartbeat(node_pb2.HeartbeatRequest(node_id='x', role='SN'), timeout=10)
+        out['grpc'] = 'answered'
+    except grpc.RpcError as exc:
+        out['grpc'] = exc.code().name
+for name, url in (('msn_http', 'http://msn:9080/health'), ('ledger_http', 'http://ledger:8070/health')):
+    try:
+        urllib.request.urlopen(url, timeout=10).read()
+        out[name] = 'answered'
+    except (OSError, http.client.HTTPException) as exc:
+        out[name] = type(exc).__name__
+print(json.dumps(out))
+"""
+"""Python run in a container: plain text to the TLS ports of the entry and the ledger."""
+
+
+def tls_checks(stack: Stack, step: Callable[[str, Callable[[], Any]], Any]) -> None:
+    """The TLS overlay's own checks (the stack is up, the ENs have joined)."""
+    def readable() -> None:
+        msn = stack.containers("msn")[0]
+        stack.exec_python(msn, f"[open('{CERTS}/' + n, 'rb').read() for n in "
+                               "('ca.pem', 'ca.key', 'enroll.key', 'http.key')]")
+    step("the image's user reads the certificates", readable)
+
+    def enrolled() -> None:
+        for container in stack.containers("en"):
+            seen = json.loads(stack.exec_python(container, ENROLLED))
+            if seen["cert_id"] != seen["key_id"] or seen["ip"] not in seen["ips"]:
+                raise StepFailed(f"EN {container[:12]}: its certificate should name node {seen['key_id']} "
+                                 f"and its address {seen['ip']}: {seen}")
+            if seen["ca_key_readable"]:
+                print(f"scenario: note: the CA key is mounted in EN {container[:12]} too", file=sys.stderr)
+    step("each EN's certificate names its node and address", enrolled)
+
+    def plaintext_refused() -> None:
+        seen = json.loads(stack.exec_python(stack.containers("sn")[0], PLAINTEXT))
+        if seen.get("grpc") != "UNAVAILABLE" or "answered" in seen.values():
+            raise StepFailed(f"plain text to a TLS port was answered: {seen}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{stack.port}/health", timeout=10):  # noqa: S310
+                raise StepFailed("the published API answered plain HTTP")
+        except (OSError, http.client.HTTPException):
+            pass
+    step("plain text to a TLS port is refused", plaintext_refused)
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
@@ -154,6 +277,8 @@ def scenario(stack: Stack, timings: dict[str, float]) -> None:
     step(f"{stack.ens} ENs joined", lambda: wait_for(
         f"{stack.ens} ENs in /status",
         lambda: stack.http("GET", "/status").get("ens") == stack.ens, timeout=240))
+    if stack.tls:
+        tls_checks(stack, step)
 
     def train() -> None:
         [outcome] = stack.console("train(rounds=2)")
@@ -199,11 +324,7 @@ def scenario(stack: Stack, timings: dict[str, float]) -> None:
     def kill_en_mid_round() -> None:
         before = stack.http("GET", "/status")
         victim = stack.victim = stack.containers("en")[0]
-        health = subprocess.run(
-            ["docker", "exec", victim, "python", "-c",
-             "import urllib.request as u; print(u.urlopen('http://127.0.0.1:9080/health').read().decode())"],
-            capture_output=True, text=True, timeout=60)
-        victim_id = json.loads(health.stdout)["node_id"]
+        victim_id = json.loads(stack.exec_python(victim, stack.health_code()))["node_id"]
         stack.http("POST", "/train", {"rounds": 1})
         wait_for("the round to start", lambda: stack.http("GET", "/status").get("state") == "training",
                  timeout=30, interval=0.1)
@@ -247,13 +368,14 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", default=os.environ.get("FC_IMAGE", "fedchain:latest"))
     parser.add_argument("--ens", type=int, default=3)
+    parser.add_argument("--tls", action="store_true", help="over docker-compose.tls.yml (fedchain certs)")
     parser.add_argument("--keep", action="store_true", help="leave the stack up (debugging)")
     args = parser.parse_args(argv)
     if args.ens < 2:
         parser.error("--ens must be at least 2 (one is killed during a round)")
     timings: dict[str, float] = {}
     try:
-        stack = Stack(args.image, args.ens)
+        stack = Stack(args.image, args.ens, tls=args.tls)
     except StepFailed as exc:
         print(f"scenario: {exc}", file=sys.stderr)
         return 1
@@ -270,6 +392,8 @@ def main(argv: list[str]) -> int:
             stack.run(["--profile", "console", "down", "-v", "--remove-orphans"],
                       timeout=300, check=False)
             timings["down -v"] = round(time.monotonic() - start, 1)
+            if stack.certs is not None:
+                shutil.rmtree(stack.certs.parent, ignore_errors=True)
     print(json.dumps({"ok": failed is None, "failed": failed, "seconds": timings}))
     if failed:
         print(f"scenario: FAILED: {failed}", file=sys.stderr)

@@ -7,6 +7,7 @@ connection failed, 2 bad flags or a bad command line, 130 interrupted.
 
 from __future__ import annotations
 
+import ssl
 import sys
 from pathlib import Path
 
@@ -15,9 +16,33 @@ import typer
 DEFAULT_PORT = 9080
 
 
-def _base_url(ip: str, port: int) -> str:
+def _base_url(ip: str, port: int, https: bool = False) -> str:
     host = f"[{ip}]" if ":" in ip and not ip.startswith("[") else ip
-    return f"http://{host}:{port}"
+    return f"{'https' if https else 'http'}://{host}:{port}"
+
+
+def _target(ip: str, port: int, url: str | None, ca: Path | None) -> tuple[str, ssl.SSLContext | bool]:
+    """The base URL and httpx ``verify`` of the node to drive (``--url`` beats --ip/--port).
+
+    ``--ca`` means HTTPS, checked against that CA; an https ``--url`` without it is checked
+    against the system's trust store.
+    """
+    from fedchain.shared.config import ConfigError
+    from fedchain.shared.net.https import client_context
+
+    if url is not None:
+        base = url.rstrip("/")
+        if not base.startswith(("http://", "https://")):
+            raise ConfigError(f"--url {url!r}: give http://HOST:PORT or https://HOST:PORT")
+        if ca is not None and not base.startswith("https://"):
+            raise ConfigError(f"--ca is for HTTPS; --url {url!r} is plain HTTP")
+    else:
+        base = _base_url(ip, port, https=ca is not None)
+    if not base.startswith("https://"):
+        return base, True
+    if ca is not None and not ca.is_file():
+        raise ConfigError(f"--ca {ca}: no such file")
+    return base, client_context(ca)
 
 
 def console(
@@ -41,6 +66,12 @@ def console(
     history: Path | None = typer.Option(
         None, "--history", help="history file (default: $FEDCHAIN_HOME/console_history or ~/.fedchain_history)"
     ),
+    url: str | None = typer.Option(
+        None, "--url", help="base URL of the SN instead of --ip/--port, e.g. https://msn:9080"
+    ),
+    ca: Path | None = typer.Option(
+        None, "--ca", help="CA file (fedchain certs' ca.pem): talk HTTPS, checked against it"
+    ),
 ) -> None:
     """Drive a running network: train(), pause(), save(), eval(), getSN(), getModel(), trainFL(), ..."""
     from fedchain.services.console.client import ControlClient
@@ -57,9 +88,17 @@ def console(
     if token is not None and not token.strip():
         print("fedchain console: error: the API token is empty (--token or FEDCHAIN_API_TOKEN)", file=sys.stderr)
         raise typer.Exit(2)
-    base_url = _base_url(ip, port)
+    from fedchain.shared.config import ConfigError
+
+    try:
+        base_url, verify = _target(ip, port, url, ca)
+    except ConfigError as exc:
+        print(f"fedchain console: error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
     renderer = JsonRenderer() if json_output else RichRenderer()
-    session = Session(lambda: ControlClient(base_url, api_token, timeout), renderer, poll_interval=poll)
+    session = Session(
+        lambda: ControlClient(base_url, api_token, timeout, verify=verify), renderer, poll_interval=poll
+    )
     try:
         if commands:
             code = session.run_script(commands)

@@ -4,6 +4,12 @@ fedchain has no built-in token or password. This command makes them: the SN and 
 tokens, the API token and the two MariaDB passwords of ``docker-compose.yml``. Every
 ``fedchain`` command run in that directory and ``docker compose`` read the file.
 
+It also makes the entry's signing key, ``fedchain-entry.key`` beside the file (PEM, mode
+0600; the compose file mounts it as the msn service's node key), and writes its public key
+as ``FEDCHAIN_LEDGER_ENTRY_KEY``: the ledger then takes a genesis from that key only, and
+the SNs and ENs take only a join reply it signed. An existing key file is kept (even with
+``--force``: a new key would not match the chain's genesis).
+
 - No file at ``--path``: a new one, every setting documented (commented out, at its default)
   below the secrets.
 - A file without any secret set (the repository's documented ``.env``): its secret lines
@@ -25,6 +31,7 @@ import typer
 
 from fedchain.services.cli.run_tokens import new_token
 from fedchain.shared.config import TOKEN_FIELDS, ConfigError, Settings, token_variable
+from fedchain.shared.crypto import NodeKey
 
 DATABASE_SECRETS: dict[str, str] = {
     "FC_MYSQL_PASSWORD": "docker compose: password of the database user `fedchain`",
@@ -37,6 +44,13 @@ TOKEN_DOCS: dict[str, str] = {
 }
 SECRETS: tuple[str, ...] = (*(token_variable(name) for name in TOKEN_FIELDS), *DATABASE_SECRETS)
 """Every variable init-env fills in, in the order it writes them."""
+
+ENTRY_KEY_FILE = "fedchain-entry.key"
+"""The entry's signing key, beside the .env (docker-compose.yml mounts it into msn)."""
+ENTRY_KEY_VARIABLE = token_variable("ledger_entry_key")
+"""Where init-env writes the entry's public key (the ledger's --entry-key)."""
+CONTAINER_UID = 10001
+"""The user the fedchain image runs as (Dockerfile): it must be able to read the key file."""
 
 _LINE = re.compile(r"^(?P<comment>#\s*)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)$")
 
@@ -130,17 +144,39 @@ def init_env(path: Path, force: bool = False) -> list[str]:
             raise ConfigError(f"{path.parent} does not exist")
         lines = template()
     values = {name: new_token() for name in SECRETS}
-    write_private(path, "\n".join(fill_secrets(lines, values)) + "\n")
+    entry = entry_key(path.parent / ENTRY_KEY_FILE)
+    lines = fill_secrets(lines, {**values, ENTRY_KEY_VARIABLE: entry.public_hex})
+    write_private(path, "\n".join(lines) + "\n")
     return list(values)
+
+
+def entry_key(path: Path) -> NodeKey:
+    """The entry's key at ``path``: kept when there, else made (mode 0600, readable by the
+    image's user when this runs as root)."""
+    existed = path.exists()
+    try:
+        key = NodeKey.load_or_create(path)
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"the entry key {path}: {exc}".splitlines()[0]) from None
+    if not existed and os.geteuid() == 0:
+        os.chown(path, CONTAINER_UID, -1)
+    return key
 
 
 def command(
     path: Annotated[Path, typer.Option("--path", help="the .env file to write")] = Path(".env"),
     force: Annotated[bool, typer.Option("--force", help="replace secrets the file already sets")] = False,
 ) -> None:
-    """Write random join tokens, API token and database passwords into a .env (mode 0600)."""
+    """Write random join tokens, API token and database passwords into a .env (mode 0600),
+    and the entry's signing key beside it."""
+    key_file = path.parent / ENTRY_KEY_FILE
+    kept = key_file.exists()
     written = init_env(path, force)
     print(f"wrote {len(written)} random secrets ({', '.join(written)}) to {path} (mode 0600)")
+    print(
+        f"{'kept' if kept else 'made'} the entry's key {key_file} (mode 0600); "
+        f"{ENTRY_KEY_VARIABLE} in {path} names its public key"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from fedchain.services.ledger.store import Ledger
     from fedchain.shared.ledger.audit import Anchors
     from fedchain.shared.ledger.client import LedgerClient
+    from fedchain.shared.ledger.contract import LedgerContract
+    from fedchain.shared.ledger.deep import RoundCheck
     from fedchain.shared.ledger.results import VerifyReport
 
 DEFAULT_GC_AGE_S = 600.0
@@ -93,7 +95,8 @@ def register(app: typer.Typer) -> None:
             serve(
                 settings,
                 announce=lambda line: print(line, flush=True),
-                entry_key=_hex_key(entry_key, "--entry-key"),
+                # the flag, else FEDCHAIN_LEDGER_ENTRY_KEY (environment, .env or --config)
+                entry_key=_hex_key(entry_key or settings.ledger_entry_key, "--entry-key"),
                 blob_quota_bytes=blob_quota_mb * 1024 * 1024,
             )
         except LedgerError as exc:
@@ -113,19 +116,41 @@ def register(app: typer.Typer) -> None:
             help="seconds: keep younger blobs (an upload whose block is on its way)",
         ),
         yes: bool = typer.Option(False, "--yes", help="delete them (default: only list them)"),
+        keep_updates: str | None = typer.Option(
+            None,
+            "--keep-updates",
+            help="all, none or last:N: also remove the update blobs of older rounds "
+            "(default: FEDCHAIN_KEEP_UPDATES, else all)",
+        ),
         config: Path | None = typer.Option(
             None, "--config", help="config file (JSON, YAML or TOML)"
         ),
     ) -> None:
-        """List (or with --yes delete) blobs that no block references."""
+        """List (or with --yes delete) blobs that no block references, and update blobs of
+        rounds older than --keep-updates keeps."""
         from fedchain.shared.ledger.errors import LedgerError, LedgerUnavailable
 
         if blobs is not None and db_url is None:
             _fail("--blobs goes with --db-url (with --state-dir the blobs are in DIR/blobs)", 2)
-        settings = load_settings(config, state_dir=state_dir, db_url=db_url)
+        settings = load_settings(
+            config, state_dir=state_dir, db_url=db_url, keep_updates=keep_updates
+        )
+        policy = settings.keep_updates_policy
         try:
             store = _open_store(settings.state_dir, settings.db_url, blobs)
             try:
+                expired = store.expired_update_blobs(policy)
+                if expired or policy.rounds is not None:
+                    verb = "removing" if yes else "would remove"
+                    print(
+                        f"gc: {verb} {len(expired)} update blobs "
+                        f"({sum(b.size for b in expired)} bytes) of rounds older than "
+                        f"keep-updates {policy} keeps"
+                    )
+                    for b in expired:
+                        print(f"  {b.digest}  {b.size} bytes")
+                    if yes:
+                        print(f"gc: removed {len(store.prune_updates(policy))} update blobs")
                 found = store.unreferenced_blobs(older_than)
                 total = sum(b.size for b in found)
                 verb = "removing" if yes else "would remove"
@@ -174,15 +199,46 @@ def register(app: typer.Typer) -> None:
         config: Path | None = typer.Option(
             None, "--config", help="config file (JSON, YAML or TOML)"
         ),
+        proof: Path | None = typer.Option(
+            None, "--proof", help="check this round inclusion proof file offline, nothing else"
+        ),
+        round_no: int | None = typer.Option(
+            None, "--round", min=1, help="with --node and --api: fetch and check that proof"
+        ),
+        node: str | None = typer.Option(None, "--node", help="EN node id (with --round)"),
+        api: str | None = typer.Option(
+            None, "--api", help="HOST:PORT of the entry's (or an SN's) HTTP API (with --round)"
+        ),
+        deep: bool = typer.Option(
+            False,
+            "--deep",
+            help="also recompute each SN's aggregate and the global model of every round from "
+            "the retained updates, bit for bit",
+        ),
+        require_all: bool = typer.Option(
+            False, "--require-all", help="with --deep: a round whose updates were not retained fails"
+        ),
     ) -> None:
-        """Recompute every hash, link, signature, Merkle root and blob digest of the chain."""
+        """Recompute every hash, link, signature, Merkle root and blob digest of the chain.
+
+        With ``--proof FILE`` (or ``--round R --node ID --api HOST:PORT``) check one EN's
+        inclusion proof instead: its leaf, audit path, block hashes, entry and EN signatures.
+        With ``--deep`` recompute every round from its retained updates too (``--require-all``:
+        a round whose updates were not retained fails).
+        """
         from fedchain.shared.ledger.errors import LedgerError, LedgerUnavailable
+
+        if proof is not None or round_no is not None or node is not None:
+            _verify_proof(proof, round_no, node, api, genesis)
 
         if ledger is not None and (state_dir or db_url or blobs):
             _fail("--ledger cannot be combined with --state-dir, --db-url or --blobs", 2)
         if blobs is not None and db_url is None:
             _fail("--blobs goes with --db-url (with --state-dir the blobs are in DIR/blobs)", 2)
+        if require_all and not deep:
+            _fail("--require-all goes with --deep", 2)
         anchors = _anchors(genesis, entry_key, head)
+        deep_check = _deep_check(require_all) if deep else None
         settings = load_settings(config, state_dir=state_dir, db_url=db_url)
         try:
             if ledger is not None:
@@ -198,14 +254,67 @@ def register(app: typer.Typer) -> None:
                     max_message_mb=settings.max_message_mb,
                 ) as client:
                     report = _verify_remote(client, anchors)
+                    print(report.summary())
+                    deep_ok = report.ok and (deep_check is None or deep_check(client))
             else:
-                report = _verify_local(settings.state_dir, settings.db_url, blobs, anchors)
+                store = _open_store(settings.state_dir, settings.db_url, blobs)
+                try:
+                    report = verify_store(store, anchors)
+                    print(report.summary())
+                    deep_ok = report.ok and (deep_check is None or deep_check(store))
+                finally:
+                    store.close()
         except LedgerUnavailable as exc:
             _fail(str(exc), 3)
         except LedgerError as exc:
             _fail(str(exc), 2)
+        raise typer.Exit(0 if deep_ok else 1)
+
+
+def _verify_proof(
+    path: Path | None, round_no: int | None, node: str | None, api: str | None, genesis: str | None
+) -> None:
+    from fedchain.services.cli.proof_check import (
+        ProofFetchFailed,
+        fetch_proof,
+        proof_verdict,
+        read_proof,
+    )
+
+    if path is not None and (round_no is not None or node is not None or api is not None):
+        _fail("--proof FILE and --round/--node/--api are two ways to give one proof; use one", 2)
+    if path is None and (round_no is None or node is None or api is None):
+        _fail("--round, --node and --api go together (or give --proof FILE)", 2)
+    try:
+        if path is not None:
+            data = read_proof(path)
+        else:
+            assert round_no is not None and node is not None and api is not None
+            data = fetch_proof(api, round_no, node)
+    except ProofFetchFailed as exc:
+        _fail(str(exc), exc.code)
+    ok, line = proof_verdict(data, _hex_key(genesis, "--genesis"))
+    print(line)
+    raise typer.Exit(0 if ok else 1)
+
+
+def _deep_check(require_all: bool) -> Callable[[LedgerContract], bool]:
+    """``--deep``: recompute every round (``shared/ledger/deep.py``) and print what it found."""
+
+    def check(ledger: LedgerContract) -> bool:
+        from fedchain.shared.ledger.deep import MISMATCH, verify_deep
+
+        def show(c: RoundCheck) -> None:
+            if c.status == MISMATCH or sys.stderr.isatty():
+                detail = f" ({c.detail})" if c.detail else ""
+                print(f"deep: height {c.height} round {c.round}: {c.status}{detail}",
+                      file=sys.stderr, flush=True)
+
+        report = verify_deep(ledger, require_all=require_all, progress=show)
         print(report.summary())
-        raise typer.Exit(0 if report.ok else 1)
+        return report.ok
+
+    return check
 
 
 def _anchors(genesis: str | None, entry_key: str | None, head: str | None) -> Anchors:
@@ -245,16 +354,28 @@ def _verify_remote(client: LedgerClient, anchors: Anchors) -> VerifyReport:
 def _open_store(state_dir: Path, db_url: str | None, blobs: Path | None) -> Ledger:
     from fedchain.services.ledger.store import Ledger, default_db_url
 
+    state_dir = ledger_folder(Path(state_dir), has_db_url=db_url is not None)
     if db_url is None:
-        if not (Path(state_dir) / "ledger.db").is_file():
+        if not (state_dir / "ledger.db").is_file():
             raise ConfigError(
-                f"no ledger in {state_dir} (expected {Path(state_dir) / 'ledger.db'})"
+                f"no ledger in {state_dir} (expected {state_dir / 'ledger.db'}, "
+                f"or {state_dir / 'ledger' / 'ledger.db'} for a `fedchain up` state dir)"
             )
         db_url = default_db_url(state_dir)
     blob_dir = blobs if blobs is not None else Path(state_dir) / "blobs"
     if not Path(blob_dir).is_dir():
         raise ConfigError(f"blob folder {blob_dir} does not exist")
     return Ledger(db_url, blob_dir, create=False)
+
+
+def ledger_folder(state_dir: Path, *, has_db_url: bool) -> Path:
+    """The folder holding the ledger's files: ``state_dir`` itself, or its ``ledger/``
+    when ``state_dir`` is the one `fedchain up` used (entry/, sn*/, en*/, ledger/)."""
+    own = (state_dir / "blobs").is_dir() if has_db_url else (state_dir / "ledger.db").is_file()
+    nested = state_dir / "ledger"
+    if not own and ((nested / "ledger.db").is_file() or (has_db_url and (nested / "blobs").is_dir())):
+        return nested
+    return state_dir
 
 
 def verify_store(ledger: Ledger, anchors: Anchors) -> VerifyReport:
@@ -266,12 +387,3 @@ def verify_store(ledger: Ledger, anchors: Anchors) -> VerifyReport:
         return report
     return audit.audit_heads(audit.collect(ledger), report, None, anchors)
 
-
-def _verify_local(
-    state_dir: Path, db_url: str | None, blobs: Path | None, anchors: Anchors
-) -> VerifyReport:
-    ledger = _open_store(state_dir, db_url, blobs)
-    try:
-        return verify_store(ledger, anchors)
-    finally:
-        ledger.close()

@@ -23,7 +23,7 @@ try:  # typer >= 0.20 vendors click; its exceptions are not click's
 except ImportError:  # pragma: no cover - older typer on plain click
     from click import exceptions as cx  # type: ignore[no-redef]
 
-from fedchain.services.cli import console, init_env, ledger, node, simulate, up
+from fedchain.services.cli import certs, console, init_env, ledger, node, simulate, up
 from fedchain.shared import processes
 from fedchain.shared.config import ConfigError
 
@@ -47,7 +47,7 @@ def _startup(
         processes.watch_parent(watch_parent)
 
 
-for module in (simulate, ledger, node, up, console, init_env):
+for module in (simulate, ledger, node, up, console, init_env, certs):
     module.register(app)
 
 

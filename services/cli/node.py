@@ -116,6 +116,15 @@ def node(
         None, help="experiment, EN only: send poisoned updates: sign-flip, scale:λ, gaussian:σ, "
         "label-flip or nan (off by default; FEDCHAIN_ATTACK)",
     ),
+    entry_key: str | None = typer.Option(
+        None, help="SN/EN: the entry's public key (hex); the join reply must be signed by it"
+    ),
+    node_key: Path | None = typer.Option(None, help="this node's key file (default STATE_DIR/node.key)"),
+    tls_ca_key: Path | None = typer.Option(
+        None, help="entry: the CA key (fedchain certs) that issues each node a certificate at join"
+    ),
+    http_tls_cert: Path | None = typer.Option(None, help="PEM certificate: serve the HTTP API over HTTPS"),
+    http_tls_key: Path | None = typer.Option(None, help="PEM key of --http-tls-cert"),
 ) -> None:
     """Run a super node (SN; the entry with -z) or an edge node (EN) until SIGTERM/Ctrl-C."""
     flags: dict[str, Any] = dict(
@@ -123,7 +132,8 @@ def node(
         advertise_host=advertise_host, ledger=ledger, db_url=db_url, state_dir=state_dir,
         quorum=quorum, round_timeout=round_timeout, heartbeat_interval=heartbeat_interval,
         heartbeat_timeout=heartbeat_timeout, max_message_mb=max_message_mb, tls_cert=tls_cert,
-        tls_key=tls_key, tls_ca=tls_ca, attack=attack, **learning,
+        tls_key=tls_key, tls_ca=tls_ca, attack=attack, entry_key=entry_key, node_key=node_key,
+        tls_ca_key=tls_ca_key, http_tls_cert=http_tls_cert, http_tls_key=http_tls_key, **learning,
     )
     settings = load_settings(config, **flags)
     if settings.nt is None:
@@ -139,8 +149,10 @@ def node(
     if settings.effective_http_port == settings.port:
         raise ConfigError("--http-port must differ from --port")
     from fedchain.shared.net.grpc_util import NetConfig, parse_address
+    from fedchain.shared.net.https import HttpTls
 
     NetConfig.from_settings(settings)  # TLS files exist and come in pairs
+    HttpTls.from_settings(settings)  # so do the HTTPS ones
     if settings.entry:
         parse_address(settings.entry, "--entry")
     if settings.ledger:

@@ -9,6 +9,9 @@ child watches `up` and stops within seconds if `up` itself is killed. With --kee
 network stays up for the console; the children's pids and ports are recorded in
 ``<state-dir>/network.json`` and `fedchain down` stops them, together with any node or
 ledger found running on a state dir inside --state-dir (one restarted by hand, say).
+With --tls the run is TLS end to end: `fedchain certs` into ``<state-dir>/certs`` (reused
+on the next run), mutual TLS on every gRPC hop with each node enrolled at join, and HTTPS
+on every HTTP API; `up` says where the CA is (the console's ``--ca``).
 """
 
 from __future__ import annotations
@@ -34,11 +37,18 @@ from fedchain.shared.config import (
     load_settings,
     settings_to_flags,
 )
+from fedchain.shared.node.process import load_key
 
 UP_DEFAULTS: dict[str, Any] = {"local_epochs": 1, "lr": 0.05}
 START_TIMEOUT = 180.0
+STATUS_POLL_S = 0.1
+"""How often `up` asks the entry's /status while it waits for nodes to join (a local GET)."""
 NETWORK_FILE = "network.json"
 STOP_GRACE = 15.0
+
+
+ACTIVE_TRAINING = frozenset({"training", "pausing"})
+"""Entry states in which a run is in progress (`up` adopts it rather than starting another)."""
 
 
 class Interrupted(KeyboardInterrupt):
@@ -119,7 +129,7 @@ def _child_env(settings: Settings) -> dict[str, str]:
     )
     env.setdefault("FEDCHAIN_TORCH_THREADS", "1")
     env.pop("FEDCHAIN_ATTACK", None)  # only the ENs `up --attackers` names attack
-    for name in ("tls_cert", "tls_key", "tls_ca"):
+    for name in ("tls_cert", "tls_key", "tls_ca", "http_tls_cert", "http_tls_key"):
         value = getattr(settings, name)
         if value is not None:
             env[f"FEDCHAIN_{name.upper()}"] = str(Path(value).resolve())
@@ -140,6 +150,28 @@ def _attack_option(attackers: int, attack: str | None, ens: int) -> str | None:
     return str(parse_attack(attack))
 
 
+CERTS_DIR = "certs"
+"""Where ``up --tls`` keeps the run's CA and certificates, inside the state dir."""
+
+
+def tls_certs(state_dir: Path) -> Path:
+    """The CA and certificates of ``up --tls`` in ``state_dir/certs``: made once, then reused."""
+    from fedchain.services.cli.certs import FILES, make_certs
+
+    out = state_dir / CERTS_DIR
+    if not all((out / name).is_file() for name in FILES):
+        make_certs(out, ("localhost", "127.0.0.1"))  # refuses to replace part of a set
+    return out
+
+
+def with_tls(settings: Settings, certs: Path) -> Settings:
+    """``settings`` with mutual TLS on gRPC (enrollment at join) and HTTPS on every API."""
+    return settings.model_copy(update={
+        "tls_ca": certs / "ca.pem", "tls_cert": certs / "enroll.pem", "tls_key": certs / "enroll.key",
+        "http_tls_cert": certs / "http.pem", "http_tls_key": certs / "http.key",
+    })
+
+
 def _fl_flags(settings: Settings) -> list[str]:
     """The federation's settings as flags for the entry child (it sends them to every node)."""
     return settings_to_flags(settings, FEDERATION_FIELDS)
@@ -150,18 +182,23 @@ class UpRun:
 
     def __init__(
         self, settings: Settings, sns: int, ens: int, rounds: int, keep: bool,
-        attackers: int = 0, attack: str | None = None,
+        attackers: int = 0, attack: str | None = None, certs: Path | None = None,
     ) -> None:
         from rich.console import Console
 
         self.settings = settings
+        self.certs = certs  # --tls: the folder of fedchain certs' files
         self.sns, self.ens, self.rounds, self.keep = sns, ens, rounds, keep
         self.attackers, self.attack = attackers, attack
         self.state_dir = Path(settings.state_dir).resolve()
         self.console = Console(highlight=False, soft_wrap=True)
         self.group = processes.ProcessGroup(self.state_dir / "logs", env=_child_env(settings),
                                             new_session=True)
-        self.entry_http = f"http://127.0.0.1:{settings.effective_http_port}"
+        from fedchain.shared.net.https import HttpClientTls
+
+        self.http = HttpClientTls.from_settings(settings)
+        self.verify = self.http.verify()
+        self.entry_http = self.http.url(f"127.0.0.1:{settings.effective_http_port}")
         self.headers = {"Authorization": f"Bearer {settings.api_token.get_secret_value()}"}
 
     def _start(
@@ -176,7 +213,8 @@ class UpRun:
     def _wait_healthy(self, child: processes.Child) -> None:
         self.check_alive()
         try:
-            self.group.wait_healthy(child, START_TIMEOUT)
+            url = f"{self.http.url(f'127.0.0.1:{child.http_port}')}/health"
+            self.group.wait_healthy(child, START_TIMEOUT, url=url, verify=self.verify, interval=STATUS_POLL_S)
         except (processes.ChildExited, processes.NotHealthy) as exc:
             raise ConfigError(str(exc)) from None
 
@@ -193,12 +231,25 @@ class UpRun:
         lport, lhttp = free_port(), free_port()
         say = self.console.print
         db = s.db_url or f"sqlite:///{sd / 'ledger' / 'ledger.db'}"
-        ledger_args = ["ledger", "--state-dir", str(sd / "ledger"), "--port", str(lport), "--http-port", str(lhttp)]
+        # the entry's key is made first: the ledger takes a genesis only from it, SNs and ENs
+        # take a join reply only signed by it
+        entry_key = load_key(s.model_copy(update={"state_dir": sd / "entry", "node_key": None})).public_hex
+        pin = ["--entry-key", entry_key]
+        ledger_args = ["ledger", "--state-dir", str(sd / "ledger"), "--port", str(lport), "--http-port", str(lhttp),
+                       *pin]
         # the database URL may hold a password: it goes by environment, never on a command line
         ledger_env = {**_child_env(s), "FEDCHAIN_DB_URL": s.db_url} if s.db_url else None
+        entry_tls: list[str] = []
         say(f"[bold]fedchain up[/]: {self.sns} SNs, {self.ens} ENs, {self.rounds} rounds of {s.algorithm} "
             f"on {s.dataset} (state in {sd})")
         say(f"  tokens      {write_tokens(sd, s)} (mode 0600; FEDCHAIN_API_TOKEN there drives the console)")
+        if self.certs is not None:
+            certs = self.certs.resolve()
+            ledger_env = {**(ledger_env or _child_env(s)), "FEDCHAIN_TLS_CERT": str(certs / "ledger.pem"),
+                          "FEDCHAIN_TLS_KEY": str(certs / "ledger.key")}
+            entry_tls = ["--tls-ca-key", str(certs / "ca.key")]  # the entry enrolls every node
+            say(f"  TLS         CA {certs / 'ca.pem'} (mutual TLS on gRPC, HTTPS APIs; "
+                f"fedchain console --ca {certs / 'ca.pem'})")
         ledger = self._start("ledger", ledger_args, lport, lhttp, env=ledger_env)
         self._wait_healthy(ledger)
         say(f"  ledger      127.0.0.1:{lport}  ({_redact(db)})")
@@ -206,9 +257,12 @@ class UpRun:
         entry = self._start(
             "entry",
             ["node", "--nt", "SN", "-z", "--port", str(s.port), "--http-port", str(s.effective_http_port),
-             "--ledger", f"127.0.0.1:{lport}", "--state-dir", str(sd / "entry"), *common, *_fl_flags(s)],
+             "--ledger", f"127.0.0.1:{lport}", "--state-dir", str(sd / "entry"), *common, *entry_tls,
+             *_fl_flags(s)],
             s.port, s.effective_http_port,
         )
+        # nodes start once the entry is healthy: its gRPC port answers joins before genesis is
+        # written, and a join answered then names no chain (the node refuses the entry)
         self._wait_healthy(entry)
         say(f"  entry M-SN  127.0.0.1:{s.port}  (HTTP {s.effective_http_port})")
         entry_addr = f"127.0.0.1:{s.port}"
@@ -217,7 +271,7 @@ class UpRun:
             self._start(
                 f"sn-{i}",
                 ["node", "--nt", "SN", "--entry", entry_addr, "--port", str(g), "--http-port", str(h),
-                 "--state-dir", str(sd / f"sn-{i}"), *common],
+                 "--state-dir", str(sd / f"sn-{i}"), *common, *pin],
                 g, h,
             )
         if self.sns:
@@ -232,7 +286,7 @@ class UpRun:
             self._start(
                 f"en-{i}",
                 ["node", "--nt", "EN", "--entry", entry_addr, "--port", str(g), "--http-port", str(h),
-                 "--state-dir", str(sd / f"en-{i}"), *common, *poison],
+                 "--state-dir", str(sd / f"en-{i}"), *common, *pin, *poison],
                 g, h,
             )
         self._wait_status(lambda st: st["ens"] >= self.ens, f"{self.ens} edge nodes to load their data and join")
@@ -241,7 +295,7 @@ class UpRun:
     def _get(self, path: str, **kw: Any) -> Any:
         import httpx
 
-        r = httpx.get(self.entry_http + path, timeout=30, **kw)
+        r = httpx.get(self.entry_http + path, timeout=30, verify=self.verify, **kw)
         if r.status_code >= 400:
             raise ConfigError(f"GET {path}: {r.json().get('detail', r.text)}")
         return r.json()
@@ -249,7 +303,8 @@ class UpRun:
     def _post(self, path: str, body: dict[str, Any]) -> Any:
         import httpx
 
-        r = httpx.post(self.entry_http + path, json=body, headers=self.headers, timeout=120)
+        r = httpx.post(self.entry_http + path, json=body, headers=self.headers, timeout=120,
+                       verify=self.verify)
         if r.status_code >= 400:
             raise ConfigError(f"POST {path}: {r.json().get('detail', r.text)}")
         return r.json()
@@ -266,18 +321,49 @@ class UpRun:
                     return st
             except httpx.HTTPError:
                 pass
-            time.sleep(0.3)
+            time.sleep(STATUS_POLL_S)
         raise ConfigError(f"timed out after {timeout:.0f} s waiting for {what}; logs are in {self.state_dir / 'logs'}")
+
+    def _start_or_adopt(self) -> tuple[int, int]:
+        """Start ``--rounds`` rounds, or adopt the training the entry is already running.
+
+        On a state dir whose last run was cut off the entry resumes that run's training by
+        itself, and a ``train()`` from a console may arrive while `up` starts: either way `up`
+        follows the run in progress to its target instead of refusing itself.
+        """
+        st = self._get("/status")
+        if st["state"] not in ACTIVE_TRAINING:
+            reply = self._post_or_conflict("/train", {"rounds": self.rounds, "algorithm": self.settings.algorithm})
+            if reply is not None:
+                first, target = int(reply["start_round"]), int(reply["target_round"])
+                self.console.print(f"training rounds {first}..{target}")
+                return first, target
+            st = self._get("/status")
+        first, target = int(st["round"]) + 1, int(st["target_round"])
+        self.console.print(
+            f"training rounds {first}..{target}: adopted the training already running on this state dir "
+            "(a cut-off run resumed, or a train() sent while up started)"
+        )
+        return first, target
+
+    def _post_or_conflict(self, path: str, body: dict[str, Any]) -> Any:
+        """POST, or None when the entry answers 409 (training already running)."""
+        import httpx
+
+        r = httpx.post(self.entry_http + path, json=body, headers=self.headers, timeout=120)
+        if r.status_code == 409:
+            return None
+        if r.status_code >= 400:
+            raise ConfigError(f"POST {path}: {r.json().get('detail', r.text)}")
+        return r.json()
 
     def train(self) -> None:
         from rich.table import Table
 
-        started = self._post("/train", {"rounds": self.rounds, "algorithm": self.settings.algorithm})
-        first, target = started["start_round"], started["target_round"]
-        self.console.print(f"training rounds {first}..{target}")
+        first, target = self._start_or_adopt()
         shown: set[int] = set()
         t0 = time.monotonic()
-        budget = (self.settings.round_timeout + 60) * self.rounds
+        budget = (self.settings.round_timeout + 60) * max(1, target - first + 1)
         table = Table("round", "accuracy", "loss", "participants", "rejected", "height", "seconds")
         while True:
             self.check_alive()
@@ -357,6 +443,11 @@ def up(
     ),
     attack: str | None = typer.Option(
         None, help="experiment: sign-flip, scale:λ, gaussian:σ, label-flip or nan (needs --attackers)"
+
+    ),
+    tls: bool = typer.Option(
+        False, "--tls",
+        help="mutual TLS on gRPC and HTTPS APIs, with certificates from fedchain certs in STATE_DIR/certs",
     ),
 ) -> None:
     """Start a whole local federation, train, verify the chain, and stop (or --keep it running)."""
@@ -379,11 +470,14 @@ def up(
     sd = Path(settings.state_dir).resolve()
     if running_nodes(sd):
         raise ConfigError(f"a network is already running from {sd}; stop it with: fedchain down --state-dir {sd}")
+    certs = tls_certs(sd) if tls else None
+    if certs is not None:
+        settings = with_tls(settings, certs)
     for p in (settings.port, settings.effective_http_port):
         if not processes.port_is_free(p):
             raise ConfigError(f"port {p} is in use; stop what uses it or pass --port")
     handle_stop_signals()
-    run = UpRun(settings, sns, ens, settings.rounds, keep, attackers, attack)
+    run = UpRun(settings, sns, ens, settings.rounds, keep, attackers, attack, certs)
     code = 0
     try:
         run.start()
@@ -399,9 +493,10 @@ def up(
         run.keep = False
     finally:
         if run.keep:
+            ca = f" --ca {(certs / 'ca.pem').resolve()}" if certs is not None else ""
             run.console.print(
                 "\nthe network is up. Connect:  fedchain console --ip 127.0.0.1 "
-                f"--port {settings.effective_http_port}\n"
+                f"--port {settings.effective_http_port}{ca}\n"
                 f"Stop it:     fedchain down --state-dir {sd}\nLogs:        {sd / 'logs'}"
             )
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import ssl
 import tempfile
 from pathlib import Path
 from typing import Any, Self, TypeVar
@@ -29,6 +30,7 @@ from fedchain.shared.control_api import (
     Health,
     NodeStatus,
     PauseResult,
+    RoundEvidence,
     RoundSummary,
     SaveResult,
     SuperNodeInfo,
@@ -78,14 +80,16 @@ class ControlClient:
         token: str,
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._http = httpx.Client(
             base_url=self.base_url,
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            headers={"Accept": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
             timeout=httpx.Timeout(timeout),
             transport=transport,
+            verify=verify,
             follow_redirects=True,
         )
 
@@ -105,6 +109,11 @@ class ControlClient:
         if isinstance(exc, httpx.TimeoutException):
             return ConnectError(
                 f"{self.base_url} did not answer {method} {path} within {self.timeout:g} s (--timeout)"
+            )
+        if isinstance(exc, httpx.ConnectError) and "SSL" in str(exc):
+            return ConnectError(
+                f"TLS with {self.base_url} failed: {_one_line(str(exc))} "
+                "(--ca: the CA of the network's certificates, e.g. fedchain certs' ca.pem)"
             )
         if isinstance(exc, httpx.ConnectError):
             return ConnectError(
@@ -229,6 +238,10 @@ class ControlClient:
     def verify(self) -> VerifyResult:
         """GET /verify: recompute the chain from its rows."""
         return self._get(VerifyResult, "/verify")
+
+    def round_evidence(self, round_no: int) -> RoundEvidence:
+        """GET /rounds/{r}: what round ``round_no``'s block attests."""
+        return self._get(RoundEvidence, f"/rounds/{round_no}")
 
     def chain_model_digest(self, version: int) -> str:
         """The digest the chain records for model ``version`` (genesis for 0, else its round block)."""

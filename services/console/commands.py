@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fedchain.services.console.errors import ConsoleError
 from fedchain.services.console.spec import Command, CommandContext, CommandTable, Outcome, Param
-from fedchain.shared.control_api import TrainStarted
+from fedchain.shared.control_api import TrainStarted, VerifiedChain
 
 ALGORITHMS = ("fedper", "fedavg")
 MAX_BLOCKS = 1000  # the control API's /blocks limit
@@ -99,7 +99,9 @@ def _verify(ctx: CommandContext) -> Outcome:
             f"chain verification FAILED{where}: {result.reason or 'no reason given'} "
             f"({result.checked} blocks checked)"
         )
-    return Outcome("verify", result)
+    rounds = ctx.client.rounds()
+    last = ctx.client.round_evidence(rounds[-1].round) if rounds else None
+    return Outcome("verify", VerifiedChain(**result.model_dump(), last_round=last))
 
 
 def _quit(ctx: CommandContext) -> Outcome:
@@ -175,7 +177,10 @@ def build_table() -> CommandTable:
             ),
             example="blocks(n=5)",
         ),
-        Command("verify", "recompute and check the whole chain", _verify),
+        Command(
+            "verify", "recompute and check the whole chain; show the newest round's evidence",
+            _verify,
+        ),
         Command(
             "help",
             "list the commands, or describe one: help(train)",

@@ -20,11 +20,14 @@ from fedchain.shared.control_api import (
     BlockInfo,
     EvalResult,
     NodeStatus,
+    ParticipantEvidence,
     PauseResult,
+    RoundEvidence,
     RoundSummary,
     SaveResult,
     SuperNodeInfo,
     TrainStarted,
+    VerifiedChain,
     VerifyResult,
 )
 
@@ -106,6 +109,48 @@ def rounds_table(rounds: list[RoundSummary], title: str | None = None) -> Table:
             num(r.seconds, 3),
         )
     return table
+
+
+def evidence_table(
+    title: str, participants: list[ParticipantEvidence], decisions: list[Mapping[str, Any]]
+) -> Table:
+    """A round's evidence: each participant's signed row (leaf, node, SN, digest, samples,
+    signature), then what aggregation decided about whom."""
+    table = Table(title=title, title_justify="left")
+    for column in ("leaf", "node", "SN", "update", "samples", "EN signature"):
+        table.add_column(column, justify="right" if column in ("leaf", "samples") else "left",
+                         no_wrap=True)
+    for p in participants:
+        table.add_row(str(p.leaf_index), p.node_id, p.parent_sn, short(p.update_digest, 12),
+                      str(p.samples), short(p.signature, 12))
+    for d in decisions:
+        table.add_row("", str(d.get("node_id", "")), str(d.get("by", "")),
+                      Text(str(d.get("action", "")), style="yellow"), "",
+                      str(d.get("reason", ""))[:60])
+    return table
+
+
+def _block_evidence(payload: Mapping[str, Any], height: int) -> Table | None:
+    rows = payload.get("participants")
+    if not isinstance(rows, list) or not rows:
+        return None
+    try:
+        participants = [ParticipantEvidence(**row, leaf_index=i) for i, row in enumerate(rows)]
+    except (TypeError, ValueError):
+        return None
+    decisions = [d for d in payload.get("decisions", []) if isinstance(d, Mapping)]
+    root = short(str(payload.get("merkle_root")), 12)
+    title = f"round {payload.get('round')} (height {height}), Merkle root {root}"
+    return evidence_table(title, participants, decisions)
+
+
+def _round_evidence_table(ev: RoundEvidence) -> Table:
+    title = (
+        f"round {ev.round} (height {ev.height}, block {short(ev.block_hash, 12)}): "
+        f"{len(ev.participants)} signed updates from {len(ev.manifests)} signed SN manifests, "
+        f"Merkle root {short(ev.merkle_root, 12)}"
+    )
+    return evidence_table(title, ev.participants, [d.model_dump() for d in ev.decisions])
 
 
 def status_line(status: NodeStatus) -> str:
@@ -320,10 +365,18 @@ class RichRenderer:
                 payload_summary(b.payload),
             )
         self.out.print(table)
+        for b in blocks:
+            if b.kind == "round":
+                evidence = _block_evidence(b.payload, b.height)
+                if evidence is not None:
+                    self.out.print(evidence)
 
     def _show_verify(self, outcome: Outcome) -> None:
         d: VerifyResult = outcome.data
         self._line(f"chain OK: {d.checked} blocks checked, tip at height {d.height}", "green")
+        last = d.last_round if isinstance(d, VerifiedChain) else None
+        if last is not None:
+            self.out.print(_round_evidence_table(last))
 
     def _show_quit(self, outcome: Outcome) -> None:
         return None

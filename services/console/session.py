@@ -79,7 +79,13 @@ class Session:
     def follow_training(self, start: TrainStarted, prev_round: int, timeout: float | None) -> Outcome:
         """Follow a run just started with the renderer's training view."""
         return follow_training(
-            self.client, self.renderer.training_view, start, prev_round, timeout, poll_interval=self.poll_interval
+            self.client,
+            self.renderer.training_view,
+            start,
+            prev_round,
+            timeout,
+            poll_interval=self.poll_interval,
+            notice=self.renderer.notice,
         )
 
     def run_line(self, text: str) -> LineResult:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fedchain.services.en.edge import EdgeNode
 from fedchain.shared.control_api import Health, NodeStatus
+from fedchain.shared.net.http_docs import METRICS_RESPONSES, documented_app
 from fedchain.shared.node.metrics import NodeMetrics
 
 NOT_ON_EN = "this is an edge node (EN): point the console or API client at a super node (SN) instead"
@@ -15,7 +16,7 @@ NOT_ON_EN = "this is an edge node (EN): point the console or API client at a sup
 
 def build_app(en: EdgeNode, metrics: NodeMetrics) -> FastAPI:
     """The FastAPI app of an EN."""
-    app = FastAPI(title="fedchain edge node", version="1")
+    app = documented_app("fedchain edge node", "An EN answers /health, /status and /metrics only.")
 
     @app.get("/health", response_model=Health)
     def health() -> Health:
@@ -25,7 +26,7 @@ def build_app(en: EdgeNode, metrics: NodeMetrics) -> FastAPI:
     def status() -> NodeStatus:
         return en.status()
 
-    @app.get("/metrics", response_class=PlainTextResponse)
+    @app.get("/metrics", response_class=Response, responses=METRICS_RESPONSES)
     def prom() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -6,7 +6,8 @@ through the entry, which assigns another SN.
 
 At join the EN learns the chain id and the entry's key (kept in its state dir); it acts on
 an ``OpenRound`` or ``Evaluate`` only when the entry signed it (its SN relays the entry's
-request unchanged), and it signs its heartbeats and its update headers.
+request unchanged), and it signs its heartbeats, its update headers and its evaluation
+answers.
 
 For experiments an EN can attack (``--attack`` / ``FEDCHAIN_ATTACK``, off by default): it
 then poisons its own data or updates with the FL core's ``AttackPlan``, as a simulation's
@@ -30,10 +31,11 @@ from fedchain.shared.control_api import NodeStatus, node_status
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.limits import chunk_bytes, message_bytes
 from fedchain.shared.net.federation import apply_fl_config
-from fedchain.shared.net.signing import update_fields
+from fedchain.shared.net.signing import evaluation_fields, update_fields
 from fedchain.shared.net.statements import Domain, sign
-from fedchain.shared.net.streams import join_model_chunks, update_parts
+from fedchain.shared.net.streams import fetch_model, join_model_chunks, update_parts
 from fedchain.shared.node.entry_requests import EntryRequests
+from fedchain.shared.node.heads import HeadKeeper, proofs_from_entry
 from fedchain.shared.node.heartbeats import (
     Beat,
     HeartbeatCounter,
@@ -41,7 +43,7 @@ from fedchain.shared.node.heartbeats import (
     RejoinAfter,
     signed_heartbeat,
 )
-from fedchain.shared.node.joining import Joiner, join_token_for
+from fedchain.shared.node.joining import Joiner, entry_key_of, join_token_for
 from fedchain.shared.node.peers import Peers
 from fedchain.shared.node.trust import EntryTrust, TrustStore
 from fedchain.shared.rpc import node_pb2 as pb
@@ -95,10 +97,15 @@ class EdgeNode:
         self.joiner = Joiner(
             peers, key, role="EN", entry=settings.entry, token=join_token_for("EN", settings),
             address=address, http_address=http_address, stop=self._stop,
-            trust=TrustStore(self.state_dir),
+            trust=TrustStore(self.state_dir), entry_key=entry_key_of(settings),
+            tls=getattr(peers, "tls", None),
         )
         self.trust: EntryTrust | None = None
         self.requests = EntryRequests(lambda: self.trust)
+        self.heads = HeadKeeper(
+            self.state_dir, proofs_from_entry(lambda: self.peers.stub(settings.entry or ""))
+        )
+        """The highest signed tree head seen: a round on a chain that does not extend it is refused."""
         self._counter = HeartbeatCounter()
         self.partition_size = 0
         self._last_algorithm: str = settings.algorithm
@@ -253,8 +260,10 @@ class EdgeNode:
 
     # ------------------------------------------------------------ rounds
     def _fetch_global(self, version: int, model_digest: str) -> dict:
-        stream = self.peers.stub(self.sn_address).FetchModel(
-            pb.FetchModelRequest(version=version, digest=model_digest), timeout=120
+        stream = fetch_model(
+            self.peers.channel(self.sn_address),
+            pb.FetchModelRequest(version=version, digest=model_digest),
+            timeout=120,
         )
         data = join_model_chunks(stream, self.max_bytes, model_digest or None)
         return decode(data, max_bytes=self.max_bytes)
@@ -268,7 +277,7 @@ class EdgeNode:
             return pb.OpenRoundReply(ok=False, message="edge node is still starting")
         if self._stop.is_set():
             return pb.OpenRoundReply(ok=False, message="edge node is shutting down")
-        self.requests.open_round(req, self.sn_node_id, self.node_id)
+        self.requests.open_round(req, self.sn_node_id, self.node_id, heads=self.heads)
         worker = threading.Thread(target=self._train, args=(req,), name=f"en-round-{req.round}", daemon=True)
         self._workers = [w for w in self._workers if w.is_alive()] + [worker]
         worker.start()
@@ -334,17 +343,18 @@ class EdgeNode:
             client.set_shared({k: global_state[k] for k in client.shared_keys})
             result = client.evaluate()
         self.last_accuracy = result.accuracy
-        return pb.EvaluateReply(
-            clients=[
-                pb.ClientEval(
-                    node_id=self.node_id,
-                    correct=int(result.correct),
-                    total=int(result.total),
-                    loss=float(result.loss),
-                    partition_index=self.partition_index,
-                )
-            ]
+        answer = pb.ClientEval(
+            node_id=self.node_id,
+            correct=int(result.correct),
+            total=int(result.total),
+            loss=float(result.loss),
+            partition_index=self.partition_index,
         )
+        # signed over the entry's request it answers: the entry checks it against this EN's key
+        answer.signature = sign(
+            self.key, Domain.EVALUATION, self.chain_id, evaluation_fields(answer, req)
+        )
+        return pb.EvaluateReply(clients=[answer])
 
     def status(self) -> NodeStatus:
         """The /status answer of an EN (``model_version``: the version it last trained from)."""
@@ -361,4 +371,5 @@ class EdgeNode:
             sn=self.sn_node_id,
             accuracy=self.last_accuracy,
             attack=self.attack,
+            **self.heads.status(),
         )

@@ -12,6 +12,9 @@ from fedchain.services.en.servicer import EdgeServicer
 from fedchain.shared.config import Settings
 from fedchain.shared.net.grpc_util import NetConfig, make_server, parse_address
 from fedchain.shared.net.http_server import HttpServer
+from fedchain.shared.net.https import HttpTls
+from fedchain.shared.net.ports import check_free
+from fedchain.shared.net.tls import tls_hosts
 from fedchain.shared.node.joining import JoinCancelled
 from fedchain.shared.node.metrics import NodeMetrics
 from fedchain.shared.node.peers import Peers
@@ -31,17 +34,22 @@ def run_edge_node(settings: Settings) -> None:
     if not settings.entry:
         raise ConfigError("an edge node needs --entry HOST:PORT of the entry super node")
     parse_address(settings.entry, "--entry")
-    net = NetConfig.from_settings(settings)
-    server = make_server(net, settings.host, settings.port, workers=8)  # fails first if the port is taken
+    check_free(settings.host, settings.port, "--port")  # before the node key is created
+    check_free(settings.host, settings.effective_http_port, "--http-port")
     key = load_key(settings)
     address, http_address = node_addresses(settings)
+    net = NetConfig.from_settings(settings, node_key=key, hosts=tls_hosts(address, http_address))
+    server = make_server(net, settings.host, settings.port, workers=8)  # fails first if the port is taken
     peers = Peers(net)
     stop = StopFlag()
     en = EdgeNode(settings, key, peers, address=address, http_address=http_address, stop=stop.event)
     metrics = NodeMetrics("EN")
     metrics.gauge("fedchain_last_round", "Last round this EN trained", lambda: en.last_round)
     node_pb2_grpc.add_NodeServicer_to_server(EdgeServicer(en), server)
-    http = HttpServer(build_app(en, metrics), settings.host, settings.effective_http_port)
+    http = HttpServer(
+        build_app(en, metrics), settings.host, settings.effective_http_port,
+        tls=HttpTls.from_settings(settings),
+    )
     server.start()
     http.start()
     try:

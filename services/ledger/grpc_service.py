@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -18,8 +19,10 @@ import grpc
 from fedchain.services.ledger.blobs import check_digest
 from fedchain.services.ledger.metrics import LedgerMetrics
 from fedchain.services.ledger.store import Ledger
+from fedchain.shared.chain.payloads import BlockKind
 from fedchain.shared.ledger.contract import MAX_RANGE
 from fedchain.shared.ledger.errors import InvalidBlob, LedgerError, NotFound, TooLarge
+from fedchain.shared.ledger.retention import KEEP_ALL, KeepUpdates
 from fedchain.shared.ledger.uploads import UploadHeader
 from fedchain.shared.ledger.wire import (
     ERROR_METADATA,
@@ -33,6 +36,8 @@ from fedchain.shared.net.streams import StreamRefused, blob_chunks, join_blob_ch
 from fedchain.shared.rpc import ledger_pb2, ledger_pb2_grpc
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+log = logging.getLogger("fedchain.ledger")
 
 
 def _abort(context: grpc.ServicerContext, exc: LedgerError, metrics: LedgerMetrics) -> None:
@@ -67,10 +72,18 @@ def _streaming(method: F) -> F:
 class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
     """Serves one Ledger; blobs stream in chunks of ``chunk_bytes``."""
 
-    def __init__(self, ledger: Ledger, metrics: LedgerMetrics, chunk_bytes: int) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        metrics: LedgerMetrics,
+        chunk_bytes: int,
+        keep_updates: KeepUpdates = KEEP_ALL,
+    ) -> None:
         self.ledger = ledger
         self.metrics = metrics
         self.chunk_bytes = chunk_bytes
+        self.keep_updates = keep_updates
+        """After each new round block, update blobs of older rounds than this keeps go."""
 
     @_unary
     def Append(
@@ -81,8 +94,22 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
         stored = self.ledger.append(block)
         if stored.height > before:
             self.metrics.appends.inc()
+            if stored.kind == BlockKind.ROUND:
+                self._prune_updates()
         self.metrics.height.set(max(stored.height, before))
         return ledger_pb2.AppendReply(block=block_to_proto(stored))
+
+    def _prune_updates(self) -> None:
+        """Retention ``last:N``: remove the update blobs of rounds it no longer keeps."""
+        if self.keep_updates.rounds is None:
+            return
+        try:
+            removed = self.ledger.prune_updates(self.keep_updates)
+        except LedgerError as exc:  # the block is stored; the next round block retries
+            log.warning("could not remove expired update blobs: %s", exc)
+            return
+        if removed:
+            log.info("removed %d update blobs (keep_updates %s)", len(removed), self.keep_updates)
 
     @_unary
     def Tip(
@@ -196,6 +223,8 @@ class LedgerServicer(ledger_pb2_grpc.LedgerServicer):
             update_digest=proof.update_digest,
             path=proof.path,
             root=proof.root,
+            node_id=proof.node_id,
+            samples=proof.samples,
         )
 
     @_unary

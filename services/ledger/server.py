@@ -21,6 +21,8 @@ from fedchain.shared.config import ConfigError, Settings
 from fedchain.shared.limits import chunk_bytes
 from fedchain.shared.net.grpc_util import NetConfig, make_server
 from fedchain.shared.net.http_server import HttpServer
+from fedchain.shared.net.https import HttpTls, scheme
+from fedchain.shared.net.ports import check_free
 from fedchain.shared.rpc import ledger_pb2_grpc
 
 
@@ -43,7 +45,8 @@ class LedgerService:
     @property
     def http_url(self) -> str:
         """Base URL of the HTTP listener."""
-        return f"http://{self.settings.host}:{self.settings.effective_http_port}"
+        tls = HttpTls.from_settings(self.settings)
+        return f"{scheme(tls)}://{self.settings.host}:{self.settings.effective_http_port}"
 
     def start(self) -> None:
         """Bind both listeners and start serving (ConfigError if a port is taken)."""
@@ -52,13 +55,17 @@ class LedgerService:
             create_app(self.ledger, self.metrics),
             self.settings.host,
             self.settings.effective_http_port,
+            tls=HttpTls.from_settings(self.settings),
         )
         try:
             server = make_server(net, self.settings.host, self.settings.port)
         except ConfigError:
             http.sock.close()
             raise
-        servicer = LedgerServicer(self.ledger, self.metrics, chunk_bytes(self.settings))
+        servicer = LedgerServicer(
+            self.ledger, self.metrics, chunk_bytes(self.settings),
+            self.settings.keep_updates_policy,
+        )
         ledger_pb2_grpc.add_LedgerServicer_to_server(servicer, server)
         server.start()
         self._grpc = server
@@ -94,6 +101,8 @@ def serve(
     block references that the ledger accepts.
     """
     kwargs = {} if blob_quota_bytes is None else {"blob_quota_bytes": blob_quota_bytes}
+    check_free(settings.host, settings.port, "--port")  # before the database and blobs exist
+    check_free(settings.host, settings.effective_http_port, "--http-port")
     service = LedgerService(settings, open_ledger(settings, entry_key=entry_key, **kwargs))
     stop = threading.Event()
 

@@ -4,6 +4,9 @@
 one write transaction that holds the tip lock (``SELECT … FOR UPDATE`` on MySQL,
 ``BEGIN IMMEDIATE`` on SQLite), so concurrent appenders from any number of processes
 serialise; the primary key and unique ``prev_hash`` are the last guard against forks.
+Appends within one process are group-committed: the blocks waiting while a transaction
+commits go into the next one together (each block checked against every chain rule in
+arrival order, as if appended one by one), so they share one durable commit (one fsync).
 Re-sending a stored block returns it (idempotent); a different block at a taken
 height is a ``HeightConflict``. ``verify`` recomputes everything from the raw rows.
 
@@ -23,7 +26,10 @@ import json
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -59,6 +65,8 @@ from fedchain.shared.ledger.errors import (
     InvalidBlock,
     InvalidTreeHead,
     LedgerCorrupt,
+    LedgerError,
+    LedgerRejected,
     LedgerUnavailable,
     MissingBlob,
     NotFound,
@@ -69,6 +77,7 @@ from fedchain.shared.ledger.errors import (
     TooLarge,
 )
 from fedchain.shared.ledger.results import InclusionProof, VerifyReport
+from fedchain.shared.ledger.retention import KeepUpdates, expired_updates
 from fedchain.shared.limits import message_bytes
 
 DEFAULT_MAX_BLOCK_BYTES = 1024 * 1024
@@ -76,6 +85,10 @@ DEFAULT_MAX_BLOB_BYTES = 64 * 1024 * 1024
 DEFAULT_BLOB_QUOTA_BYTES = 1024 * 1024 * 1024
 """Bytes of blobs no block references yet that the store accepts (then QuotaExceeded)."""
 _BATCH = 500
+GROUP_COMMIT_BLOCKS = 256
+"""Most blocks one append transaction takes (the rest wait for the next)."""
+COMMITTER_IDLE_S = 2.0
+"""A ledger's committer thread ends after this long without appends (and restarts on one)."""
 
 
 def default_db_url(state_dir: Path) -> str:
@@ -120,9 +133,12 @@ def referenced_digests(payload_json: str) -> set[str]:
     model = data.get("model_digest")
     if isinstance(model, str):
         out.add(model)
-    updates = data.get("update_digests")
-    if isinstance(updates, list):
-        out.update(u for u in updates if isinstance(u, str))
+    rows = data.get("participants")
+    if isinstance(rows, list):
+        for row in rows:
+            digest = row.get("update_digest") if isinstance(row, dict) else None
+            if isinstance(digest, str):
+                out.add(digest)
     return out
 
 
@@ -171,6 +187,11 @@ def _make_engine(url: str, timeout: float) -> Engine:
 
         return engine
     if backend in ("mysql", "mariadb"):
+        if not parsed.database:
+            raise ConfigError(
+                f"--db-url {redact(url)} names no database: add /DBNAME after the host "
+                "(e.g. mysql+pymysql://USER:PASSWORD@HOST:3306/fedchain)"
+            )
         return sa.create_engine(
             parsed,
             pool_pre_ping=True,
@@ -236,7 +257,81 @@ def _contract_errors(method: F) -> F:
 
     return wrapper  # type: ignore[return-value]
 
-_REFUSALS: list[tuple[type[ChainError], type[Exception]]] = [
+class GroupCommit:
+    """Appends queued for the next transaction, written by one committer thread.
+
+    ``submit`` queues a block and returns a future for its outcome (the stored block or
+    the ledger error it was refused with). The committer takes every queued block (at
+    most ``max_blocks``) into one call of ``commit``, which returns one outcome per block,
+    and resolves their futures once that call (a durable commit) returns. Queue order is
+    submission order, so one writer may submit block h+1 before h is committed.
+    """
+
+    def __init__(
+        self,
+        commit: Callable[[list[Block]], list[Block | LedgerError]],
+        *,
+        max_blocks: int = GROUP_COMMIT_BLOCKS,
+        idle_s: float = COMMITTER_IDLE_S,
+    ) -> None:
+        self._commit = commit
+        self.max_blocks = max_blocks
+        self.idle_s = idle_s
+        self._cond = threading.Condition()
+        self._queue: deque[tuple[Block, Future[Block]]] = deque()
+        self._running = False
+
+    def submit(self, block: Block) -> Future[Block]:
+        """Queue ``block`` for the next transaction."""
+        future: Future[Block] = Future()
+        with self._cond:
+            self._queue.append((block, future))
+            if self._running:
+                self._cond.notify()
+            else:
+                self._running = True
+                threading.Thread(target=self._run, name="ledger-commit", daemon=True).start()
+        return future
+
+    def _take(self) -> list[tuple[Block, Future[Block]]]:
+        with self._cond:
+            if not self._queue:
+                self._cond.wait(self.idle_s)
+            if not self._queue:
+                self._running = False
+                return []
+            count = min(len(self._queue), self.max_blocks)
+            return [self._queue.popleft() for _ in range(count)]
+
+    def _run(self) -> None:
+        while batch := self._take():
+            settled = False
+            try:
+                try:
+                    outcomes = self._commit([block for block, _ in batch])
+                except LedgerError as exc:
+                    outcomes = [exc] * len(batch)
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    if isinstance(outcome, Block):
+                        future.set_result(outcome)
+                    else:
+                        future.set_exception(outcome)
+                settled = True
+            finally:
+                if not settled:  # an unexpected error ends this thread: no waiter hangs on it
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(LedgerUnavailable("the ledger's committer failed"))
+                    with self._cond:
+                        self._running = False
+                        if self._queue:  # a new committer takes over what is still queued
+                            self._running = True
+                            threading.Thread(
+                                target=self._run, name="ledger-commit", daemon=True
+                            ).start()
+
+
+_REFUSALS: list[tuple[type[ChainError], type[LedgerRejected]]] = [
     (NotNextBlock, OutOfSequence),
     (ProducerNotAdmitted, ProducerRejected),
     (BlobMissing, MissingBlob),
@@ -279,7 +374,7 @@ class Ledger:
             # writers from other processes queue on a kernel lock instead of SQLite's sleep-and-retry
             self._lock_fd = os.open(f"{database}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         self.blobs = BlobStore(Path(blob_dir), max_blob_bytes)
-        self._lock = threading.Lock()
+        self._commits = GroupCommit(self._append_batch)
         self._state = ChainState()
         self._index = _TreeIndex()
         self._index_lock = threading.Lock()
@@ -293,6 +388,12 @@ class Ledger:
             self.close()
             raise LedgerUnavailable(
                 f"cannot open ledger database {redact(db_url)}: {str(exc.orig).splitlines()[0]}"
+            ) from None
+        except sa.exc.DatabaseError as exc:
+            # e.g. SQLite's "file is not a database": the operator pointed us at the wrong file
+            self.close()
+            raise SchemaMismatch(
+                f"{redact(db_url)} is not a fedchain ledger database: {str(exc.orig).splitlines()[0]}"
             ) from None
 
     # ---------------------------------------------------------------- schema
@@ -493,6 +594,32 @@ class Ledger:
         return [d for d in digests if d not in referenced and self.blobs.remove(d)]
 
     @_contract_errors
+    def expired_update_blobs(self, policy: KeepUpdates) -> list[StoredBlob]:
+        """Stored update blobs of rounds older than ``policy`` keeps (never a model any block
+        names, never an update of a retained round: ``retention.expired_updates``)."""
+        if policy.rounds is None:
+            return []
+        expired = expired_updates(self._all_blocks(), policy)
+        return [b for b in self.blobs.stored() if b.digest in expired]
+
+    @_contract_errors
+    def prune_updates(self, policy: KeepUpdates) -> list[str]:
+        """Delete the update blobs ``policy`` no longer keeps; returns the digests removed."""
+        if policy.rounds is None:
+            return []
+        expired = expired_updates(self._all_blocks(), policy)
+        return [d for d in sorted(expired) if self.blobs.remove(d)]
+
+    def _all_blocks(self) -> Iterator[Block]:
+        start = 0
+        while True:
+            batch = self.range(start, MAX_RANGE)
+            if not batch:
+                return
+            yield from batch
+            start = batch[-1].height + 1
+
+    @_contract_errors
     def upload_key(self) -> bytes | None:
         """The key a remote blob upload must be signed with.
 
@@ -532,13 +659,53 @@ class Ledger:
             raise TooLarge(
                 f"block of {size} bytes exceeds the limit of {self.max_block_bytes} bytes"
             )
-        with self._lock:
-            for _ in range(5):
-                try:
-                    return self._append_once(block)
-                except sa.exc.IntegrityError:
-                    continue  # lost a race the tip lock should have prevented: re-read and decide
-            raise LedgerUnavailable("append kept colliding with concurrent writers; retry")
+        settled = self._settled(block)
+        if settled is not None:
+            return settled
+        future = self.submit(block)
+        try:
+            return future.result(timeout=6 * self.write_timeout)
+        except FutureTimeout:
+            raise LedgerUnavailable(
+                f"append did not commit within {6 * self.write_timeout:g} s; retry"
+            ) from None
+
+    def _settled(self, block: Block) -> Block | None:
+        """The stored block at a height the chain already holds (HeightConflict if it differs).
+
+        Read without the write lock: a stored height never changes, so a writer that lost
+        the race for it learns so without queueing for a transaction.
+        """
+        with self.engine.connect() as conn:
+            tip_height, _ = self._read_tip(conn)
+            if block.height > tip_height:
+                return None
+            existing = self._load(conn, block.height)
+        if existing is not None and existing.hash == block.hash:
+            return existing
+        held = existing.hash.hex()[:16] if existing is not None else "?"
+        raise HeightConflict(
+            f"height {block.height} already holds block {held}…, not {block.hash.hex()[:16]}…"
+        )
+
+    def submit(self, block: Block) -> Future[Block]:
+        """Queue ``block`` for the next group commit; its future holds what ``append`` returns.
+
+        Blocks are checked in submission order, so a writer may submit a run of blocks
+        (each built on the one before) and wait for their futures: they share commits.
+        """
+        if self.closed:
+            raise LedgerUnavailable(f"the ledger store on {redact(self.db_url)} is closed")
+        return self._commits.submit(block)
+
+    @_contract_errors
+    def _append_batch(self, blocks: list[Block]) -> list[Block | LedgerError]:
+        for _ in range(5):
+            try:
+                return self._append_batch_once(blocks)
+            except sa.exc.IntegrityError:
+                continue  # lost a race the tip lock should have prevented: re-read and decide
+        raise LedgerUnavailable("append kept colliding with concurrent writers; retry")
 
     def _state_for(self, conn: Connection, tip_height: int, tip_hash: str) -> ChainState:
         state = self._state
@@ -562,52 +729,72 @@ class Ledger:
                     ) from None
         return state
 
-    def _append_once(self, block: Block) -> Block:
+    def _append_batch_once(self, blocks: list[Block]) -> list[Block | LedgerError]:
+        """One transaction: each block placed (or refused) in order, one tip update, one commit."""
+        outcomes: list[Block | LedgerError] = []
+        placed: dict[int, Block] = {}
         with self._write() as conn:
             tip_height, tip_hash = self._read_tip(conn, lock=True)
-            if block.height <= tip_height:
-                existing = self._load(conn, block.height)
-                if existing is not None and existing.hash == block.hash:
-                    return existing
-                held = existing.hash.hex()[:16] if existing is not None else "?"
-                raise HeightConflict(
-                    f"height {block.height} already holds block {held}…, not {block.hash.hex()[:16]}…"
+            state = self._state_for(conn, tip_height, tip_hash).copy()
+            for block in blocks:
+                try:
+                    outcomes.append(self._place(conn, block, state, placed))
+                except LedgerRejected as exc:
+                    outcomes.append(exc)
+            if placed:
+                conn.execute(
+                    sa.insert(schema.blocks),
+                    [
+                        {
+                            "height": b.height,
+                            "kind": str(b.kind),
+                            "prev_hash": b.prev_hash,
+                            "hash": b.hash,
+                            "timestamp_ms": b.timestamp_ms,
+                            "producer": b.producer,
+                            "payload": payload_text(b.payload),
+                            "signature": b.signature,
+                        }
+                        for b in placed.values()
+                    ],
                 )
-            state = self._state_for(conn, tip_height, tip_hash)
-
-            def blob_problem(digest: str) -> str | None:
-                if self.blobs.has(digest):
-                    return None
-                return "not in the blob store (put the blob before appending the block)"
-
-            try:
-                check_block(block, state, blob_problem)
-                self._check_pinned_genesis(block)
-            except ChainError as exc:
-                for chain_cls, refusal in _REFUSALS:
-                    if isinstance(exc, chain_cls):
-                        raise refusal(f"block {block.height} refused: {exc}") from None
-                raise
-            conn.execute(
-                sa.insert(schema.blocks).values(
-                    height=block.height,
-                    kind=str(block.kind),
-                    prev_hash=block.prev_hash,
-                    hash=block.hash,
-                    timestamp_ms=block.timestamp_ms,
-                    producer=block.producer,
-                    payload=payload_text(block.payload),
-                    signature=block.signature,
+                conn.execute(
+                    sa.update(schema.ledger_meta)
+                    .where(schema.ledger_meta.c.name == "tip")
+                    .values(value=schema.tip_value(state.height, state.tip_hash.hex()))
                 )
+        if placed:
+            self._state = state
+        return outcomes
+
+    def _place(
+        self, conn: Connection, block: Block, state: ChainState, placed: dict[int, Block]
+    ) -> Block:
+        """``block`` after ``state`` (applied to it), the stored one again, or a refusal."""
+        if block.height < state.next_height:
+            existing = placed.get(block.height) or self._load(conn, block.height)
+            if existing is not None and existing.hash == block.hash:
+                return existing
+            held = existing.hash.hex()[:16] if existing is not None else "?"
+            raise HeightConflict(
+                f"height {block.height} already holds block {held}…, not {block.hash.hex()[:16]}…"
             )
-            conn.execute(
-                sa.update(schema.ledger_meta)
-                .where(schema.ledger_meta.c.name == "tip")
-                .values(value=schema.tip_value(block.height, block.hash.hex()))
-            )
-            new_state = state.copy()
-            new_state.apply(block)
-        self._state = new_state
+
+        def blob_problem(digest: str) -> str | None:
+            if self.blobs.has(digest):
+                return None
+            return "not in the blob store (put the blob before appending the block)"
+
+        try:
+            check_block(block, state, blob_problem)
+            self._check_pinned_genesis(block)
+        except ChainError as exc:
+            for chain_cls, refusal in _REFUSALS:
+                if isinstance(exc, chain_cls):
+                    raise refusal(f"block {block.height} refused: {exc}") from None
+            raise
+        state.apply(block)
+        placed[block.height] = block
         return block
 
     def _check_pinned_genesis(self, block: Block) -> None:
@@ -757,7 +944,8 @@ class Ledger:
         if update_digest not in digests:
             raise NotFound(f"update {update_digest[:16]}… is not in round block {height}")
         index = digests.index(update_digest)
-        leaves = [bytes.fromhex(d) for d in digests]
+        row = block.payload.participants[index]
+        leaves = [p.leaf() for p in block.payload.participants]
         return InclusionProof(
             height,
             index,
@@ -765,6 +953,8 @@ class Ledger:
             update_digest,
             merkle.inclusion_proof(leaves, index),
             bytes.fromhex(block.payload.merkle_root),
+            row.node_id,
+            row.samples,
         )
 
     # ---------------------------------------------------------------- verify

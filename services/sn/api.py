@@ -6,13 +6,16 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import httpx
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, ValidationError
 
+from fedchain.services.sn.dashboard import mount_dashboard
 from fedchain.services.sn.entry import Busy, EntryRole
+from fedchain.services.sn.round_routes import add_round_routes
 from fedchain.services.sn.status import RelayLog, sn_status
 from fedchain.services.sn.supernode import SuperNode
 from fedchain.shared.control_api import (
@@ -35,7 +38,9 @@ from fedchain.shared.control_api import (
 )
 from fedchain.shared.ledger.errors import LedgerUnavailable
 from fedchain.shared.limits import MAX_HEIGHT
+from fedchain.shared.net.http_docs import BEARER, METRICS_RESPONSES, documented_app
 from fedchain.shared.net.http_server import RequestGuard, bearer_problem
+from fedchain.shared.net.https import HttpClientTls
 from fedchain.shared.node.metrics import NodeMetrics
 from fedchain.shared.rpc import node_pb2 as pb
 
@@ -66,13 +71,17 @@ def build_app(
     metrics: NodeMetrics,
     api_token: str,
     relayed: RelayLog | None = None,
+    peer_http: HttpClientTls | None = None,
 ) -> FastAPI:
     """The FastAPI app of an SN (the entry when ``entry`` is given).
 
-    ``relayed`` is what the SN's servicer records of the rounds it relays (its /status).
+    ``relayed`` is what the SN's servicer records of the rounds it relays (its /status);
+    ``peer_http`` how it reaches the entry's API when it forwards (HTTPS and its CA).
     """
     relayed = relayed if relayed is not None else RelayLog()
-    app = FastAPI(title="fedchain super node", version="1", description="Control API of a fedchain SN.")
+    peer_http = peer_http if peer_http is not None else HttpClientTls()
+    forward_verify = peer_http.verify()
+    app = documented_app("fedchain super node", "Control API of a fedchain SN (docs/control-api.md).")
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -88,7 +97,7 @@ def build_app(
         RequestGuard, token=api_token, protected=lambda method, path: method == "POST" and path in POST_ROUTES
     )
 
-    def require_token(request: Request) -> None:
+    def require_token(request: Request, _: HTTPAuthorizationCredentials | None = Security(BEARER)) -> None:
         problem = bearer_problem(request.headers.get("authorization", ""), api_token)
         if problem is not None:
             raise HTTPException(401, problem)
@@ -97,10 +106,10 @@ def build_app(
         target = sn.entry_http_address
         if not target:
             raise HTTPException(503, "this SN does not know the entry's HTTP address yet; try again shortly")
-        url = f"http://{target}{request.url.path}"
+        url = f"{peer_http.url(target)}{request.url.path}"
         headers = {k: v for k, v in request.headers.items() if k.lower() in {"authorization", "content-type"}}
         try:
-            async with httpx.AsyncClient(timeout=FORWARD_TIMEOUT) as client:
+            async with httpx.AsyncClient(timeout=FORWARD_TIMEOUT, verify=forward_verify) as client:
                 r = await client.request(
                     request.method, url, params=request.query_params, content=await request.body(), headers=headers
                 )
@@ -130,10 +139,11 @@ def build_app(
             federation = None
         return sn_status(sn, relayed, federation)
 
-    @app.get("/metrics", response_class=PlainTextResponse)
+    @app.get("/metrics", response_class=Response, responses=METRICS_RESPONSES)
     def prom() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    add_round_routes(app, entry, forward)
     if entry is None:
         for path, answer in POST_ROUTES.items():
             app.add_api_route(
@@ -142,7 +152,10 @@ def build_app(
                 status_code=202 if path in ("/train", "/train-fl") else 200,
             )
         for path, answer in GET_ROUTES.items():
-            app.add_api_route(path, forward, methods=["GET"], response_model=answer, responses=ERROR_RESPONSES)
+            if answer is None:  # /model: bytes
+                app.add_api_route(path, forward, methods=["GET"], response_class=Response, responses=MODEL_RESPONSES)
+            else:
+                app.add_api_route(path, forward, methods=["GET"], response_model=answer, responses=ERROR_RESPONSES)
         return app
 
     @app.post("/train", status_code=202, dependencies=[Depends(require_token)],
@@ -193,14 +206,7 @@ def build_app(
             for m in sorted(e.registry.members("SN"), key=lambda m: (not m.entry, m.node_id))
         ]
 
-    @app.get(
-        "/model", response_class=Response, responses={
-            200: {"content": {"application/octet-stream": {}},
-                  "description": "safetensors bytes; headers X-Model-Version, X-Model-Digest"},
-            404: {"model": ErrorDetail, "description": "unknown model version"},
-            503: ERROR_RESPONSES[503],
-        },
-    )
+    @app.get("/model", response_class=Response, responses=MODEL_RESPONSES)
     def model(version: int | None = Query(None, ge=0, le=MAX_HEIGHT)) -> Response:
         e = need_entry()
         ref = e.model.ref
@@ -235,6 +241,7 @@ def build_app(
         report = need_entry().chain.ledger.verify()
         return VerifyResult(ok=report.ok, checked=report.checked, height=report.height, reason=report.reason)
 
+    mount_dashboard(app, need_entry(), block_info=_block_info, round_summary=round_summary)
     return app
 
 
@@ -262,7 +269,7 @@ def round_summary(block: Any) -> RoundSummary:
     m = dict(p.metrics)
     return RoundSummary(
         round=p.round, algorithm=p.algorithm, model_version=p.model_version, model_digest=p.model_digest,
-        accuracy=m.get("accuracy"), loss=m.get("loss"), participants=list(p.participants),
+        accuracy=m.get("accuracy"), loss=m.get("loss"), participants=p.participant_ids,
         rejected=[Rejection(node_id=n, reason=r) for n, r in p.rejected],
         height=block.height, seconds=m.get("seconds"),
     )
@@ -273,6 +280,14 @@ def _block_info(block: Any) -> BlockInfo:
     data.pop("signature", None)
     return BlockInfo.model_validate(data)
 
+
+MODEL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+          "description": "the model as safetensors bytes; headers X-Model-Version, X-Model-Digest"},
+    404: {"model": ErrorDetail, "description": "unknown model version"},
+    503: ERROR_RESPONSES[503],
+}
+"""``GET /model``: safetensors bytes, not JSON."""
 
 POST_ROUTES: dict[str, Any] = {
     "/train": TrainStarted, "/pause": PauseResult, "/save": SaveResult, "/eval": EvalResult,

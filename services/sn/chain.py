@@ -23,6 +23,7 @@ from typing import Any
 
 from fedchain.shared.chain import merkle
 from fedchain.shared.chain.blocks import Block, BlockKind, build_block
+from fedchain.shared.chain.errors import ChainError
 from fedchain.shared.chain.payloads import GenesisPayload, RoundPayload
 from fedchain.shared.chain.treehead import TreeHead, check_extends, head_for
 from fedchain.shared.config import ConfigError, Settings
@@ -94,11 +95,55 @@ class EntryChain:
         """Where the entry keeps its last signed tree head (None: in memory only)."""
         self._leaves: list[bytes] | None = None
         self._head: TreeHead | None = None
+        self.appended: list[Callable[[Block, float], None]] = []
+        """Called with each appended block and the seconds its ledger append took (metrics)."""
 
     # ---- signed tree heads ----
     def latest_head(self) -> TreeHead | None:
         """The last tree head this entry signed (None before ``check_head`` or genesis)."""
         return self._head
+
+    def consistency(self, from_size: int, to_size: int) -> list[bytes]:
+        """RFC 6962 consistency proof from the first ``from_size`` blocks to ``to_size``.
+
+        Served to SNs and ENs holding an older head (the proof verifies itself). Raises
+        IndexError when the sizes are not ``0 <= from_size <= to_size <= blocks``.
+        """
+        with self._lock:
+            leaves = self._leaves if self._leaves is not None else self._load_leaves()
+            if not 0 <= from_size <= to_size <= len(leaves):
+                raise IndexError(
+                    f"no consistency proof from {from_size} to {to_size}: the chain has "
+                    f"{len(leaves)} blocks"
+                )
+            return merkle.consistency_proof(leaves[:to_size], from_size)
+
+    def _check_tip(self, prev: Block | None) -> None:
+        """Refuse to build on a tip that is not the last block of this entry's signed head.
+
+        The ledger's chain was cut back, rolled back to an older copy or rewritten under a
+        running entry: appending would sign a head that does not extend its own.
+        """
+        if self._leaves is None or self._head is None:
+            return
+        if prev is not None and prev.height + 1 == len(self._leaves):
+            if prev.hash == self._leaves[-1]:
+                return
+        leaves = self._load_leaves()
+        now = head_for(leaves[0] if leaves else self._head.chain_id, leaves, 0)
+        try:
+            proof = (
+                merkle.consistency_proof(leaves, self._head.size)
+                if self._head.size <= len(leaves)
+                else []
+            )
+            check_extends(self._head, now, proof)
+        except ChainError as exc:
+            raise LedgerCorrupt(
+                f"refusing to append: {exc} (this entry's last signed head has "
+                f"{self._head.size} blocks)"
+            ) from None
+        self._leaves = leaves  # a block that landed although its append seemed to fail
 
     def _load_leaves(self) -> list[bytes]:
         return [b.hash for b in self.blocks()]
@@ -160,7 +205,9 @@ class EntryChain:
         """
         with self._lock:
             prev = self.ledger.tip()
+            self._check_tip(prev)
             block = build_block(BlockKind(kind), payload, prev, self.key)
+            started = time.monotonic()
             try:
                 stored = self.ledger.append(block)
             except LedgerUnavailable:
@@ -175,6 +222,8 @@ class EntryChain:
                 stored = landed
             self.cached_height = max(self.cached_height, stored.height)
             self._after_append(stored)
+            for listener in self.appended:
+                listener(stored, time.monotonic() - started)
             return stored
 
     def _landed(self, block: Block) -> Block | None:

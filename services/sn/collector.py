@@ -36,7 +36,7 @@ class Accepted:
     signature: bytes = b""
     """The sender's own signature over its update header (relayed to the entry)."""
     data: bytes = b""
-    """The update's bytes as the EN sent them, kept when the round forwards updates."""
+    """The update's bytes as the sender sent them (handed to the entry to be kept)."""
 
 
 class RoundCollector:
@@ -116,6 +116,12 @@ class RoundCollector:
                 self.rejected.append((n, "timed out: no update before the round deadline"))
                 self._answered.add(n)
             self.closed = True
+
+    def refuse(self, node_id: str, reason: str) -> None:
+        """After the wait: take back an accepted submission and list it as rejected."""
+        with self._cond:
+            if self.accepted.pop(node_id, None) is not None:
+                self.rejected.append((node_id, reason))
 
     def total_samples(self) -> int:
         with self._cond:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from typing import Any
 
 import grpc
 
@@ -19,6 +20,10 @@ from fedchain.shared.limits import message_bytes
 from fedchain.shared.net.federation import apply_fl_config
 from fedchain.shared.net.grpc_util import NetConfig, make_server, parse_address
 from fedchain.shared.net.http_server import HttpServer
+from fedchain.shared.net.https import HttpClientTls, HttpTls
+from fedchain.shared.net.ports import check_free
+from fedchain.shared.net.streams import add_node_servicer
+from fedchain.shared.net.tls import tls_hosts
 from fedchain.shared.node.heartbeats import (
     Beat,
     HeartbeatCounter,
@@ -26,12 +31,11 @@ from fedchain.shared.node.heartbeats import (
     RejoinAfter,
     signed_heartbeat,
 )
-from fedchain.shared.node.joining import JoinCancelled, Joiner, join_token_for
+from fedchain.shared.node.joining import JoinCancelled, Joiner, entry_key_of, join_token_for
 from fedchain.shared.node.metrics import NodeMetrics
 from fedchain.shared.node.peers import Peers
 from fedchain.shared.node.process import StopFlag, load_key, node_addresses
 from fedchain.shared.node.trust import TrustStore
-from fedchain.shared.rpc import node_pb2_grpc
 
 log = logging.getLogger("fedchain.node")
 
@@ -42,7 +46,7 @@ def sn_joiner(sn: SuperNode, settings: Settings, key: NodeKey, stop: threading.E
     return Joiner(
         sn.peers, key, role="SN", entry=settings.entry, token=join_token_for("SN", settings),
         address=sn.address, http_address=sn.http_address, stop=stop,
-        trust=TrustStore(settings.state_dir),
+        trust=TrustStore(settings.state_dir), entry_key=entry_key_of(settings), tls=sn.peers.tls,
     )
 
 
@@ -106,10 +110,12 @@ def run_super_node(
         raise ConfigError("a super node needs --entry HOST:PORT (or -z to be the entry itself)")
     if settings.entry:
         parse_address(settings.entry, "--entry")
-    net = NetConfig.from_settings(settings)
-    server = make_server(net, settings.host, settings.port)  # fails first if the port is taken
+    check_free(settings.host, settings.port, "--port")  # before the node key is created
+    check_free(settings.host, settings.effective_http_port, "--http-port")
     key = load_key(settings)
     address, http_address = node_addresses(settings)
+    net = NetConfig.from_settings(settings, node_key=key, hosts=tls_hosts(address, http_address))
+    server = make_server(net, settings.host, settings.port)  # fails first if the port is taken
     peers = Peers(net)
     metrics = NodeMetrics("SN")
     stop = StopFlag()
@@ -140,19 +146,33 @@ def run_super_node(
     else:
         sn = SuperNode(settings, key, peers, address=address, http_address=http_address)
     relayed = RelayLog()
-    node_pb2_grpc.add_NodeServicer_to_server(SuperNodeServicer(sn, entry, metrics, relayed), server)
+    add_node_servicer(SuperNodeServicer(sn, entry, metrics, relayed), server)
     from fedchain.services.sn.api import build_app
 
     metrics.gauge("fedchain_edges_alive", "ENs heartbeating this SN", lambda: len(sn.edges.alive()))
-    metrics.gauge("fedchain_last_round", "Last round this SN took part in", lambda: sn.last_round)
     if entry is not None:
         e = entry
+        # the entry drives every round (its own SN opens one only when it has ENs in it)
+        metrics.gauge("fedchain_last_round", "Last round the federation completed", lambda: e.model.ref.round)
         metrics.gauge("fedchain_model_version", "Global model version", lambda: e.model.ref.version)
         metrics.gauge("fedchain_chain_height", "Chain height", lambda: e.chain.cached_height)
         metrics.gauge("fedchain_sns_alive", "Live super nodes", lambda: len(e.registry.alive_sns()))
         e.driver.runner.on_decisions = metrics.count_decisions
+        metrics.gauge("fedchain_ens_alive", "Live ENs of the federation", lambda: len(e.registry.alive_edges()))
+        metrics.track_rounds()
+        chain.appended.append(lambda block, seconds: _observe_block(metrics, block, seconds))
+        metrics.gauge(
+            "fedchain_eval_answers_refused",
+            "Evaluation answers refused (unsigned, mis-signed, foreign or out of range)",
+            lambda: e.evaluation.refused,
+        )
+    else:
+        metrics.gauge("fedchain_last_round", "Last round this SN took part in", lambda: sn.last_round)
     api_token = settings.api_token.get_secret_value()
-    http = HttpServer(build_app(sn, entry, metrics, api_token, relayed), settings.host, settings.effective_http_port)
+    http = HttpServer(
+        build_app(sn, entry, metrics, api_token, relayed, HttpClientTls.from_settings(settings)),
+        settings.host, settings.effective_http_port, tls=HttpTls.from_settings(settings),
+    )
     server.start()
     http.start()
     beat_stop = threading.Event()
@@ -190,3 +210,11 @@ def run_super_node(
         http.stop()
         server.stop(grace=2).wait(3)
         peers.close()
+
+
+def _observe_block(metrics: NodeMetrics, block: Any, seconds: float) -> None:
+    """The entry's metrics of one appended block (a round block also as a round)."""
+    metrics.record_append(str(block.kind), seconds)
+    p = block.payload
+    if str(block.kind) == "round":
+        metrics.record_round(dict(p.metrics), len(p.participants), list(p.rejected))

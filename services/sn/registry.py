@@ -1,8 +1,14 @@
 """The entry's registry of admitted nodes: SNs, ENs, their parents, partitions and liveness.
 
 The registry is the entry's working memory; admissions are also recorded on the chain
-(node_joined blocks). It is saved to ``registry.json`` in the entry's state dir after
-every change so a restarted entry knows its federation again.
+(node_joined blocks), and so are departures (node_left, when a member missed its
+heartbeats for ``heartbeat_timeout``). It is saved to ``registry.json`` in the entry's state
+dir after every change so a restarted entry knows its federation again.
+
+Members are *active* (admitted, counted, assigned) or *departed* (left by heartbeat timeout).
+A departed EN's partition is free for a replacement; when the departed node comes back with
+the same key it is admitted again, on its old partition if that is still free. SNs are capped
+by ``max_sns``, ENs by ``clients`` (one partition each).
 """
 
 from __future__ import annotations
@@ -11,8 +17,12 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+FIRST_HEARTBEAT_GRACE_S = 60.0
+"""Extra time a newly admitted member has for its first heartbeat (an EN loads its data first)."""
 
 
 @dataclass
@@ -38,26 +48,41 @@ class NoSuperNode(Exception):
     """No live SN can take an EN."""
 
 
+class SuperNodesFull(Exception):
+    """``max_sns`` super nodes are admitted already."""
+
+
 class Registry:
     """Thread-safe set of members with least-loaded SN assignment and heartbeat liveness."""
 
-    def __init__(self, path: Path | None, heartbeat_timeout: float) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        heartbeat_timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._path = path
         self._timeout = heartbeat_timeout
+        self.clock = clock
+        """The monotonic clock liveness is measured on (a test may replace it)."""
         self._lock = threading.RLock()
         self._members: dict[str, Member] = {}
+        self._departed: dict[str, Member] = {}  # left by heartbeat timeout (may come back)
+        self._heard: set[str] = set()  # members heard from since their (re-)admission
         self._alive_edges: dict[str, set[str]] = {}  # SN id -> ENs that heartbeat it
         if path is not None and path.is_file():
             for row in json.loads(path.read_text(encoding="utf-8")):
+                left = bool(row.pop("left", False))
                 m = Member(**row)
-                m.last_seen = time.monotonic()  # give everyone one timeout to show up again
-                self._members[m.node_id] = m
+                m.last_seen = self.clock()  # give everyone one timeout to show up again
+                (self._departed if left else self._members)[m.node_id] = m
 
     # ---- persistence ----
     def _save(self) -> None:
         if self._path is None:
             return
         rows = [{**asdict(m), "last_seen": 0.0} for m in self._members.values()]
+        rows += [{**asdict(m), "last_seen": 0.0, "left": True} for m in self._departed.values()]
         tmp = self._path.with_suffix(".tmp")
         tmp.write_text(json.dumps(rows, indent=1), encoding="utf-8")
         os.replace(tmp, self._path)
@@ -79,7 +104,7 @@ class Registry:
             if m.entry:
                 return True
             if m.role == "SN":
-                return time.monotonic() - m.last_seen <= self._timeout
+                return self.clock() - m.last_seen <= self._timeout
             parent = self._members.get(m.parent_sn)
             return (
                 parent is not None
@@ -107,15 +132,31 @@ class Registry:
         """Record the entry itself (an SN that is always alive)."""
         with self._lock:
             self._members[node_id] = Member(
-                node_id, "SN", public_key, address, http_address, entry=True, last_seen=time.monotonic()
+                node_id, "SN", public_key, address, http_address, entry=True, last_seen=self.clock()
             )
             self._save()
 
-    def admit_sn(self, node_id: str, public_key: str, address: str, http_address: str) -> tuple[Member, bool]:
-        """Add or refresh an SN; returns (member, is_new)."""
+    def admit_sn(
+        self,
+        node_id: str,
+        public_key: str,
+        address: str,
+        http_address: str,
+        max_sns: int | None = None,
+    ) -> tuple[Member, bool]:
+        """Add or refresh an SN; returns (member, is_new). Raises SuperNodesFull beyond ``max_sns``
+        (the entry itself not counted)."""
         with self._lock:
             old = self._members.get(node_id)
-            m = Member(node_id, "SN", public_key, address, http_address, last_seen=time.monotonic())
+            if old is None and max_sns is not None:
+                admitted = [m for m in self.members("SN") if not m.entry]
+                if len(admitted) >= max_sns:
+                    raise SuperNodesFull(
+                        f"the federation has its {max_sns} super nodes already (max_sns); "
+                        "a super node's place is freed when it misses its heartbeats"
+                    )
+            m = Member(node_id, "SN", public_key, address, http_address, last_seen=self.clock())
+            self._heard.discard(node_id)
             self._members[node_id] = m
             self._save()
             return m, old is None
@@ -131,8 +172,9 @@ class Registry:
     ) -> tuple[Member, bool]:
         """Assign an EN the least loaded live SN (the entry only when no other SN is up).
 
-        A returning EN keeps its partition index. Raises FederationFull / NoSuperNode.
-        Returns (member, changed) where changed means its SN or index is new.
+        A returning EN keeps its partition index; a departed one gets it back when it is still
+        free (a replacement may hold it by then). Raises FederationFull / NoSuperNode.
+        Returns (member, changed) where changed means it is new (or back) or its SN or index is.
         """
         with self._lock:
             old = self._members.get(node_id)
@@ -145,7 +187,8 @@ class Registry:
                     raise FederationFull(
                         f"the federation is full: all {clients} partitions are taken (raise 'clients')"
                     )
-                index = free[0]
+                gone = self._departed.get(node_id)
+                index = gone.partition_index if gone is not None and gone.partition_index in free else free[0]
             candidates = [s for s in self.alive_sns() if s.node_id != avoid_sn]
             if not candidates:
                 raise NoSuperNode("no super node is available to take this edge node; try again")
@@ -155,9 +198,13 @@ class Registry:
             else:
                 load = {s.node_id: len(self.edges_of(s.node_id)) for s in others}
                 parent = min(others, key=lambda s: (load[s.node_id], s.node_id)).node_id
-            m = Member(node_id, "EN", public_key, address, http_address, parent, index)
+            m = Member(
+                node_id, "EN", public_key, address, http_address, parent, index,
+                last_seen=self.clock(),
+            )
             changed = old is None or old.parent_sn != parent or old.partition_index != index
             self._members[node_id] = m
+            self._heard.discard(node_id)
             if old is not None and old.parent_sn:
                 self._alive_edges.get(old.parent_sn, set()).discard(node_id)
             self._save()
@@ -169,23 +216,67 @@ class Registry:
             self._members.pop(node_id, None)
             self._save()
 
+    def departed(self, node_id: str) -> Member | None:
+        """The member as it was when it left by heartbeat timeout (None: it never did)."""
+        with self._lock:
+            return self._departed.get(node_id)
+
+    def expired(self) -> list[Member]:
+        """Active members (never the entry) silent for longer than the heartbeat timeout.
+
+        An SN is silent when it sent the entry no heartbeat; an EN when no heartbeat of its SN
+        (or the entry's own SN part) listed it among the ENs it hears from. A member not heard
+        from since it was admitted (or since the entry started) has ``FIRST_HEARTBEAT_GRACE_S``
+        more: an EN loads its data share before it sends its first heartbeat.
+        """
+        with self._lock:
+            now = self.clock()
+            return [
+                m for m in self._members.values()
+                if not m.entry and now - m.last_seen > self._limit(m.node_id)
+            ]
+
+    def _limit(self, node_id: str) -> float:
+        return self._timeout + (0.0 if node_id in self._heard else FIRST_HEARTBEAT_GRACE_S)
+
+    def depart(self, node_id: str) -> Member | None:
+        """Move an active member to the departed (its partition is free from now on)."""
+        with self._lock:
+            m = self._members.pop(node_id, None)
+            if m is None:
+                return None
+            self._departed[node_id] = m
+            self._alive_edges.pop(node_id, None)
+            for edges in self._alive_edges.values():
+                edges.discard(node_id)
+            self._save()
+            return m
+
     def heartbeat(self, node_id: str, address: str, http_address: str, alive_edges: list[str]) -> bool:
         """Refresh an SN's liveness and the ENs it sees; False when the SN is unknown."""
         with self._lock:
             m = self._members.get(node_id)
             if m is None or m.role != "SN":
                 return False
-            m.last_seen = time.monotonic()
+            m.last_seen = self.clock()
+            self._heard.add(node_id)
             changed = (m.address, m.http_address) != (address, http_address)
             m.address, m.http_address = address, http_address
-            mine = {e.node_id for e in self.edges_of(node_id)}
-            self._alive_edges[node_id] = set(alive_edges) & mine
+            self._edges_seen(node_id, alive_edges)
             if changed:
                 self._save()
             return True
 
+    def _edges_seen(self, sn_id: str, alive_edges: list[str]) -> None:
+        mine = {e.node_id: e for e in self.edges_of(sn_id)}
+        seen = set(alive_edges) & set(mine)
+        self._alive_edges[sn_id] = seen
+        now = self.clock()
+        for node_id in seen:
+            mine[node_id].last_seen = now
+        self._heard |= seen
+
     def set_entry_edges(self, entry_id: str, alive_edges: list[str]) -> None:
         """The entry's own SN part reports which of its ENs are alive."""
         with self._lock:
-            mine = {e.node_id for e in self.edges_of(entry_id)}
-            self._alive_edges[entry_id] = set(alive_edges) & mine
+            self._edges_seen(entry_id, alive_edges)

@@ -6,6 +6,7 @@ its ``Rejected`` and changes nothing.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 
@@ -15,14 +16,20 @@ from fedchain.services.sn.entry import EntryRole
 from fedchain.services.sn.status import RelayLog
 from fedchain.services.sn.supernode import SuperNode
 from fedchain.services.sn.validation import Rejected
+from fedchain.shared.chain.round_proof import ProofUnavailable, make_proof
 from fedchain.shared.ledger.errors import LedgerError
-from fedchain.shared.net.streams import model_chunks
+from fedchain.shared.net.ingress import IngressRefused, check_node_id
+from fedchain.shared.net.streams import model_frames
+from fedchain.shared.node.admission import peer_host
 from fedchain.shared.node.metrics import NodeMetrics
+from fedchain.shared.rpc import ledger_pb2, node_pb2_grpc
 from fedchain.shared.rpc import node_pb2 as pb
-from fedchain.shared.rpc import node_pb2_grpc
 from fedchain.shared.tensors import TensorError
 
 log = logging.getLogger("fedchain.sn.rpc")
+
+JOIN_RELAY_TIMEOUT_S = 20.0
+"""How long an SN waits for the entry's answer to a join it relays."""
 
 
 class SuperNodeServicer(node_pb2_grpc.NodeServicer):
@@ -54,13 +61,28 @@ class SuperNodeServicer(node_pb2_grpc.NodeServicer):
         return self.entry
 
     def Join(self, request: pb.JoinRequest, context: grpc.ServicerContext) -> pb.JoinReply:
-        entry = self._need_entry(context, "joining")
+        if self.entry is None:
+            return self._relay_join(request, context)
+        entry = self.entry
         try:
-            return entry.join(request)
+            return entry.join(request, peer_host(context.peer()))
         except Rejected as rej:
             log.warning("join refused (%s): %s", request.address, rej.reason)
             context.abort(rej.code, rej.reason)
             raise  # unreachable
+
+    def _relay_join(self, request: pb.JoinRequest, context: grpc.ServicerContext) -> pb.JoinReply:
+        """A node that joins through this SN: the request goes to the entry as it came (the
+        joiner signed it) and the entry's signed reply comes back unchanged (the joiner checks
+        the entry's signature, so this SN can change nothing in it)."""
+        try:
+            reply: pb.JoinReply = self.sn.peers.stub(self.sn.entry_address).Join(
+                request, timeout=JOIN_RELAY_TIMEOUT_S
+            )
+        except grpc.RpcError as exc:
+            context.abort(exc.code(), f"via super node {self.sn.node_id}: {exc.details()}")
+            raise
+        return reply
 
     def Heartbeat(self, request: pb.HeartbeatRequest, context: grpc.ServicerContext) -> pb.HeartbeatReply:
         try:
@@ -94,7 +116,8 @@ class SuperNodeServicer(node_pb2_grpc.NodeServicer):
             self.relayed.record(request.round, request.version)
         return reply
 
-    def FetchModel(self, request: pb.FetchModelRequest, context: grpc.ServicerContext) -> Iterator[pb.Chunk]:
+    def FetchModel(self, request: pb.FetchModelRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """The model's ``Chunk`` frames, already serialized (served by ``add_node_servicer``)."""
         try:
             if self.entry is not None:
                 data = self.entry.model_bytes(request.version, request.digest)
@@ -106,7 +129,7 @@ class SuperNodeServicer(node_pb2_grpc.NodeServicer):
             context.abort(grpc.StatusCode.UNAVAILABLE, f"model not available: {exc}")
         except LedgerError as exc:  # a blob missing from the ledger (or the ledger down)
             context.abort(grpc.StatusCode.NOT_FOUND, f"model not available: {exc}")
-        yield from model_chunks(data, self.sn.chunk_bytes)  # digest: once per cached buffer
+        yield from model_frames(data, self.sn.chunk_bytes)  # digest: once per cached buffer
 
     def SubmitUpdate(self, request_iterator: Iterator[pb.UpdatePart], context: grpc.ServicerContext) -> pb.SubmitReply:
         try:
@@ -129,6 +152,47 @@ class SuperNodeServicer(node_pb2_grpc.NodeServicer):
             log.warning("aggregate refused: %s", rej.reason)
             context.abort(rej.code, rej.reason)
             raise
+
+    def Consistency(
+        self, request: ledger_pb2.ConsistencyRequest, context: grpc.ServicerContext
+    ) -> ledger_pb2.ConsistencyReply:
+        """The entry's consistency proof between two sizes of its chain (self-verifying)."""
+        entry = self._need_entry(context, "consistency proofs")
+        try:
+            proof = entry.consistency(int(request.from_size), int(request.to_size))
+        except IndexError as exc:
+            context.abort(grpc.StatusCode.OUT_OF_RANGE, str(exc))
+            raise
+        except LedgerError as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"the chain cannot be read: {exc}")
+            raise
+        return ledger_pb2.ConsistencyReply(
+            from_size=request.from_size, to_size=request.to_size, proof=proof
+        )
+
+    def RetainUpdate(
+        self, request_iterator: Iterator[pb.UpdatePart], context: grpc.ServicerContext
+    ) -> pb.SubmitReply:
+        entry = self._need_entry(context, "keeping updates")
+        try:
+            return entry.retain_update(request_iterator)
+        except Rejected as rej:
+            log.warning("retained update refused: %s", rej.reason)
+            context.abort(rej.code, rej.reason)
+            raise
+
+    def RoundProof(self, request: pb.RoundProofRequest, context: grpc.ServicerContext) -> pb.RoundProofReply:
+        entry = self._need_entry(context, "round proofs")
+        try:
+            check_node_id(request.node_id, "node id")
+        except IngressRefused as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        try:
+            proof = make_proof(entry.chain.blocks(), request.round, request.node_id)
+        except ProofUnavailable as exc:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
+            raise
+        return pb.RoundProofReply(proof_json=json.dumps(proof.to_json(), sort_keys=True))
 
     def Evaluate(self, request: pb.EvaluateRequest, context: grpc.ServicerContext) -> pb.EvaluateReply:
         try:

@@ -42,8 +42,11 @@ def sn_status(sn: SuperNode, relayed: RelayLog, federation: NodeStatus | None) -
     federation's; ``local_ens`` counts this SN's own live ENs.
     """
     local_ens = len(sn.edges.alive())
+    chain = {} if sn.heads is None else sn.heads.status()
     if federation is not None:
-        return federation.model_copy(update={"node_id": sn.node_id, "entry": False, "local_ens": local_ens})
+        return federation.model_copy(
+            update={"node_id": sn.node_id, "entry": False, "local_ens": local_ens, **chain}
+        )
     last = relayed.last
     return node_status(
         node_id=sn.node_id,
@@ -55,4 +58,5 @@ def sn_status(sn: SuperNode, relayed: RelayLog, federation: NodeStatus | None) -
         model_version=last.version,
         ens=local_ens,
         local_ens=local_ens,
+        **chain,
     )

@@ -47,11 +47,14 @@ from fedchain.shared.net.statements import Domain, sign
 from fedchain.shared.net.streams import (
     StreamRefused,
     aggregate_parts,
+    fetch_model,
     join_model_chunks,
     read_body,
     read_header,
+    update_parts,
 )
 from fedchain.shared.node.entry_requests import EntryRequests, RequestRefused
+from fedchain.shared.node.heads import HeadKeeper, proofs_from_entry
 from fedchain.shared.node.heartbeats import HeartbeatRefused, ReplayGuard, check_heartbeat
 from fedchain.shared.node.peers import Peers
 from fedchain.shared.node.trust import EntryTrust
@@ -104,6 +107,12 @@ class SuperNode:
         """The chain id and entry key (set at join; on the entry, at bootstrap)."""
         self.requests = EntryRequests(lambda: self.trust)
         self.beats = ReplayGuard()
+        self.heads: HeadKeeper | None = None
+        """The highest signed tree head seen (a plain SN; the entry's own SN part signs them)."""
+        if not (entry_node_id and entry_node_id == key.node_id):
+            self.heads = HeadKeeper(
+                settings.state_dir, proofs_from_entry(lambda: self.peers.stub(self.entry_address))
+            )
 
     @property
     def chain_id(self) -> bytes:
@@ -133,8 +142,10 @@ class SuperNode:
             if self._upstream_model is not None:
                 data = self._upstream_model(version, model_digest)
             else:
-                stream = self.peers.stub(self.entry_address).FetchModel(
-                    pb.FetchModelRequest(version=version, digest=model_digest), timeout=120
+                stream = fetch_model(
+                    self.peers.channel(self.entry_address),
+                    pb.FetchModelRequest(version=version, digest=model_digest),
+                    timeout=120,
                 )
                 data = join_model_chunks(stream, self.max_bytes, model_digest or None)
                 if model_digest:
@@ -190,7 +201,7 @@ class SuperNode:
         if self.template is None:
             return pb.OpenRoundReply(ok=False, message="this SN has not joined the federation yet")
         try:
-            self.requests.open_round(req, self.node_id)
+            self.requests.open_round(req, self.node_id, heads=self.heads)
         except RequestRefused as exc:
             raise Rejected(exc.code, exc.reason) from None
         wanted = set(req.participants)
@@ -224,7 +235,7 @@ class SuperNode:
                     if not reply.ok:
                         collector.drop(e.node_id, f"edge node refused the round: {reply.message}")
                 except grpc.RpcError as exc:
-                    collector.drop(e.node_id, f"edge node unreachable: {exc.code().name}")
+                    collector.drop(e.node_id, _refusal(exc))
             collector.wait(self.edges.is_alive)
             if collector.superseded:
                 log.info("round %d was superseded by a newer round; not submitting", req.round)
@@ -290,6 +301,7 @@ class SuperNode:
                     aggregate_parts(header, data, self.chunk_bytes), timeout=120
                 )
                 log.info("round %d: aggregate of %d updates submitted: %s", req.round, len(accepted), reply.message)
+                self._hand_over(req, accepted, set(reply.retain))
                 return
             except grpc.RpcError as exc:
                 if exc.code() != grpc.StatusCode.UNAVAILABLE:
@@ -297,6 +309,27 @@ class SuperNode:
                     return
                 time.sleep(min(5.0, 0.5 * 2**attempt))
         log.warning("round %d: the entry is unreachable; aggregate dropped", req.round)
+
+    def _hand_over(self, req: pb.OpenRoundRequest, accepted: list[Accepted], wanted: set[str]) -> None:
+        """Send the entry the used updates it asked for (``retain``): each EN's signed header
+        unchanged, then its bytes, so that the ledger keeps them (``FEDCHAIN_KEEP_UPDATES``)."""
+        for a in accepted:
+            if a.digest not in wanted:
+                continue
+            header = pb.UpdateHeader(
+                node_id=a.node_id, round=req.round, version=req.version, samples=a.samples,
+                digest=a.digest, signature=a.signature, total_bytes=len(a.data),
+                train_loss=a.train_loss, train_seconds=a.train_seconds,
+            )
+            try:
+                self.peers.stub(self.entry_address).RetainUpdate(
+                    update_parts(header, a.data, self.chunk_bytes), timeout=120
+                )
+            except grpc.RpcError as exc:
+                log.warning(
+                    "round %d: the entry did not take the update of %s: %s",
+                    req.round, a.node_id, exc.details(),
+                )
 
     def submit_update(self, parts: Iterator[pb.UpdatePart]) -> pb.SubmitReply:
         """Receive, validate and record one EN update. Raises Rejected on a refusal."""
@@ -340,8 +373,7 @@ class SuperNode:
             raise
         item = Accepted(
             h.node_id, state, int(h.samples), h.digest, float(h.train_loss),
-            train_seconds=float(h.train_seconds), signature=bytes(h.signature),
-            data=data if collector.forward else b"",
+            train_seconds=float(h.train_seconds), signature=bytes(h.signature), data=data,
         )
         if not collector.accept(item):
             raise Rejected(grpc.StatusCode.FAILED_PRECONDITION, f"round {collector.round} is already closed")
@@ -401,3 +433,11 @@ def _bad_evaluation(edge: Edge, c: pb.ClientEval) -> str:
     except IngressRefused as exc:
         return reason_text(f"evaluation answer refused: {exc}")
     return ""
+
+
+def _refusal(exc: grpc.RpcError) -> str:
+    """Why an EN did not take the round: its own reason when it refused, else unreachable."""
+    code = exc.code()
+    if code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.PERMISSION_DENIED):
+        return f"edge node refused the round: {str(exc.details())[:300]}"
+    return f"edge node unreachable: {code.name}"

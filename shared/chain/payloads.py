@@ -8,8 +8,8 @@ that order is the canonical encoding order. Constructors check types and values
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -21,6 +21,8 @@ from fedchain.shared.digests import DIGEST_FORMAT, is_hex64, is_hex128
 HANDOVER_DOMAIN = "fedchain/authority-handover/v1"
 ROLES = ("SN", "EN")
 MAX_TEXT = 4096
+MAX_RECORDS = 100_000
+"""Most records one list of a payload may hold (participants of a round, decisions)."""
 
 
 class BlockKind(StrEnum):
@@ -100,42 +102,82 @@ def _float_map(value: Any, what: str) -> dict[str, float]:
     return out
 
 
-_CHECKERS = {
+def _float(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BlockInvalid(f"{what} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise BlockInvalid(f"{what} must be finite, got {value}")
+    return float(value)
+
+
+_CHECKERS: dict[str, Callable[[Any, str], Any]] = {
     "text": _text,
     "int": _int,
+    "float": _float,
     "text_list": _text_list,
     "pair_list": _pair_list,
     "text_map": _text_map,
     "float_map": _float_map,
 }
 
+def _records(value: Any, what: str, cls: type[Record]) -> list[Any]:
+    if not isinstance(value, (list, tuple)):
+        raise BlockInvalid(f"{what} must be a list of {cls.__name__} records")
+    if len(value) > MAX_RECORDS:
+        raise BlockInvalid(f"{what} holds {len(value)} records, more than {MAX_RECORDS}")
+    out: list[Any] = []
+    for i, item in enumerate(value):
+        if isinstance(item, cls):
+            out.append(item)
+        elif isinstance(item, Mapping):
+            out.append(cls.from_json(item, f"{what}[{i}]"))
+        else:
+            raise BlockInvalid(f"{what}[{i}] must be a {cls.__name__} object")
+    return out
 
-class _Payload:
-    """Shared behaviour of the payload dataclasses (field checks, encodings)."""
 
-    KIND: ClassVar[BlockKind]
-    FIELDS: ClassVar[tuple[tuple[str, str], ...]]
+class _Fields:
+    """Shared behaviour of payloads and records: typed fields in ``FIELDS`` order.
+
+    ``FIELDS`` lists (name, layout); a layout is a name in ``_CHECKERS`` or a ``Record``
+    subclass (the field is a list of such records). Values are checked and normalised in
+    ``__post_init__``, then ``check`` applies the value rules of the type.
+    """
+
+    FIELDS: ClassVar[tuple[tuple[str, Any], ...]]
+
+    def _what(self) -> str:
+        return type(self).__name__
 
     def __post_init__(self) -> None:
         for name, layout in self.FIELDS:
-            value = _CHECKERS[layout](getattr(self, name), f"{self.KIND} payload field {name}")
+            what = f"{self._what()} field {name}"
+            raw = getattr(self, name)
+            if isinstance(layout, type):
+                value = _records(raw, what, layout)
+            else:
+                value = _CHECKERS[layout](raw, what)
             object.__setattr__(self, name, value)
         self.check()
 
     def check(self) -> None:
-        """Kind-specific value checks (overridden)."""
+        """Type-specific value checks (overridden)."""
 
-    def encode(self, w: CanonicalWriter) -> None:
-        """Write the payload canonically: kind, then each field's name and value in order."""
-        w.text(str(self.KIND))
-        w.u32(len(self.FIELDS))
+    def encode_fields(self, w: CanonicalWriter) -> None:
+        """Each field's name and value, in ``FIELDS`` order."""
         for name, layout in self.FIELDS:
             w.text(name)
             value = getattr(self, name)
-            if layout == "text":
+            if isinstance(layout, type):
+                w.u32(len(value))
+                for record in value:
+                    record.encode_fields(w)
+            elif layout == "text":
                 w.text(value)
             elif layout == "int":
                 w.i64(value)
+            elif layout == "float":
+                w.f64(value)
             elif layout == "text_list":
                 w.text_list(value)
             elif layout == "pair_list":
@@ -146,19 +188,52 @@ class _Payload:
                 w.float_map(value)
 
     def to_json(self) -> dict[str, Any]:
-        """Plain JSON-able dict (rejected pairs as ``{"node_id", "reason"}`` objects)."""
+        """Plain JSON-able dict (pairs as ``{"node_id", "reason"}``, records as objects)."""
         out: dict[str, Any] = {}
         for name, layout in self.FIELDS:
             value = getattr(self, name)
-            if layout == "pair_list":
+            if isinstance(layout, type):
+                out[name] = [record.to_json() for record in value]
+            elif layout == "pair_list":
                 out[name] = [{"node_id": a, "reason": b} for a, b in value]
-            elif layout in ("text_list",):
+            elif layout == "text_list":
                 out[name] = list(value)
             elif layout in ("text_map", "float_map"):
                 out[name] = dict(value)
             else:
                 out[name] = value
         return out
+
+
+class Record(_Fields):
+    """One entry of a list inside a payload (a participant, an SN manifest, a decision)."""
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], what: str) -> Any:
+        """The record from its JSON object; BlockInvalid on missing or unknown keys."""
+        names = [name for name, _ in cls.FIELDS]
+        missing = [n for n in names if n not in data]
+        extra = sorted(set(map(str, data)) - set(names))
+        if missing:
+            raise BlockInvalid(f"{what} is missing {', '.join(missing)}")
+        if extra:
+            raise BlockInvalid(f"{what} has unknown field(s) {', '.join(extra[:5])}")
+        return cls(**{n: data[n] for n in names})
+
+
+class _Payload(_Fields):
+    """Shared behaviour of the payload dataclasses (field checks, encodings)."""
+
+    KIND: ClassVar[BlockKind]
+
+    def _what(self) -> str:
+        return f"{self.KIND} payload"
+
+    def encode(self, w: CanonicalWriter) -> None:
+        """Write the payload canonically: kind, field count, then each field's name and value."""
+        w.text(str(self.KIND))
+        w.u32(len(self.FIELDS))
+        self.encode_fields(w)
 
 
 @dataclass(frozen=True)
@@ -171,7 +246,7 @@ class GenesisPayload(_Payload):
     entry_public_key: str
 
     KIND: ClassVar[BlockKind] = BlockKind.GENESIS
-    FIELDS: ClassVar[tuple[tuple[str, str], ...]] = (
+    FIELDS: ClassVar[tuple[tuple[str, Any], ...]] = (
         ("config", "text_map"),
         ("model_digest", "text"),
         ("entry_node_id", "text"),
@@ -194,7 +269,7 @@ class NodeJoinedPayload(_Payload):
     address: str
 
     KIND: ClassVar[BlockKind] = BlockKind.NODE_JOINED
-    FIELDS: ClassVar[tuple[tuple[str, str], ...]] = (
+    FIELDS: ClassVar[tuple[tuple[str, Any], ...]] = (
         ("node_id", "text"),
         ("role", "text"),
         ("public_key", "text"),
@@ -218,37 +293,195 @@ class NodeLeftPayload(_Payload):
     reason: str
 
     KIND: ClassVar[BlockKind] = BlockKind.NODE_LEFT
-    FIELDS: ClassVar[tuple[tuple[str, str], ...]] = (("node_id", "text"), ("reason", "text"))
+    FIELDS: ClassVar[tuple[tuple[str, Any], ...]] = (("node_id", "text"), ("reason", "text"))
 
     def check(self) -> None:
         if not self.node_id:
             raise BlockInvalid("node_left node_id is empty")
 
 
+LEAF_DOMAIN = "fedchain/round-leaf/v1"
+ACTIONS = ("rejected", "clipped", "downweighted")
+"""What an aggregation decision did to an update (``Decision.action``)."""
+
+
+def round_leaf(node_id: str, update_digest: str, samples: int) -> bytes:
+    """The canonical Merkle leaf of one participant: domain tag, node id, digest, samples."""
+    w = CanonicalWriter()
+    w.text(LEAF_DOMAIN)
+    w.text(node_id)
+    w.raw(bytes.fromhex(update_digest))
+    w.i64(samples)
+    return w.getvalue()
+
+
+def _check_signature_hex(value: str, what: str) -> None:
+    if not is_hex128(value):
+        raise BlockInvalid(f"{what} must be a 64-byte Ed25519 signature in hex")
+
+
+@dataclass(frozen=True)
+class Participant(Record):
+    """One EN whose update counted: what it signed in its update header, and its signature.
+
+    The EN's signature is over ``shared.net.signing.update_fields(round, model_version - 1,
+    update_digest, samples, train_loss, train_seconds)`` in the chain's statement format
+    (domain ``fedchain/update/v2``, chain id = genesis hash, sender = ``node_id``), so anyone
+    holding the EN's key from its node_joined block can re-check it.
+    """
+
+    node_id: str
+    parent_sn: str
+    update_digest: str
+    samples: int
+    train_loss: float
+    train_seconds: float
+    signature: str
+
+    FIELDS: ClassVar[tuple[tuple[str, Any], ...]] = (
+        ("node_id", "text"),
+        ("parent_sn", "text"),
+        ("update_digest", "text"),
+        ("samples", "int"),
+        ("train_loss", "float"),
+        ("train_seconds", "float"),
+        ("signature", "text"),
+    )
+
+    def check(self) -> None:
+        if not self.node_id or not self.parent_sn:
+            raise BlockInvalid("round participant node_id and parent_sn must not be empty")
+        check_hex64(self.update_digest, f"round participant {self.node_id} update_digest")
+        if self.samples <= 0:
+            raise BlockInvalid(f"round participant {self.node_id} samples must be positive")
+        _check_signature_hex(self.signature, f"round participant {self.node_id} signature")
+
+    def leaf(self) -> bytes:
+        """This participant's canonical Merkle leaf."""
+        return round_leaf(self.node_id, self.update_digest, self.samples)
+
+
+@dataclass(frozen=True)
+class SnManifest(Record):
+    """One SN's signed manifest, as the fields it signed (enough to re-check it offline).
+
+    ``used`` lists the ENs in the order the SN signed them (each is a participant of this
+    SN); ``rejected`` is what the SN listed, exactly as signed. ``manifest_digest`` is the
+    SHA-256 of the statement the SN signed (domain ``fedchain/sn-manifest/v1``, chain id,
+    SN id, ``shared.net.signing.manifest_fields``), rebuilt from these fields and the
+    participants' rows; ``signature`` is the SN's Ed25519 signature over that statement.
+    ``aggregator`` and ``used_bytes`` (per used EN: the size of its forwarded update; empty
+    under ``mean``, where every size is 0) are signed too. Under a robust rule the entry may reject an update the
+    SN forwarded: that EN stays in ``used`` but is no participant; its signed update header
+    is kept in ``set_aside`` (so the manifest can still be rebuilt) and the block's
+    ``decisions`` list it as ``rejected``.
+    """
+
+    sn_node_id: str
+    aggregate_digest: str
+    weight: int
+    total_bytes: int
+    used: list[str]
+    rejected: list[tuple[str, str]]
+    manifest_digest: str
+    signature: str
+    aggregator: str = "mean"
+    used_bytes: list[str] = field(default_factory=list)
+    set_aside: list[Participant] = field(default_factory=list)
+
+    FIELDS: ClassVar[tuple[tuple[str, Any], ...]] = (
+        ("sn_node_id", "text"),
+        ("aggregate_digest", "text"),
+        ("weight", "int"),
+        ("total_bytes", "int"),
+        ("used", "text_list"),
+        ("rejected", "pair_list"),
+        ("manifest_digest", "text"),
+        ("signature", "text"),
+        ("aggregator", "text"),
+        ("used_bytes", "text_list"),
+        ("set_aside", Participant),
+    )
+
+    def check(self) -> None:
+        who = f"round manifest of {self.sn_node_id}"
+        if not self.sn_node_id:
+            raise BlockInvalid("round manifest sn_node_id must not be empty")
+        if self.total_bytes == 0:
+            if self.used or self.weight or self.aggregate_digest:
+                raise BlockInvalid(f"{who}: an empty aggregate lists no updates and no weight")
+        else:
+            check_hex64(self.aggregate_digest, f"{who} aggregate_digest")
+        if len(set(self.used)) != len(self.used):
+            raise BlockInvalid(f"{who} lists an edge node twice")
+        if self.used_bytes and len(self.used_bytes) != len(self.used) or not all(
+            b.isdigit() for b in self.used_bytes
+        ):
+            raise BlockInvalid(f"{who}: used_bytes must give one size per used edge node")
+        if not {p.node_id for p in self.set_aside} <= set(self.used):
+            raise BlockInvalid(f"{who}: set_aside lists an update the SN did not use")
+        check_hex64(self.manifest_digest, f"{who} manifest_digest")
+        _check_signature_hex(self.signature, f"{who} signature")
+
+
+@dataclass(frozen=True)
+class Decision(Record):
+    """What aggregation did to one node's update: rejected, clipped or down-weighted, and why.
+
+    ``by`` is the node that decided (the SN whose manifest says so, or the entry).
+    """
+
+    node_id: str
+    action: str
+    reason: str
+    by: str
+
+    FIELDS: ClassVar[tuple[tuple[str, Any], ...]] = (
+        ("node_id", "text"),
+        ("action", "text"),
+        ("reason", "text"),
+        ("by", "text"),
+    )
+
+    def check(self) -> None:
+        if self.action not in ACTIONS:
+            raise BlockInvalid(
+                f"round decision action must be one of {', '.join(ACTIONS)}, got {self.action!r}"
+            )
+        if not self.node_id:
+            raise BlockInvalid("round decision node_id must not be empty")
+
+
 @dataclass(frozen=True)
 class RoundPayload(_Payload):
-    """One aggregated round: the new global model and what went into it."""
+    """One aggregated round: the new global model and the evidence of what went into it.
+
+    ``participants`` (sorted by node id, each once) carry each EN's signed update header;
+    ``manifests`` (sorted by SN id) each SN's signed manifest; ``merkle_root`` is the RFC
+    6962 root over the participants' canonical leaves (``round_leaf``) in that order;
+    ``decisions`` what aggregation rejected, clipped or down-weighted, and why.
+    """
 
     round: int
     algorithm: str
     model_version: int
     model_digest: str
     merkle_root: str
-    participants: list[str]
-    update_digests: list[str]
-    rejected: list[tuple[str, str]]
+    participants: list[Participant]
+    manifests: list[SnManifest]
+    decisions: list[Decision]
     metrics: dict[str, float]
 
     KIND: ClassVar[BlockKind] = BlockKind.ROUND
-    FIELDS: ClassVar[tuple[tuple[str, str], ...]] = (
+    FIELDS: ClassVar[tuple[tuple[str, Any], ...]] = (
         ("round", "int"),
         ("algorithm", "text"),
         ("model_version", "int"),
         ("model_digest", "text"),
         ("merkle_root", "text"),
-        ("participants", "text_list"),
-        ("update_digests", "text_list"),
-        ("rejected", "pair_list"),
+        ("participants", Participant),
+        ("manifests", SnManifest),
+        ("decisions", Decision),
         ("metrics", "float_map"),
     )
 
@@ -259,36 +492,92 @@ class RoundPayload(_Payload):
         algorithm: str,
         model_version: int,
         model_digest: str,
-        participants: list[str],
-        update_digests: list[str],
-        rejected: list[tuple[str, str]] | None = None,
+        participants: Sequence[Participant],
+        manifests: Sequence[SnManifest] = (),
+        decisions: Sequence[Decision] = (),
         metrics: Mapping[str, float] | None = None,
     ) -> RoundPayload:
-        """A round payload with ``merkle_root`` computed over ``update_digests``."""
-        for i, d in enumerate(update_digests):
-            check_hex64(d, f"round update_digests[{i}]")
+        """A round payload with participants and manifests sorted and ``merkle_root`` computed."""
+        ordered = sorted(participants, key=lambda p: p.node_id)
         return cls(
             round,
             algorithm,
             model_version,
             model_digest,
-            merkle_root_hex(list(update_digests)),
-            list(participants),
-            list(update_digests),
-            list(rejected or []),
+            participants_root_hex(ordered),
+            ordered,
+            sorted(manifests, key=lambda m: m.sn_node_id),
+            list(decisions),
             dict(metrics or {}),
         )
+
+    @property
+    def participant_ids(self) -> list[str]:
+        """The participants' node ids, in the block's order."""
+        return [p.node_id for p in self.participants]
+
+    @property
+    def update_digests(self) -> list[str]:
+        """The participants' update digests, in the block's order."""
+        return [p.update_digest for p in self.participants]
+
+    @property
+    def rejected(self) -> list[tuple[str, str]]:
+        """``(node_id, reason)`` of every rejected decision."""
+        return [(d.node_id, d.reason) for d in self.decisions if d.action == "rejected"]
+
+    def manifest_of(self, sn_node_id: str) -> SnManifest | None:
+        """The manifest of ``sn_node_id``, if it is in the block."""
+        return next((m for m in self.manifests if m.sn_node_id == sn_node_id), None)
 
     def check(self) -> None:
         check_hex64(self.model_digest, "round model_digest")
         check_hex64(self.merkle_root, "round merkle_root")
-        for i, d in enumerate(self.update_digests):
-            check_hex64(d, f"round update_digests[{i}]")
-        expected = merkle_root_hex(self.update_digests)
+        ids = self.participant_ids
+        for i in range(1, len(ids)):
+            if ids[i - 1] >= ids[i]:
+                what = "twice" if ids[i - 1] == ids[i] else "out of order (sorted by node id)"
+                raise BlockInvalid(f"round participant {ids[i]} is listed {what}")
+        sns = [m.sn_node_id for m in self.manifests]
+        for i in range(1, len(sns)):
+            if sns[i - 1] >= sns[i]:
+                what = "twice" if sns[i - 1] == sns[i] else "out of order (sorted by SN id)"
+                raise BlockInvalid(f"round manifest of {sns[i]} is listed {what}")
+        by_sn: dict[str, set[str]] = {}
+        for p in self.participants:
+            by_sn.setdefault(p.parent_sn, set()).add(p.node_id)
+        refused = {d.node_id for d in self.decisions if d.action == "rejected"}
+        for m in self.manifests:
+            mine = by_sn.pop(m.sn_node_id, set())
+            aside = {p.node_id for p in m.set_aside}
+            # every used EN is a participant, or set aside with a rejected decision
+            stray = sorted((set(m.used) - mine - aside) | (aside - refused))
+            if stray:
+                raise BlockInvalid(
+                    f"round manifest of {m.sn_node_id} uses {stray[0]}, which is neither a "
+                    "participant nor rejected"
+                )
+            if not mine <= set(m.used) or aside & mine:
+                raise BlockInvalid(
+                    f"round manifest of {m.sn_node_id} uses {len(m.used)} updates, but "
+                    f"{len(mine)} participants name it as their SN (every used edge node is "
+                    "a participant or set aside as rejected)"
+                )
+            weight = sum(p.samples for p in self.participants if p.node_id in mine)
+            weight += sum(p.samples for p in m.set_aside)
+            if m.weight != weight:
+                raise BlockInvalid(
+                    f"round manifest of {m.sn_node_id} has weight {m.weight}, but its "
+                    f"used updates' samples add up to {weight}"
+                )
+        if by_sn:
+            sn = sorted(by_sn)[0]
+            raise BlockInvalid(f"round participants name SN {sn}, which has no manifest in the block")
+        expected = participants_root_hex(self.participants)
         if self.merkle_root != expected:
             raise BlockInvalid(
                 f"round merkle_root {self.merkle_root[:16]}… is not the RFC 6962 root of its "
-                f"update_digests ({expected[:16]}…)"
+                f"participants' leaves ({expected[:16]}…)"
             )
 
 
@@ -301,7 +590,7 @@ class CheckpointPayload(_Payload):
     note: str
 
     KIND: ClassVar[BlockKind] = BlockKind.CHECKPOINT
-    FIELDS: ClassVar[tuple[tuple[str, str], ...]] = (
+    FIELDS: ClassVar[tuple[tuple[str, Any], ...]] = (
         ("model_version", "int"),
         ("model_digest", "text"),
         ("note", "text"),
@@ -337,7 +626,7 @@ class AuthorityHandoverPayload(_Payload):
     reason: str
 
     KIND: ClassVar[BlockKind] = BlockKind.AUTHORITY_HANDOVER
-    FIELDS: ClassVar[tuple[tuple[str, str], ...]] = (
+    FIELDS: ClassVar[tuple[tuple[str, Any], ...]] = (
         ("new_node_id", "text"),
         ("new_public_key", "text"),
         ("acceptance", "text"),
@@ -374,8 +663,13 @@ PAYLOAD_TYPES: dict[BlockKind, type[_Payload]] = {
 
 
 def merkle_root_hex(update_digests: list[str]) -> str:
-    """RFC 6962 root (hex) over the raw bytes of hex update digests, in the given order."""
+    """RFC 6962 root (hex) over the raw bytes of hex digests, in the given order."""
     return merkle.root([bytes.fromhex(d) for d in update_digests]).hex()
+
+
+def participants_root_hex(participants: Sequence[Participant]) -> str:
+    """RFC 6962 root (hex) over the participants' canonical leaves, in the given order."""
+    return merkle.root([p.leaf() for p in participants]).hex()
 
 
 def parse_kind(value: Any) -> BlockKind:

@@ -13,9 +13,11 @@ incoming key signs its acceptance of that exact position on the chain.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from fedchain.shared.chain import evidence
 from fedchain.shared.chain.blocks import ZERO_HASH, Block
 from fedchain.shared.chain.errors import (
     BlobMissing,
@@ -48,6 +50,8 @@ class Member:
     role: str
     address: str
     admitted_at: int
+    parent_sn: str = ""
+    """The SN an EN was admitted under (its latest node_joined block); "" for an SN."""
 
 
 @dataclass
@@ -64,6 +68,8 @@ class ChainState:
     """Node id of the key that may write the next block (the entry; "" before genesis)."""
     authority_key: bytes = b""
     """That key's Ed25519 public key."""
+    chain_id: bytes = b""
+    """The genesis block's hash: the chain id every node statement is signed under."""
 
     @property
     def next_height(self) -> int:
@@ -80,6 +86,7 @@ class ChainState:
             self.last_round,
             self.authority,
             self.authority_key,
+            self.chain_id,
         )
 
     def apply(self, block: Block) -> None:
@@ -91,6 +98,7 @@ class ChainState:
             )
             self.authority = p.entry_node_id
             self.authority_key = bytes.fromhex(p.entry_public_key)
+            self.chain_id = block.hash
         elif isinstance(p, AuthorityHandoverPayload):
             self.members[p.new_node_id] = Member(
                 p.new_node_id, bytes.fromhex(p.new_public_key), "SN", "", block.height
@@ -99,7 +107,8 @@ class ChainState:
             self.authority_key = bytes.fromhex(p.new_public_key)
         elif isinstance(p, NodeJoinedPayload):
             self.members[p.node_id] = Member(
-                p.node_id, bytes.fromhex(p.public_key), p.role, p.address, block.height
+                p.node_id, bytes.fromhex(p.public_key), p.role, p.address, block.height,
+                p.parent_sn,
             )
             self.revoked.pop(p.node_id, None)
         elif isinstance(p, NodeLeftPayload):
@@ -175,7 +184,20 @@ def _check_payload(block: Block, state: ChainState) -> None:
                 raise BlockInvalid(f"node_joined parent_sn {p.parent_sn} is not an admitted SN")
         if p.node_id == state.authority:
             raise BlockInvalid("node_joined cannot admit the entry's own key as a member")
+        current = state.members.get(p.node_id)
+        if current is not None and (current.role != p.role or current.parent_sn == p.parent_sn):
+            # joined while joined: only a move of an EN to another SN is recorded again
+            raise BlockInvalid(
+                f"node_joined names {p.node_id}, already a member since height "
+                f"{current.admitted_at}; it joins again only after node_left "
+                "(or, for an EN, to move to another SN)"
+            )
     elif isinstance(p, NodeLeftPayload):
+        if p.node_id in state.revoked:
+            raise BlockInvalid(
+                f"node_left names {p.node_id}, which left already at height "
+                f"{state.revoked[p.node_id]}"
+            )
         if p.node_id not in state.members:
             raise BlockInvalid(f"node_left names {p.node_id}, which is not an admitted node")
         if p.node_id == state.authority:
@@ -202,12 +224,76 @@ def _check_payload(block: Block, state: ChainState) -> None:
             raise BlockInvalid(
                 "authority_handover acceptance is not the new key's signature over this handover"
             )
-    elif isinstance(p, RoundPayload) and p.round != state.last_round + 1:
-        # a round recorded twice (a retried append whose first reply was lost) or skipped
-        raise BlockInvalid(
-            f"round block records round {p.round}, but the previous round block recorded "
-            f"round {state.last_round} (the next round is {state.last_round + 1})"
-        )
+    elif isinstance(p, RoundPayload):
+        if p.round != state.last_round + 1:
+            # a round recorded twice (a retried append whose first reply was lost) or skipped
+            raise BlockInvalid(
+                f"round block records round {p.round}, but the previous round block recorded "
+                f"round {state.last_round} (the next round is {state.last_round + 1})"
+            )
+        check_round_evidence(p, state)
+
+
+def check_round_evidence(p: RoundPayload, state: ChainState) -> None:
+    """Every participant is an admitted EN of the SN it names and signed its row; every
+    manifest is an admitted SN's signature over the rows it used (BlockInvalid otherwise)."""
+    version = p.model_version - 1
+    for part in p.participants:
+        member = state.members.get(part.node_id)
+        if member is None or member.role != "EN":
+            why = f"revoked at height {state.revoked[part.node_id]}" if (
+                part.node_id in state.revoked
+            ) else "not an admitted edge node"
+            raise BlockInvalid(f"round participant {part.node_id} is {why}")
+        if member.parent_sn != part.parent_sn:
+            raise BlockInvalid(
+                f"round participant {part.node_id} names SN {part.parent_sn}, but the chain "
+                f"admitted it under {member.parent_sn}"
+            )
+        message = evidence.update_statement(state.chain_id, p.round, version, part)
+        if not evidence.signature_holds(member.public_key, part.signature, message):
+            raise BlockInvalid(
+                f"round participant {part.node_id}: the signature is not its own over its "
+                f"update header (round {p.round}, digest {part.update_digest[:16]}…, "
+                f"{part.samples} samples)"
+            )
+    for m in p.manifests:
+        sn = state.members.get(m.sn_node_id)
+        if sn is None or sn.role != "SN":
+            raise BlockInvalid(f"round manifest of {m.sn_node_id}: not an admitted super node")
+        known = {q.node_id for q in (*p.participants, *m.set_aside)}
+        unknown = [n for n in m.used if n not in known]
+        if unknown:
+            raise BlockInvalid(
+                f"round manifest of {m.sn_node_id} uses {unknown[0]}, which is neither a "
+                "participant nor rejected"
+            )
+        refused = {d.node_id for d in p.decisions if d.action == "rejected"}
+        for q in m.set_aside:
+            if q.node_id not in refused:
+                raise BlockInvalid(
+                    f"round manifest of {m.sn_node_id} uses {q.node_id}, which is neither a "
+                    "participant nor rejected"
+                )
+            message = evidence.update_statement(state.chain_id, p.round, version, q)
+            member = state.members.get(q.node_id)
+            if member is None or not evidence.signature_holds(
+                member.public_key, q.signature, message
+            ):
+                raise BlockInvalid(
+                    f"round manifest of {m.sn_node_id}: the set-aside update of {q.node_id} "
+                    "is not signed by that edge node"
+                )
+        signed = evidence.manifest_statement(state.chain_id, p, m)
+        if hashlib.sha256(signed).hexdigest() != m.manifest_digest:
+            raise BlockInvalid(
+                f"round manifest of {m.sn_node_id}: manifest_digest is not the digest of the "
+                "manifest rebuilt from the block"
+            )
+        if not evidence.signature_holds(sn.public_key, m.signature, signed):
+            raise BlockInvalid(
+                f"round manifest of {m.sn_node_id}: the signature is not the SN's over its manifest"
+            )
 
 
 def check_block(block: Block, state: ChainState, blob_problem: BlobProblem | None = None) -> None:
@@ -217,7 +303,9 @@ def check_block(block: Block, state: ChainState, blob_problem: BlobProblem | Non
     canonical header, producer is the entry (genesis's key, or the key it handed authority
     to), Ed25519 signature over the hash, payload rules (node ids match keys, Merkle root,
     parent SN, node_left target, a round block's round is the previous round block's
-    round + 1 starting at 1, a handover accepted by the new key), blobs present.
+    round + 1 starting at 1, every round participant an admitted EN of the SN it names whose
+    own signature holds over its row, every manifest an admitted SN's signature over the
+    rows it used, a handover accepted by the new key), blobs present.
     """
     if block.height != state.next_height:
         raise NotNextBlock(

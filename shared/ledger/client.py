@@ -258,6 +258,8 @@ class LedgerClient:
             reply.update_digest,
             list(reply.path),
             bytes(reply.root),
+            reply.node_id,
+            int(reply.samples),
         )
 
     def put_tree_head(self, head: TreeHead) -> TreeHead:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fedchain.shared.chain import merkle
+from fedchain.shared.chain.payloads import round_leaf
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,8 @@ class VerifyReport:
 
 @dataclass(frozen=True)
 class InclusionProof:
-    """RFC 6962 proof that ``update_digest`` is leaf ``index`` of round block ``height``."""
+    """RFC 6962 proof that participant ``node_id``'s leaf (node id, ``update_digest``,
+    ``samples``) is leaf ``index`` of round block ``height``."""
 
     height: int
     index: int
@@ -50,9 +52,10 @@ class InclusionProof:
     update_digest: str
     path: list[bytes]
     root: bytes
+    node_id: str = ""
+    samples: int = 0
 
     def verify(self) -> bool:
-        """True when the path leads from the update digest to ``root``."""
-        return merkle.verify_inclusion(
-            bytes.fromhex(self.update_digest), self.index, self.tree_size, self.path, self.root
-        )
+        """True when the path leads from the recomputed leaf to ``root``."""
+        leaf = round_leaf(self.node_id, self.update_digest, self.samples)
+        return merkle.verify_inclusion(leaf, self.index, self.tree_size, self.path, self.root)

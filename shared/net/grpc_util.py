@@ -17,25 +17,56 @@ from typing import Any
 import grpc
 
 from fedchain.shared.config import ConfigError, Settings
+from fedchain.shared.crypto import NodeKey
 from fedchain.shared.limits import FRAMING_BYTES, message_bytes
+from fedchain.shared.net.ports import check_free
+from fedchain.shared.net.tls import (
+    CertificateIssuer,
+    NodeTls,
+    PeerIdentityCheck,
+    TlsPair,
+    TlsRefused,
+    node_tls,
+)
 
 
 @dataclass(frozen=True)
 class NetConfig:
-    """What a gRPC endpoint needs to know: size bound and TLS material (PEM bytes)."""
+    """What a gRPC endpoint needs to know: size bound and TLS material (PEM bytes).
+
+    ``identity``: a node's own certificate (bearing its node id), which the entry may
+    replace at join (``shared/net/tls.py``); it then takes the place of cert and key.
+    """
 
     max_message_bytes: int
     tls_cert: bytes | None = None
     tls_key: bytes | None = None
     tls_ca: bytes | None = None
+    identity: NodeTls | None = None
 
     @property
     def tls(self) -> bool:
-        return self.tls_cert is not None or self.tls_ca is not None
+        return self.tls_cert is not None or self.tls_ca is not None or self.identity is not None
+
+    def pair(self) -> TlsPair | None:
+        """The key and certificate this endpoint presents now (None: none)."""
+        if self.identity is not None:
+            return self.identity.pair()
+        if self.tls_cert is not None and self.tls_key is not None:
+            return TlsPair(self.tls_key, self.tls_cert)
+        return None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> NetConfig:
-        """Read the TLS files named in settings; refuse half a configuration with a clear message."""
+    def from_settings(
+        cls, settings: Settings, *, node_key: NodeKey | None = None, hosts: tuple[str, ...] = ()
+    ) -> NetConfig:
+        """Read the TLS files named in settings; refuse half a configuration with a clear message.
+
+        With ``node_key`` (an SN or EN process) and ``--tls-ca``, the node presents a
+        certificate bearing its node id: its own from an earlier join, one it issues itself
+        with ``--tls-ca-key`` (the entry), or the enroll certificate until the entry issues
+        it one at join.
+        """
 
         def read(path: Path | None, what: str) -> bytes | None:
             if path is None:
@@ -51,7 +82,24 @@ class NetConfig:
             raise ConfigError("--tls-cert and --tls-key must be given together")
         if cert is not None and ca is None:
             raise ConfigError("--tls-ca is needed with --tls-cert (peers are verified against it)")
-        return cls(message_bytes(settings), cert, key, ca)
+        if settings.tls_ca_key is not None and ca is None:
+            raise ConfigError("--tls-ca-key needs --tls-ca (the CA certificate it belongs to)")
+        read(settings.tls_ca_key, "CA key")
+        net = cls(message_bytes(settings), cert, key, ca)
+        if node_key is None or ca is None:
+            return net
+        try:
+            issuer = None
+            if settings.tls_ca_key is not None and settings.tls_ca is not None:
+                issuer = CertificateIssuer.load(settings.tls_ca, settings.tls_ca_key)
+            bootstrap = TlsPair(key, cert) if key is not None and cert is not None else None
+            identity = node_tls(
+                ca, bootstrap, node_key=node_key, state_dir=settings.state_dir, hosts=hosts,
+                issuer=issuer,
+            )
+        except (TlsRefused, ValueError, OSError) as exc:
+            raise ConfigError(f"TLS: {exc}") from None
+        return cls(net.max_message_bytes, cert, key, ca, identity)
 
     def options(self) -> list[tuple[str, int]]:
         """Channel/server options: explicit send/receive bounds (+ 64 KiB for framing)."""
@@ -179,23 +227,24 @@ def make_server(
     taken: gRPC enables SO_REUSEPORT by default, which lets a second server silently share a
     port; it is turned off so that a taken port is an error, not two nodes answering at random.
     """
+    if port:
+        check_free(host, port, "--port")  # one line, before gRPC's C core logs its own
     limits = bounds if bounds is not None else ServerBounds(workers=workers)
     options = [*net.options(), ("grpc.so_reuseport", 0)]
+    interceptors: list[grpc.ServerInterceptor] = [StreamBounds(limits)]
+    if net.tls_ca is not None:  # mutual TLS: a signed message must come from its signer
+        interceptors.append(PeerIdentityCheck())
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=limits.workers, thread_name_prefix="grpc"),
-        interceptors=[StreamBounds(limits)],
+        interceptors=interceptors,
         options=options,
         maximum_concurrent_rpcs=limits.max_rpcs,
     )
     address = f"{host}:{port}"
+    pair = net.pair()
     try:
-        if net.tls_cert is not None and net.tls_key is not None:
-            creds = grpc.ssl_server_credentials(
-                [(net.tls_key, net.tls_cert)],
-                root_certificates=net.tls_ca,
-                require_client_auth=net.tls_ca is not None,
-            )
-            bound = server.add_secure_port(address, creds)
+        if pair is not None:
+            bound = server.add_secure_port(address, _server_credentials(net, pair))
         else:
             bound = server.add_insecure_port(address)
     except RuntimeError as exc:
@@ -203,6 +252,32 @@ def make_server(
     if bound == 0:
         raise ConfigError(f"cannot listen on {address} (port in use or address not local)")
     return server
+
+
+def _server_credentials(net: NetConfig, pair: TlsPair) -> grpc.ServerCredentials:
+    """Server TLS; with a node identity, each handshake presents its current certificate."""
+    identity = net.identity
+    if identity is None:
+        return grpc.ssl_server_credentials(
+            [(pair.key, pair.cert)],
+            root_certificates=net.tls_ca,
+            require_client_auth=net.tls_ca is not None,
+        )
+    ca = identity.ca
+    seen = [identity.version]
+
+    def config(now: TlsPair) -> Any:
+        return grpc.ssl_server_certificate_configuration([(now.key, now.cert)], root_certificates=ca)
+
+    def fetch() -> Any:
+        if identity.version == seen[0]:
+            return None  # unchanged
+        seen[0] = identity.version
+        return config(identity.pair())
+
+    return grpc.dynamic_ssl_server_credentials(
+        config(pair), fetch, require_client_authentication=True
+    )
 
 
 RECONNECT_BACKOFF_MS = (250, 2_000)
@@ -228,8 +303,11 @@ def make_channel(net: NetConfig, address: str) -> grpc.Channel:
     """A channel to HOST:PORT with the same bounds and TLS material as our server."""
     options = channel_options(net)
     if net.tls:
+        pair = net.pair()
         creds = grpc.ssl_channel_credentials(
-            root_certificates=net.tls_ca, private_key=net.tls_key, certificate_chain=net.tls_cert
+            root_certificates=net.tls_ca if net.identity is None else net.identity.ca,
+            private_key=None if pair is None else pair.key,
+            certificate_chain=None if pair is None else pair.cert,
         )
         return grpc.secure_channel(address, creds, options=options)
     return grpc.insecure_channel(address, options=options)

@@ -13,6 +13,7 @@ import asyncio
 import hmac
 import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -23,6 +24,7 @@ from fastapi import FastAPI
 
 from fedchain.shared.config import ConfigError
 from fedchain.shared.limits import HTTP_BODY_BYTES
+from fedchain.shared.net.https import HttpTls
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -151,15 +153,33 @@ def bind(host: str, port: int) -> socket.socket:
 class HttpServer:
     """A uvicorn server in a daemon thread; ``stop()`` shuts it down.
 
-    Every request body is bounded by ``max_body_bytes`` (``RequestGuard``).
+    Every request body is bounded by ``max_body_bytes`` (``RequestGuard``). With ``tls``
+    the port speaks HTTPS only (uvicorn's ``ssl_certfile`` / ``ssl_keyfile``).
     """
 
     def __init__(
-        self, app: FastAPI, host: str, port: int, *, max_body_bytes: int = HTTP_BODY_BYTES
+        self,
+        app: FastAPI,
+        host: str,
+        port: int,
+        *,
+        max_body_bytes: int = HTTP_BODY_BYTES,
+        tls: HttpTls | None = None,
     ) -> None:
-        self.sock = bind(host, port)
         guarded = RequestGuard(app, max_body_bytes=max_body_bytes)
-        config = uvicorn.Config(guarded, log_level="warning", access_log=False, lifespan="off")
+        ssl_files: dict[str, Any] = (
+            {} if tls is None else {"ssl_certfile": str(tls.cert), "ssl_keyfile": str(tls.key)}
+        )
+        config = uvicorn.Config(
+            guarded, log_level="warning", access_log=False, lifespan="off", **ssl_files
+        )
+        try:
+            config.load()  # reads the certificate and key now: a bad file is refused at start
+        except (OSError, ssl.SSLError) as exc:
+            files = "" if tls is None else f" with {tls.cert} and {tls.key}"
+            raise ConfigError(f"cannot serve HTTPS{files}: {exc}") from None
+        self.tls = tls
+        self.sock = bind(host, port)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, name=f"http-{port}", daemon=True)
 

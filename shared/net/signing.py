@@ -31,8 +31,10 @@ __all__ = [
     "assign_edge_fields",
     "check_signed",
     "evaluate_fields",
+    "evaluation_fields",
     "heartbeat_fields",
     "join_message",
+    "join_reply_fields",
     "manifest_fields",
     "open_round_fields",
     "update_fields",
@@ -72,6 +74,24 @@ def join_message(
     return statement(Domain.JOIN, NO_CHAIN, node_id_for(public_key), fields)
 
 
+def join_reply_fields(reply: pb.JoinReply, request_timestamp_ms: int) -> Fields:
+    """What the entry signs in its join reply (chain id: the reply's own ``chain_id``, sender:
+    the entry): every field the joiner acts on, bound to the joiner's request by its timestamp
+    (an old reply replayed to a new request does not hold)."""
+    return [
+        ("node_id", reply.node_id),
+        ("entry_public_key", bytes(reply.entry_public_key)),
+        ("entry_http_address", reply.entry_http_address),
+        ("sn_node_id", reply.sn_node_id),
+        ("sn_address", reply.sn_address),
+        ("partition_index", int(reply.partition_index)),
+        ("partition_size", int(reply.partition_size)),
+        ("config_json", reply.config_json),
+        ("height", int(reply.height)),
+        ("request_timestamp_ms", int(request_timestamp_ms)),
+    ]
+
+
 # ---- entry -> SN (-> EN) ----
 def assign_edge_fields(info: pb.EdgeInfo) -> Fields:
     return [
@@ -95,6 +115,11 @@ def open_round_fields(req: pb.OpenRoundRequest) -> Fields:
         ("participants", list(req.participants)),
         ("sn_node_id", req.sn_node_id),
         ("issued_ms", int(req.issued_ms)),
+        # the entry's latest signed tree head (its chain id is the statement's)
+        ("head_size", int(req.head.size)),
+        ("head_root", bytes(req.head.root)),
+        ("head_timestamp_ms", int(req.head.timestamp_ms)),
+        ("head_signature", bytes(req.head.signature)),
     ]
 
 
@@ -106,6 +131,21 @@ def evaluate_fields(req: pb.EvaluateRequest) -> Fields:
         ("algorithm", req.algorithm),
         ("sn_node_id", req.sn_node_id),
         ("issued_ms", int(req.issued_ms)),
+    ]
+
+
+def evaluation_fields(answer: pb.ClientEval, req: pb.EvaluateRequest) -> Fields:
+    """What an EN signs about its evaluation answer to ``req`` (the entry's signed request, so
+    an answer is never valid for another version or another request); ``sn`` is not covered:
+    the SNs on the way set it."""
+    return [
+        ("version", int(req.version)),
+        ("model_digest", req.model_digest),
+        ("issued_ms", int(req.issued_ms)),
+        ("partition_index", int(answer.partition_index)),
+        ("correct", int(answer.correct)),
+        ("total", int(answer.total)),
+        ("loss", float(answer.loss)),
     ]
 
 

@@ -36,6 +36,8 @@ class Domain(StrEnum):
     EVALUATION = "fedchain/evaluation/v1"
     UPDATE = "fedchain/update/v2"
     MANIFEST = "fedchain/sn-manifest/v1"
+    JOIN_REPLY = "fedchain/join-reply/v1"
+    TLS_CSR = "fedchain/tls-csr/v1"
 
 
 class SignatureRefused(ValueError):

@@ -12,7 +12,11 @@ status it maps to.
 Wire forms (``proto/node.proto``, ``proto/ledger.proto``):
 
 * ``FetchModel`` (``Chunk``): the first chunk carries ``total_bytes`` and ``digest`` (the
-  header) and the first data; later chunks carry data only.
+  header) and the first data; later chunks carry data only. The server writes each
+  ``Chunk``'s protobuf wire form itself (``model_frames``: one copy of each slice, no
+  protobuf message) on a method handler without serializer (``add_node_servicer``), and a
+  reader parses the frames into views of the received bytes (``fetch_model``,
+  ``parse_model_frame``): same wire format, so protobuf stubs read it too.
 * ``SubmitUpdate`` / ``SubmitAggregate`` (``UpdatePart`` / ``AggregatePart``): a ``header``
   part (``total_bytes``, ``digest``), then ``data`` parts.
 * ``PutBlob`` / ``GetBlob`` (``BlobChunk``): the first chunk carries the ``digest`` (the
@@ -22,16 +26,22 @@ Wire forms (``proto/node.proto``, ``proto/ledger.proto``):
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
-from typing import Protocol, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import grpc
 
 from fedchain.shared.digests import digest_of
 from fedchain.shared.limits import StreamLimits
-from fedchain.shared.rpc import ledger_pb2
+from fedchain.shared.net.traffic import TRAFFIC
+from fedchain.shared.rpc import ledger_pb2, node_pb2_grpc
 from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.tensors import TensorError
+
+NODE_SERVICE = pb.DESCRIPTOR.services_by_name["Node"].full_name
+FETCH_MODEL = f"/{NODE_SERVICE}/FetchModel"
+"""The full gRPC method name of ``Node.FetchModel``."""
 
 
 class StreamRefused(TensorError):
@@ -54,8 +64,9 @@ def _too_big(reason: str) -> StreamRefused:
 # ---------------------------------------------------------------- writing
 
 
-def cut(data: bytes, chunk_bytes: int) -> Iterator[memoryview]:
-    """``data`` as ``memoryview`` slices of at most ``chunk_bytes`` (one, empty, for no data)."""
+def cut(data: bytes, chunk_bytes: int, what: str = "data") -> Iterator[memoryview]:
+    """``data`` as ``memoryview`` slices of at most ``chunk_bytes`` (one, empty, for no data);
+    each slice is counted as sent for ``what`` when it is taken (``traffic.TRAFFIC``)."""
     if chunk_bytes <= 0:
         raise ValueError("chunk size must be positive")
     view = memoryview(data)
@@ -63,7 +74,9 @@ def cut(data: bytes, chunk_bytes: int) -> Iterator[memoryview]:
         yield view
         return
     for start in range(0, len(view), chunk_bytes):
-        yield view[start : start + chunk_bytes]
+        piece = view[start : start + chunk_bytes]
+        TRAFFIC.sent(what, len(piece))
+        yield piece
 
 
 def model_chunks(data: bytes, chunk_bytes: int, digest: str | None = None) -> Iterator[pb.Chunk]:
@@ -73,17 +86,92 @@ def model_chunks(data: bytes, chunk_bytes: int, digest: str | None = None) -> It
     computed once per buffer (``digest_of``), not once per fetch.
     """
     announced = digest or digest_of(data)
-    pieces = cut(data, chunk_bytes)
+    pieces = cut(data, chunk_bytes, "model")
     yield pb.Chunk(data=bytes(next(pieces)), total_bytes=len(data), digest=announced)
     for piece in pieces:
         yield pb.Chunk(data=bytes(piece))
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+# ``Chunk``'s field tags: (field number << 3) | wire type (0 varint, 2 length-delimited)
+_DATA_TAG, _TOTAL_TAG, _DIGEST_TAG = b"\x0a", b"\x10", b"\x1a"
+
+
+def model_frame(piece: bytes | memoryview, total_bytes: int = 0, digest: str = "") -> bytes:
+    """One ``Chunk``'s protobuf wire form (as ``Chunk.SerializeToString`` writes it), one copy."""
+    if total_bytes < 0:
+        raise ValueError("a model stream's size cannot be negative")
+    parts: list[bytes | memoryview] = []
+    if len(piece):
+        parts += [_DATA_TAG, _varint(len(piece)), piece]
+    if total_bytes:
+        parts += [_TOTAL_TAG, _varint(total_bytes)]
+    if digest:
+        text = digest.encode()
+        parts += [_DIGEST_TAG, _varint(len(text)), text]
+    return b"".join(parts)
+
+
+def model_frames(data: bytes, chunk_bytes: int, digest: str | None = None) -> Iterator[bytes]:
+    """``model_chunks`` as wire-form frames: what ``FetchModel`` sends (``add_node_servicer``)."""
+    announced = digest or digest_of(data)
+    pieces = cut(data, chunk_bytes, "model")
+    yield model_frame(next(pieces), len(data), announced)
+    for piece in pieces:
+        yield model_frame(piece)
+
+
+def add_node_servicer(servicer: node_pb2_grpc.NodeServicer, server: grpc.Server) -> None:
+    """Register ``servicer`` as the ``Node`` service, its ``FetchModel`` yielding wire frames.
+
+    Every method keeps its generated protobuf handler except ``FetchModel``, whose replies
+    are already serialized (``model_frames``) and go out as they are.
+    """
+    handlers = _generated_handlers(servicer)
+    fetch = handlers["FetchModel"]
+    handlers["FetchModel"] = grpc.unary_stream_rpc_method_handler(
+        servicer.FetchModel, request_deserializer=fetch.request_deserializer
+    )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(NODE_SERVICE, handlers),))
+    server.add_registered_method_handlers(NODE_SERVICE, handlers)
+
+
+class _Recorder:
+    """Stands in for a server to take the handler table the generated code registers."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    def add_generic_rpc_handlers(self, handlers: object) -> None:
+        """The generic handler repeats the registered table: nothing to keep."""
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        self.handlers.update(handlers)
+
+
+def _generated_handlers(servicer: node_pb2_grpc.NodeServicer) -> dict[str, grpc.RpcMethodHandler]:
+    recorder = _Recorder()
+    node_pb2_grpc.add_NodeServicer_to_server(servicer, recorder)
+    if "FetchModel" not in recorder.handlers:
+        raise RuntimeError("the generated Node service registers no FetchModel handler")
+    return recorder.handlers
 
 
 def update_parts(header: pb.UpdateHeader, data: bytes, chunk_bytes: int) -> Iterator[pb.UpdatePart]:
     """``SubmitUpdate``'s stream: the header, then the update bytes in chunks."""
     yield pb.UpdatePart(header=header)
     if data:
-        for piece in cut(data, chunk_bytes):
+        for piece in cut(data, chunk_bytes, "update"):
             yield pb.UpdatePart(data=bytes(piece))
 
 
@@ -93,19 +181,24 @@ def aggregate_parts(
     """``SubmitAggregate``'s stream: the header, then the bytes (none for an empty aggregate)."""
     yield pb.AggregatePart(header=header)
     if data:
-        for piece in cut(data, chunk_bytes):
+        for piece in cut(data, chunk_bytes, "aggregate"):
             yield pb.AggregatePart(data=bytes(piece))
 
 
 def blob_chunks(data: bytes, chunk_bytes: int, digest: str) -> Iterator[ledger_pb2.BlobChunk]:
     """``PutBlob`` / ``GetBlob``'s stream: the digest with the first data, then data."""
-    pieces = cut(data, chunk_bytes)
+    pieces = cut(data, chunk_bytes, "blob")
     yield ledger_pb2.BlobChunk(data=bytes(next(pieces)), digest=digest)
     for piece in pieces:
         yield ledger_pb2.BlobChunk(data=bytes(piece))
 
 
 # ---------------------------------------------------------------- reading
+
+BACKGROUND_HASH_BYTES = 4 << 20
+"""Bodies declared at least this large are hashed on ``_HASHER`` while the rest arrives."""
+_HASHER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-hash")
+"""One thread, so a body's pieces are hashed in order (hashlib lets go of the GIL)."""
 
 
 class BodyReader:
@@ -129,11 +222,13 @@ class BodyReader:
         self.what = what
         self.size = size
         self.digest = digest or None
-        self._pieces: list[bytes] = []
+        self._pieces: list[bytes | memoryview] = []
         self._bytes = 0
         self._hash = hashlib.sha256() if self.digest is not None else None
+        self._background = size is not None and size >= BACKGROUND_HASH_BYTES
+        self._hashed: Future[None] | None = None
 
-    def add(self, piece: bytes) -> None:
+    def add(self, piece: bytes | memoryview) -> None:
         """Take one data message (checked against both limits before it is kept)."""
         if len(self._pieces) >= self.limits.max_chunks:
             raise _too_big(
@@ -147,16 +242,23 @@ class BodyReader:
             raise _too_big(f"{self.what} stream exceeds the limit of {self.limits.max_bytes} bytes")
         self._pieces.append(piece)
         self._bytes = total
-        if self._hash is not None:
+        TRAFFIC.received(self.what, len(piece))
+        if self._hash is None:
+            return
+        if self._background:
+            self._hashed = _HASHER.submit(self._hash.update, piece)
+        else:
             self._hash.update(piece)
 
     def finish(self) -> bytes:
         """The body, joined once; refused when short or when it does not match its digest."""
         if self.size is not None and self._bytes != self.size:
             raise _bad(f"{self.what} stream ended after {self._bytes} of {self.size} bytes")
+        if self._hashed is not None:
+            self._hashed.result()  # the last piece's hash, so every piece's
         if self._hash is not None and self._hash.hexdigest() != self.digest:
             raise _bad(f"{self.what} stream does not match its announced digest")
-        if len(self._pieces) == 1:
+        if len(self._pieces) == 1 and isinstance(self._pieces[0], bytes):
             return self._pieces[0]
         return b"".join(self._pieces)
 
@@ -195,8 +297,88 @@ def read_body(
     return body.finish()
 
 
+class ModelChunk(NamedTuple):
+    """A parsed ``Chunk`` frame; ``data`` is a view into the received bytes."""
+
+    data: memoryview
+    total_bytes: int
+    digest: str
+
+
+def _read_varint(frame: memoryview, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if at >= len(frame) or shift > 63:
+            raise _bad("a model stream frame has a malformed varint")
+        byte = frame[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, at
+        shift += 7
+
+
+def parse_model_frame(raw: bytes) -> ModelChunk:
+    """A ``Chunk``'s wire form read as protobuf does (last value wins, unknown fields skipped),
+    with its data as a view, not a copy; ``StreamRefused`` for a malformed frame."""
+    frame = memoryview(raw)
+    data, total, digest = frame[:0], 0, ""
+    at = 0
+    while at < len(frame):
+        key, at = _read_varint(frame, at)
+        field, wire = key >> 3, key & 7
+        if field == 0:
+            raise _bad("a model stream frame has a field numbered 0")
+        if wire == 0:
+            value, at = _read_varint(frame, at)
+            if field == 2:
+                total = value - (1 << 64) if value >= 1 << 63 else value
+        elif wire == 2:
+            size, at = _read_varint(frame, at)
+            if at + size > len(frame):
+                raise _bad("a model stream frame is cut short")
+            if field == 1:
+                data = frame[at : at + size]
+            elif field == 3:
+                try:
+                    digest = str(frame[at : at + size], "utf-8")
+                except UnicodeDecodeError:
+                    raise _bad("a model stream frame has a digest that is not UTF-8") from None
+            at += size
+        elif wire in (1, 5):
+            at += 8 if wire == 1 else 4
+            if at > len(frame):
+                raise _bad("a model stream frame is cut short")
+        else:
+            raise _bad(f"a model stream frame has an unsupported wire type {wire}")
+    return ModelChunk(data, total, digest)
+
+
+def fetch_model(
+    channel: grpc.Channel, request: pb.FetchModelRequest, *, timeout: float
+) -> Iterator[ModelChunk]:
+    """Call ``FetchModel`` on ``channel``: its frames parsed into views (for ``join_model_chunks``)."""
+    call: Callable[..., Iterable[Any]] = channel.unary_stream(
+        FETCH_MODEL,
+        request_serializer=pb.FetchModelRequest.SerializeToString,
+        response_deserializer=None,
+        _registered_method=True,
+    )
+    for raw in call(request, timeout=timeout):
+        yield parse_model_frame(raw)
+
+
+class _ModelPart(Protocol):
+    @property
+    def data(self) -> bytes | memoryview: ...
+    @property
+    def total_bytes(self) -> int: ...
+    @property
+    def digest(self) -> str: ...
+
+
 def join_model_chunks(
-    stream: Iterable[pb.Chunk], max_bytes: int | StreamLimits, digest: str | None = None
+    stream: Iterable[_ModelPart], max_bytes: int | StreamLimits, digest: str | None = None
 ) -> bytes:
     """Read a ``FetchModel`` stream; ``digest``, when given, is what the model must hash to."""
     limits = max_bytes if isinstance(max_bytes, StreamLimits) else StreamLimits.for_bytes(max_bytes)

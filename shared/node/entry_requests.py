@@ -37,6 +37,7 @@ from fedchain.shared.net.signing import (
     open_round_fields,
 )
 from fedchain.shared.net.statements import Domain
+from fedchain.shared.node.heads import ChainRefused, HeadInvalid, HeadKeeper
 from fedchain.shared.node.trust import EntryTrust
 from fedchain.shared.rpc import node_pb2 as pb
 
@@ -104,12 +105,35 @@ class EntryRequests:
         except IngressRefused as exc:
             raise RequestRefused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
 
-    def open_round(self, req: pb.OpenRoundRequest, sn_node_id: str, edge_node_id: str = "") -> None:
+    def open_round(
+        self,
+        req: pb.OpenRoundRequest,
+        sn_node_id: str,
+        edge_node_id: str = "",
+        heads: HeadKeeper | None = None,
+    ) -> None:
         """Check an OpenRound for the SN ``sn_node_id`` (on an EN: ``edge_node_id`` is itself).
 
-        Accepting it makes (round, issued_ms) the newest: an equal or older one is refused after.
+        With ``heads``, the request's signed tree head must be the entry's, of this node's
+        chain (checked first, so a replaced chain is named as such), and extend the highest
+        head kept (checked last, on a fresh request issued later than the last one accepted,
+        so a replay is refused as a replay and an entry back at an older round on a shorter
+        chain as a chain that went backwards; with ``heads`` ``issued_ms`` must grow).
+        Accepting it makes (round, issued_ms) the newest: an equal or older one is refused
+        after.
         """
+        head = None
+        bad_head: HeadInvalid | None = None
+        if heads is not None:
+            try:
+                head = heads.authentic(req.head, self._need_trust())
+            except HeadInvalid as exc:  # after the request's own signature: it may be a forgery
+                bad_head = exc
+            except ChainRefused as exc:  # the entry's signed head names another chain
+                raise RequestRefused(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
         self._signed(Domain.OPEN_ROUND, bytes(req.signature), open_round_fields(req))
+        if bad_head is not None:
+            raise RequestRefused(grpc.StatusCode.PERMISSION_DENIED, str(bad_head))
 
         def fields() -> None:
             check_count(req.round, "round", 1, 2**31 - 1)
@@ -133,7 +157,15 @@ class EntryRequests:
         self._fresh(req.issued_ms, "round request")
         stamp = (int(req.round), int(req.issued_ms))
         with self._lock:
-            if stamp <= self._last_round:
+            # A request issued later than the last one accepted is held to the chain first: an
+            # entry back at an older round on a shorter chain is named as that, not as a replay.
+            later = int(req.issued_ms) > self._last_round[1]
+            if heads is not None and head is not None and later:
+                try:
+                    heads.accept(head, self._need_trust())
+                except ChainRefused as exc:
+                    raise RequestRefused(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
+            if stamp <= self._last_round or (heads is not None and not later):
                 raise RequestRefused(
                     grpc.StatusCode.FAILED_PRECONDITION,
                     f"round request {req.round} is a replay or older than round "

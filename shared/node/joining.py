@@ -8,8 +8,11 @@ node's stop event (SIGTERM, SIGINT) ends a join within ``POLL_S``, even in the m
 RPC to an entry that does not answer.
 
 The reply tells the node the chain it joined (``chain_id``, the genesis hash) and the
-entry's key; with a ``TrustStore`` the joiner keeps them, and a later reply naming another
-entry key or chain is refused (``JoinRefused``).
+entry's key, and is signed by that key (``JOIN_REPLY``, over every field the node acts on and
+its own request's timestamp, so an old reply replayed does not hold). The joiner checks the
+signature, then the key: against ``entry_key`` (``--entry-key``) when it is given, else
+against the key its ``TrustStore`` kept from the first join (trust on first use); a reply
+that is not signed, or names another entry key or chain, is refused (``JoinRefused``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ import grpc
 
 from fedchain.shared.config import ConfigError, Settings, token_value
 from fedchain.shared.crypto import NodeKey
-from fedchain.shared.net.signing import join_message
+from fedchain.shared.net.signing import SignatureRefused, check_signed, join_message, join_reply_fields
+from fedchain.shared.net.statements import Domain
+from fedchain.shared.net.tls import NodeTls, TlsRefused
 from fedchain.shared.node.trust import TrustRefused, TrustStore
 from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.rpc import node_pb2_grpc
@@ -53,6 +58,11 @@ def join_token_for(role: str, settings: Settings) -> str:
     if role not in ROLE_TOKENS:
         raise ValueError(f"role must be one of {sorted(ROLE_TOKENS)}, got {role!r}")
     return token_value(settings, ROLE_TOKENS[role])
+
+
+def entry_key_of(settings: Settings) -> bytes | None:
+    """The entry key a node was given (``--entry-key`` / ``FEDCHAIN_ENTRY_KEY``), or None."""
+    return bytes.fromhex(settings.entry_key) if settings.entry_key else None
 
 
 class JoinError(ConfigError):
@@ -109,6 +119,8 @@ class Joiner:
         policy: RetryPolicy = RetryPolicy(),
         clock: Callable[[], float] = time.monotonic,
         trust: TrustStore | None = None,
+        entry_key: bytes | None = None,
+        tls: NodeTls | None = None,
     ) -> None:
         if role not in ROLE_NAMES:
             raise ValueError(f"role must be one of {sorted(ROLE_NAMES)}, got {role!r}")
@@ -123,11 +135,15 @@ class Joiner:
         self.policy = policy
         self._clock = clock
         self.trust = trust
+        self.entry_key = entry_key
+        """The entry key given (``--entry-key``): a join reply must be signed by it."""
+        self.tls = tls
+        """With mutual TLS: the join asks for a certificate bearing this node's id."""
 
     def request(self, avoid_sn: str = "") -> pb.JoinRequest:
         """A freshly timestamped, signed JoinRequest (built again for every attempt)."""
         ts = int(time.time() * 1000)
-        return pb.JoinRequest(
+        req = pb.JoinRequest(
             token=self.token,
             role=self.role,
             public_key=self.key.public_bytes,
@@ -141,6 +157,9 @@ class Joiner:
             ),
             avoid_sn=avoid_sn,
         )
+        if self.tls is not None:
+            self.tls.attach_csr(req)
+        return req
 
     def join(self, *, avoid_sn: str = "", timeout: float = 120.0) -> pb.JoinReply:
         """Join through the entry within ``timeout`` s (``avoid_sn``: an SN an EN must not get).
@@ -153,11 +172,10 @@ class Joiner:
             if self.stop.is_set():
                 raise JoinCancelled(f"this {ROLE_NAMES[self.role]} stopped while joining")
             remaining = deadline - self._clock()
+            request = self.request(avoid_sn)
             try:
-                reply = self._call(
-                    self.request(avoid_sn), max(0.1, min(self.policy.rpc_timeout_s, remaining))
-                )
-                return self._trusted(reply)
+                reply = self._call(request, max(0.1, min(self.policy.rpc_timeout_s, remaining)))
+                return self._trusted(reply, request.timestamp_ms)
             except grpc.RpcError as exc:
                 code, details = exc.code(), exc.details()
             if code in FATAL_STATUSES:
@@ -172,8 +190,28 @@ class Joiner:
             if self.stop.wait(pause):
                 raise JoinCancelled(f"this {ROLE_NAMES[self.role]} stopped while joining")
 
-    def _trusted(self, reply: pb.JoinReply) -> pb.JoinReply:
-        """Keep (or check) the chain id and entry key the reply names."""
+    def _trusted(self, reply: pb.JoinReply, timestamp_ms: int) -> pb.JoinReply:
+        """Check the reply's signature and its entry key; keep (or check) its chain and key."""
+        key = bytes(reply.entry_public_key)
+        if self.entry_key is not None and key != self.entry_key:
+            raise JoinRefused(
+                f"refusing the entry at {self.entry}: it answered with key {key.hex()[:16]}…, "
+                f"not the --entry-key {self.entry_key.hex()[:16]}…"
+            )
+        try:
+            check_signed(
+                key, bytes(reply.signature), Domain.JOIN_REPLY, bytes(reply.chain_id),
+                reply.entry_node_id, join_reply_fields(reply, timestamp_ms),
+            )
+        except SignatureRefused as exc:
+            raise JoinRefused(
+                f"refusing the entry at {self.entry}: its join reply does not hold ({exc})"
+            ) from None
+        if self.tls is not None:
+            try:
+                self.tls.accept(reply)
+            except (TlsRefused, ValueError) as exc:
+                raise JoinRefused(f"refusing the entry at {self.entry}: {exc}") from None
         if self.trust is None:
             return reply
         try:

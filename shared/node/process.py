@@ -24,9 +24,10 @@ def node_addresses(settings: Settings) -> tuple[str, str]:
 
 
 def load_key(settings: Settings) -> NodeKey:
-    """The node's Ed25519 key in its state dir (made on first start)."""
+    """The node's Ed25519 key: ``--node-key`` or ``node.key`` in its state dir (made on first start)."""
+    path = settings.node_key or Path(settings.state_dir) / "node.key"
     try:
-        return NodeKey.load_or_create(Path(settings.state_dir) / "node.key")
+        return NodeKey.load_or_create(path)
     except (ValueError, OSError) as exc:
         raise ConfigError(str(exc)) from None
 

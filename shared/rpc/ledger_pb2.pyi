@@ -117,20 +117,24 @@ class InclusionProofRequest(_message.Message):
     def __init__(self, height: _Optional[int] = ..., update_digest: _Optional[str] = ...) -> None: ...
 
 class InclusionProofReply(_message.Message):
-    __slots__ = ("height", "index", "tree_size", "update_digest", "path", "root")
+    __slots__ = ("height", "index", "tree_size", "update_digest", "path", "root", "node_id", "samples")
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
     UPDATE_DIGEST_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     ROOT_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
     height: int
     index: int
     tree_size: int
     update_digest: str
     path: _containers.RepeatedScalarFieldContainer[bytes]
     root: bytes
-    def __init__(self, height: _Optional[int] = ..., index: _Optional[int] = ..., tree_size: _Optional[int] = ..., update_digest: _Optional[str] = ..., path: _Optional[_Iterable[bytes]] = ..., root: _Optional[bytes] = ...) -> None: ...
+    node_id: str
+    samples: int
+    def __init__(self, height: _Optional[int] = ..., index: _Optional[int] = ..., tree_size: _Optional[int] = ..., update_digest: _Optional[str] = ..., path: _Optional[_Iterable[bytes]] = ..., root: _Optional[bytes] = ..., node_id: _Optional[str] = ..., samples: _Optional[int] = ...) -> None: ...
 
 class TreeHead(_message.Message):
     __slots__ = ("chain_id", "size", "root", "timestamp_ms", "signer", "signature")

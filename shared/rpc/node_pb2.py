@@ -22,55 +22,60 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from . import ledger_pb2 as ledger__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nnode.proto\x12\rfedchain.node\"\"\n\x03\x41\x63k\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xa0\x01\n\x0bJoinRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\x12\x14\n\x0chttp_address\x18\x05 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x06 \x01(\x03\x12\x11\n\tsignature\x18\x07 \x01(\x0c\x12\x10\n\x08\x61void_sn\x18\x08 \x01(\t\"\xf9\x01\n\tJoinReply\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x15\n\rentry_node_id\x18\x02 \x01(\t\x12\x12\n\nsn_node_id\x18\x03 \x01(\t\x12\x12\n\nsn_address\x18\x04 \x01(\t\x12\x17\n\x0fpartition_index\x18\x05 \x01(\x05\x12\x13\n\x0b\x63onfig_json\x18\x06 \x01(\t\x12\x0e\n\x06height\x18\x07 \x01(\x03\x12\x1a\n\x12\x65ntry_http_address\x18\x08 \x01(\t\x12\x10\n\x08\x63hain_id\x18\t \x01(\x0c\x12\x18\n\x10\x65ntry_public_key\x18\n \x01(\x0c\x12\x16\n\x0epartition_size\x18\x0b \x01(\x03\"\xa0\x01\n\x10HeartbeatRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x14\n\x0chttp_address\x18\x04 \x01(\t\x12\x13\n\x0b\x61live_edges\x18\x05 \x03(\t\x12\r\n\x05state\x18\x06 \x01(\t\x12\x0f\n\x07\x63ounter\x18\x07 \x01(\x03\x12\x11\n\tsignature\x18\x08 \x01(\x0c\"\xae\x01\n\x08\x45\x64geInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x14\n\x0chttp_address\x18\x04 \x01(\t\x12\x17\n\x0fpartition_index\x18\x05 \x01(\x05\x12\x12\n\nsn_node_id\x18\x06 \x01(\t\x12\x16\n\x0epartition_size\x18\x07 \x01(\x03\x12\x11\n\tsignature\x18\x08 \x01(\x0c\"z\n\x0eHeartbeatReply\x12\r\n\x05known\x18\x01 \x01(\x08\x12&\n\x05\x65\x64ges\x18\x02 \x03(\x0b\x32\x17.fedchain.node.EdgeInfo\x12\x15\n\rentry_node_id\x18\x03 \x01(\t\x12\x1a\n\x12\x65ntry_http_address\x18\x04 \x01(\t\"\xbe\x01\n\x10OpenRoundRequest\x12\r\n\x05round\x18\x01 \x01(\x05\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x14\n\x0cmodel_digest\x18\x03 \x01(\t\x12\x11\n\talgorithm\x18\x04 \x01(\t\x12\x11\n\ttimeout_s\x18\x05 \x01(\x01\x12\x14\n\x0cparticipants\x18\x06 \x03(\t\x12\x12\n\nsn_node_id\x18\x07 \x01(\t\x12\x11\n\tissued_ms\x18\x08 \x01(\x03\x12\x11\n\tsignature\x18\t \x01(\x0c\"<\n\x0eOpenRoundReply\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65\x64ges\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\"4\n\x11\x46\x65tchModelRequest\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\":\n\x05\x43hunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x13\n\x0btotal_bytes\x18\x02 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\"\xb3\x01\n\x0cUpdateHeader\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x05\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x0f\n\x07samples\x18\x04 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x05 \x01(\t\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x12\x13\n\x0btotal_bytes\x18\x07 \x01(\x03\x12\x12\n\ntrain_loss\x18\x08 \x01(\x01\x12\x15\n\rtrain_seconds\x18\t \x01(\x01\"S\n\nUpdatePart\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.fedchain.node.UpdateHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\",\n\tRejection\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x91\x01\n\nUsedUpdate\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0f\n\x07samples\x18\x03 \x01(\x03\x12\x12\n\ntrain_loss\x18\x04 \x01(\x01\x12\x15\n\rtrain_seconds\x18\x05 \x01(\x01\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x12\x13\n\x0btotal_bytes\x18\x07 \x01(\x03\"\xf7\x01\n\x0f\x41ggregateHeader\x12\x12\n\nsn_node_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x05\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x0f\n\x07samples\x18\x04 \x01(\x03\x12\'\n\x04used\x18\x05 \x03(\x0b\x32\x19.fedchain.node.UsedUpdate\x12*\n\x08rejected\x18\x06 \x03(\x0b\x32\x18.fedchain.node.Rejection\x12\x13\n\x0btotal_bytes\x18\x07 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x08 \x01(\t\x12\x11\n\tsignature\x18\t \x01(\x0c\x12\x12\n\naggregator\x18\n \x01(\t\"Y\n\rAggregatePart\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.fedchain.node.AggregateHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"0\n\x0bSubmitReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x98\x01\n\x0f\x45valuateRequest\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12\x14\n\x0cmodel_digest\x18\x02 \x01(\t\x12\x11\n\ttimeout_s\x18\x03 \x01(\x01\x12\x11\n\talgorithm\x18\x04 \x01(\t\x12\x12\n\nsn_node_id\x18\x05 \x01(\t\x12\x11\n\tissued_ms\x18\x06 \x01(\x03\x12\x11\n\tsignature\x18\x07 \x01(\x0c\"p\n\nClientEval\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\n\n\x02sn\x18\x02 \x01(\t\x12\x0f\n\x07\x63orrect\x18\x03 \x01(\x03\x12\r\n\x05total\x18\x04 \x01(\x03\x12\x0c\n\x04loss\x18\x05 \x01(\x01\x12\x17\n\x0fpartition_index\x18\x06 \x01(\x05\"e\n\rEvaluateReply\x12*\n\x07\x63lients\x18\x01 \x03(\x0b\x32\x19.fedchain.node.ClientEval\x12(\n\x06\x66\x61iled\x18\x02 \x03(\x0b\x32\x18.fedchain.node.Rejection2\xc3\x04\n\x04Node\x12<\n\x04Join\x12\x1a.fedchain.node.JoinRequest\x1a\x18.fedchain.node.JoinReply\x12K\n\tHeartbeat\x12\x1f.fedchain.node.HeartbeatRequest\x1a\x1d.fedchain.node.HeartbeatReply\x12\x39\n\nAssignEdge\x12\x17.fedchain.node.EdgeInfo\x1a\x12.fedchain.node.Ack\x12K\n\tOpenRound\x12\x1f.fedchain.node.OpenRoundRequest\x1a\x1d.fedchain.node.OpenRoundReply\x12\x46\n\nFetchModel\x12 .fedchain.node.FetchModelRequest\x1a\x14.fedchain.node.Chunk0\x01\x12G\n\x0cSubmitUpdate\x12\x19.fedchain.node.UpdatePart\x1a\x1a.fedchain.node.SubmitReply(\x01\x12M\n\x0fSubmitAggregate\x12\x1c.fedchain.node.AggregatePart\x1a\x1a.fedchain.node.SubmitReply(\x01\x12H\n\x08\x45valuate\x12\x1e.fedchain.node.EvaluateRequest\x1a\x1c.fedchain.node.EvaluateReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\nnode.proto\x12\rfedchain.node\x1a\x0cledger.proto\"\"\n\x03\x41\x63k\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xcc\x01\n\x0bJoinRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\x12\x14\n\x0chttp_address\x18\x05 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x06 \x01(\x03\x12\x11\n\tsignature\x18\x07 \x01(\x0c\x12\x10\n\x08\x61void_sn\x18\x08 \x01(\t\x12\x0f\n\x07tls_csr\x18\x14 \x01(\x0c\x12\x19\n\x11tls_csr_signature\x18\x15 \x01(\x0c\"\xa5\x02\n\tJoinReply\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x15\n\rentry_node_id\x18\x02 \x01(\t\x12\x12\n\nsn_node_id\x18\x03 \x01(\t\x12\x12\n\nsn_address\x18\x04 \x01(\t\x12\x17\n\x0fpartition_index\x18\x05 \x01(\x05\x12\x13\n\x0b\x63onfig_json\x18\x06 \x01(\t\x12\x0e\n\x06height\x18\x07 \x01(\x03\x12\x1a\n\x12\x65ntry_http_address\x18\x08 \x01(\t\x12\x10\n\x08\x63hain_id\x18\t \x01(\x0c\x12\x18\n\x10\x65ntry_public_key\x18\n \x01(\x0c\x12\x16\n\x0epartition_size\x18\x0b \x01(\x03\x12\x11\n\tsignature\x18\x0c \x01(\x0c\x12\x17\n\x0ftls_certificate\x18\x14 \x01(\x0c\"\xa0\x01\n\x10HeartbeatRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x14\n\x0chttp_address\x18\x04 \x01(\t\x12\x13\n\x0b\x61live_edges\x18\x05 \x03(\t\x12\r\n\x05state\x18\x06 \x01(\t\x12\x0f\n\x07\x63ounter\x18\x07 \x01(\x03\x12\x11\n\tsignature\x18\x08 \x01(\x0c\"\xae\x01\n\x08\x45\x64geInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x14\n\x0chttp_address\x18\x04 \x01(\t\x12\x17\n\x0fpartition_index\x18\x05 \x01(\x05\x12\x12\n\nsn_node_id\x18\x06 \x01(\t\x12\x16\n\x0epartition_size\x18\x07 \x01(\x03\x12\x11\n\tsignature\x18\x08 \x01(\x0c\"z\n\x0eHeartbeatReply\x12\r\n\x05known\x18\x01 \x01(\x08\x12&\n\x05\x65\x64ges\x18\x02 \x03(\x0b\x32\x17.fedchain.node.EdgeInfo\x12\x15\n\rentry_node_id\x18\x03 \x01(\t\x12\x1a\n\x12\x65ntry_http_address\x18\x04 \x01(\t\"\xe7\x01\n\x10OpenRoundRequest\x12\r\n\x05round\x18\x01 \x01(\x05\x12\x0f\n\x07version\x18\x02 \x01(\x05\x12\x14\n\x0cmodel_digest\x18\x03 \x01(\t\x12\x11\n\talgorithm\x18\x04 \x01(\t\x12\x11\n\ttimeout_s\x18\x05 \x01(\x01\x12\x14\n\x0cparticipants\x18\x06 \x03(\t\x12\x12\n\nsn_node_id\x18\x07 \x01(\t\x12\x11\n\tissued_ms\x18\x08 \x01(\x03\x12\x11\n\tsignature\x18\t \x01(\x0c\x12\'\n\x04head\x18\n \x01(\x0b\x32\x19.fedchain.ledger.TreeHead\"<\n\x0eOpenRoundReply\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\r\n\x05\x65\x64ges\x18\x02 \x01(\x05\x12\x0f\n\x07message\x18\x03 \x01(\t\"4\n\x11\x46\x65tchModelRequest\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\":\n\x05\x43hunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x13\n\x0btotal_bytes\x18\x02 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x03 \x01(\t\"\xb3\x01\n\x0cUpdateHeader\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x05\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x0f\n\x07samples\x18\x04 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x05 \x01(\t\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x12\x13\n\x0btotal_bytes\x18\x07 \x01(\x03\x12\x12\n\ntrain_loss\x18\x08 \x01(\x01\x12\x15\n\rtrain_seconds\x18\t \x01(\x01\"S\n\nUpdatePart\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.fedchain.node.UpdateHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\",\n\tRejection\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x91\x01\n\nUsedUpdate\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0f\n\x07samples\x18\x03 \x01(\x03\x12\x12\n\ntrain_loss\x18\x04 \x01(\x01\x12\x15\n\rtrain_seconds\x18\x05 \x01(\x01\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x12\x13\n\x0btotal_bytes\x18\x07 \x01(\x03\"\xf7\x01\n\x0f\x41ggregateHeader\x12\x12\n\nsn_node_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x05\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x0f\n\x07samples\x18\x04 \x01(\x03\x12\'\n\x04used\x18\x05 \x03(\x0b\x32\x19.fedchain.node.UsedUpdate\x12*\n\x08rejected\x18\x06 \x03(\x0b\x32\x18.fedchain.node.Rejection\x12\x13\n\x0btotal_bytes\x18\x07 \x01(\x03\x12\x0e\n\x06\x64igest\x18\x08 \x01(\t\x12\x11\n\tsignature\x18\t \x01(\x0c\x12\x12\n\naggregator\x18\n \x01(\t\"Y\n\rAggregatePart\x12\x30\n\x06header\x18\x01 \x01(\x0b\x32\x1e.fedchain.node.AggregateHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"@\n\x0bSubmitReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06retain\x18\x03 \x03(\t\"\x98\x01\n\x0f\x45valuateRequest\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12\x14\n\x0cmodel_digest\x18\x02 \x01(\t\x12\x11\n\ttimeout_s\x18\x03 \x01(\x01\x12\x11\n\talgorithm\x18\x04 \x01(\t\x12\x12\n\nsn_node_id\x18\x05 \x01(\t\x12\x11\n\tissued_ms\x18\x06 \x01(\x03\x12\x11\n\tsignature\x18\x07 \x01(\x0c\"\x83\x01\n\nClientEval\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\n\n\x02sn\x18\x02 \x01(\t\x12\x0f\n\x07\x63orrect\x18\x03 \x01(\x03\x12\r\n\x05total\x18\x04 \x01(\x03\x12\x0c\n\x04loss\x18\x05 \x01(\x01\x12\x17\n\x0fpartition_index\x18\x06 \x01(\x05\x12\x11\n\tsignature\x18\x07 \x01(\x0c\"e\n\rEvaluateReply\x12*\n\x07\x63lients\x18\x01 \x03(\x0b\x32\x19.fedchain.node.ClientEval\x12(\n\x06\x66\x61iled\x18\x02 \x03(\x0b\x32\x18.fedchain.node.Rejection\"3\n\x11RoundProofRequest\x12\r\n\x05round\x18\x01 \x01(\x05\x12\x0f\n\x07node_id\x18\x02 \x01(\t\"%\n\x0fRoundProofReply\x12\x12\n\nproof_json\x18\x01 \x01(\t2\xb3\x06\n\x04Node\x12<\n\x04Join\x12\x1a.fedchain.node.JoinRequest\x1a\x18.fedchain.node.JoinReply\x12K\n\tHeartbeat\x12\x1f.fedchain.node.HeartbeatRequest\x1a\x1d.fedchain.node.HeartbeatReply\x12\x39\n\nAssignEdge\x12\x17.fedchain.node.EdgeInfo\x1a\x12.fedchain.node.Ack\x12K\n\tOpenRound\x12\x1f.fedchain.node.OpenRoundRequest\x1a\x1d.fedchain.node.OpenRoundReply\x12\x46\n\nFetchModel\x12 .fedchain.node.FetchModelRequest\x1a\x14.fedchain.node.Chunk0\x01\x12G\n\x0cSubmitUpdate\x12\x19.fedchain.node.UpdatePart\x1a\x1a.fedchain.node.SubmitReply(\x01\x12M\n\x0fSubmitAggregate\x12\x1c.fedchain.node.AggregatePart\x1a\x1a.fedchain.node.SubmitReply(\x01\x12G\n\x0cRetainUpdate\x12\x19.fedchain.node.UpdatePart\x1a\x1a.fedchain.node.SubmitReply(\x01\x12H\n\x08\x45valuate\x12\x1e.fedchain.node.EvaluateRequest\x1a\x1c.fedchain.node.EvaluateReply\x12U\n\x0b\x43onsistency\x12#.fedchain.ledger.ConsistencyRequest\x1a!.fedchain.ledger.ConsistencyReply\x12N\n\nRoundProof\x12 .fedchain.node.RoundProofRequest\x1a\x1e.fedchain.node.RoundProofReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'node_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ACK']._serialized_start=29
-  _globals['_ACK']._serialized_end=63
-  _globals['_JOINREQUEST']._serialized_start=66
-  _globals['_JOINREQUEST']._serialized_end=226
-  _globals['_JOINREPLY']._serialized_start=229
-  _globals['_JOINREPLY']._serialized_end=478
-  _globals['_HEARTBEATREQUEST']._serialized_start=481
-  _globals['_HEARTBEATREQUEST']._serialized_end=641
-  _globals['_EDGEINFO']._serialized_start=644
-  _globals['_EDGEINFO']._serialized_end=818
-  _globals['_HEARTBEATREPLY']._serialized_start=820
-  _globals['_HEARTBEATREPLY']._serialized_end=942
-  _globals['_OPENROUNDREQUEST']._serialized_start=945
-  _globals['_OPENROUNDREQUEST']._serialized_end=1135
-  _globals['_OPENROUNDREPLY']._serialized_start=1137
-  _globals['_OPENROUNDREPLY']._serialized_end=1197
-  _globals['_FETCHMODELREQUEST']._serialized_start=1199
-  _globals['_FETCHMODELREQUEST']._serialized_end=1251
-  _globals['_CHUNK']._serialized_start=1253
-  _globals['_CHUNK']._serialized_end=1311
-  _globals['_UPDATEHEADER']._serialized_start=1314
-  _globals['_UPDATEHEADER']._serialized_end=1493
-  _globals['_UPDATEPART']._serialized_start=1495
-  _globals['_UPDATEPART']._serialized_end=1578
-  _globals['_REJECTION']._serialized_start=1580
-  _globals['_REJECTION']._serialized_end=1624
-  _globals['_USEDUPDATE']._serialized_start=1627
-  _globals['_USEDUPDATE']._serialized_end=1772
-  _globals['_AGGREGATEHEADER']._serialized_start=1775
-  _globals['_AGGREGATEHEADER']._serialized_end=2022
-  _globals['_AGGREGATEPART']._serialized_start=2024
-  _globals['_AGGREGATEPART']._serialized_end=2113
-  _globals['_SUBMITREPLY']._serialized_start=2115
-  _globals['_SUBMITREPLY']._serialized_end=2163
-  _globals['_EVALUATEREQUEST']._serialized_start=2166
-  _globals['_EVALUATEREQUEST']._serialized_end=2318
-  _globals['_CLIENTEVAL']._serialized_start=2320
-  _globals['_CLIENTEVAL']._serialized_end=2432
-  _globals['_EVALUATEREPLY']._serialized_start=2434
-  _globals['_EVALUATEREPLY']._serialized_end=2535
-  _globals['_NODE']._serialized_start=2538
-  _globals['_NODE']._serialized_end=3117
+  _globals['_ACK']._serialized_start=43
+  _globals['_ACK']._serialized_end=77
+  _globals['_JOINREQUEST']._serialized_start=80
+  _globals['_JOINREQUEST']._serialized_end=284
+  _globals['_JOINREPLY']._serialized_start=287
+  _globals['_JOINREPLY']._serialized_end=580
+  _globals['_HEARTBEATREQUEST']._serialized_start=583
+  _globals['_HEARTBEATREQUEST']._serialized_end=743
+  _globals['_EDGEINFO']._serialized_start=746
+  _globals['_EDGEINFO']._serialized_end=920
+  _globals['_HEARTBEATREPLY']._serialized_start=922
+  _globals['_HEARTBEATREPLY']._serialized_end=1044
+  _globals['_OPENROUNDREQUEST']._serialized_start=1047
+  _globals['_OPENROUNDREQUEST']._serialized_end=1278
+  _globals['_OPENROUNDREPLY']._serialized_start=1280
+  _globals['_OPENROUNDREPLY']._serialized_end=1340
+  _globals['_FETCHMODELREQUEST']._serialized_start=1342
+  _globals['_FETCHMODELREQUEST']._serialized_end=1394
+  _globals['_CHUNK']._serialized_start=1396
+  _globals['_CHUNK']._serialized_end=1454
+  _globals['_UPDATEHEADER']._serialized_start=1457
+  _globals['_UPDATEHEADER']._serialized_end=1636
+  _globals['_UPDATEPART']._serialized_start=1638
+  _globals['_UPDATEPART']._serialized_end=1721
+  _globals['_REJECTION']._serialized_start=1723
+  _globals['_REJECTION']._serialized_end=1767
+  _globals['_USEDUPDATE']._serialized_start=1770
+  _globals['_USEDUPDATE']._serialized_end=1915
+  _globals['_AGGREGATEHEADER']._serialized_start=1918
+  _globals['_AGGREGATEHEADER']._serialized_end=2165
+  _globals['_AGGREGATEPART']._serialized_start=2167
+  _globals['_AGGREGATEPART']._serialized_end=2256
+  _globals['_SUBMITREPLY']._serialized_start=2258
+  _globals['_SUBMITREPLY']._serialized_end=2322
+  _globals['_EVALUATEREQUEST']._serialized_start=2325
+  _globals['_EVALUATEREQUEST']._serialized_end=2477
+  _globals['_CLIENTEVAL']._serialized_start=2480
+  _globals['_CLIENTEVAL']._serialized_end=2611
+  _globals['_EVALUATEREPLY']._serialized_start=2613
+  _globals['_EVALUATEREPLY']._serialized_end=2714
+  _globals['_ROUNDPROOFREQUEST']._serialized_start=2716
+  _globals['_ROUNDPROOFREQUEST']._serialized_end=2767
+  _globals['_ROUNDPROOFREPLY']._serialized_start=2769
+  _globals['_ROUNDPROOFREPLY']._serialized_end=2806
+  _globals['_NODE']._serialized_start=2809
+  _globals['_NODE']._serialized_end=3628
 # @@protoc_insertion_point(module_scope)

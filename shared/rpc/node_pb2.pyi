@@ -1,3 +1,4 @@
+from . import ledger_pb2 as _ledger_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -15,7 +16,7 @@ class Ack(_message.Message):
     def __init__(self, ok: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
 
 class JoinRequest(_message.Message):
-    __slots__ = ("token", "role", "public_key", "address", "http_address", "timestamp_ms", "signature", "avoid_sn")
+    __slots__ = ("token", "role", "public_key", "address", "http_address", "timestamp_ms", "signature", "avoid_sn", "tls_csr", "tls_csr_signature")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +25,8 @@ class JoinRequest(_message.Message):
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     AVOID_SN_FIELD_NUMBER: _ClassVar[int]
+    TLS_CSR_FIELD_NUMBER: _ClassVar[int]
+    TLS_CSR_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     token: str
     role: str
     public_key: bytes
@@ -32,10 +35,12 @@ class JoinRequest(_message.Message):
     timestamp_ms: int
     signature: bytes
     avoid_sn: str
-    def __init__(self, token: _Optional[str] = ..., role: _Optional[str] = ..., public_key: _Optional[bytes] = ..., address: _Optional[str] = ..., http_address: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., signature: _Optional[bytes] = ..., avoid_sn: _Optional[str] = ...) -> None: ...
+    tls_csr: bytes
+    tls_csr_signature: bytes
+    def __init__(self, token: _Optional[str] = ..., role: _Optional[str] = ..., public_key: _Optional[bytes] = ..., address: _Optional[str] = ..., http_address: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., signature: _Optional[bytes] = ..., avoid_sn: _Optional[str] = ..., tls_csr: _Optional[bytes] = ..., tls_csr_signature: _Optional[bytes] = ...) -> None: ...
 
 class JoinReply(_message.Message):
-    __slots__ = ("node_id", "entry_node_id", "sn_node_id", "sn_address", "partition_index", "config_json", "height", "entry_http_address", "chain_id", "entry_public_key", "partition_size")
+    __slots__ = ("node_id", "entry_node_id", "sn_node_id", "sn_address", "partition_index", "config_json", "height", "entry_http_address", "chain_id", "entry_public_key", "partition_size", "signature", "tls_certificate")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ENTRY_NODE_ID_FIELD_NUMBER: _ClassVar[int]
     SN_NODE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +52,8 @@ class JoinReply(_message.Message):
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
     ENTRY_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     PARTITION_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    TLS_CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     entry_node_id: str
     sn_node_id: str
@@ -58,7 +65,9 @@ class JoinReply(_message.Message):
     chain_id: bytes
     entry_public_key: bytes
     partition_size: int
-    def __init__(self, node_id: _Optional[str] = ..., entry_node_id: _Optional[str] = ..., sn_node_id: _Optional[str] = ..., sn_address: _Optional[str] = ..., partition_index: _Optional[int] = ..., config_json: _Optional[str] = ..., height: _Optional[int] = ..., entry_http_address: _Optional[str] = ..., chain_id: _Optional[bytes] = ..., entry_public_key: _Optional[bytes] = ..., partition_size: _Optional[int] = ...) -> None: ...
+    signature: bytes
+    tls_certificate: bytes
+    def __init__(self, node_id: _Optional[str] = ..., entry_node_id: _Optional[str] = ..., sn_node_id: _Optional[str] = ..., sn_address: _Optional[str] = ..., partition_index: _Optional[int] = ..., config_json: _Optional[str] = ..., height: _Optional[int] = ..., entry_http_address: _Optional[str] = ..., chain_id: _Optional[bytes] = ..., entry_public_key: _Optional[bytes] = ..., partition_size: _Optional[int] = ..., signature: _Optional[bytes] = ..., tls_certificate: _Optional[bytes] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("node_id", "role", "address", "http_address", "alive_edges", "state", "counter", "signature")
@@ -113,7 +122,7 @@ class HeartbeatReply(_message.Message):
     def __init__(self, known: _Optional[bool] = ..., edges: _Optional[_Iterable[_Union[EdgeInfo, _Mapping]]] = ..., entry_node_id: _Optional[str] = ..., entry_http_address: _Optional[str] = ...) -> None: ...
 
 class OpenRoundRequest(_message.Message):
-    __slots__ = ("round", "version", "model_digest", "algorithm", "timeout_s", "participants", "sn_node_id", "issued_ms", "signature")
+    __slots__ = ("round", "version", "model_digest", "algorithm", "timeout_s", "participants", "sn_node_id", "issued_ms", "signature", "head")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_DIGEST_FIELD_NUMBER: _ClassVar[int]
@@ -123,6 +132,7 @@ class OpenRoundRequest(_message.Message):
     SN_NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ISSUED_MS_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
     round: int
     version: int
     model_digest: str
@@ -132,7 +142,8 @@ class OpenRoundRequest(_message.Message):
     sn_node_id: str
     issued_ms: int
     signature: bytes
-    def __init__(self, round: _Optional[int] = ..., version: _Optional[int] = ..., model_digest: _Optional[str] = ..., algorithm: _Optional[str] = ..., timeout_s: _Optional[float] = ..., participants: _Optional[_Iterable[str]] = ..., sn_node_id: _Optional[str] = ..., issued_ms: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    head: _ledger_pb2.TreeHead
+    def __init__(self, round: _Optional[int] = ..., version: _Optional[int] = ..., model_digest: _Optional[str] = ..., algorithm: _Optional[str] = ..., timeout_s: _Optional[float] = ..., participants: _Optional[_Iterable[str]] = ..., sn_node_id: _Optional[str] = ..., issued_ms: _Optional[int] = ..., signature: _Optional[bytes] = ..., head: _Optional[_Union[_ledger_pb2.TreeHead, _Mapping]] = ...) -> None: ...
 
 class OpenRoundReply(_message.Message):
     __slots__ = ("ok", "edges", "message")
@@ -251,12 +262,14 @@ class AggregatePart(_message.Message):
     def __init__(self, header: _Optional[_Union[AggregateHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class SubmitReply(_message.Message):
-    __slots__ = ("accepted", "message")
+    __slots__ = ("accepted", "message", "retain")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RETAIN_FIELD_NUMBER: _ClassVar[int]
     accepted: bool
     message: str
-    def __init__(self, accepted: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
+    retain: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, accepted: _Optional[bool] = ..., message: _Optional[str] = ..., retain: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EvaluateRequest(_message.Message):
     __slots__ = ("version", "model_digest", "timeout_s", "algorithm", "sn_node_id", "issued_ms", "signature")
@@ -277,20 +290,22 @@ class EvaluateRequest(_message.Message):
     def __init__(self, version: _Optional[int] = ..., model_digest: _Optional[str] = ..., timeout_s: _Optional[float] = ..., algorithm: _Optional[str] = ..., sn_node_id: _Optional[str] = ..., issued_ms: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class ClientEval(_message.Message):
-    __slots__ = ("node_id", "sn", "correct", "total", "loss", "partition_index")
+    __slots__ = ("node_id", "sn", "correct", "total", "loss", "partition_index", "signature")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     SN_FIELD_NUMBER: _ClassVar[int]
     CORRECT_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     LOSS_FIELD_NUMBER: _ClassVar[int]
     PARTITION_INDEX_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     sn: str
     correct: int
     total: int
     loss: float
     partition_index: int
-    def __init__(self, node_id: _Optional[str] = ..., sn: _Optional[str] = ..., correct: _Optional[int] = ..., total: _Optional[int] = ..., loss: _Optional[float] = ..., partition_index: _Optional[int] = ...) -> None: ...
+    signature: bytes
+    def __init__(self, node_id: _Optional[str] = ..., sn: _Optional[str] = ..., correct: _Optional[int] = ..., total: _Optional[int] = ..., loss: _Optional[float] = ..., partition_index: _Optional[int] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class EvaluateReply(_message.Message):
     __slots__ = ("clients", "failed")
@@ -299,3 +314,17 @@ class EvaluateReply(_message.Message):
     clients: _containers.RepeatedCompositeFieldContainer[ClientEval]
     failed: _containers.RepeatedCompositeFieldContainer[Rejection]
     def __init__(self, clients: _Optional[_Iterable[_Union[ClientEval, _Mapping]]] = ..., failed: _Optional[_Iterable[_Union[Rejection, _Mapping]]] = ...) -> None: ...
+
+class RoundProofRequest(_message.Message):
+    __slots__ = ("round", "node_id")
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    round: int
+    node_id: str
+    def __init__(self, round: _Optional[int] = ..., node_id: _Optional[str] = ...) -> None: ...
+
+class RoundProofReply(_message.Message):
+    __slots__ = ("proof_json",)
+    PROOF_JSON_FIELD_NUMBER: _ClassVar[int]
+    proof_json: str
+    def __init__(self, proof_json: _Optional[str] = ...) -> None: ...

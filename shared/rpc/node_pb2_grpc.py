@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from . import ledger_pb2 as ledger__pb2
 from . import node_pb2 as node__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -69,10 +70,25 @@ class NodeStub:
                 request_serializer=node__pb2.AggregatePart.SerializeToString,
                 response_deserializer=node__pb2.SubmitReply.FromString,
                 _registered_method=True)
+        self.RetainUpdate = channel.stream_unary(
+                '/fedchain.node.Node/RetainUpdate',
+                request_serializer=node__pb2.UpdatePart.SerializeToString,
+                response_deserializer=node__pb2.SubmitReply.FromString,
+                _registered_method=True)
         self.Evaluate = channel.unary_unary(
                 '/fedchain.node.Node/Evaluate',
                 request_serializer=node__pb2.EvaluateRequest.SerializeToString,
                 response_deserializer=node__pb2.EvaluateReply.FromString,
+                _registered_method=True)
+        self.Consistency = channel.unary_unary(
+                '/fedchain.node.Node/Consistency',
+                request_serializer=ledger__pb2.ConsistencyRequest.SerializeToString,
+                response_deserializer=ledger__pb2.ConsistencyReply.FromString,
+                _registered_method=True)
+        self.RoundProof = channel.unary_unary(
+                '/fedchain.node.Node/RoundProof',
+                request_serializer=node__pb2.RoundProofRequest.SerializeToString,
+                response_deserializer=node__pb2.RoundProofReply.FromString,
                 _registered_method=True)
 
 
@@ -128,8 +144,31 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RetainUpdate(self, request_iterator, context):
+        """SN -> M-SN, after SubmitAggregate named them in `retain`: one EN update the SN used,
+        its EN-signed header unchanged, then its bytes; the entry keeps it in the ledger.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Evaluate(self, request, context):
         """M-SN -> SN -> EN: personal evaluation on the model `version` (0 = latest).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Consistency(self, request, context):
+        """SN/EN -> entry: an RFC 6962 consistency proof between two sizes of the chain's tree of
+        block hashes (self-verifying: checked against the signed heads, whoever serves it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RoundProof(self, request, context):
+        """anyone -> M-SN: inclusion proof of node_id's update in round `round`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -173,10 +212,25 @@ def add_NodeServicer_to_server(servicer, server):
                     request_deserializer=node__pb2.AggregatePart.FromString,
                     response_serializer=node__pb2.SubmitReply.SerializeToString,
             ),
+            'RetainUpdate': grpc.stream_unary_rpc_method_handler(
+                    servicer.RetainUpdate,
+                    request_deserializer=node__pb2.UpdatePart.FromString,
+                    response_serializer=node__pb2.SubmitReply.SerializeToString,
+            ),
             'Evaluate': grpc.unary_unary_rpc_method_handler(
                     servicer.Evaluate,
                     request_deserializer=node__pb2.EvaluateRequest.FromString,
                     response_serializer=node__pb2.EvaluateReply.SerializeToString,
+            ),
+            'Consistency': grpc.unary_unary_rpc_method_handler(
+                    servicer.Consistency,
+                    request_deserializer=ledger__pb2.ConsistencyRequest.FromString,
+                    response_serializer=ledger__pb2.ConsistencyReply.SerializeToString,
+            ),
+            'RoundProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.RoundProof,
+                    request_deserializer=node__pb2.RoundProofRequest.FromString,
+                    response_serializer=node__pb2.RoundProofReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -379,6 +433,33 @@ class Node:
             _registered_method=True)
 
     @staticmethod
+    def RetainUpdate(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/fedchain.node.Node/RetainUpdate',
+            node__pb2.UpdatePart.SerializeToString,
+            node__pb2.SubmitReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def Evaluate(request,
             target,
             options=(),
@@ -395,6 +476,60 @@ class Node:
             '/fedchain.node.Node/Evaluate',
             node__pb2.EvaluateRequest.SerializeToString,
             node__pb2.EvaluateReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Consistency(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedchain.node.Node/Consistency',
+            ledger__pb2.ConsistencyRequest.SerializeToString,
+            ledger__pb2.ConsistencyReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RoundProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedchain.node.Node/RoundProof',
+            node__pb2.RoundProofRequest.SerializeToString,
+            node__pb2.RoundProofReply.FromString,
             options,
             channel_credentials,
             insecure,

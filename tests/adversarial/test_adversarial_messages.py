@@ -182,9 +182,10 @@ def test_the_round_completes_with_the_honest_updates_and_verifies(scene: Scene) 
     )
     block = next(b for b in net.get("/blocks", params={"from": 0, "limit": 100}) if b["kind"] == "round")
     p = block["payload"]
-    assert scene.victim.node_id in p["participants"]
-    assert len(p["participants"]) == 2  # en-1 and the victim
-    reasons = {r["node_id"]: r["reason"] for r in p["rejected"]}
+    ids = [row["node_id"] for row in p["participants"]]
+    assert scene.victim.node_id in ids
+    assert len(ids) == 2  # en-1 and the victim
+    reasons = {d["node_id"]: d["reason"] for d in p["decisions"] if d["action"] == "rejected"}
     assert scene.victim.node_id not in reasons
     assert scene.evil_en.node_id in reasons and "empty aggregate" in reasons[scene.evil_en.node_id]
     assert p["metrics"]["samples"] < 10_000  # no 2^62 weight got in

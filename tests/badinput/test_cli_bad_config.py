@@ -55,10 +55,13 @@ BAD_FLAGS: list[tuple[list[str], str]] = [
 ]
 
 
-def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: list[str], cwd: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run ``fedchain ARGS`` in ``cwd`` with a clean FEDCHAIN_* environment (bounded)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEDCHAIN_")}
     env["PYTHONPATH"] = str(REPO)
+    env.update(extra_env or {})
     return subprocess.run(
         [sys.executable, "-m", "fedchain.services.cli.main", *args],
         capture_output=True,

@@ -15,7 +15,8 @@ from fedchain.shared.config import Settings, load_settings
 
 # Settings that docker-compose.yml sets per service (or that are flags), not passed through.
 PER_SERVICE = {"port", "http_port", "host", "advertise_host", "nt", "entry", "ledger",
-               "state_dir", "db_url", "data_dir"}
+               "state_dir", "db_url", "data_dir", "ledger_entry_key", "entry_key", "node_key",
+               "tls_ca_key"}  # the CA key: the entry only
 FEDCHAIN_SERVICES = {"ledger", "msn", "sn", "en", "console"}
 TOKENS = {"sn_join_token", "en_join_token", "api_token"}
 # The tokens each service gets (and no other): an EN never sees the SN join token.
@@ -24,7 +25,8 @@ SERVICE_TOKENS = {"ledger": set(), "msn": TOKENS, "sn": {"sn_join_token", "api_t
 # What compose requires: a value for each, no built-in default (`fedchain init-env` writes them).
 SECRETS = {"FEDCHAIN_SN_JOIN_TOKEN": "sn-join-" + "s" * 20, "FEDCHAIN_EN_JOIN_TOKEN": "en-join-" + "e" * 20,
            "FEDCHAIN_API_TOKEN": "api-token-" + "a" * 20, "FC_MYSQL_PASSWORD": "db-password-" + "p" * 16,
-           "FC_MYSQL_ROOT_PASSWORD": "db-root-" + "r" * 16}
+           "FC_MYSQL_ROOT_PASSWORD": "db-root-" + "r" * 16,
+           "FEDCHAIN_LEDGER_ENTRY_KEY": "ab" * 32}
 ENV_LINE = re.compile(r"^#?\s*([A-Z][A-Z0-9_]*)=(.*)$")
 
 
@@ -113,9 +115,25 @@ def test_secrets_reach_only_the_services_that_need_them(compose: list[str], repo
     assert "fedchain-root" not in text and ":-fedchain}" not in text
 
 
+def test_the_entry_key_reaches_the_ledger_the_entry_and_every_joining_node(
+    compose: list[str], repo: Path
+) -> None:
+    """The ledger pins the entry's public key, msn signs with the mounted key file, SNs and
+    ENs take only a join reply signed by that key."""
+    services = rendered(compose, repo)["services"]
+    public = SECRETS["FEDCHAIN_LEDGER_ENTRY_KEY"]
+    assert services["ledger"]["environment"]["FEDCHAIN_LEDGER_ENTRY_KEY"] == public
+    for name in ("sn", "en"):
+        assert services[name]["environment"]["FEDCHAIN_ENTRY_KEY"] == public, name
+    key_file = services["msn"]["environment"]["FEDCHAIN_NODE_KEY"]
+    assert key_file in {mount_target(v) for v in services["msn"]["volumes"]}
+    for name in ("console", "msn"):
+        assert "FEDCHAIN_ENTRY_KEY" not in services[name]["environment"], name
+
+
 def test_services_dependencies_and_volumes(compose: list[str], repo: Path) -> None:
     services = rendered(compose, repo)["services"]
-    assert set(services) == {"mysql"} | FEDCHAIN_SERVICES
+    assert set(services) - {"prometheus", "grafana"} == {"mysql"} | FEDCHAIN_SERVICES  # + profile monitoring
     expected_deps = {"ledger": {"mysql"}, "msn": {"ledger"}, "sn": {"msn"}, "en": {"msn", "sn"},
                      "console": {"msn"}}
     for name, deps in expected_deps.items():
@@ -192,3 +210,31 @@ def test_env_file_is_accepted_by_fedchain(repo: Path, monkeypatch: Any) -> None:
     monkeypatch.chdir(repo)
     settings = load_settings()
     assert settings.model_dump() == Settings(_env_file=None).model_dump()
+
+
+def test_the_tls_overlay_puts_every_grpc_and_http_hop_on_tls(compose: list[str], repo: Path) -> None:
+    overlay = [*compose, "-f", "docker-compose.yml", "-f", "docker-compose.tls.yml"]
+    services = rendered(overlay, repo, FC_CERTS="/srv/certs")["services"]
+    certs = "/run/fedchain-certs"
+    for name in FEDCHAIN_SERVICES:
+        assert certs in {mount_target(v) for v in services[name]["volumes"]}, name
+        if name == "console":
+            continue
+        env = services[name]["environment"]
+        assert env["FEDCHAIN_TLS_CA"] == f"{certs}/ca.pem", name
+        assert (env["FEDCHAIN_HTTP_TLS_CERT"], env["FEDCHAIN_HTTP_TLS_KEY"]) == (
+            f"{certs}/http.pem", f"{certs}/http.key"), name
+        assert env["FEDCHAIN_TLS_CERT"] == f"{certs}/{'ledger' if name == 'ledger' else 'enroll'}.pem"
+        assert ("FEDCHAIN_TLS_CA_KEY" in env) == (name == "msn"), name  # the CA key: the entry only
+    console = services["console"]["entrypoint"]
+    assert console[-4:] == ["--url", "https://msn:9080", "--ca", f"{certs}/ca.pem"]
+
+
+def test_compose_keeps_the_last_20_rounds_of_updates_unless_told(
+    compose: list[str], repo: Path
+) -> None:
+    default = rendered(compose, repo)["services"]
+    told = rendered(compose, repo, FEDCHAIN_KEEP_UPDATES="all")["services"]
+    for name in ("ledger", "msn"):  # the ledger prunes, the entry uploads
+        assert default[name]["environment"]["FEDCHAIN_KEEP_UPDATES"] == "last:20", name
+        assert told[name]["environment"]["FEDCHAIN_KEEP_UPDATES"] == "all", name

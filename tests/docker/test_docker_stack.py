@@ -3,7 +3,8 @@
 Builds the base-image stand-ins and the fedchain image offline (cached after the first
 run), then `up -d --scale en=3`, console train(rounds=2)/eval()/getSN()/getModel(), the
 chain verifies, an EN container killed during a round does not stop the round, every
-service stops on SIGTERM, `down -v`. Needs a Docker engine: skips outside CI without one,
+service stops on SIGTERM, `down -v`; then the same over docker-compose.tls.yml (HTTPS to the
+entry, enrolled certificates, plain text refused). Needs a Docker engine: skips outside CI without one,
 fails in CI (.ci/run starts one with scripts/docker-engine).
 """
 
@@ -28,19 +29,40 @@ def engine_answers() -> bool:
         return False
 
 
-@pytest.mark.docker
-@pytest.mark.slow
-@pytest.mark.timeout(2400)
-def test_compose_stack_scenario() -> None:
+PLAIN_STEPS = ("console train(rounds=2)", "console eval()", "console getSN()", "console getModel()",
+               "chain verifies", "kill an EN during a round", "graceful stop (SIGTERM)", "down -v")
+TLS_STEPS = ("the image's user reads the certificates", "each EN's certificate names its node and address",
+             "plain text to a TLS port is refused")
+
+
+def run_scenario(*flags: str) -> dict[str, object]:
+    """scripts/docker-ci with ``flags``; the summary line it prints, once it exited 0."""
     need(engine_answers(), "no Docker engine answers `docker info` (start one: scripts/docker-engine)")
-    result = subprocess.run([str(REPO / "scripts" / "docker-ci")], cwd=REPO, capture_output=True,
+    result = subprocess.run([str(REPO / "scripts" / "docker-ci"), *flags], cwd=REPO, capture_output=True,
                             text=True, timeout=2300)
     summary_lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
     detail = (result.stderr[-6000:] + result.stdout[-2000:]).strip()
     assert result.returncode == 0, detail
     assert summary_lines, detail
-    summary = json.loads(summary_lines[-1])
+    summary: dict[str, object] = json.loads(summary_lines[-1])
     assert summary["ok"] is True and summary["failed"] is None
-    for step in ("console train(rounds=2)", "console eval()", "console getSN()", "console getModel()",
-                 "chain verifies", "kill an EN during a round", "graceful stop (SIGTERM)", "down -v"):
-        assert step in summary["seconds"], f"step {step!r} did not run: {summary}"
+    return summary
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+def test_compose_stack_scenario() -> None:
+    summary = run_scenario()
+    for step in PLAIN_STEPS:
+        assert step in summary["seconds"], f"step {step!r} did not run: {summary}"  # type: ignore[operator]
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+def test_compose_tls_stack_scenario() -> None:
+    """The same scenario over docker-compose.tls.yml: mutual TLS on gRPC, HTTPS everywhere."""
+    summary = run_scenario("--tls")
+    for step in (*PLAIN_STEPS, *TLS_STEPS):
+        assert step in summary["seconds"], f"step {step!r} did not run: {summary}"  # type: ignore[operator]

@@ -41,8 +41,8 @@ def test_a_second_block_for_the_same_round_is_refused_or_flagged(tmp_path: Path)
                                   "parent_sn": "", "address": "127.0.0.1:7000"}, tip)
 
         def round_one(seed: int) -> RoundPayload:
-            return RoundPayload.create(1, "fedper", 1, ledger.put_blob(_blob(seed)), [en.node_id],
-                                       ["ab" * 32], [], {"accuracy": 0.5})
+            return RoundPayload.create(1, "fedper", 1, ledger.put_blob(_blob(seed)), [],
+                                       metrics={"accuracy": 0.5})
 
         tip = add("round", round_one(1), tip)  # committed; the entry never heard back
         try:

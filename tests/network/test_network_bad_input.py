@@ -117,8 +117,9 @@ def test_bad_updates_are_refused_and_listed(net: LocalNet) -> None:
         block = next(b for b in net.get("/blocks", params={"from": 0, "limit": 100}) if b["kind"] == "round")
         p = block["payload"]
         # the honest EN and the one a forged header named (refused unrecorded, then its own update)
-        assert len(p["participants"]) == 2 and fakes["signature"].node_id in p["participants"]
-        reasons = {r["node_id"]: r["reason"] for r in p["rejected"]}
+        ids = [row["node_id"] for row in p["participants"]]
+        assert len(ids) == 2 and fakes["signature"].node_id in ids
+        reasons = {d["node_id"]: d["reason"] for d in p["decisions"] if d["action"] == "rejected"}
         for name, f in fakes.items():
             if name != "signature":
                 assert f.key.node_id in reasons, (name, reasons)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
+from fedchain.shared.chain.round_proof import RoundProof, check_proof
 from tests.network.harness import API_TOKEN, LocalNet
 
 if TYPE_CHECKING:
@@ -95,10 +96,16 @@ def test_chain_records_joins_and_rounds(net: LocalNet) -> None:
     for b in rounds:
         p = b["payload"]
         assert p["model_version"] == p["round"]
-        assert len(p["update_digests"]) == len(p["participants"]) == 2
+        assert len(p["participants"]) == 2
+        # each EN's signed row names its SN, and that SN's signed manifest lists it
+        assert {row["parent_sn"] for row in p["participants"]} == sns
+        assert sorted(m["sn_node_id"] for m in p["manifests"]) == sorted(sns)
         assert 0 < p["metrics"]["accuracy"] <= 1
     report = net.get("/verify")
     assert report["ok"] and report["height"] == blocks[-1]["height"], report
+    en = rounds[0]["payload"]["participants"][0]["node_id"]
+    proof = net.get(f"/rounds/{rounds[0]['payload']['round']}/proof/{en}")
+    assert check_proof(RoundProof.from_json(proof)).node_id == en
 
 
 def test_model_download_matches_chain_digest(net: LocalNet) -> None:

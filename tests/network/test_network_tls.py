@@ -1,85 +1,63 @@
-"""gRPC over mutual TLS with certificates the test makes: a round runs; a plaintext peer is refused."""
+"""Mutual TLS with `fedchain certs`: each node is enrolled at join with a certificate bearing
+its node id, a round runs, the chain verifies; plain text and a cert for another node are refused."""
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
+from fedchain.services.cli.certs import make_certs
+from fedchain.shared.crypto import NodeKey
+from fedchain.shared.net.tls import node_id_of
 from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.rpc import node_pb2_grpc
 from tests.network.harness import LocalNet
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def make_certs(folder: Path) -> dict[str, Path]:
-    """A CA and one node certificate for 127.0.0.1/localhost signed by it (PEM files)."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder().subject_name(_name("fedchain test CA")).issuer_name(_name("fedchain test CA"))
-        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder().subject_name(_name("fedchain node")).issuer_name(ca.subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = {"ca": folder / "ca.pem", "cert": folder / "node.pem", "key": folder / "node.key"}
-    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths["key"].write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return paths
-
-
 @pytest.fixture(scope="module")
-def tls_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
+def tls_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalNet, Path]]:
     root = tmp_path_factory.mktemp("tls-net")
-    certs = make_certs(root)
+    certs = root / "certs"
+    make_certs(certs, ("localhost", "127.0.0.1"))
     n = LocalNet(
         root,
-        FEDCHAIN_TLS_CERT=str(certs["cert"]), FEDCHAIN_TLS_KEY=str(certs["key"]), FEDCHAIN_TLS_CA=str(certs["ca"]),
+        FEDCHAIN_TLS_CA=str(certs / "ca.pem"),
+        FEDCHAIN_TLS_CERT=str(certs / "enroll.pem"), FEDCHAIN_TLS_KEY=str(certs / "enroll.key"),
     )
     try:
-        n.wait_healthy(n.start_entry("--dataset", "mnist-sample", "--clients", "1", "--max-samples", "400"))
-        n.start_en("en-0")  # no other SN: the entry hosts it
-        n.wait_edges(1)
-        yield n
+        n.wait_healthy(n.start_entry(
+            "--dataset", "mnist-sample", "--clients", "2", "--max-samples", "400",
+            "--tls-ca-key", str(certs / "ca.key"),
+        ))
+        n.start_sn("sn-1")
+        n.start_en("en-0")
+        n.start_en("en-1")
+        n.wait_edges(2)
+        yield n, root
     finally:
         n.close()
 
 
-def test_round_over_mutual_tls(tls_net: LocalNet) -> None:
-    rounds = tls_net.train(1)
-    assert rounds[-1]["round"] == 1 and len(rounds[-1]["participants"]) == 1
-    assert tls_net.get("/sn")[0]["entry"] and tls_net.get("/sn")[0]["ens"] == 1
+def test_round_over_mutual_tls_with_enrolled_certificates(tls_net: tuple[LocalNet, Path]) -> None:
+    net, root = tls_net
+    rounds = net.train(1)
+    assert rounds[-1]["round"] == 1 and len(rounds[-1]["participants"]) == 2
+    enrolled = sorted(root.rglob("tls/node.pem"))
+    assert len(enrolled) == 4  # the entry, the SN, two ENs
+    for pem in enrolled:  # each certificate names the node whose state dir holds it
+        cert_id = node_id_of(x509.load_pem_x509_certificate(pem.read_bytes()))
+        assert cert_id == NodeKey.load_or_create(pem.parent.parent / "node.key").node_id
+    assert net.get("/verify")["ok"]
 
 
-def test_plaintext_peer_is_refused(tls_net: LocalNet) -> None:
-    assert tls_net.entry is not None
-    with grpc.insecure_channel(tls_net.entry.address) as ch:
+def test_plaintext_peer_is_refused(tls_net: tuple[LocalNet, Path]) -> None:
+    net, _ = tls_net
+    assert net.entry is not None
+    with grpc.insecure_channel(net.entry.address) as ch:
         with pytest.raises(grpc.RpcError) as info:
             node_pb2_grpc.NodeStub(ch).Heartbeat(pb.HeartbeatRequest(node_id="x", role="SN"), timeout=5)
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE

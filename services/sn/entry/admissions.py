@@ -1,9 +1,18 @@
 """Admissions: SNs and ENs join through the entry, SNs heartbeat it, ENs are pushed to their SN.
 
-The join reply tells the node the chain id and the entry's key; every EN assignment the
-entry hands an SN (``AssignEdge`` and the heartbeat reply's list) is signed by the entry
-(``EntryAuthority``) and carries the EN's partition size. SN heartbeats are checked
-against the SN's key before they change anything (``shared/node/heartbeats.py``).
+A join is first charged to its source address (``JoinRateLimiter``: a token bucket per
+peer host, ``RESOURCE_EXHAUSTED`` when empty), then checked (token of its role, key, clock,
+addresses, signature), then admitted within the caps: at most ``max_sns`` SNs, at most
+``clients`` ENs (one partition each). The join reply tells the node the chain id and the
+entry's key and is signed by the entry (``JOIN_REPLY``, bound to the request's timestamp);
+every EN assignment the entry hands an SN (``AssignEdge`` and the heartbeat reply's list) is
+signed by the entry (``EntryAuthority``) and carries the EN's partition size. SN heartbeats
+are checked against the SN's key before they change anything (``shared/node/heartbeats.py``).
+
+Lifecycle: every admission is a ``node_joined`` block. The upkeep tick declares a member
+that missed its heartbeats for ``heartbeat_timeout`` dead and writes ``node_left`` (reason
+"heartbeat timeout"); its partition is then free. The same key coming back is admitted
+again with a new ``node_joined``.
 """
 
 from __future__ import annotations
@@ -11,15 +20,22 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 
 import grpc
 
 from fedchain.services.sn.entry.authority import EntryAuthority
 from fedchain.services.sn.entry.ports import ChainWriter, Clock, OwnSuperNode, PeerDirectory
-from fedchain.services.sn.registry import FederationFull, Member, NoSuperNode, Registry
+from fedchain.services.sn.registry import (
+    FederationFull,
+    Member,
+    NoSuperNode,
+    Registry,
+    SuperNodesFull,
+)
 from fedchain.services.sn.validation import Rejected
 from fedchain.shared.chain.errors import ChainError
-from fedchain.shared.chain.payloads import NodeJoinedPayload
+from fedchain.shared.chain.payloads import NodeJoinedPayload, NodeLeftPayload
 from fedchain.shared.config import Settings
 from fedchain.shared.crypto import NodeKey, node_id_for, verify_signature
 from fedchain.shared.ledger.errors import LedgerError
@@ -32,8 +48,15 @@ from fedchain.shared.net.ingress import (
     check_short_text,
     is_node_id,
 )
-from fedchain.shared.net.signing import SignatureRefused, join_message
-from fedchain.shared.node.admission import JoinTokenRefused, check_join_token
+from fedchain.shared.net.signing import SignatureRefused, join_message, join_reply_fields
+from fedchain.shared.net.statements import Domain, sign
+from fedchain.shared.net.tls import CertificateIssuer, TlsRefused
+from fedchain.shared.node.admission import (
+    JoinRateExceeded,
+    JoinRateLimiter,
+    JoinTokenRefused,
+    check_join_token,
+)
 from fedchain.shared.node.heartbeats import HeartbeatRefused, ReplayGuard, check_heartbeat
 from fedchain.shared.rpc import node_pb2 as pb
 
@@ -41,6 +64,7 @@ log = logging.getLogger("fedchain.entry")
 
 JOIN_CLOCK_SKEW_MS = 10 * 60 * 1000
 ASSIGN_TIMEOUT_S = 5.0
+HEARTBEAT_TIMEOUT_REASON = "heartbeat timeout"
 
 
 def edge_info(m: Member, authority: EntryAuthority) -> pb.EdgeInfo:
@@ -83,12 +107,29 @@ class Admissions:
         self.own_sn = own_sn
         self.http_address = http_address
         self.clock = clock or Clock()
+        self._key = key
         self._lock = threading.Lock()
         self.beats = ReplayGuard(self.clock.time)
+        self.in_round: Callable[[], frozenset[str]] = frozenset
+        """Members of the round now running: they expire after its block (set by the role)."""
+        self.limiter = JoinRateLimiter(
+            settings.join_rate, settings.join_burst, clock=self.clock.monotonic
+        )
+        self.certificates = (  # with --tls-ca-key: a certificate bearing its id for each node
+            CertificateIssuer.load(settings.tls_ca, settings.tls_ca_key)
+            if settings.tls_ca is not None and settings.tls_ca_key is not None
+            else None
+        )
 
-    def join(self, req: pb.JoinRequest) -> pb.JoinReply:
-        """Admit an SN or EN; raises Rejected with a clear reason."""
+    def join(self, req: pb.JoinRequest, source: str = "") -> pb.JoinReply:
+        """Admit an SN or EN joining from ``source`` (its peer host); raises Rejected with a
+        clear reason."""
+        try:
+            self.limiter.take(source or "unknown")
+        except JoinRateExceeded as exc:
+            raise Rejected(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
         self._check(req)
+        certificate = self._certificate(req)
         pk = bytes(req.public_key)
         node_id = node_id_for(pk)
         existing = self.registry.get(node_id)
@@ -109,6 +150,7 @@ class Admissions:
             entry_http_address=self.http_address,
             chain_id=self.authority.chain_id,
             entry_public_key=self.authority.public_key,
+            tls_certificate=certificate,
         )
         if req.role == "EN":
             parent = self.registry.get(member.parent_sn)
@@ -119,6 +161,9 @@ class Admissions:
             reply.partition_index = member.partition_index
             reply.partition_size = self.authority.partition_size(member.partition_index)
             self.push_edge(parent, member)
+        reply.signature = sign(
+            self._key, Domain.JOIN_REPLY, reply.chain_id, join_reply_fields(reply, req.timestamp_ms)
+        )
         log.info("%s %s joined (%s)", req.role, node_id, req.address)
         return reply
 
@@ -158,9 +203,23 @@ class Admissions:
                 grpc.StatusCode.INVALID_ARGUMENT, "a node cannot join with the entry's own key"
             )
 
+    def _certificate(self, req: pb.JoinRequest) -> bytes:
+        """The TLS certificate for the request's CSR (b"" without CSR or CA key)."""
+        if self.certificates is None:
+            return b""
+        try:
+            return self.certificates.for_join(req)
+        except TlsRefused as exc:
+            raise Rejected(grpc.StatusCode.INVALID_ARGUMENT, f"TLS enrollment: {exc}") from None
+
     def _admit(self, req: pb.JoinRequest, node_id: str, pk: bytes) -> tuple[Member, bool]:
         if req.role == "SN":
-            return self.registry.admit_sn(node_id, pk.hex(), req.address, req.http_address)
+            try:
+                return self.registry.admit_sn(
+                    node_id, pk.hex(), req.address, req.http_address, self.settings.max_sns
+                )
+            except SuperNodesFull as exc:
+                raise Rejected(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
         try:
             return self.registry.admit_en(
                 node_id, pk.hex(), req.address, req.http_address, self.settings.clients,
@@ -244,9 +303,42 @@ class Admissions:
         return reply
 
     def tick(self) -> None:
-        """Periodic upkeep: sync the entry's own SN part with the registry."""
+        """Periodic upkeep: sync the entry's own SN part with the registry, expire the dead."""
         self.own_sn.sync_edges(
             [edge_info(m, self.authority) for m in self.registry.edges_of(self.node_id)]
         )
         alive = [e.node_id for e in self.own_sn.edges.alive()]
         self.registry.set_entry_edges(self.node_id, alive)
+        self.expire()
+
+    def expire(self) -> list[str]:
+        """Write ``node_left`` ("heartbeat timeout") for every member silent for longer than the
+        heartbeat timeout and free its place; returns the node ids that left.
+
+        A member whose block the ledger cannot take now (down) stays and is tried again at the
+        next tick; the chain refusing it (the chain does not list it) only frees its place.
+        """
+        left: list[str] = []
+        with self._lock:
+            busy = self.in_round()
+            for m in self.registry.expired():
+                if m.node_id in busy:
+                    continue  # after the round block that may count it
+                try:
+                    self.chain.append(
+                        "node_left",
+                        NodeLeftPayload(node_id=m.node_id, reason=HEARTBEAT_TIMEOUT_REASON),
+                    )
+                except LedgerError as exc:
+                    log.warning("could not record that %s %s left: %s", m.role, m.node_id, exc)
+                    continue
+                except ChainError as exc:
+                    log.warning("the chain does not list %s %s as a member: %s", m.role, m.node_id, exc)
+                self.registry.depart(m.node_id)
+                self.beats.forget(m.node_id)
+                left.append(m.node_id)
+                log.info(
+                    "%s %s left: no heartbeat for %.0f s", m.role, m.node_id,
+                    self.settings.heartbeat_timeout,
+                )
+        return left

@@ -6,13 +6,18 @@ signature over the manifest (``shared/net/signing.py`` ``manifest_fields``) hold
 the manifest claims, each failure listed as the SN's rejection: every EN header it used is
 signed by that EN's own key (from the entry's registry), the EN belongs to that SN and was
 selected on it, its samples are within its partition, the weights add up, an empty aggregate
-lists no participants; what it rejected is kept only for that SN's own participants.
+lists no participants; what it rejected is kept only for that SN's own participants. An
+accepted manifest reaches the round as ``extra["manifest"]`` (the block's ``SnManifest``
+record, digest over what the SN signed), its rejections exactly as signed: they must be
+well-formed node ids and clean reasons, or the manifest is refused before anything is recorded.
 
 The manifest names the aggregator the SN applied; it must be the federation's. With the
 plain mean the bytes are the SN's float64 partial sums. With any other rule they are the
 used ENs' update bytes, forwarded unchanged: each piece (its size in its ``UsedUpdate``)
 must hash to the digest its EN signed and hold the shared tensors of the round's model, so
 the entry runs the rule over updates each EN vouches for, not over anything the SN made.
+Those bytes are what the entry keeps for the round (``RetainedUpdates.keep_forwarded``):
+no ``RetainUpdate`` is asked for a forwarded update.
 """
 
 from __future__ import annotations
@@ -26,11 +31,14 @@ import torch
 from fedchain.services.sn.collector import Accepted, RoundCollector
 from fedchain.services.sn.entry.authority import EntryAuthority
 from fedchain.services.sn.entry.ports import AggregateStream
+from fedchain.services.sn.entry.retained import RetainedUpdates
 from fedchain.services.sn.registry import Member, Registry
 from fedchain.services.sn.validation import Rejected, check_update, partial_max_bytes
+from fedchain.shared.chain.evidence import manifest_record
 from fedchain.shared.limits import StreamLimits
 from fedchain.shared.net.ingress import (
     MAX_LOSS,
+    MAX_REASON,
     MAX_REJECTED,
     MAX_SECONDS,
     IngressRefused,
@@ -63,16 +71,26 @@ class ForwardedUpdate:
 class AggregateIntake:
     """Holds the open round's collector; ``submit`` checks one SN aggregate into it."""
 
-    def __init__(self, registry: Registry, max_bytes: int, authority: EntryAuthority) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        max_bytes: int,
+        authority: EntryAuthority,
+        retained: RetainedUpdates | None = None,
+    ) -> None:
         self.registry = registry
         self.max_bytes = max_bytes
         self.authority = authority
+        self.retained = retained
+        """The update bytes the SNs hand over to be kept (None: none are asked for)."""
         self._open: RoundCollector | None = None
         self._groups: Mapping[str, Sequence[str]] = {}
 
     def open(self, collector: RoundCollector, groups: Mapping[str, Sequence[str]]) -> None:
         """Start taking aggregates for ``collector``'s round (``groups``: SN id -> its ENs)."""
         self._groups = {sn: list(ens) for sn, ens in groups.items()}
+        if self.retained is not None:
+            self.retained.open(collector.round, collector.version)
         self._open = collector
 
     def close(self) -> None:
@@ -116,7 +134,11 @@ class AggregateIntake:
                     f"the federation's is {collector.aggregator}",
                 )
             used = self._check_used(h, group)
-            extra: dict[str, object] = {"used": used, "rejected": _rejected(h, group, used)}
+            extra: dict[str, object] = {
+                "used": used,
+                "rejected": _rejected(h, group, used),
+                "manifest": manifest_record(self.authority.chain_id, h),
+            }
             if h.total_bytes == 0:
                 collector.accept(Accepted(h.sn_node_id, {}, 0, "", 0.0, extra))
                 return pb.SubmitReply(accepted=True, message="empty aggregate recorded")
@@ -147,7 +169,14 @@ class AggregateIntake:
             raise Rejected(
                 grpc.StatusCode.ALREADY_EXISTS, f"{h.sn_node_id} already answered round {h.round}"
             )
-        return pb.SubmitReply(accepted=True, message=f"aggregate of {len(used)} updates accepted")
+        retain: list[str] = []
+        if self.retained is not None and collector.forward:
+            self.retained.keep_forwarded(h.sn_node_id, used, data)  # already in the stream
+        elif self.retained is not None:
+            retain = self.retained.want(h.sn_node_id, used)
+        return pb.SubmitReply(
+            accepted=True, message=f"aggregate of {len(used)} updates accepted", retain=retain
+        )
 
     def _check_sender(self, h: pb.AggregateHeader, collector: RoundCollector) -> Member:
         """The SN that signed the manifest, one the round was opened to (nothing recorded)."""
@@ -168,6 +197,17 @@ class AggregateIntake:
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"the manifest lists {len(h.rejected)} rejections, more than {MAX_REJECTED}",
             )
+        for r in h.rejected:  # recorded in the round block as signed: they must fit it
+            try:
+                check_node_id(r.node_id, "rejected node id")
+            except IngressRefused as exc:
+                raise Rejected(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+            if reason_text(r.reason) != r.reason:
+                raise Rejected(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"the manifest's reason for {r.node_id} is not printable text of at most "
+                    f"{MAX_REASON} characters",
+                )
         try:
             check_signed(
                 bytes.fromhex(member.public_key), bytes(h.signature), Domain.MANIFEST,
@@ -194,7 +234,9 @@ class AggregateIntake:
                 check_finite(u.train_seconds, "train_seconds", 0.0, MAX_SECONDS)
             except IngressRefused as exc:
                 raise Rejected(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
-            en = self.registry.get(u.node_id)
+            # an EN that left (heartbeat timeout) after it sent its update still counts in the
+            # round it trained for, under the key and SN it had
+            en = self.registry.get(u.node_id) or self.registry.departed(u.node_id)
             if en is None or en.role != "EN" or en.parent_sn != h.sn_node_id:
                 raise Rejected(
                     grpc.StatusCode.PERMISSION_DENIED,

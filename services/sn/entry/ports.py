@@ -62,6 +62,8 @@ class ChainWriter(Protocol):
 
     def latest_head(self) -> Any | None: ...
 
+    def consistency(self, from_size: int, to_size: int) -> list[bytes]: ...
+
 
 class NodeStub(Protocol):
     """The RPCs the entry calls on an SN (a gRPC ``NodeStub`` or a fake)."""
@@ -128,3 +130,4 @@ class Clock:
 
 
 AggregateStream = Iterator[pb.AggregatePart]
+UpdateStream = Iterator[pb.UpdatePart]

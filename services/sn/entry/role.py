@@ -11,6 +11,8 @@ import logging
 import threading
 from pathlib import Path
 
+import grpc
+
 from fedchain.services.sn.entry.admissions import Admissions
 from fedchain.services.sn.entry.authority import EntryAuthority
 from fedchain.services.sn.entry.checkpoints import Checkpoints
@@ -24,10 +26,13 @@ from fedchain.services.sn.entry.ports import (
     Clock,
     OwnSuperNode,
     PeerDirectory,
+    UpdateStream,
 )
+from fedchain.services.sn.entry.retained import RetainedUpdates
 from fedchain.services.sn.entry.round import RoundRunner
 from fedchain.services.sn.entry.status import EntryStatus
 from fedchain.services.sn.registry import Registry
+from fedchain.services.sn.validation import Rejected
 from fedchain.shared.config import Settings
 from fedchain.shared.control_api import NodeStatus, PauseResult, SaveResult, TrainStarted
 from fedchain.shared.crypto import NodeKey
@@ -93,7 +98,8 @@ class EntryRole:
         registry.add_entry(key.node_id, key.public_hex, address, http_address)
         stop = threading.Event()
         authority = EntryAuthority(key, settings)
-        intake = AggregateIntake(registry, model.max_bytes, authority)
+        retained = RetainedUpdates(settings.keep_updates_policy, model.max_bytes)
+        intake = AggregateIntake(registry, model.max_bytes, authority, retained)
         evaluation = Evaluation(settings, registry, peers, authority)
         runner = RoundRunner(
             settings, registry, chain, peers, own_sn, model, intake, evaluation,
@@ -107,6 +113,7 @@ class EntryRole:
             settings, key, registry, chain, peers, own_sn, http_address=http_address,
             authority=authority, clock=clock,
         )
+        admissions.in_round = lambda: runner.in_flight
         return cls(
             settings, key, chain, model, registry, admissions, intake, driver, evaluation,
             Checkpoints(chain, model, state_dir), EntryStatus(key.node_id, driver, model, chain, registry),
@@ -133,8 +140,8 @@ class EntryRole:
         self.driver.stop()
 
     # ---- gRPC ----
-    def join(self, req: pb.JoinRequest) -> pb.JoinReply:
-        return self.admissions.join(req)
+    def join(self, req: pb.JoinRequest, source: str = "") -> pb.JoinReply:
+        return self.admissions.join(req, source)
 
     def heartbeat(self, req: pb.HeartbeatRequest) -> pb.HeartbeatReply:
         return self.admissions.heartbeat(req)
@@ -147,6 +154,16 @@ class EntryRole:
 
     def submit_aggregate(self, parts: AggregateStream) -> pb.SubmitReply:
         return self.intake.submit(parts)
+
+    def consistency(self, from_size: int, to_size: int) -> list[bytes]:
+        """A consistency proof between two sizes of the chain (IndexError outside it)."""
+        return self.chain.consistency(from_size, to_size)
+
+    def retain_update(self, parts: UpdateStream) -> pb.SubmitReply:
+        """An EN update an SN hands over after its aggregate (``RetainedUpdates.receive``)."""
+        if self.intake.retained is None:
+            raise Rejected(grpc.StatusCode.FAILED_PRECONDITION, "this entry keeps no updates")
+        return self.intake.retained.receive(parts)
 
     # ---- control API ----
     def start_training(self, rounds: int, algorithm: str | None) -> TrainStarted:

@@ -16,7 +16,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import grpc
 import torch
@@ -31,11 +31,13 @@ from fedchain.services.sn.entry.model import GlobalModel
 from fedchain.services.sn.entry.ports import ChainWriter, Clock, OwnSuperNode, PeerDirectory
 from fedchain.services.sn.model_ops import ModelTemplate, merge, select_participants
 from fedchain.services.sn.registry import Member, Registry
-from fedchain.shared.chain.payloads import RoundPayload
+from fedchain.shared.chain.evidence import participant_record
+from fedchain.shared.chain.payloads import Decision, Participant, RoundPayload, SnManifest
 from fedchain.shared.config import Settings
-from fedchain.shared.fl.robust import Decision
+from fedchain.shared.fl.robust import Decision as RuleDecision
 from fedchain.shared.fl.strategy import UpdateRejected
 from fedchain.shared.ledger.errors import LedgerError
+from fedchain.shared.ledger.wire import head_to_proto
 from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.tensors import digest, encode
 
@@ -52,7 +54,7 @@ class GlobalAggregate:
     """The new global model and the aggregator's decisions (each naming its EN)."""
 
     state: dict[str, torch.Tensor]
-    decisions: tuple[Decision, ...] = ()
+    decisions: tuple[RuleDecision, ...] = ()
 
 
 class RoundRunner:
@@ -85,6 +87,8 @@ class RoundRunner:
         self.template = ModelTemplate(settings)
         self.stop = stop
         self.clock = clock or Clock()
+        self.in_flight: frozenset[str] = frozenset()
+        """Node ids of the ENs and SNs of the round now running (empty between rounds)."""
         self.started_at: float | None = None
         """Wall time the running (or last) round started."""
         self.on_decisions: Callable[[list[tuple[str, str]]], None] | None = None
@@ -132,7 +136,7 @@ class RoundRunner:
             try:
                 reply = self.peers.stub(sn.address).OpenRound(one, timeout=OPEN_TIMEOUT_S)
             except grpc.RpcError as exc:
-                collector.drop(sn_id, f"super node unreachable: {exc.code().name}")
+                collector.drop(sn_id, _refusal("super node", exc))
                 continue
             if not reply.ok:
                 collector.drop(sn_id, f"super node refused the round: {reply.message}")
@@ -148,7 +152,8 @@ class RoundRunner:
         their ENs. Raises RoundFailed when the rule cannot run on the updates delivered.
         """
         if self.template.decomposable(algorithm):
-            partials = [(a.state, a.samples) for a in accepted]
+            # in SN node id order: float64 sums added in a fixed order (verify --deep replays it)
+            partials = [(a.state, a.samples) for a in sorted(accepted, key=lambda a: a.node_id)]
             return GlobalAggregate(
                 merge(global_state, self.template.finish(algorithm, r, global_state, partials))
             )
@@ -170,7 +175,18 @@ class RoundRunner:
 
     # ---- the round ----
     def run(self, r: int, algorithm: str) -> None:
-        """Run round ``r`` from the current model; append its block or raise RoundFailed."""
+        """Run round ``r`` from the current model; append its block or raise RoundFailed.
+
+        While it runs, ``in_flight`` names its ENs and SNs: a member of the round that falls
+        silent gets its ``node_left`` block after the round block, so the round it trained
+        for still counts it (the chain's rules want participants to be members).
+        """
+        try:
+            self._run(r, algorithm)
+        finally:
+            self.in_flight = frozenset()
+
+    def _run(self, r: int, algorithm: str) -> None:
         started = self.clock.monotonic()
         self.started_at = self.clock.time()
         alive = self.wait_for_edges()
@@ -180,6 +196,7 @@ class RoundRunner:
         groups: dict[str, list[str]] = {}
         for m in chosen:
             groups.setdefault(m.parent_sn, []).append(m.node_id)
+        self.in_flight = frozenset(m.node_id for m in chosen) | frozenset(groups)
         ref, _, global_state = self.model.current()
         version = ref.version
         # the collector keeps real time: its deadline is on time.monotonic()
@@ -197,31 +214,42 @@ class RoundRunner:
             round=r, version=version, model_digest=ref.digest, algorithm=algorithm,
             timeout_s=self.settings.round_timeout,
         )
+        head = self.chain.latest_head()
+        if head is not None:  # signed over with the request: SNs and ENs hold it to theirs
+            request.head.CopyFrom(head_to_proto(head))
         log.info("round %d: opening for %d edge nodes on %d SNs", r, len(chosen), len(groups))
         try:
             self.open_on_sns(collector, groups, request)
             collector.wait(self.registry.is_alive)
         finally:
             self.intake.close()
-        used, rejected = self._outcome(collector, groups)
-        accepted = [a for a in collector.accepted.values() if a.samples > 0]
         need = max(1, math.ceil(self.settings.quorum * len(chosen)))
+        if len(self._outcome(collector, groups)[0]) >= need:  # else the round fails anyway
+            self._settle_retained(collector, algorithm, global_state)
+        used, rejected, manifests = self._outcome(collector, groups)
+        accepted = [a for a in collector.accepted.values() if a.samples > 0]
         if len(used) < need or not accepted:
             raise RoundFailed(
                 f"quorum not met: {len(used)} of {len(chosen)} edge nodes delivered, {need} needed"
             )
         aggregate = self.aggregate_global(algorithm, r, accepted, global_state)
         new_state = aggregate.state
-        used, rejected = _with_decisions(used, rejected, aggregate.decisions)
+        kept, decisions = _with_decisions(
+            used, rejected, aggregate.decisions, self.authority.key.node_id
+        )
+        manifests = _set_aside(manifests, used, kept)
+        used = kept
         data = encode(new_state)
         new_digest = digest(data)
+        if self.intake.retained is not None:
+            self.intake.retained.upload(self.chain.ledger, [a.node_id for a in accepted])
         try:
             self.chain.ledger.put_blob(data)
         except LedgerError as exc:
             raise RoundFailed(f"could not store the model blob: {exc}") from None
         self.model.stage(data)
         self.own_sn.remember_model(data)
-        metrics = self._metrics(used)
+        metrics = self._metrics([u for _, u in used])
         if collector.forward:
             for action in ("rejected", "clipped", "downweighted"):
                 metrics[f"aggregator_{action}"] = float(
@@ -235,42 +263,68 @@ class RoundRunner:
             algorithm=algorithm,
             model_version=version + 1,
             model_digest=new_digest,
-            participants=[u.node_id for u in used],
-            update_digests=[u.digest for u in used],
-            rejected=rejected,
+            participants=[participant_record(u, sn) for sn, u in used],
+            manifests=manifests,
+            decisions=decisions,
             metrics=metrics,
         )
         try:
             block = self.chain.append("round", payload)
         except LedgerError as exc:
             raise RoundFailed(f"could not append the round block: {exc}") from None
+        if self.intake.retained is not None:
+            self.intake.retained.prune(self.chain.ledger)
         self.model.adopt(ModelRef(version + 1, new_digest, r, algorithm), data, new_state)
         if self.on_decisions is not None and aggregate.decisions:
             self.on_decisions([(str(d.node), d.action) for d in aggregate.decisions])
         log.info(
             "round %d done: accuracy %.4f, %d participants, %d rejected, height %d",
-            r, metrics.get("accuracy", float("nan")), len(used), len(rejected), block.height,
+            r, metrics.get("accuracy", float("nan")), len(used), len(decisions), block.height,
         )
+
+    def _settle_retained(
+        self, collector: RoundCollector, algorithm: str, global_state: Mapping[str, torch.Tensor]
+    ) -> None:
+        """Keeping updates: refuse an SN that did not hand over the updates it used, or whose
+        aggregate is not their partial (``RetainedUpdates.settle``)."""
+        retained = self.intake.retained
+        if retained is None:
+            return
+        refused = retained.settle(
+            list(collector.accepted.values()),
+            self.template.strategy(algorithm),
+            self.template.reference(global_state, algorithm),
+        )
+        for sn_id, reason in refused:
+            log.warning("round %d: super node %s refused: %s", collector.round, sn_id, reason)
+            collector.refuse(sn_id, reason)
 
     def _outcome(
         self, collector: RoundCollector, groups: Mapping[str, list[str]]
-    ) -> tuple[list[pb.UsedUpdate], list[tuple[str, str]]]:
-        """The updates the accepted aggregates used, and every EN left out with its reason."""
-        used: list[pb.UsedUpdate] = []
-        rejected: list[tuple[str, str]] = []
+    ) -> tuple[list[tuple[str, pb.UsedUpdate]], list[tuple[str, str, str]], list[SnManifest]]:
+        """The updates the accepted aggregates used (with their SN), every EN left out with its
+        reason and who decided it, and the accepted SNs' manifests."""
+        used: list[tuple[str, pb.UsedUpdate]] = []
+        rejected: list[tuple[str, str, str]] = []
+        manifests: list[SnManifest] = []
+        entry = self.authority.key.node_id
         for a in collector.accepted.values():
-            used.extend(_used(a.extra["used"]))
-            rejected.extend(_pairs(a.extra["rejected"]))
+            used.extend((a.node_id, u) for u in _used(a.extra["used"]))
+            rejected.extend((n, why, a.node_id) for n, why in _pairs(a.extra["rejected"]))
+            manifest = a.extra.get("manifest")
+            if isinstance(manifest, SnManifest):
+                manifests.append(manifest)
         for sn_id, reason in collector.rejected:
             member = self.registry.get(sn_id)
             if member is not None and member.role == "SN":
                 rejected.extend(
-                    (en, f"its super node {sn_id} failed: {reason}") for en in groups.get(sn_id, [])
+                    (en, f"its super node {sn_id} failed: {reason}", entry)
+                    for en in groups.get(sn_id, [])
                 )
             else:
-                rejected.append((sn_id, reason))
-        used.sort(key=lambda u: u.node_id)
-        return used, rejected
+                rejected.append((sn_id, reason, entry))
+        used.sort(key=lambda su: su[1].node_id)
+        return used, rejected, manifests
 
     @staticmethod
     def _metrics(used: list[pb.UsedUpdate]) -> dict[str, float]:
@@ -280,17 +334,37 @@ class RoundRunner:
 
 
 def _with_decisions(
-    used: list[pb.UsedUpdate], rejected: list[tuple[str, str]], decisions: Sequence[Decision]
-) -> tuple[list[pb.UsedUpdate], list[tuple[str, str]]]:
-    """The round's participants and rejections after the aggregator's decisions: an update it
-    rejected leaves the participants and is listed with the rule's reason; one it clipped or
-    down-weighted stays a participant and is listed too, its reason naming the action."""
-    out = rejected + [
-        (str(d.node), d.reason if d.action == "rejected" else f"{d.action}: {d.reason}")
-        for d in decisions
+    used: list[tuple[str, pb.UsedUpdate]],
+    rejected: list[tuple[str, str, str]],
+    decisions: Sequence[RuleDecision],
+    entry: str,
+) -> tuple[list[tuple[str, pb.UsedUpdate]], list[Decision]]:
+    """The round's participants (with their SN) and the block's decisions: every EN left out
+    (``rejected``: node, reason, who decided) as ``rejected``, then each of the entry's
+    aggregator decisions by the entry. An update the rule rejected leaves the participants;
+    one it clipped or down-weighted stays a participant and is listed with its action."""
+    out = [Decision(n, "rejected", why, by) for n, why, by in rejected]
+    out += [Decision(str(d.node), d.action, d.reason, entry) for d in decisions]
+    gone = {str(d.node) for d in decisions if d.action == "rejected"}
+    return [su for su in used if su[1].node_id not in gone], out
+
+
+def _set_aside(
+    manifests: list[SnManifest],
+    used: list[tuple[str, pb.UsedUpdate]],
+    kept: list[tuple[str, pb.UsedUpdate]],
+) -> list[SnManifest]:
+    """The manifests with the signed update headers of the used ENs the entry's rule rejected
+    (``SnManifest.set_aside``): no participants, yet the manifest is rebuilt from them."""
+    counted = {u.node_id for _, u in kept}
+    rows: dict[str, list[Participant]] = {}
+    for sn, u in used:
+        if u.node_id not in counted:
+            rows.setdefault(sn, []).append(participant_record(u, sn))
+    return [
+        replace(m, set_aside=rows[m.sn_node_id]) if m.sn_node_id in rows else m
+        for m in manifests
     ]
-    gone = {d.node for d in decisions if d.action == "rejected"}
-    return [u for u in used if u.node_id not in gone], out
 
 
 def _forwarded(value: object) -> list[ForwardedUpdate]:
@@ -307,3 +381,11 @@ def _pairs(value: object) -> list[tuple[str, str]]:
     if not isinstance(value, Iterable):
         return []
     return [(str(a), str(b)) for a, b in value]
+
+
+def _refusal(who: str, exc: grpc.RpcError) -> str:
+    """Why a node did not take the round: its own reason when it refused, else unreachable."""
+    code = exc.code()
+    if code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.PERMISSION_DENIED):
+        return f"{who} refused the round: {str(exc.details())[:300]}"
+    return f"{who} unreachable: {code.name}"

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from fedchain.services.cli.init_env import SECRETS, init_env
+from fedchain.services.cli.init_env import ENTRY_KEY_FILE, ENTRY_KEY_VARIABLE, SECRETS, init_env
 from fedchain.shared.config import ConfigError, Settings, load_settings, missing_tokens
+from fedchain.shared.crypto import NodeKey
 from tests.conftest import REPO
 
 
@@ -30,12 +31,18 @@ def test_a_new_file_has_every_secret_random_and_is_private(tmp_path: Path) -> No
     assert init_env(path) == list(SECRETS)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     first = values(path)
+    public = first.pop(ENTRY_KEY_VARIABLE)
     assert set(first) == set(SECRETS)
     assert all(len(v) >= 40 for v in first.values())
     assert len(set(first.values())) == len(SECRETS)
     other = tmp_path / "other.env"
     init_env(other)
     assert not set(values(other).values()) & set(first.values())
+    # the entry's signing key beside it, private, and its public key in the file
+    key_file = tmp_path / ENTRY_KEY_FILE
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert NodeKey.load_or_create(key_file).public_hex == public
+    assert values(other)[ENTRY_KEY_VARIABLE] == public  # one key per directory, kept
     text = path.read_text()
     for name in Settings.model_fields:  # every other setting documented, commented out
         assert f"FEDCHAIN_{name.upper()}=" in text, name
@@ -82,7 +89,7 @@ def test_the_repository_env_gets_its_secret_lines_filled(tmp_path: Path) -> None
     lines = path.read_text().splitlines()
     assert len(lines) == len(original)
     changed = [(a, b) for a, b in zip(original, lines, strict=True) if a != b]
-    assert sorted(b.split("=")[0] for _, b in changed) == sorted(SECRETS)
+    assert sorted(b.split("=")[0] for _, b in changed) == sorted([*SECRETS, ENTRY_KEY_VARIABLE])
     assert all(a == f"# {b.split('=')[0]}=" for a, b in changed)
 
 
@@ -96,3 +103,14 @@ def test_the_command_prints_no_secret_and_refuses_in_one_line(tmp_path: Path) ->
     again = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=60)
     assert again.returncode == 2
     assert len(again.stderr.strip().splitlines()) == 1 and "--force" in again.stderr
+
+
+def test_force_keeps_the_entry_key_a_chain_was_started_with(tmp_path: Path) -> None:
+    path = tmp_path / ".env"
+    init_env(path)
+    before = values(path)
+    init_env(path, force=True)
+    after = values(path)
+    assert after[ENTRY_KEY_VARIABLE] == before[ENTRY_KEY_VARIABLE]  # new tokens, same key
+    assert after["FEDCHAIN_API_TOKEN"] != before["FEDCHAIN_API_TOKEN"]
+    assert Settings(_env_file=None, ledger_entry_key=after[ENTRY_KEY_VARIABLE]).ledger_entry_key

@@ -18,6 +18,7 @@ import httpx
 import psutil
 import pytest
 
+from fedchain.shared.crypto import NodeKey
 from fedchain.shared.processes import fedchain_argv, port_is_free
 from tests.conftest import REPO, free_port, ignore_sigint
 
@@ -60,10 +61,10 @@ def _wait_gone(path: Path, timeout: float) -> list[str]:
     return left
 
 
-def _up_until_round_one(state: Path, port: int) -> tuple[subprocess.Popen[str], str]:
+def _up_until_round_one(state: Path, port: int, rounds: int = 50) -> tuple[subprocess.Popen[str], str]:
     """``fedchain up`` started with SIGINT ignored (as from a background job), read up to round 1."""
     proc = subprocess.Popen(
-        fedchain_argv(["up", "--state-dir", str(state), "--port", str(port), "--rounds", "50", *TINY]),
+        fedchain_argv(["up", "--state-dir", str(state), "--port", str(port), "--rounds", str(rounds), *TINY]),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(), cwd=REPO,
         preexec_fn=ignore_sigint,  # noqa: PLW1509 - one syscall
     )
@@ -117,6 +118,9 @@ def test_up_trains_verifies_and_leaves_nothing_behind(tmp_path: Path) -> None:
     assert _port_free(port) and _port_free(port + 1000)
     check = _fedchain("verify", "--state-dir", str(state / "ledger"), timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
+    # the ledger was started for the entry's key: it would take no genesis from another one
+    entry_key = NodeKey.load_or_create(state / "entry" / "node.key").public_hex
+    assert f"entry key {entry_key[:16]}" in (state / "logs" / "ledger.log").read_text()
     tokens = _run_tokens(state)  # generated for the run, kept 0600, named in one line, never printed
     assert f"tokens      {state / 'tokens.env'} (mode 0600" in out
     assert all(value not in out + r.stderr for value in tokens.values())
@@ -184,6 +188,26 @@ def test_children_stop_when_up_is_killed(tmp_path: Path) -> None:
     assert _port_free(port) and _port_free(port + 1000)
 
 
+def test_up_adopts_the_training_of_a_cut_off_run(tmp_path: Path) -> None:
+    # the first `up` is killed after round 1 of 3; its entry kept training.json (target 3) and
+    # resumes by itself on restart: the second `up` follows that run instead of refusing itself
+    port = free_port()
+    state = tmp_path / "fc"
+    proc, _seen = _up_until_round_one(state, port, rounds=3)
+    proc.kill()
+    proc.wait(timeout=30)
+    assert proc.stdout is not None
+    proc.stdout.close()
+    assert _wait_gone(state, 30) == []
+    r = _fedchain("up", "--state-dir", str(state), "--port", str(port), "--rounds", "3", *TINY)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "adopted the training already running" in r.stdout, r.stdout
+    assert "round 3/3: accuracy" in r.stdout and "chain verified" in r.stdout
+    check = _fedchain("verify", "--state-dir", str(state), timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert _processes_using(state) == []
+
+
 def test_up_refuses_a_busy_port_with_one_line(tmp_path: Path) -> None:
     import socket
 
@@ -208,4 +232,38 @@ def test_up_with_a_mysql_chain(tmp_path: Path, mysql_url: str) -> None:
     assert not (state / "ledger" / "ledger.db").exists()
     check = _fedchain("verify", "--db-url", mysql_url, "--blobs", str(state / "ledger" / "blobs"), timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
+    assert _processes_using(state) == []
+
+
+def test_up_tls_trains_over_tls_and_refuses_plain_text(tmp_path: Path) -> None:
+    """`up --tls`: certificates in the state dir, a round over mutual TLS and HTTPS, the chain
+    verifies; plain-text gRPC and http:// to the kept network get no answer."""
+    import grpc
+
+    from fedchain.shared.net.https import client_context
+    from fedchain.shared.rpc import node_pb2, node_pb2_grpc
+
+    port = free_port()
+    state = tmp_path / "fc"
+    ca = state / "certs" / "ca.pem"
+    try:
+        r = _fedchain("up", "--tls", "--state-dir", str(state), "--port", str(port), "--rounds", "1",
+                      "--keep", *TINY)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert f"CA {ca}" in r.stdout and "round 1/1: accuracy" in r.stdout and "chain verified" in r.stdout
+        assert f"--port {port + 1000} --ca {ca}" in r.stdout
+        assert len(list(state.glob("*/tls/node.pem"))) == 2  # the entry and the EN, enrolled
+        api = f"https://127.0.0.1:{port + 1000}"
+        assert httpx.get(f"{api}/verify", verify=client_context(ca), timeout=10).json()["ok"] is True
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{port + 1000}/health", timeout=5)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch, pytest.raises(grpc.RpcError) as info:
+            node_pb2_grpc.NodeStub(ch).Heartbeat(node_pb2.HeartbeatRequest(node_id="x", role="SN"), timeout=5)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        console = _fedchain("console", "--port", str(port + 1000), "--ca", str(ca), "-c", "verify()", "--json",
+                            timeout=60)
+        assert console.returncode == 0 and '"ok": true' in console.stdout, console.stdout + console.stderr
+    finally:
+        d = _fedchain("down", "--state-dir", str(state), timeout=60)
+    assert d.returncode == 0, d.stdout + d.stderr
     assert _processes_using(state) == []

@@ -191,6 +191,29 @@ def make_app(node: FakeNode) -> FastAPI:
             for h in heights
         ]
 
+    @app.get("/rounds/{r}", dependencies=[Depends(sn_only)])
+    def one_round(r: int) -> dict[str, Any]:
+        if not 1 <= r <= node.round:
+            raise HTTPException(404, f"no round {r} on the chain")
+        rows = [
+            {"node_id": en, "parent_sn": node.node_id, "update_digest": f"{r:02x}{i:062x}",
+             "samples": 10 + i, "train_loss": 0.5, "train_seconds": 1.0, "signature": "ab" * 64,
+             "leaf_index": i}
+            for i, en in enumerate(("n-en1", "n-en2"))
+        ]
+        return {
+            "round": r, "algorithm": node.algorithm, "model_version": r,
+            "model_digest": hashlib.sha256(node.model_bytes(r)).hexdigest(), "merkle_root": "cd" * 32,
+            "participants": rows,
+            "manifests": [{"sn_node_id": node.node_id, "aggregate_digest": "ef" * 32, "weight": 21,
+                           "total_bytes": 100, "used": ["n-en1", "n-en2"], "rejected": [],
+                           "manifest_digest": "12" * 32, "signature": "34" * 64}],
+            "decisions": [{"node_id": "n-en3", "action": "rejected", "reason": "timed out",
+                           "by": node.node_id}],
+            "metrics": {"accuracy": 0.5}, "height": r, "block_hash": f"{r:064x}",
+            "producer": node.node_id, "timestamp_ms": 1_764_000_000_000 + r, "head": None,
+        }
+
     @app.get("/verify", dependencies=[Depends(sn_only)])
     def verify() -> dict[str, Any]:
         return {"ok": True, "checked": node.height + 1, "height": node.height, "reason": None}

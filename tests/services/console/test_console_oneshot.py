@@ -122,3 +122,28 @@ def test_bad_flag_is_exit_2(fake_node: RunningNode) -> None:
     result = fedchain_console(fake_node.port, "--timeout", "-1", "-c", "status()")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def test_a_plain_node_with_ca_is_a_tls_failure_in_one_line(fake_node: RunningNode, tmp_path: Path) -> None:
+    from fedchain.services.cli.certs import make_certs
+
+    make_certs(tmp_path, ("127.0.0.1",))
+    result = fedchain_console(fake_node.port, "--ca", str(tmp_path / "ca.pem"), "-c", "status()")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"https://127.0.0.1:{fake_node.port}" in result.stderr
+    mixed = fedchain_console(fake_node.port, "--url", f"http://127.0.0.1:{fake_node.port}",
+                             "--ca", str(tmp_path / "ca.pem"), "-c", "status()")
+    assert_one_line_failure(mixed, 2, "--ca is for HTTPS")
+
+
+def test_verify_shows_the_newest_rounds_evidence_in_a_table(fake_node: RunningNode) -> None:
+    result = fedchain_console(fake_node.port, "-c", "train(rounds=2)", "-c", "verify()")
+    assert result.returncode == 0, result.stderr
+    out = " ".join(result.stdout.split())  # the table's title wraps on a narrow terminal
+    assert "chain OK" in out
+    assert "round 2 (height 2" in out and "2 signed updates from 1 signed SN manifests" in out
+    assert "n-en1" in out and "n-en2" in out and "timed out" in out
+    as_json = fedchain_console(fake_node.port, "--json", "-c", "verify()")
+    (obj,) = [json.loads(line) for line in as_json.stdout.splitlines()]
+    last = obj["result"]["last_round"]
+    assert last["round"] == 2 and [p["node_id"] for p in last["participants"]] == ["n-en1", "n-en2"]

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from fedchain.services.console.errors import ConsoleError
+from fedchain.services.console.errors import ApiError, AuthError, ConnectError, ConsoleError
 from fedchain.services.console.progress import follow_training
 from fedchain.shared.control_api import NodeStatus, RoundSummary, TrainStarted
 
@@ -109,3 +109,67 @@ def test_ctrl_c_leaves_the_display_without_error() -> None:
     outcome = _follow(node, Clock(interrupt_after=2), RecordingView(), target=4, prev=0, timeout=None)
     assert outcome.interrupted
     assert outcome.data["status"].round == 2
+
+
+class FlakyNode(ScriptedNode):
+    """A ScriptedNode whose status polls number ``down`` fail with ``error`` (an outage)."""
+
+    def __init__(self, statuses: list[NodeStatus], rounds: list[RoundSummary], down: range,
+                 error: ConsoleError) -> None:
+        super().__init__(statuses, rounds)
+        self.down = down
+        self.error = error
+        self.calls = 0
+
+    def status(self) -> NodeStatus:
+        self.calls += 1
+        if self.calls in self.down:
+            raise self.error
+        return super().status()
+
+
+def _follow_flaky(node: FlakyNode, clock: Clock, notices: list[str], outage: float = 30.0):  # type: ignore[no-untyped-def]
+    @contextmanager
+    def open_view(start: TrainStarted) -> Iterator[RecordingView]:
+        yield RecordingView()
+
+    start = TrainStarted(algorithm="fedper", start_round=1, target_round=3)
+    return follow_training(node, open_view, start, 0, None, poll_interval=1.0, settle_seconds=2.0,
+                           clock=clock, sleep=clock.sleep, notice=notices.append, outage_seconds=outage)
+
+
+@pytest.mark.parametrize("error", [
+    ConnectError("cannot connect to http://127.0.0.1:8080: nothing answers there"),
+    ApiError("GET /status: the ledger is unavailable (HTTP 503)", 503),
+], ids=["entry-restarting", "database-down"])
+def test_a_short_outage_is_waited_out_and_said(error: ConsoleError) -> None:
+    node = FlakyNode([st("training", 1), st("training", 2), st("training", 3)],
+                     [_round(n) for n in range(1, 4)], down=range(2, 12), error=error)
+    clock, notices = Clock(), []
+    outcome = _follow_flaky(node, clock, notices)
+    assert [r.round for r in outcome.data["rounds"]] == [1, 2, 3]
+    assert len(notices) == 2, notices
+    assert notices[0].startswith("waiting for the node") and str(error) in notices[0]
+    assert "up to 30 s" in notices[0]
+    assert notices[1] == "the node answers again after 10 s"
+
+
+def test_a_long_outage_gives_up_with_one_line_after_the_stated_time() -> None:
+    node = FlakyNode([st("training", 1)], [_round(1)], down=range(2, 10_000),
+                     error=ConnectError("cannot connect to http://127.0.0.1:8080: nothing answers there"))
+    clock, notices = Clock(), []
+    with pytest.raises(ConsoleError, match=r"gave up after waiting 30 s: cannot connect"):
+        _follow_flaky(node, clock, notices)
+    assert 30 <= clock.now <= 32
+    assert len(notices) == 1
+
+
+@pytest.mark.parametrize("error", [
+    AuthError("refused the API token"), ApiError("GET /status: bad request (HTTP 400)", 400),
+], ids=["token", "bad-request"])
+def test_errors_a_wait_cannot_cure_are_reported_at_once(error: ConsoleError) -> None:
+    node = FlakyNode([st("training", 1)], [_round(1)], down=range(2, 3), error=error)
+    clock, notices = Clock(), []
+    with pytest.raises(type(error)):
+        _follow_flaky(node, clock, notices)
+    assert notices == [] and clock.now <= 1

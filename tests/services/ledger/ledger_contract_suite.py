@@ -9,9 +9,12 @@ Each backend bounds blocks to ``MAX_BLOCK`` and blobs to ``MAX_BLOB`` bytes.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +40,7 @@ from fedchain.shared.ledger.errors import (
     ProducerRejected,
     TooLarge,
 )
+from tests.shared.chain.evidence_kit import unsigned_round
 
 MAX_BLOCK = 8 * 1024
 MAX_BLOB = 256 * 1024
@@ -73,17 +77,7 @@ def _refusal(fed: Federation, case: str) -> tuple[object, type[LedgerError], str
     stranger = NodeKey.generate()
 
     def round_block(number: int, updates: int = 1) -> Block:
-        payload = RoundPayload.create(
-            number,
-            "fedper",
-            number,
-            digest,
-            [f"n-{i:016x}" for i in range(updates)],
-            [update_digest(i) for i in range(updates)],
-            [],
-            {},
-        )
-        return build_block("round", payload, tip, fed.entry)
+        return build_block("round", unsigned_round(number, digest, updates), tip, fed.entry)
 
     cases: dict[str, tuple[object, type[LedgerError], str]] = {
         "wrong prev hash": (
@@ -131,7 +125,7 @@ def _refusal(fed: Federation, case: str) -> tuple[object, type[LedgerError], str
             "put the blob",
         ),
         "too large": (
-            round_block(4, updates=MAX_BLOCK // 64),  # update digests alone fill MAX_BLOCK
+            round_block(4, updates=MAX_BLOCK // 256),  # participant rows alone fill MAX_BLOCK
             TooLarge,
             f"exceeds the limit of {MAX_BLOCK}",
         ),
@@ -223,6 +217,34 @@ class LedgerContractSuite(ABC):
         fed.checkpoint(3)  # the chain still takes the right next block
         assert ledger.height() == 10
 
+    def test_four_concurrent_writers_lose_and_duplicate_nothing(self, fed: Federation) -> None:
+        ledger = fed.ledger
+        digest = fed.blocks[0].payload.model_digest  # type: ignore[union-attr]
+        start, each = ledger.height(), 6
+        go = threading.Barrier(4)
+
+        def write(name: str) -> None:
+            go.wait(30)
+            for i in range(each):
+                deadline = time.monotonic() + 60
+                while True:  # build on the tip read, retry when another writer took it
+                    payload = {"model_version": i, "model_digest": digest, "note": f"{name}-{i}"}
+                    block = build_block("checkpoint", payload, ledger.tip(), fed.entry)
+                    try:
+                        ledger.append(block)
+                        break
+                    except (HeightConflict, OutOfSequence):
+                        assert time.monotonic() < deadline, f"{name} never got its block in"
+
+        with ThreadPoolExecutor(4) as pool:
+            for done in [pool.submit(write, f"w{n}") for n in range(4)]:
+                done.result(timeout=120)  # a writer's failure fails the test
+        assert ledger.height() == start + 4 * each
+        notes = Counter(b.payload.note for b in ledger.range(start + 1, 1000))  # type: ignore[union-attr]
+        assert notes == Counter(f"w{n}-{i}" for n in range(4) for i in range(each))
+        report = ledger.verify()
+        assert report.ok and report.checked == start + 1 + 4 * each
+
     # ------------------------------------------------------------------ blobs
     def test_blobs_round_trip(self, backend: Backend) -> None:
         ledger = backend.ledger
@@ -274,18 +296,24 @@ class LedgerContractSuite(ABC):
     # ------------------------------------------------------------------ proofs
     def test_inclusion_proofs(self, fed: Federation) -> None:
         ledger = fed.ledger
+        payload = fed.blocks[5].payload
+        assert isinstance(payload, RoundPayload)
+        digests = payload.update_digests
         for i in range(2):
-            proof = ledger.inclusion_proof(5, update_digest(200 + i))
+            proof = ledger.inclusion_proof(5, digests[i])
             assert (proof.height, proof.index, proof.tree_size) == (5, i, 2) and proof.verify()
-            assert proof.root.hex() == fed.blocks[5].payload.merkle_root  # type: ignore[union-attr]
-        forged = dataclasses.replace(
-            ledger.inclusion_proof(5, update_digest(200)), update_digest=update_digest(999)
-        )
-        assert not forged.verify()
+            assert proof.root.hex() == payload.merkle_root
+            assert (proof.node_id, proof.samples) == (
+                payload.participants[i].node_id, payload.participants[i].samples
+            )
+        good = ledger.inclusion_proof(5, digests[0])
+        assert not dataclasses.replace(good, update_digest=update_digest(999)).verify()
+        assert not dataclasses.replace(good, samples=good.samples + 1).verify()
+        assert not dataclasses.replace(good, node_id=payload.participants[1].node_id).verify()
         with pytest.raises(NotFound, match="not in round block 5"):
             ledger.inclusion_proof(5, update_digest(999))
         with pytest.raises(InvalidBlock, match="not a round block"):
-            ledger.inclusion_proof(1, update_digest(200))
+            ledger.inclusion_proof(1, digests[0])
         for height in (50, -1):
             with pytest.raises(NotFound, match=f"no block at height {height}"):
                 ledger.inclusion_proof(height, update_digest(200))

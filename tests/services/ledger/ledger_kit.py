@@ -9,11 +9,12 @@ import numpy as np
 import sqlalchemy as sa
 from safetensors.numpy import save
 
-from fedchain.shared.chain.blocks import Block, BlockKind, RoundPayload, build_block
+from fedchain.shared.chain.blocks import Block, BlockKind, build_block
 from fedchain.shared.chain.treehead import TreeHead, head_for
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.ledger.client import LedgerClient
 from fedchain.shared.ledger.contract import LedgerContract
+from tests.shared.chain.evidence_kit import signed_round
 
 
 def model_blob(seed: int, size: int = 64) -> bytes:
@@ -76,16 +77,9 @@ class Federation:
 
     def round(self, number: int, participants: list[NodeKey]) -> Block:
         digest = self.ledger.put_blob(model_blob(number))
-        updates = [update_digest(number * 100 + i) for i in range(len(participants))]
-        payload = RoundPayload.create(
-            number,
-            "fedper",
-            number,
-            digest,
-            [k.node_id for k in participants],
-            updates,
-            [("n-late", "timed out")],
-            {"accuracy": 0.5 + number / 100},
+        payload = signed_round(
+            self.blocks[0].hash, number, digest, {self.sn: participants},
+            rejected=[("n-late", "timed out")], metrics={"accuracy": 0.5 + number / 100},
         )
         return self.add("round", payload)
 

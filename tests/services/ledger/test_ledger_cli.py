@@ -156,7 +156,7 @@ def test_port_in_use_is_a_clear_error(running_ledger: tuple, tmp_path: Path) -> 
     )
     assert (
         result.returncode == 2
-        and "cannot listen" in result.stderr
+        and f"--port {port}: 127.0.0.1:{port} is already in use" in result.stderr
         and "Traceback" not in result.stderr
     )
 

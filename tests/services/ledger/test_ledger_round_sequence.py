@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from ledger_kit import Federation, model_blob, update_digest
+from ledger_kit import Federation, model_blob
 
 from fedchain.services.ledger.store import Ledger
 from fedchain.shared.chain.blocks import RoundPayload, build_block
 from fedchain.shared.ledger.errors import InvalidBlock
+from tests.shared.chain.evidence_kit import signed_round
 
 
 def _round_payload(ledger: Ledger, number: int, seed: int, fed: Federation) -> RoundPayload:
-    return RoundPayload.create(
-        number, "fedper", number, ledger.put_blob(model_blob(seed)),
-        [fed.ens[0].node_id], [update_digest(seed)], [], {"accuracy": 0.5},
+    return signed_round(
+        fed.blocks[0].hash, number, ledger.put_blob(model_blob(seed)), {fed.sn: fed.ens[:1]},
+        metrics={"accuracy": 0.5},
     )
 
 

@@ -90,3 +90,33 @@ def test_mutual_tls(tmp_path: Path) -> None:
             plain.tip()
     finally:
         service.stop()
+
+
+def test_ledger_with_the_files_of_fedchain_certs_serves_grpc_and_https(tmp_path: Path) -> None:
+    """What `up --tls` and docker-compose.tls.yml give the ledger: ledger.pem on gRPC (a
+    node's enroll certificate gets in), http.pem on HTTP (HTTPS only)."""
+    import httpx
+
+    from fedchain.services.cli.certs import make_certs
+    from fedchain.shared.net.https import client_context
+
+    certs = tmp_path / "certs"
+    make_certs(certs, ("localhost", "127.0.0.1"))
+    settings = Settings(
+        _env_file=None, state_dir=tmp_path / "state", port=free_port(), http_port=free_port(),
+        tls_ca=certs / "ca.pem", tls_cert=certs / "ledger.pem", tls_key=certs / "ledger.key",
+        http_tls_cert=certs / "http.pem", http_tls_key=certs / "http.key",
+    )
+    service = LedgerService(settings)
+    service.start()
+    try:
+        assert service.http_url.startswith("https://")
+        with LedgerClient(service.grpc_address, tls_ca=certs / "ca.pem", tls_cert=certs / "enroll.pem",
+                          tls_key=certs / "enroll.key") as c:
+            assert c.tip() is None
+        health = httpx.get(f"{service.http_url}/health", verify=client_context(certs / "ca.pem"), timeout=10)
+        assert health.status_code == 200
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{settings.effective_http_port}/health", timeout=5)
+    finally:
+        service.stop()

@@ -72,8 +72,8 @@ def _blob(seed: int) -> bytes:
 
 
 def _round(ledger: LossyLedger, number: int, en: NodeKey) -> RoundPayload:
-    return RoundPayload.create(number, "fedper", number, ledger.inner.put_blob(_blob(number)), [en.node_id],
-                               ["cd" * 32], [], {"accuracy": 0.5})
+    return RoundPayload.create(number, "fedper", number, ledger.inner.put_blob(_blob(number)), [],
+                               metrics={"accuracy": 0.5})
 
 
 def test_a_block_stored_before_its_reply_was_lost_counts_as_appended(chain: Any) -> None:
@@ -125,8 +125,8 @@ def _grow(writer: EntryChain, ledger: Ledger, key: NodeKey, en: NodeKey, rounds:
         writer.append("node_joined", {"node_id": en.node_id, "role": "EN", "public_key": en.public_hex,
                                       "parent_sn": "", "address": "127.0.0.1:7000"})
     for r in rounds:
-        writer.append("round", RoundPayload.create(r, "fedper", r, ledger.put_blob(_blob(r)), [en.node_id],
-                                                   ["cd" * 32], [], {"accuracy": 0.5}))
+        writer.append("round", RoundPayload.create(r, "fedper", r, ledger.put_blob(_blob(r)), [],
+                                                   metrics={"accuracy": 0.5}))
 
 
 @pytest.fixture
@@ -215,10 +215,9 @@ def test_the_entry_refuses_a_database_rolled_back_to_an_older_copy(entry_state: 
     shutil.copy(backup, db)
     assert "went backwards: 5 blocks now, 7 seen before" in _refused_at_start_up(entry_state)
     # rolled back, then grown to as many blocks by an entry that had lost its head: a fork
-    other = NodeKey.generate()
     ledger, writer = _entry_on(db, blobs, key, state.parent / "elsewhere")
     for r in (4, 5):
         writer.append("round", RoundPayload.create(r, "fedper", r, ledger.put_blob(_blob(r + 50)),
-                                                   [other.node_id], ["ef" * 32], [], {}))
+                                                   []))
     ledger.close()
     assert "does not extend" in _refused_at_start_up(entry_state)

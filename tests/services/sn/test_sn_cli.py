@@ -52,4 +52,6 @@ def test_busy_port_is_refused(tmp_path: Path) -> None:
         r = _node("--nt", "SN", "-z", "--port", str(busy), "--state-dir", str(tmp_path / "s"), cwd=tmp_path,
                   **ENTRY_TOKENS)
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines()[-1].startswith("fedchain: error: cannot listen on 127.0.0.1:")
+    assert r.stderr.strip().splitlines() == [
+        f"fedchain: error: --port {busy}: 127.0.0.1:{busy} is already in use (another node running?)"
+    ]

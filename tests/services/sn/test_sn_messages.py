@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -207,3 +208,43 @@ def test_manifests_that_do_not_hold_are_refused(intake) -> None:  # type: ignore
         payload = b"" if "empty" in words else data
         assert words in _refused(take, bad, payload).reason, words
         assert collector.has_answered(sn_key.node_id)  # a signed manifest's fault is the SN's
+
+
+# ---- the signed tree head of an OpenRound ----
+def test_a_plain_sn_refuses_a_round_on_a_chain_that_went_backwards(tmp_path: Path) -> None:
+    import hashlib
+
+    from fedchain.services.sn.status import RelayLog, sn_status
+    from fedchain.shared.chain.treehead import head_for
+    from fedchain.shared.ledger.wire import head_to_proto
+    from fedchain.shared.net.signing import open_round_fields
+
+    blocks = [hashlib.sha256(bytes([i])).digest() for i in range(8)]
+    settings = Settings(dataset="mnist-sample", state_dir=tmp_path, entry="127.0.0.1:1")
+    node = SuperNode(settings, NodeKey.generate(), Peers(NetConfig.from_settings(settings)),
+                     address="127.0.0.1:2", http_address="")
+    node.trust = EntryTrust(blocks[0], ENTRY.public_bytes)
+    node.configure(settings)
+    assert node.heads is not None
+    node.heads.accept(head_for(blocks[0], blocks, 1).signed(ENTRY), node.trust)  # seen: 8 blocks
+    req = pb.OpenRoundRequest(round=4, version=3, algorithm="fedper", timeout_s=5.0,
+                              sn_node_id=node.node_id, issued_ms=int(time.time() * 1000))
+    req.head.CopyFrom(head_to_proto(head_for(blocks[0], blocks[:5], 2).signed(ENTRY)))
+    req.signature = sign(ENTRY, Domain.OPEN_ROUND, blocks[0], open_round_fields(req))
+    with pytest.raises(Rejected) as info:
+        node.open_round(req)
+    assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "the chain went backwards: 5 blocks now, 8 seen before" in info.value.reason
+    status = sn_status(node, RelayLog(), None)
+    assert status.head_size == 8 and status.chain_error is not None and "went backwards" in status.chain_error
+    assert node._collector is None  # nothing relayed to its ENs
+    node.peers.close()
+
+
+def test_the_entrys_own_sn_part_keeps_no_heads() -> None:
+    settings = Settings(dataset="mnist-sample")
+    key = NodeKey.generate()
+    own = SuperNode(settings, key, Peers(NetConfig.from_settings(settings)), address="127.0.0.1:1",
+                    http_address="", entry_node_id=key.node_id)
+    assert own.heads is None
+    own.peers.close()

@@ -17,7 +17,7 @@ from fedchain.shared.crypto import NodeKey
 from fedchain.shared.net.grpc_util import NetConfig, make_channel, make_server
 from fedchain.shared.net.signing import update_fields
 from fedchain.shared.net.statements import Domain, sign
-from fedchain.shared.net.streams import join_model_chunks, update_parts
+from fedchain.shared.net.streams import add_node_servicer, join_model_chunks, update_parts
 from fedchain.shared.node.peers import Peers
 from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.rpc import node_pb2_grpc
@@ -37,7 +37,7 @@ def resnet_sn() -> Iterator[tuple[SuperNode, str, bytes]]:
     data = encode(initial_state(settings))
     sn.remember_model(data)
     server = make_server(net, "127.0.0.1", port)
-    node_pb2_grpc.add_NodeServicer_to_server(SuperNodeServicer(sn, None), server)
+    add_node_servicer(SuperNodeServicer(sn, None), server)
     server.start()
     try:
         yield sn, f"127.0.0.1:{port}", data

@@ -72,14 +72,7 @@ def joined(node: NodeKey, role: str, parent: str = "") -> dict[str, str]:
 
 
 def round_payload(number: int, participants: list[NodeKey]) -> RoundPayload:
-    return RoundPayload.create(
-        number,
-        "fedper",
-        number,
-        DIGEST,
-        [p.node_id for p in participants],
-        [UPDATE] * len(participants),
-    )
+    return RoundPayload.create(number, "fedper", number, DIGEST, [])
 
 
 def handover(chain: Chain, new: NodeKey, signer: NodeKey | None = None) -> dict[str, str]:

@@ -26,6 +26,7 @@ from fedchain.shared.chain.errors import (
     NotNextBlock,
     ProducerNotAdmitted,
 )
+from fedchain.shared.chain.payloads import Decision, Participant, SnManifest
 from fedchain.shared.chain.rules import ChainState, check_block
 from fedchain.shared.crypto import NodeKey
 
@@ -105,10 +106,10 @@ def test_mapping_order_does_not_change_the_hash_and_floats_are_big_endian_ieee75
     key = fixed_key(2)
     g = genesis(key)
     p1 = RoundPayload.create(
-        1, "fedper", 1, DIGEST, ["n-a"], [DIGEST], [], {"acc": 0.5, "loss": 1.25}
+        1, "fedper", 1, DIGEST, [], [], [], {"acc": 0.5, "loss": 1.25}
     )
     p2 = RoundPayload.create(
-        1, "fedper", 1, DIGEST, ["n-a"], [DIGEST], [], {"loss": 1.25, "acc": 0.5}
+        1, "fedper", 1, DIGEST, [], [], [], {"loss": 1.25, "acc": 0.5}
     )
     b1 = build_block("round", p1, g, key, 5)
     b2 = build_block("round", p2, g, key, 5)
@@ -128,8 +129,8 @@ def test_mapping_order_does_not_change_the_hash_and_floats_are_big_endian_ieee75
                 "model_digest": DIGEST,
                 "merkle_root": "00" * 32,
                 "participants": [],
-                "update_digests": [DIGEST],
-                "rejected": [],
+                "manifests": [],
+                "decisions": [],
                 "metrics": {},
             },
             "merkle_root",
@@ -141,10 +142,10 @@ def test_mapping_order_does_not_change_the_hash_and_floats_are_big_endian_ieee75
                 "algorithm": "fedper",
                 "model_version": 1,
                 "model_digest": DIGEST,
-                "merkle_root": RoundPayload.create(1, "x", 1, DIGEST, [], []).merkle_root,
+                "merkle_root": RoundPayload.create(1, "x", 1, DIGEST, []).merkle_root,
                 "participants": [],
-                "update_digests": [],
-                "rejected": [],
+                "manifests": [],
+                "decisions": [],
                 "metrics": {"acc": float("nan")},
             },
             "finite",
@@ -177,20 +178,35 @@ def test_bad_payloads_are_refused_with_a_reason(kind: str, payload: dict, messag
         build_block(kind, payload, prev, fixed_key(3))
 
 
+def _participant(node_id: str, digest: str, samples: int) -> Participant:
+    return Participant(node_id, "n-sn", digest, samples, 0.25, 1.5, "ab" * 64)
+
+
 @settings(max_examples=40, deadline=None)
 @given(
-    participants=st.lists(st.text(max_size=12), max_size=5),
-    digests=st.lists(st.binary(min_size=32, max_size=32).map(bytes.hex), max_size=5),
-    rejected=st.lists(st.tuples(st.text(max_size=8), st.text(max_size=20)), max_size=3),
+    rows=st.dictionaries(
+        st.text(min_size=1, max_size=12),
+        st.tuples(st.binary(min_size=32, max_size=32).map(bytes.hex), st.integers(1, 10**6)),
+        max_size=5,
+    ),
+    rejected=st.lists(st.tuples(st.text(min_size=1, max_size=8), st.text(max_size=20)), max_size=3),
     metrics=st.dictionaries(
         st.text(max_size=8), st.floats(allow_nan=False, allow_infinity=False), max_size=4
     ),
     round_no=st.integers(0, 2**40),
 )
-def test_json_round_trip_keeps_the_hash(participants, digests, rejected, metrics, round_no) -> None:  # type: ignore[no-untyped-def]
+def test_json_round_trip_keeps_the_hash(rows, rejected, metrics, round_no) -> None:  # type: ignore[no-untyped-def]
     key = fixed_key(4)
+    participants = [_participant(n, d, s) for n, (d, s) in rows.items()]
+    manifests = [
+        SnManifest(
+            "n-sn", DIGEST if rows else "", sum(s for _, s in rows.values()), 10 if rows else 0,
+            list(rows), rejected, DIGEST, "cd" * 64,
+        )
+    ]
+    decisions = [Decision(n, "rejected", why, "n-sn") for n, why in rejected]
     payload = RoundPayload.create(
-        round_no, "fedavg", round_no, DIGEST, participants, digests, rejected, metrics
+        round_no, "fedavg", round_no + 1, DIGEST, participants, manifests, decisions, metrics
     )
     block = build_block("round", payload, genesis(key), key, 77)
     again = Block.from_json(block.to_json())
@@ -258,7 +274,7 @@ def test_chain_rules_admit_revoke_and_refuse() -> None:
     )
     with pytest.raises(ProducerNotAdmitted, match="revoked at height 3"):
         check_block(late, state)
-    with pytest.raises(BlockInvalid, match="not an admitted node"):
+    with pytest.raises(BlockInvalid, match="left already at height 3"):
         check_block(
             build_block("node_left", {"node_id": sn.node_id, "reason": "again"}, left, entry, 12),
             state,

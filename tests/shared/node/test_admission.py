@@ -1,11 +1,18 @@
-"""The entry's join-token check: each role has its own token, and an unset one admits nobody."""
+"""The entry's first admission checks: joins per source address (token bucket), and each role
+has its own token (an unset one admits nobody)."""
 
 from __future__ import annotations
 
 import pytest
 
 from fedchain.shared.config import Settings
-from fedchain.shared.node.admission import JoinTokenRefused, check_join_token
+from fedchain.shared.node.admission import (
+    JoinRateExceeded,
+    JoinRateLimiter,
+    JoinTokenRefused,
+    check_join_token,
+    peer_host,
+)
 
 SN = "sn-token-" + "s" * 20
 EN = "en-token-" + "e" * 20
@@ -45,3 +52,34 @@ def test_an_unset_token_admits_nobody_of_that_role() -> None:
 def test_an_unknown_role_is_refused() -> None:
     with pytest.raises(JoinTokenRefused, match="role must be SN or EN"):
         check_join_token("ledger", SN, settings(sn_join_token=SN))
+
+
+class Ticks:
+    def __init__(self) -> None:
+        self.now = 50.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_joins_from_one_address_are_rate_limited_and_refill() -> None:
+    clock = Ticks()
+    limiter = JoinRateLimiter(rate=2.0, burst=3, clock=clock)
+    for _ in range(3):
+        limiter.take("10.0.0.1")
+    with pytest.raises(JoinRateExceeded, match=r"too many join requests from 10\.0\.0\.1.*0\.5 s"):
+        limiter.take("10.0.0.1")
+    limiter.take("10.0.0.2")  # another address has its own bucket
+    clock.now += 0.5
+    limiter.take("10.0.0.1")  # one token back after 1/rate seconds
+    with pytest.raises(JoinRateExceeded):
+        limiter.take("10.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("peer", "host"),
+    [("ipv4:127.0.0.1:54321", "127.0.0.1"), ("ipv6:[::1]:443", "::1"), ("unix:/tmp/s", "unix:/tmp/s"),
+     ("", "unknown")],
+)
+def test_the_source_of_a_join_is_the_peer_host_without_its_port(peer: str, host: str) -> None:
+    assert peer_host(peer) == host

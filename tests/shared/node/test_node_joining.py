@@ -15,14 +15,17 @@ import grpc
 import pytest
 
 from fedchain.shared.crypto import NodeKey, verify_signature
-from fedchain.shared.net.signing import join_message
+from fedchain.shared.net.signing import join_message, join_reply_fields
+from fedchain.shared.net.statements import Domain, sign
 from fedchain.shared.node.joining import (
+    FATAL_STATUSES,
     JoinCancelled,
     Joiner,
     JoinRefused,
     JoinTimedOut,
     RetryPolicy,
 )
+from fedchain.shared.node.trust import TrustStore
 from fedchain.shared.rpc import node_pb2 as pb
 
 ENTRY = "entry.example:7000"
@@ -78,9 +81,11 @@ def unavailable(_req: pb.JoinRequest) -> Future[Any]:
 
 
 def joiner(entry: FakeEntry, stop: threading.Event, policy: RetryPolicy = FAST, role: str = "EN",
-           key: NodeKey | None = None) -> Joiner:
+           key: NodeKey | None = None, trust: TrustStore | None = None,
+           entry_key: bytes | None = None) -> Joiner:
     return Joiner(entry, key or NodeKey.generate(), role=role, entry=ENTRY, token="t0ken",
-                  address="me:7001", http_address="me:8001", stop=stop, policy=policy)
+                  address="me:7001", http_address="me:8001", stop=stop, policy=policy,
+                  trust=trust, entry_key=entry_key)
 
 
 def stop_after(seconds: float) -> threading.Event:
@@ -89,9 +94,27 @@ def stop_after(seconds: float) -> threading.Event:
     return stop
 
 
+ENTRY_KEY = NodeKey.generate()
+CHAIN_ID = b"\x07" * 32
+
+
+def signed_reply(
+    req: pb.JoinRequest, key: NodeKey = ENTRY_KEY, chain_id: bytes = CHAIN_ID, **fields: Any
+) -> pb.JoinReply:
+    """What the entry answers ``req``: the reply signed over its fields and req's timestamp."""
+    reply = pb.JoinReply(
+        node_id=NodeKey.generate().node_id, entry_node_id=key.node_id, chain_id=chain_id,
+        entry_public_key=key.public_bytes, config_json="{}", **fields,
+    )
+    reply.signature = sign(key, Domain.JOIN_REPLY, chain_id, join_reply_fields(reply, req.timestamp_ms))
+    return reply
+
+
 def test_retries_while_unreachable_then_joins_with_a_fresh_signed_request() -> None:
-    reply = pb.JoinReply(sn_node_id="sn-1", sn_address="sn:7002", partition_index=3)
-    answers = [unavailable, unavailable, lambda _r: done(reply)]
+    answers = [
+        unavailable, unavailable,
+        lambda r: done(signed_reply(r, sn_node_id="sn-1", sn_address="sn:7002", partition_index=3)),
+    ]
     entry = FakeEntry(lambda req: answers.pop(0)(req))
     key = NodeKey.generate()
 
@@ -172,3 +195,49 @@ def test_join_errors_are_config_errors_so_the_cli_prints_one_line() -> None:
     assert issubclass(JoinRefused, ConfigError) and issubclass(JoinTimedOut, ConfigError)
     with pytest.raises(ValueError, match="role"):
         joiner(FakeEntry(unavailable), threading.Event(), role="XX")
+
+
+def test_an_unsigned_or_altered_join_reply_is_refused() -> None:
+    unsigned = FakeEntry(lambda r: done(pb.JoinReply(
+        entry_node_id=ENTRY_KEY.node_id, chain_id=CHAIN_ID, entry_public_key=ENTRY_KEY.public_bytes,
+    )))
+    with pytest.raises(JoinRefused, match="its join reply does not hold"):
+        joiner(unsigned, threading.Event()).join(timeout=5)
+
+    def altered(req: pb.JoinRequest) -> Future[Any]:
+        reply = signed_reply(req, partition_index=1)
+        reply.partition_index = 2  # changed on the way (a relaying SN, a man in the middle)
+        return done(reply)
+
+    with pytest.raises(JoinRefused, match="bad signature on join_reply"):
+        joiner(FakeEntry(altered), threading.Event()).join(timeout=5)
+
+    def replayed(req: pb.JoinRequest) -> Future[Any]:  # signed for another request
+        return done(signed_reply(pb.JoinRequest(timestamp_ms=req.timestamp_ms - 1)))
+
+    with pytest.raises(JoinRefused, match="does not hold"):
+        joiner(FakeEntry(replayed), threading.Event()).join(timeout=5)
+
+
+def test_a_join_reply_from_another_key_than_the_pinned_one_is_refused() -> None:
+    impostor = NodeKey.generate()
+    entry = FakeEntry(lambda r: done(signed_reply(r, key=impostor)))
+    with pytest.raises(JoinRefused, match="not the --entry-key"):
+        joiner(entry, threading.Event(), entry_key=ENTRY_KEY.public_bytes).join(timeout=5)
+    ok = FakeEntry(lambda r: done(signed_reply(r)))
+    got = joiner(ok, threading.Event(), entry_key=ENTRY_KEY.public_bytes).join(timeout=5)
+    assert got.entry_public_key == ENTRY_KEY.public_bytes
+
+
+def test_the_first_entry_is_trusted_and_a_later_other_key_refused(tmp_path: Any) -> None:
+    key = NodeKey.generate()
+    first = joiner(FakeEntry(lambda r: done(signed_reply(r))), threading.Event(), key=key,
+                   trust=TrustStore(tmp_path))
+    first.join(timeout=5)
+    assert (tmp_path / "entry.json").is_file()
+    other = NodeKey.generate()  # a well-signed reply, by another entry, to the same node
+    later = joiner(FakeEntry(lambda r: done(signed_reply(r, key=other))), threading.Event(),
+                   key=key, trust=TrustStore(tmp_path))
+    with pytest.raises(JoinRefused, match="another key than the one this node joined"):
+        later.join(timeout=5)
+    assert grpc.StatusCode.RESOURCE_EXHAUSTED not in FATAL_STATUSES  # a rate-limited join retries

@@ -4,7 +4,6 @@ and a clock whose waits between retries take no time."""
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -19,9 +18,14 @@ from fedchain.shared.chain.rules import ChainState, check_block
 from fedchain.shared.chain.treehead import TreeHead
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.ledger.errors import InvalidBlock, LedgerRejected, NotFound
-from fedchain.shared.net.signing import join_message, manifest_fields, update_fields
+from fedchain.shared.net.signing import (
+    evaluation_fields,
+    join_message,
+    manifest_fields,
+    update_fields,
+)
 from fedchain.shared.net.statements import Domain, sign
-from fedchain.shared.net.streams import aggregate_parts
+from fedchain.shared.net.streams import aggregate_parts, update_parts
 from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.tensors import decode, digest, encode
 
@@ -124,6 +128,14 @@ class FakeSuperNode:
     """The keys of its ENs: each used update carries its EN's own signature."""
     scale: dict[str, float] = field(default_factory=dict)
     """With a robust aggregator: ENs whose update's distance from the model is scaled (attackers)."""
+    on_evaluate: Callable[[list[pb.ClientEval]], object] | None = None
+    """Changes the ENs' evaluation answers before they go to the entry (a lying SN)."""
+    hand_over: bool = True
+    """Send the entry the updates it asks to keep (``SubmitReply.retain``)."""
+    noise: bool = False
+    """Dishonest: add noise to its aggregate."""
+    drop_one: bool = False
+    """Dishonest: list every EN but leave the first one's update out of its aggregate."""
 
     @property
     def node_id(self) -> str:
@@ -141,33 +153,41 @@ class FakeSuperNode:
         ens = sorted(request.participants)[: self.deliver]
         global_state = decode(self.entry.model_bytes(request.version, request.model_digest))
         keys = self.template.shared_keys(request.algorithm)
-        update = {k: global_state[k] + 0.01 * request.round for k in keys}
         chain_id = self.entry.authority.chain_id
         forward = not self.template.decomposable(request.algorithm)
-        used, pieces = [], []
+        used, states, blobs, pieces = [], [], {}, []
         for i, en in enumerate(ens):
-            digest_of_update = hashlib.sha256(f"{en}/{request.round}".encode()).hexdigest()
             if forward:  # each EN's own update (distinct), forwarded as its bytes
                 step = (0.01 * request.round + 0.002 * (i + 1)) * self.scale.get(en, 1.0)
-                own = {k: (global_state[k] + step).to(global_state[k].dtype) for k in keys}
-                pieces.append(encode(own))
-                digest_of_update = digest(pieces[-1])
+                update = {k: (global_state[k] + step).to(global_state[k].dtype) for k in keys}
+                samples = 10
+            else:
+                update = {k: global_state[k] + 0.01 * request.round + 0.001 * i for k in keys}
+                samples = 10 + i
+            blob = encode(update)
+            pieces.append(blob)
             u = pb.UsedUpdate(
-                node_id=en, digest=digest_of_update, samples=10, train_loss=0.5, train_seconds=1.0,
-                total_bytes=len(pieces[-1]) if forward else 0,
+                node_id=en, digest=digest(blob), samples=samples, train_loss=0.5,
+                train_seconds=1.0, total_bytes=len(blob) if forward else 0,
             )
             u.signature = sign(
                 self.en_keys[en], Domain.UPDATE, chain_id,
-                update_fields(request.round, request.version, u.digest, 10, 0.5, 1.0),
+                update_fields(request.round, request.version, u.digest, u.samples, 0.5, 1.0),
             )
             used.append(u)
+            states.append((update, u.samples))
+            blobs[u.digest] = (u, blob)
         if forward:
             data = b"".join(pieces)
-        else:  # what a real SN sends: the strategy's float64 weighted sums of its ENs' updates
-            partial = self.template.partial(
-                request.algorithm, request.round, [(update, u.samples) for u in used]
-            )
-            data = encode(partial.sums)
+        else:
+            # what a real SN sends: the strategy's float64 weighted sums of its ENs' updates
+            partial = self.template.partial(request.algorithm, request.round, states)
+            sums = partial.sums
+            if self.noise:  # a dishonest SN: its aggregate is not the sum of what it lists
+                sums = {k: v + 1e-3 for k, v in sums.items()}
+            if self.drop_one and len(states) > 1:  # lists every EN, sums all but the first
+                sums = self.template.partial(request.algorithm, request.round, states[1:]).sums
+            data = encode(sums)
         agg_digest = digest(data)
         header = pb.AggregateHeader(
             sn_node_id=self.node_id, round=request.round, version=request.version,
@@ -178,14 +198,30 @@ class FakeSuperNode:
             aggregator=str(self.template.settings.aggregator),
         )
         header.signature = sign(self.key, Domain.MANIFEST, chain_id, manifest_fields(header))
-        self.entry.submit_aggregate(aggregate_parts(header, data, 64 * 1024))
+        reply = self.entry.submit_aggregate(aggregate_parts(header, data, 64 * 1024))
+        for d in reply.retain if self.hand_over else []:
+            u, blob = blobs[d]
+            h = pb.UpdateHeader(
+                node_id=u.node_id, round=request.round, version=request.version,
+                samples=u.samples, digest=d, signature=u.signature, total_bytes=len(blob),
+                train_loss=u.train_loss, train_seconds=u.train_seconds,
+            )
+            self.entry.retain_update(update_parts(h, blob, 64 * 1024))
         return pb.OpenRoundReply(ok=True, edges=len(request.participants))
 
     def Evaluate(self, request: pb.EvaluateRequest, timeout: float | None = None) -> pb.EvaluateReply:
-        clients = [
-            pb.ClientEval(node_id=en, sn=self.node_id, correct=8, total=10, loss=0.4, partition_index=i)
-            for i, en in enumerate(self.assigned)
-        ]
+        assert self.entry is not None
+        clients = []
+        for i, en in enumerate(self.assigned):
+            c = pb.ClientEval(node_id=en, sn=self.node_id, correct=8, total=10, loss=0.4, partition_index=i)
+            if en in self.en_keys:  # each EN signs its own answer (the SN relays it)
+                c.signature = sign(
+                    self.en_keys[en], Domain.EVALUATION, self.entry.authority.chain_id,
+                    evaluation_fields(c, request),
+                )
+            clients.append(c)
+        if self.on_evaluate is not None:
+            self.on_evaluate(clients)
         return pb.EvaluateReply(clients=clients)
 
 

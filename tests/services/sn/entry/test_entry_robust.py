@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fedchain.services.sn.model_ops import ModelTemplate
-from fedchain.shared.chain.payloads import RoundPayload
+from fedchain.shared.chain.payloads import Decision, RoundPayload
 from fedchain.shared.config import Settings, token_value
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.tensors import decode
@@ -69,8 +69,13 @@ def test_the_rule_rejects_the_scaled_update_and_the_block_says_why(fed: Federati
     fed.sn.scale[attacker] = 50.0
     fed.train(1)
     payload = _round(fed)
-    assert payload.rejected == [(attacker, "multikrum: score rank 5 of 5 (keeps 4)")]
-    assert payload.participants == [en for en in fed.ens if en != attacker]
+    assert payload.decisions == [
+        Decision(attacker, "rejected", "multikrum: score rank 5 of 5 (keeps 4)", fed.key.node_id)
+    ]
+    assert payload.participant_ids == [en for en in fed.ens if en != attacker]
+    # the SN's manifest still lists the attacker (it forwarded it), its signed header set aside
+    (manifest,) = payload.manifests
+    assert attacker in manifest.used and [p.node_id for p in manifest.set_aside] == [attacker]
     assert payload.metrics["aggregator_rejected"] == 1.0
     assert payload.metrics["samples"] == 40.0  # the four kept updates' samples
     # the new model is the mean of the four honest updates (all 10 samples): far from the attacker
@@ -90,9 +95,11 @@ def test_clipping_keeps_the_update_and_lists_it_as_clipped(tmp_path: Path) -> No
         fed.sn.scale[attacker] = 10.0
         fed.train(1)
         payload = _round(fed)
-        assert payload.participants == fed.ens  # a clipped update still takes part
-        ((node, reason),) = payload.rejected
-        assert node == attacker and reason.startswith("clipped: norm ") and "> bound" in reason
+        assert payload.participant_ids == fed.ens  # a clipped update still takes part
+        (d,) = payload.decisions
+        assert (d.node_id, d.action, d.by) == (attacker, "clipped", fed.key.node_id)
+        assert d.reason.startswith("norm ") and "> bound" in d.reason
+        assert payload.manifests[0].set_aside == []
         assert payload.metrics["aggregator_clipped"] == 1.0
     finally:
         fed.entry.stop()

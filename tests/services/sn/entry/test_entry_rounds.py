@@ -16,7 +16,9 @@ from fedchain.services.sn.supernode import SuperNode
 from fedchain.shared.chain.payloads import RoundPayload
 from fedchain.shared.config import Settings, token_value
 from fedchain.shared.crypto import NodeKey
+from fedchain.shared.ledger.retention import KeepUpdates
 from fedchain.shared.node.heartbeats import HeartbeatCounter, signed_heartbeat
+from fedchain.shared.tensors import digest
 from tests.services.sn.entry.entry_fakes import (
     FakeLedger,
     FakePeers,
@@ -121,7 +123,12 @@ def test_two_rounds_are_appended_with_consecutive_numbers_and_their_participants
     rounds = fed.round_payloads()
     assert [p.round for p in rounds] == [1, 2]
     assert [p.model_version for p in rounds] == [1, 2]
-    assert all(p.participants == fed.ens for p in rounds)
+    assert all(p.participant_ids == fed.ens for p in rounds)
+    # the evidence: each EN's signed row under its SN, the SN's signed manifest of them
+    for p in rounds:
+        assert {row.parent_sn for row in p.participants} == {fed.sn.node_id}
+        assert [m.sn_node_id for m in p.manifests] == [fed.sn.node_id]
+        assert sorted(p.manifests[0].used) == fed.ens
     assert rounds[0].metrics["accuracy"] == pytest.approx(0.8)  # the evaluation fan-out ran
     assert [r.version for r in fed.sn.opened] == [0, 1]
     assert fed.sn.opened[1].model_digest == rounds[0].model_digest
@@ -200,6 +207,7 @@ def test_a_paused_plan_is_not_resumed_by_a_restart_but_an_unfinished_one_is(fed:
 
 def test_quorum_not_met_appends_nothing_and_says_why(fed: Federation) -> None:
     fed.sn.deliver = 1  # 1 of 4 ENs delivers; quorum 0.5 needs 2
+    fed.sn.hand_over = False  # real time per retry counts: no update bytes to hand over
 
     fed.train(1)
 
@@ -209,3 +217,48 @@ def test_quorum_not_met_appends_nothing_and_says_why(fed: Federation) -> None:
     assert status.error == "round 1: quorum not met: 1 of 4 edge nodes delivered, 2 needed"
     assert fed.clock.skipped >= fed.entry.driver.retry_span() - 5  # retried for the whole span
     assert len(fed.sn.opened) > 1
+
+
+def test_the_updates_an_sn_used_are_kept_in_the_ledger_before_the_round_block(
+    fed: Federation,
+) -> None:
+    fed.train(1)
+
+    (payload,) = fed.round_payloads()
+    assert len(payload.update_digests) == ENS
+    for d in payload.update_digests:  # the EN bytes, checked against the digest they signed
+        assert digest(fed.ledger.get_blob(d)) == d
+
+
+def test_keep_updates_none_asks_the_sns_for_no_update(fed: Federation) -> None:
+    assert fed.entry.intake.retained is not None
+    fed.entry.intake.retained.policy = KeepUpdates(0)
+
+    fed.train(1)
+
+    (payload,) = fed.round_payloads()
+    assert not any(d in fed.ledger.blobs for d in payload.update_digests)
+
+
+@pytest.mark.parametrize(
+    ("lie", "why"),
+    [
+        ("noise", "is not the weighted sum of the updates it used"),
+        ("drop_one", "is not the weighted sum of the updates it used"),
+        ("hand_over", "did not hand over 4 of the updates it used"),
+    ],
+)
+def test_an_sn_whose_aggregate_is_not_the_sum_of_its_updates_is_refused(
+    fed: Federation, lie: str, why: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    setattr(fed.sn, lie, lie != "hand_over")
+    assert fed.entry.intake.retained is not None
+    fed.entry.intake.retained.wait_s = 0.05
+
+    fed.train(1)
+
+    assert fed.round_payloads() == []  # its ENs are rejected: the round lacks its quorum
+    error = fed.entry.status().error or ""
+    assert "quorum not met: 0 of 4" in error
+    refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert any(fed.sn.node_id in m and why in m for m in refusals), refusals
