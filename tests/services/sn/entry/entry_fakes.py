@@ -131,6 +131,8 @@ class FakeSuperNode:
     on_evaluate: Callable[[list[pb.ClientEval]], object] | None = None
     """Changes the ENs' evaluation answers before they go to the entry (a lying SN)."""
     hand_over: bool = True
+    handed_over: list[str] = field(default_factory=list)
+    """Digests of the updates it handed over with RetainUpdate."""
     """Send the entry the updates it asks to keep (``SubmitReply.retain``)."""
     noise: bool = False
     """Dishonest: add noise to its aggregate."""
@@ -207,6 +209,7 @@ class FakeSuperNode:
                 train_loss=u.train_loss, train_seconds=u.train_seconds,
             )
             self.entry.retain_update(update_parts(h, blob, 64 * 1024))
+            self.handed_over.append(d)
         return pb.OpenRoundReply(ok=True, edges=len(request.participants))
 
     def Evaluate(self, request: pb.EvaluateRequest, timeout: float | None = None) -> pb.EvaluateReply:

@@ -3,6 +3,7 @@ entry runs the rule over all of them, and the round block lists the rule's decis
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,6 +87,18 @@ def test_the_rule_rejects_the_scaled_update_and_the_block_says_why(fed: Federati
     expected = initial[key].double() + sum(honest) / len(honest)
     assert torch.allclose(state[key].double(), expected, atol=1e-6)
     assert fed.ledger.verify().ok
+
+
+def test_the_forwarded_updates_are_the_ones_kept_without_a_retain_request(fed: Federation) -> None:
+    attacker = fed.ens[2]
+    fed.sn.scale[attacker] = 50.0
+    fed.train(1)
+    payload = _round(fed)
+    assert fed.settings.keep_updates == "all" and fed.sn.handed_over == []
+    kept = [*payload.participants, *payload.manifests[0].set_aside]  # the attacker's too
+    assert sorted(p.node_id for p in kept) == fed.ens
+    for p in kept:
+        assert hashlib.sha256(fed.ledger.get_blob(p.update_digest)).hexdigest() == p.update_digest
 
 
 def test_clipping_keeps_the_update_and_lists_it_as_clipped(tmp_path: Path) -> None:
