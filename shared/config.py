@@ -188,6 +188,12 @@ class Settings(BaseSettings):
         "clip:τ bounds update norms alone or with a rule (clip:2+krum:1)",
     )
 
+    attack: str | None = Field(
+        default=None,
+        description="experiment, edge node only: send poisoned updates (sign-flip, scale:λ, "
+        "gaussian:σ, label-flip or nan); off by default, announced at start-up and in /status",
+    )
+
     # ---- network ----
     port: int = Field(default=8080, ge=1, le=65535, description="gRPC port")
     http_port: int | None = Field(default=None, ge=1, le=65535, description="HTTP port, default port+1000")
@@ -285,6 +291,14 @@ class Settings(BaseSettings):
 
         return str(parse_aggregator(v))  # AggregatorSpecError is a ValueError: a bad value
 
+    @field_validator("attack")
+    @classmethod
+    def _attack_canonical(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        from fedchain.shared.fl.attacks import parse_attack
+
+        return str(parse_attack(v))  # ConfigError is a ValueError: a bad value
     @field_validator("keep_updates")
     @classmethod
     def _keep_updates_canonical(cls, v: str) -> str:

@@ -60,6 +60,9 @@ class NodeStatus(_Answer):
     partition_index: int | None = Field(None, description="EN: its data partition")
     sn: str | None = Field(None, description="EN: node id of its SN")
     accuracy: float | None = Field(None, description="EN: accuracy of its last evaluation")
+    attack: str | None = Field(
+        None, description="EN: the poisoning attack it runs (an experiment, --attack); null: honest"
+    )
     head_size: int | None = Field(
         None, ge=0, description="SN, EN: size of the highest signed tree head it has seen"
     )
@@ -88,6 +91,7 @@ def node_status(
     partition_index: int | None = None,
     sn: str | None = None,
     accuracy: float | None = None,
+    attack: str | None = None,
     head_size: int | None = None,
     chain_error: str | None = None,
 ) -> NodeStatus:
@@ -109,6 +113,7 @@ def node_status(
         partition_index=partition_index,
         sn=sn,
         accuracy=accuracy,
+        attack=attack,
         head_size=head_size,
         chain_error=chain_error,
     )
@@ -277,6 +282,14 @@ class ManifestEvidence(_Answer):
     rejected: list[Rejection]
     manifest_digest: str
     signature: str = Field(description="the SN's Ed25519 signature over its manifest (hex)")
+    aggregator: str = Field("mean", description="the aggregator the SN signed it applied")
+    used_bytes: list[str] = Field(
+        default_factory=list, description="per used EN: its forwarded update's size (0: mean)"
+    )
+    set_aside: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="signed update headers of used ENs the entry's robust rule rejected",
+    )
 
 
 class DecisionInfo(_Answer):

@@ -112,6 +112,10 @@ def node(
     tls_cert: Path | None = typer.Option(None, help="PEM certificate of this node (TLS)"),
     tls_key: Path | None = typer.Option(None, help="PEM private key of this node (TLS)"),
     tls_ca: Path | None = typer.Option(None, help="PEM CA that signed every node's certificate"),
+    attack: str | None = typer.Option(
+        None, help="experiment, EN only: send poisoned updates: sign-flip, scale:λ, gaussian:σ, "
+        "label-flip or nan (off by default; FEDCHAIN_ATTACK)",
+    ),
     entry_key: str | None = typer.Option(
         None, help="SN/EN: the entry's public key (hex); the join reply must be signed by it"
     ),
@@ -128,8 +132,8 @@ def node(
         advertise_host=advertise_host, ledger=ledger, db_url=db_url, state_dir=state_dir,
         quorum=quorum, round_timeout=round_timeout, heartbeat_interval=heartbeat_interval,
         heartbeat_timeout=heartbeat_timeout, max_message_mb=max_message_mb, tls_cert=tls_cert,
-        tls_key=tls_key, tls_ca=tls_ca, entry_key=entry_key, node_key=node_key, tls_ca_key=tls_ca_key,
-        http_tls_cert=http_tls_cert, http_tls_key=http_tls_key, **learning,
+        tls_key=tls_key, tls_ca=tls_ca, attack=attack, entry_key=entry_key, node_key=node_key,
+        tls_ca_key=tls_ca_key, http_tls_cert=http_tls_cert, http_tls_key=http_tls_key, **learning,
     )
     settings = load_settings(config, **flags)
     if settings.nt is None:
@@ -140,6 +144,8 @@ def node(
         raise ConfigError("a super node needs --entry HOST:PORT, or -z to be the entry")
     if settings.nt == "EN" and not settings.entry:
         raise ConfigError("an edge node needs --entry HOST:PORT of the entry super node")
+    if settings.attack is not None and settings.nt != "EN":
+        raise ConfigError("--attack (an experiment) is only valid with --nt EN")
     if settings.effective_http_port == settings.port:
         raise ConfigError("--http-port must differ from --port")
     from fedchain.shared.net.grpc_util import NetConfig, parse_address

@@ -128,11 +128,26 @@ def _child_env(settings: Settings) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     env.setdefault("FEDCHAIN_TORCH_THREADS", "1")
+    env.pop("FEDCHAIN_ATTACK", None)  # only the ENs `up --attackers` names attack
     for name in ("tls_cert", "tls_key", "tls_ca", "http_tls_cert", "http_tls_key"):
         value = getattr(settings, name)
         if value is not None:
             env[f"FEDCHAIN_{name.upper()}"] = str(Path(value).resolve())
     return env
+
+
+def _attack_option(attackers: int, attack: str | None, ens: int) -> str | None:
+    """The attack of `up --attackers K --attack A` (canonical text), or None; ConfigError when
+    only one is given or K is not below the number of ENs."""
+    if not attackers and attack is None:
+        return None
+    if not attackers or attack is None:
+        raise ConfigError("--attackers and --attack go together (e.g. --attackers 1 --attack scale:10)")
+    if attackers >= ens:
+        raise ConfigError(f"--attackers {attackers}: at least one of the {ens} edge nodes must be honest")
+    from fedchain.shared.fl.attacks import parse_attack
+
+    return str(parse_attack(attack))
 
 
 CERTS_DIR = "certs"
@@ -166,13 +181,15 @@ class UpRun:
     """One `fedchain up`: start, train, report, stop."""
 
     def __init__(
-        self, settings: Settings, sns: int, ens: int, rounds: int, keep: bool, certs: Path | None = None
+        self, settings: Settings, sns: int, ens: int, rounds: int, keep: bool,
+        attackers: int = 0, attack: str | None = None, certs: Path | None = None,
     ) -> None:
         from rich.console import Console
 
         self.settings = settings
         self.certs = certs  # --tls: the folder of fedchain certs' files
         self.sns, self.ens, self.rounds, self.keep = sns, ens, rounds, keep
+        self.attackers, self.attack = attackers, attack
         self.state_dir = Path(settings.state_dir).resolve()
         self.console = Console(highlight=False, soft_wrap=True)
         self.group = processes.ProcessGroup(self.state_dir / "logs", env=_child_env(settings),
@@ -260,12 +277,16 @@ class UpRun:
         if self.sns:
             self._wait_status(lambda st: st["sns"] >= 1 + self.sns, f"{self.sns} super nodes to join")
             say(f"  {self.sns} super node(s) joined")
+        if self.attack is not None and self.attackers:
+            say(f"  [bold red]ATTACK (experiment): en-1..en-{self.attackers} send {self.attack} "
+                f"updates; aggregator {s.aggregator}[/]")
         for i in range(1, self.ens + 1):
             g, h = free_port(), free_port()
+            poison = ["--attack", self.attack] if self.attack is not None and i <= self.attackers else []
             self._start(
                 f"en-{i}",
                 ["node", "--nt", "EN", "--entry", entry_addr, "--port", str(g), "--http-port", str(h),
-                 "--state-dir", str(sd / f"en-{i}"), *common, *pin],
+                 "--state-dir", str(sd / f"en-{i}"), *common, *pin, *poison],
                 g, h,
             )
         self._wait_status(lambda st: st["ens"] >= self.ens, f"{self.ens} edge nodes to load their data and join")
@@ -418,6 +439,13 @@ def up(
     config: Path | None = typer.Option(None, "--config", "-c", help="config file (JSON, YAML or TOML)"),
     learning: SettingsFlags,
     keep: bool = typer.Option(False, "--keep", help="leave the network running for the console"),
+    attackers: int = typer.Option(
+        0, "--attackers", min=0, help="experiment: how many ENs attack (en-1..en-K; needs --attack)"
+    ),
+    attack: str | None = typer.Option(
+        None, help="experiment: sign-flip, scale:λ, gaussian:σ, label-flip or nan (needs --attackers)"
+
+    ),
     tls: bool = typer.Option(
         False, "--tls",
         help="mutual TLS on gRPC and HTTPS APIs, with certificates from fedchain certs in STATE_DIR/certs",
@@ -433,6 +461,7 @@ def up(
         **learning,  # --clients, when given, beats --ens
     }
     settings = load_settings(config, **flags)
+    attack = _attack_option(attackers, attack, ens)
     extra = {k: v for k, v in UP_DEFAULTS.items() if k not in settings.model_fields_set}
     if "rounds" not in settings.model_fields_set:
         extra["rounds"] = 3
@@ -449,7 +478,7 @@ def up(
         if not processes.port_is_free(p):
             raise ConfigError(f"port {p} is in use; stop what uses it or pass --port")
     handle_stop_signals()
-    run = UpRun(settings, sns, ens, settings.rounds, keep, certs)
+    run = UpRun(settings, sns, ens, settings.rounds, keep, attackers, attack, certs)
     code = 0
     try:
         run.start()

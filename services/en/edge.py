@@ -8,6 +8,10 @@ At join the EN learns the chain id and the entry's key (kept in its state dir); 
 an ``OpenRound`` or ``Evaluate`` only when the entry signed it (its SN relays the entry's
 request unchanged), and it signs its heartbeats, its update headers and its evaluation
 answers.
+
+For experiments an EN can attack (``--attack`` / ``FEDCHAIN_ATTACK``, off by default): it
+then poisons its own data or updates with the FL core's ``AttackPlan``, as a simulation's
+attacking client with its partition index does, and says so at start-up and in /status.
 """
 
 from __future__ import annotations
@@ -106,6 +110,14 @@ class EdgeNode:
         self.partition_size = 0
         self._last_algorithm: str = settings.algorithm
         self._workers: list[threading.Thread] = []
+        self.attack = settings.attack
+        """The poisoning attack this EN runs (an experiment), or None."""
+        self._plan: Any = None
+        if self.attack is not None:
+            log.warning(
+                "ATTACK (experiment): this edge node sends %s updates instead of honest ones",
+                self.attack,
+            )
 
     # ------------------------------------------------------------ joining
     def join(self, avoid_sn: str = "", timeout: float = 120.0) -> None:
@@ -158,6 +170,13 @@ class EdgeNode:
 
         t0 = time.monotonic()
         self._data = load_client(self.settings, self.partition_index)
+        if self.attack is not None:
+            from fedchain.shared.fl.attacks import AttackPlan, parse_attack
+
+            self._plan = AttackPlan(  # this EN is the one attacking client: its partition
+                parse_attack(self.attack), frozenset({self.partition_index}), 1.0, self.settings.seed
+            )
+            self._data = self._plan.prepare(self._data)  # label-flip: trains on labels 9 - y
         # The simulation's clients start from the seeded initial model (heads included); so do we.
         self._model = initial_model(self.settings)
         self._model.register_forward_pre_hook(self._abort_if_stopping)
@@ -273,6 +292,9 @@ class EdgeNode:
                 global_state = self._fetch_global(req.version, req.model_digest)
                 client.set_shared({k: global_state[k] for k in client.shared_keys})
                 update, result = client.fit(req.round)
+                if self._plan is not None:
+                    shared = {k: global_state[k] for k in client.shared_keys}
+                    update = self._plan.poison(req.round, self.partition_index, update, shared)
                 if client.personal_keys:
                     client.save_personal(self._personal_path(req.algorithm))
                 data = encode(update)
@@ -348,5 +370,6 @@ class EdgeNode:
             partition_index=self.partition_index,
             sn=self.sn_node_id,
             accuracy=self.last_accuracy,
+            attack=self.attack,
             **self.heads.status(),
         )

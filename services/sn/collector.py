@@ -3,6 +3,11 @@
 An SN uses one ``RoundCollector`` per round for its ENs' updates; the M-SN uses one for
 the SNs' aggregates. Waiting ends when every expected sender has answered (accepted or
 rejected), was declared dead by the liveness callback, or the deadline passed.
+
+The collector also says how the round aggregates (``aggregator``, the federation's rule):
+with the plain mean an SN sends partial sums; with any other rule (``forward``) it keeps
+each accepted update's bytes (``Accepted.data``) and forwards them for the entry to run the
+rule over every EN update of the round (docs/protocol.md, "Robust aggregation").
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+
+from fedchain.shared.fl.robust_spec import parse_aggregator
 
 
 @dataclass
@@ -35,7 +42,15 @@ class Accepted:
 class RoundCollector:
     """Thread-safe record of one round's submissions."""
 
-    def __init__(self, round_no: int, version: int, algorithm: str, expected: set[str], deadline: float) -> None:
+    def __init__(
+        self,
+        round_no: int,
+        version: int,
+        algorithm: str,
+        expected: set[str],
+        deadline: float,
+        aggregator: str = "mean",
+    ) -> None:
         self.round = round_no
         self.version = version
         self.algorithm = algorithm
@@ -48,6 +63,9 @@ class RoundCollector:
         self.closed = False
         self.superseded = False  # a newer OpenRound replaced this one: do not submit
         self.reference: dict[str, torch.Tensor] | None = None  # what an update must match
+        self.aggregator = str(parse_aggregator(aggregator))
+        self.forward = not parse_aggregator(aggregator).decomposable
+        """True when updates go up whole (a robust rule): SNs keep and forward their bytes."""
 
     def has_answered(self, node_id: str) -> bool:
         with self._cond:

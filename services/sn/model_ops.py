@@ -5,6 +5,11 @@ weighted sums and their weight) and sends it up; the entry finishes the partials
 SNs (``ModelTemplate.finish``) into the new shared state. Both steps are the strategy's
 (``fedchain.shared.fl.strategy``), so a network round computes the weighted average the
 simulation computes.
+
+Any other aggregator (median, trimmed mean, Krum, Multi-Krum, Bulyan, a norm bound) cannot
+be split into sums: the SNs forward their ENs' updates and the entry runs the strategy's
+``aggregate_with_decisions`` over every EN update of the round (``ModelTemplate.robust``),
+the call the simulation makes, with the same decisions.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import torch
 from fedchain.shared.config import Settings
 from fedchain.shared.fl.aggregate import Partial, StateUpdate
 from fedchain.shared.fl.models import build_model, initial_model
+from fedchain.shared.fl.robust import Aggregation
 from fedchain.shared.fl.seeding import selection_seed
 from fedchain.shared.fl.strategy import Strategy, strategy_from_settings
 
@@ -74,6 +80,27 @@ class ModelTemplate:
         """
         parts = [Partial.like(sums, weight, global_state) for sums, weight in partials]
         return self.strategy(algorithm).finish(round_no, parts)
+
+
+    def robust(
+        self,
+        algorithm: str,
+        round_no: int,
+        global_state: Mapping[str, torch.Tensor],
+        updates: Sequence[StateUpdate],
+    ) -> Aggregation:
+        """The entry's step with a non-decomposable aggregator: every EN update of the round
+        (in partition order, as the simulation orders its clients) -> the new shared state
+        and the decisions (positions in ``updates``). Raises ``UpdateRejected`` when the rule
+        cannot run on these updates (e.g. fewer than ``krum:f`` needs)."""
+        strategy = self.strategy(algorithm)
+        return strategy.aggregate_with_decisions(
+            round_no, list(updates), strategy.reference(global_state)
+        )
+
+    def decomposable(self, algorithm: str) -> bool:
+        """True when the federation's aggregator is the plain mean (SNs send partial sums)."""
+        return self.strategy(algorithm).decomposable
 
 
 def select_participants(

@@ -157,6 +157,7 @@ def run_super_node(
         metrics.gauge("fedchain_model_version", "Global model version", lambda: e.model.ref.version)
         metrics.gauge("fedchain_chain_height", "Chain height", lambda: e.chain.cached_height)
         metrics.gauge("fedchain_sns_alive", "Live super nodes", lambda: len(e.registry.alive_sns()))
+        e.driver.runner.on_decisions = metrics.count_decisions
         metrics.gauge("fedchain_ens_alive", "Live ENs of the federation", lambda: len(e.registry.alive_edges()))
         metrics.track_rounds()
         chain.appended.append(lambda block, seconds: _observe_block(metrics, block, seconds))

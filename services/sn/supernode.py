@@ -7,7 +7,8 @@ What the SN acts on is checked first: the entry's requests and EN assignments ag
 entry key learnt at join (``shared/node/entry_requests.py``), EN heartbeats and update
 headers against the EN key of the entry's signed assignment, before anything about the
 sender is recorded. Its aggregate goes up with a signed manifest (the EN headers it used,
-with their signatures, what it rejected and why, its digest and weight).
+with their signatures, what it rejected and why, the aggregator, its digest and weight):
+partial sums with the plain mean, the used updates themselves with a robust aggregator.
 """
 
 from __future__ import annotations
@@ -206,7 +207,10 @@ class SuperNode:
         wanted = set(req.participants)
         edges = [e for e in self.edges.alive() if not wanted or e.node_id in wanted]
         deadline = time.monotonic() + max(1.0, req.timeout_s)
-        collector = RoundCollector(req.round, req.version, req.algorithm, {e.node_id for e in edges}, deadline)
+        collector = RoundCollector(
+            req.round, req.version, req.algorithm, {e.node_id for e in edges}, deadline,
+            aggregator=self.settings.aggregator,
+        )
         with self._collector_lock:
             if self._collector is not None and not self._collector.closed:
                 self._collector.superseded = True  # a newer round supersedes an unfinished one
@@ -244,10 +248,14 @@ class SuperNode:
             self.state = "idle"
 
     def _submit_aggregate(self, req: pb.OpenRoundRequest, collector: RoundCollector, global_bytes: bytes) -> None:
-        """Send this SN's partial aggregate up: float64 weighted sums (safetensors), weight = samples.
+        """Send this SN's part of the round up with its signed manifest.
 
-        The entry adds the partials of every SN and divides by the total weight
-        (``Strategy.finish``); nothing is averaged or cast to float32 here.
+        With the plain mean: float64 weighted sums (safetensors), weight = samples; the entry
+        adds the partials of every SN and divides by the total weight (``Strategy.finish``);
+        nothing is averaged or cast to float32 here. With any other aggregator (not
+        decomposable into sums): the used ENs' update bytes, unchanged, one after the other
+        (each one's size in its ``UsedUpdate``), for the entry to run the rule over every EN
+        update of the round.
         """
         accepted = sorted(collector.accepted.values(), key=lambda a: a.node_id)
         data = b""
@@ -255,10 +263,16 @@ class SuperNode:
         weight = 0
         if accepted:
             assert self.template is not None
-            partial = self.template.partial(req.algorithm, req.round, [(a.state, a.samples) for a in accepted])
-            data = encode(partial.sums)
+            if collector.forward:
+                data = b"".join(a.data for a in accepted)
+                weight = sum(a.samples for a in accepted)
+            else:
+                partial = self.template.partial(
+                    req.algorithm, req.round, [(a.state, a.samples) for a in accepted]
+                )
+                data = encode(partial.sums)
+                weight = partial.weight
             agg_digest = digest(data)
-            weight = partial.weight
         header = pb.AggregateHeader(
             sn_node_id=self.node_id,
             round=req.round,
@@ -268,6 +282,7 @@ class SuperNode:
                 pb.UsedUpdate(
                     node_id=a.node_id, digest=a.digest, samples=a.samples, train_loss=a.train_loss,
                     train_seconds=a.train_seconds, signature=a.signature,
+                    total_bytes=len(a.data) if collector.forward else 0,
                 )
                 for a in accepted
             ],
@@ -277,6 +292,7 @@ class SuperNode:
             ],
             total_bytes=len(data),
             digest=agg_digest,
+            aggregator=collector.aggregator,
         )
         header.signature = sign(self.key, Domain.MANIFEST, self.chain_id, manifest_fields(header))
         for attempt in range(SUBMIT_RETRIES):

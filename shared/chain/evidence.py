@@ -39,8 +39,9 @@ def update_statement(chain_id: bytes, round_no: int, version: int, p: Participan
     return statement(Domain.UPDATE, chain_id, p.node_id, fields)
 
 
-def _used_update(p: Participant) -> pb.UsedUpdate:
+def _used_update(p: Participant, total_bytes: int = 0) -> pb.UsedUpdate:
     return pb.UsedUpdate(
+        total_bytes=total_bytes,
         node_id=p.node_id,
         digest=p.update_digest,
         samples=p.samples,
@@ -58,13 +59,17 @@ def _header(
     rejected: Sequence[tuple[str, str]],
     total_bytes: int,
     aggregate_digest: str,
+    aggregator: str = "mean",
+    used_bytes: Sequence[str] = (),
 ) -> pb.AggregateHeader:
+    sizes = [int(b) for b in used_bytes] or [0] * len(used)
     return pb.AggregateHeader(
+        aggregator=aggregator,
         sn_node_id=sn_node_id,
         round=round_no,
         version=version,
         samples=sum(p.samples for p in used),
-        used=[_used_update(p) for p in used],
+        used=[_used_update(p, n) for p, n in zip(used, sizes, strict=True)],
         rejected=[pb.Rejection(node_id=n, reason=r) for n, r in rejected],
         total_bytes=total_bytes,
         digest=aggregate_digest,
@@ -73,10 +78,10 @@ def _header(
 
 def manifest_statement(chain_id: bytes, payload: RoundPayload, m: SnManifest) -> bytes:
     """The bytes SN ``m.sn_node_id`` signed: its manifest rebuilt from the block's rows."""
-    by_id = {p.node_id: p for p in payload.participants}
+    by_id = {p.node_id: p for p in (*payload.participants, *m.set_aside)}
     h = _header(
         m.sn_node_id, payload.round, payload.model_version - 1, [by_id[n] for n in m.used],
-        m.rejected, m.total_bytes, m.aggregate_digest,
+        m.rejected, m.total_bytes, m.aggregate_digest, m.aggregator, m.used_bytes,
     )
     h.samples = m.weight
     return statement(Domain.MANIFEST, chain_id, m.sn_node_id, manifest_fields(h))
@@ -112,6 +117,10 @@ def manifest_record(chain_id: bytes, h: pb.AggregateHeader) -> SnManifest:
         rejected=[(r.node_id, r.reason) for r in h.rejected],
         manifest_digest=hashlib.sha256(signed).hexdigest(),
         signature=bytes(h.signature).hex(),
+        aggregator=h.aggregator,
+        used_bytes=[str(int(u.total_bytes)) for u in h.used] if any(
+            u.total_bytes for u in h.used
+        ) else [],
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -370,6 +370,11 @@ class SnManifest(Record):
     SHA-256 of the statement the SN signed (domain ``fedchain/sn-manifest/v1``, chain id,
     SN id, ``shared.net.signing.manifest_fields``), rebuilt from these fields and the
     participants' rows; ``signature`` is the SN's Ed25519 signature over that statement.
+    ``aggregator`` and ``used_bytes`` (per used EN: the size of its forwarded update; empty
+    under ``mean``, where every size is 0) are signed too. Under a robust rule the entry may reject an update the
+    SN forwarded: that EN stays in ``used`` but is no participant; its signed update header
+    is kept in ``set_aside`` (so the manifest can still be rebuilt) and the block's
+    ``decisions`` list it as ``rejected``.
     """
 
     sn_node_id: str
@@ -380,6 +385,9 @@ class SnManifest(Record):
     rejected: list[tuple[str, str]]
     manifest_digest: str
     signature: str
+    aggregator: str = "mean"
+    used_bytes: list[str] = field(default_factory=list)
+    set_aside: list[Participant] = field(default_factory=list)
 
     FIELDS: ClassVar[tuple[tuple[str, Any], ...]] = (
         ("sn_node_id", "text"),
@@ -390,6 +398,9 @@ class SnManifest(Record):
         ("rejected", "pair_list"),
         ("manifest_digest", "text"),
         ("signature", "text"),
+        ("aggregator", "text"),
+        ("used_bytes", "text_list"),
+        ("set_aside", Participant),
     )
 
     def check(self) -> None:
@@ -403,6 +414,12 @@ class SnManifest(Record):
             check_hex64(self.aggregate_digest, f"{who} aggregate_digest")
         if len(set(self.used)) != len(self.used):
             raise BlockInvalid(f"{who} lists an edge node twice")
+        if self.used_bytes and len(self.used_bytes) != len(self.used) or not all(
+            b.isdigit() for b in self.used_bytes
+        ):
+            raise BlockInvalid(f"{who}: used_bytes must give one size per used edge node")
+        if not {p.node_id for p in self.set_aside} <= set(self.used):
+            raise BlockInvalid(f"{who}: set_aside lists an update the SN did not use")
         check_hex64(self.manifest_digest, f"{who} manifest_digest")
         _check_signature_hex(self.signature, f"{who} signature")
 
@@ -529,18 +546,29 @@ class RoundPayload(_Payload):
         by_sn: dict[str, set[str]] = {}
         for p in self.participants:
             by_sn.setdefault(p.parent_sn, set()).add(p.node_id)
+        refused = {d.node_id for d in self.decisions if d.action == "rejected"}
         for m in self.manifests:
             mine = by_sn.pop(m.sn_node_id, set())
-            if set(m.used) != mine:
+            aside = {p.node_id for p in m.set_aside}
+            # every used EN is a participant, or set aside with a rejected decision
+            stray = sorted((set(m.used) - mine - aside) | (aside - refused))
+            if stray:
+                raise BlockInvalid(
+                    f"round manifest of {m.sn_node_id} uses {stray[0]}, which is neither a "
+                    "participant nor rejected"
+                )
+            if not mine <= set(m.used) or aside & mine:
                 raise BlockInvalid(
                     f"round manifest of {m.sn_node_id} uses {len(m.used)} updates, but "
-                    f"{len(mine)} participants name it as their SN (they must be the same)"
+                    f"{len(mine)} participants name it as their SN (every used edge node is "
+                    "a participant or set aside as rejected)"
                 )
             weight = sum(p.samples for p in self.participants if p.node_id in mine)
+            weight += sum(p.samples for p in m.set_aside)
             if m.weight != weight:
                 raise BlockInvalid(
                     f"round manifest of {m.sn_node_id} has weight {m.weight}, but its "
-                    f"participants' samples add up to {weight}"
+                    f"used updates' samples add up to {weight}"
                 )
         if by_sn:
             sn = sorted(by_sn)[0]

@@ -261,6 +261,29 @@ def check_round_evidence(p: RoundPayload, state: ChainState) -> None:
         sn = state.members.get(m.sn_node_id)
         if sn is None or sn.role != "SN":
             raise BlockInvalid(f"round manifest of {m.sn_node_id}: not an admitted super node")
+        known = {q.node_id for q in (*p.participants, *m.set_aside)}
+        unknown = [n for n in m.used if n not in known]
+        if unknown:
+            raise BlockInvalid(
+                f"round manifest of {m.sn_node_id} uses {unknown[0]}, which is neither a "
+                "participant nor rejected"
+            )
+        refused = {d.node_id for d in p.decisions if d.action == "rejected"}
+        for q in m.set_aside:
+            if q.node_id not in refused:
+                raise BlockInvalid(
+                    f"round manifest of {m.sn_node_id} uses {q.node_id}, which is neither a "
+                    "participant nor rejected"
+                )
+            message = evidence.update_statement(state.chain_id, p.round, version, q)
+            member = state.members.get(q.node_id)
+            if member is None or not evidence.signature_holds(
+                member.public_key, q.signature, message
+            ):
+                raise BlockInvalid(
+                    f"round manifest of {m.sn_node_id}: the set-aside update of {q.node_id} "
+                    "is not signed by that edge node"
+                )
         signed = evidence.manifest_statement(state.chain_id, p, m)
         if hashlib.sha256(signed).hexdigest() != m.manifest_digest:
             raise BlockInvalid(

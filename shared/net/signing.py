@@ -190,7 +190,8 @@ def used_update_fields(round_no: int, version: int, u: pb.UsedUpdate) -> Fields:
 
 
 def manifest_fields(h: pb.AggregateHeader) -> Fields:
-    """What an SN signs about its aggregate: every EN header it used, what it rejected, the sum."""
+    """What an SN signs about its aggregate: every EN header it used, what it rejected, the
+    aggregator it applied, the sum (mean) or the forwarded updates' sizes (any other rule)."""
     return [
         ("round", int(h.round)),
         ("version", int(h.version)),
@@ -201,4 +202,6 @@ def manifest_fields(h: pb.AggregateHeader) -> Fields:
         ("used_samples", [str(int(u.samples)) for u in h.used]),
         ("used_signatures", [bytes(u.signature) for u in h.used]),
         ("rejected", [(r.node_id, r.reason) for r in h.rejected]),
+        ("aggregator", h.aggregator),
+        ("used_bytes", [str(int(u.total_bytes)) for u in h.used]),
     ]

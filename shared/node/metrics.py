@@ -4,7 +4,8 @@ Every node: bytes sent and received over the gRPC streams (``fedchain_bytes_*_to
 and the gauges its process registers (``gauge``). The entry also records each round it
 appends (``record_round``: round, duration, pooled accuracy and loss, participants,
 rejected updates by reason) and each ledger append (``record_append``: latency, height).
-An SN counts the EN updates it accepts and refuses (``updates``).
+An SN counts the EN updates it accepts and refuses (``updates``); the entry counts its
+aggregator's decisions per EN (``count_decisions``).
 """
 
 from __future__ import annotations
@@ -59,9 +60,20 @@ class NodeMetrics:
         self.updates = Counter(
             "fedchain_updates_total", "EN updates received by this SN", ["outcome"], registry=r
         )
+        self.decisions = Counter(
+            "fedchain_aggregator_decisions_total",
+            "Updates the aggregator rejected, clipped or down-weighted (entry), per edge node",
+            ["node", "action"],
+            registry=r,
+        )
         self.registry.register(_TrafficCollector(traffic))
         self._lock = threading.Lock()
         self._reasons: set[str] = set()
+
+    def count_decisions(self, decisions: Iterable[tuple[str, str]]) -> None:
+        """Count a round's aggregator decisions, given as (node id, action) pairs."""
+        for node, action in decisions:
+            self.decisions.labels(node=node, action=action).inc()
 
     def gauge(self, name: str, doc: str, read: Callable[[], float]) -> None:
         """A gauge whose value is read when /metrics is scraped."""

@@ -212,23 +212,25 @@ class Rejection(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class UsedUpdate(_message.Message):
-    __slots__ = ("node_id", "digest", "samples", "train_loss", "train_seconds", "signature")
+    __slots__ = ("node_id", "digest", "samples", "train_loss", "train_seconds", "signature", "total_bytes")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
     TRAIN_LOSS_FIELD_NUMBER: _ClassVar[int]
     TRAIN_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     digest: str
     samples: int
     train_loss: float
     train_seconds: float
     signature: bytes
-    def __init__(self, node_id: _Optional[str] = ..., digest: _Optional[str] = ..., samples: _Optional[int] = ..., train_loss: _Optional[float] = ..., train_seconds: _Optional[float] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    total_bytes: int
+    def __init__(self, node_id: _Optional[str] = ..., digest: _Optional[str] = ..., samples: _Optional[int] = ..., train_loss: _Optional[float] = ..., train_seconds: _Optional[float] = ..., signature: _Optional[bytes] = ..., total_bytes: _Optional[int] = ...) -> None: ...
 
 class AggregateHeader(_message.Message):
-    __slots__ = ("sn_node_id", "round", "version", "samples", "used", "rejected", "total_bytes", "digest", "signature")
+    __slots__ = ("sn_node_id", "round", "version", "samples", "used", "rejected", "total_bytes", "digest", "signature", "aggregator")
     SN_NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -238,6 +240,7 @@ class AggregateHeader(_message.Message):
     TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATOR_FIELD_NUMBER: _ClassVar[int]
     sn_node_id: str
     round: int
     version: int
@@ -247,7 +250,8 @@ class AggregateHeader(_message.Message):
     total_bytes: int
     digest: str
     signature: bytes
-    def __init__(self, sn_node_id: _Optional[str] = ..., round: _Optional[int] = ..., version: _Optional[int] = ..., samples: _Optional[int] = ..., used: _Optional[_Iterable[_Union[UsedUpdate, _Mapping]]] = ..., rejected: _Optional[_Iterable[_Union[Rejection, _Mapping]]] = ..., total_bytes: _Optional[int] = ..., digest: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    aggregator: str
+    def __init__(self, sn_node_id: _Optional[str] = ..., round: _Optional[int] = ..., version: _Optional[int] = ..., samples: _Optional[int] = ..., used: _Optional[_Iterable[_Union[UsedUpdate, _Mapping]]] = ..., rejected: _Optional[_Iterable[_Union[Rejection, _Mapping]]] = ..., total_bytes: _Optional[int] = ..., digest: _Optional[str] = ..., signature: _Optional[bytes] = ..., aggregator: _Optional[str] = ...) -> None: ...
 
 class AggregatePart(_message.Message):
     __slots__ = ("header", "data")

@@ -178,7 +178,7 @@ class FakeSuper(_Served):
         h = pb.AggregateHeader(
             sn_node_id=self.node_id, round=round_no, version=version,
             samples=sum(u.samples for u in used) if data else 0, used=used,
-            total_bytes=len(data), digest=digest(data) if data else "",
+            total_bytes=len(data), digest=digest(data) if data else "", aggregator="mean",
         )
         h.signature = sign(self.key, Domain.MANIFEST, self.chain_id, manifest_fields(h))
         reply: pb.SubmitReply = self.stub.SubmitAggregate(aggregate_parts(h, data, CHUNK), timeout=30)

@@ -10,13 +10,23 @@ lists no participants; what it rejected is kept only for that SN's own participa
 accepted manifest reaches the round as ``extra["manifest"]`` (the block's ``SnManifest``
 record, digest over what the SN signed), its rejections exactly as signed: they must be
 well-formed node ids and clean reasons, or the manifest is refused before anything is recorded.
+
+The manifest names the aggregator the SN applied; it must be the federation's. With the
+plain mean the bytes are the SN's float64 partial sums. With any other rule they are the
+used ENs' update bytes, forwarded unchanged: each piece (its size in its ``UsedUpdate``)
+must hash to the digest its EN signed and hold the shared tensors of the round's model, so
+the entry runs the rule over updates each EN vouches for, not over anything the SN made.
+Those bytes are what the entry keeps for the round (``RetainedUpdates.keep_forwarded``):
+no ``RetainUpdate`` is asked for a forwarded update.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import grpc
+import torch
 
 from fedchain.services.sn.collector import Accepted, RoundCollector
 from fedchain.services.sn.entry.authority import EntryAuthority
@@ -47,6 +57,15 @@ from fedchain.shared.net.signing import (
 from fedchain.shared.net.statements import Domain
 from fedchain.shared.net.streams import StreamRefused, read_body, read_header
 from fedchain.shared.rpc import node_pb2 as pb
+
+
+@dataclass(frozen=True)
+class ForwardedUpdate:
+    """One EN's update as its SN forwarded it (a robust aggregator), checked by the entry."""
+
+    node_id: str
+    state: dict[str, torch.Tensor]
+    samples: int
 
 
 class AggregateIntake:
@@ -90,7 +109,10 @@ class AggregateIntake:
                 f"no round is open (aggregate for round {h.round})",
             )
         self._check_sender(h, collector)
-        limit = partial_max_bytes(collector.reference or {}, self.max_bytes)
+        if collector.forward:
+            limit = self.max_bytes * max(1, len(self._groups.get(h.sn_node_id, [])))
+        else:
+            limit = partial_max_bytes(collector.reference or {}, self.max_bytes)
         data = self._read(parts, limit, h)
         group = self._groups.get(h.sn_node_id, [])
         try:
@@ -105,6 +127,12 @@ class AggregateIntake:
                     grpc.StatusCode.INVALID_ARGUMENT,
                     "an empty aggregate must list no used updates and no weight",
                 )
+            if h.aggregator != collector.aggregator:
+                raise Rejected(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"the manifest says aggregator {h.aggregator[:40]!r}, "
+                    f"the federation's is {collector.aggregator}",
+                )
             used = self._check_used(h, group)
             extra: dict[str, object] = {
                 "used": used,
@@ -116,19 +144,23 @@ class AggregateIntake:
                 return pb.SubmitReply(accepted=True, message="empty aggregate recorded")
             if collector.reference is None:
                 raise Rejected(grpc.StatusCode.UNAVAILABLE, "the round's model is not ready yet")
-            state = check_update(
-                round_no=h.round,
-                version=h.version,
-                expected_round=collector.round,
-                expected_version=collector.version,
-                claimed_digest=h.digest,
-                data=data,
-                reference=collector.reference,
-                max_bytes=limit,
-            )
             if h.samples <= 0 or h.samples != sum(u.samples for u in used):
                 raise Rejected(
                     grpc.StatusCode.INVALID_ARGUMENT, "aggregate sample count does not add up"
+                )
+            if collector.forward:
+                extra["updates"] = self._forwarded(h, data, used, collector)
+                state: dict[str, torch.Tensor] = {}
+            else:
+                state = check_update(
+                    round_no=h.round,
+                    version=h.version,
+                    expected_round=collector.round,
+                    expected_version=collector.version,
+                    claimed_digest=h.digest,
+                    data=data,
+                    reference=collector.reference,
+                    max_bytes=limit,
                 )
         except Rejected as rej:
             collector.reject(h.sn_node_id, reason_text(rej.reason))  # its ENs are listed too
@@ -137,7 +169,11 @@ class AggregateIntake:
             raise Rejected(
                 grpc.StatusCode.ALREADY_EXISTS, f"{h.sn_node_id} already answered round {h.round}"
             )
-        retain = self.retained.want(h.sn_node_id, used) if self.retained is not None else []
+        retain: list[str] = []
+        if self.retained is not None and collector.forward:
+            self.retained.keep_forwarded(h.sn_node_id, used, data)  # already in the stream
+        elif self.retained is not None:
+            retain = self.retained.want(h.sn_node_id, used)
         return pb.SubmitReply(
             accepted=True, message=f"aggregate of {len(used)} updates accepted", retain=retain
         )
@@ -227,6 +263,43 @@ class AggregateIntake:
             except IngressRefused as exc:
                 raise Rejected(grpc.StatusCode.INVALID_ARGUMENT, f"{u.node_id}: {exc}") from None
         return list(h.used)
+
+    def _forwarded(
+        self,
+        h: pb.AggregateHeader,
+        data: bytes,
+        used: Sequence[pb.UsedUpdate],
+        collector: RoundCollector,
+    ) -> list[ForwardedUpdate]:
+        """The used ENs' updates in a forwarding manifest: split by their sizes, each checked
+        against the digest its EN signed and against the round's shared tensors."""
+        sizes = [int(u.total_bytes) for u in used]
+        if any(n <= 0 for n in sizes) or sum(sizes) != len(data):
+            raise Rejected(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the forwarded updates' sizes do not add up to the aggregate's bytes",
+            )
+        assert collector.reference is not None
+        out: list[ForwardedUpdate] = []
+        offset = 0
+        for u, size in zip(used, sizes, strict=True):
+            piece = data[offset : offset + size]
+            offset += size
+            try:
+                state = check_update(
+                    round_no=h.round,
+                    version=h.version,
+                    expected_round=collector.round,
+                    expected_version=collector.version,
+                    claimed_digest=u.digest,
+                    data=piece,
+                    reference=collector.reference,
+                    max_bytes=self.max_bytes,
+                )
+            except Rejected as rej:
+                raise Rejected(rej.code, f"the forwarded update of {u.node_id}: {rej.reason}") from None
+            out.append(ForwardedUpdate(u.node_id, state, int(u.samples)))
+        return out
 
     def _read(self, parts: AggregateStream, limit: int, h: pb.AggregateHeader) -> bytes:
         try:

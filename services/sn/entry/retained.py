@@ -11,6 +11,11 @@ arrive, or whose aggregate is not the partial of those updates recomputed with t
 FL core (``fedchain.shared.fl.recompute``), is refused (its ENs are listed as rejected).
 The updates of the SNs that count are then uploaded to the ledger (``upload``) before
 the round block, so ``fedchain verify --deep`` can replay the round.
+
+Under a robust aggregator the SN forwards its ENs' update bytes in the aggregate stream
+itself and the entry has checked each against the digest its EN signed: those bytes are
+kept as they are (``keep_forwarded``), no ``RetainUpdate`` is asked for them, and such an
+SN sent no partial to recompute.
 """
 
 from __future__ import annotations
@@ -61,12 +66,14 @@ class RetainedUpdates:
         self._version = 0
         self._wanted: dict[str, _Wanted] = {}
         self._received: dict[str, bytes] = {}
+        self._forwarding: set[str] = set()
 
     def open(self, round_no: int, version: int) -> None:
         """Forget the previous round's updates; take those of ``round_no`` from now on."""
         with self._cond:
             self._round, self._version = round_no, version
             self._wanted, self._received = {}, {}
+            self._forwarding = set()
 
     def want(self, sn_node_id: str, used: Sequence[pb.UsedUpdate]) -> list[str]:
         """The digests to ask ``sn_node_id`` for (none when the policy keeps no updates)."""
@@ -76,6 +83,24 @@ class RetainedUpdates:
             for u in used:
                 self._wanted[u.digest] = _Wanted(sn_node_id, u.node_id, int(u.samples))
         return [u.digest for u in used]
+
+    def keep_forwarded(
+        self, sn_node_id: str, used: Sequence[pb.UsedUpdate], data: bytes
+    ) -> None:
+        """Keep the update bytes ``sn_node_id`` forwarded in its aggregate (a robust rule):
+        ``data`` is the used updates' bytes one after another, each ``total_bytes`` long and
+        already checked against its EN's digest by the intake."""
+        if not self.policy.keeps_any:
+            return
+        with self._cond:
+            self._forwarding.add(sn_node_id)
+            offset = 0
+            for u in used:
+                size = int(u.total_bytes)
+                self._wanted[u.digest] = _Wanted(sn_node_id, u.node_id, int(u.samples))
+                self._received[u.digest] = data[offset : offset + size]
+                offset += size
+            self._cond.notify_all()
 
     def receive(self, parts: UpdateStream) -> pb.SubmitReply:
         """Take one update an SN hands over; raises Rejected when it was not asked for."""
@@ -136,10 +161,11 @@ class RetainedUpdates:
             missing = self._missing(counted)
             received = dict(self._received)
             wanted = dict(self._wanted)
+            forwarding = set(self._forwarding)
         refused: list[tuple[str, str]] = []
         for a in accepted:
-            if a.node_id not in counted:
-                continue
+            if a.node_id not in counted or a.node_id in forwarding:
+                continue  # a forwarding SN's updates were checked on arrival: no partial
             digests = [d for d, w in wanted.items() if w.sn_node_id == a.node_id]
             lacking = [d for d in digests if d in missing]
             if lacking:

@@ -2,6 +2,11 @@
 
 ``RoundRunner.run`` either appends the round block (blob first) and makes the new model
 current, or raises ``RoundFailed`` with nothing appended.
+
+With the plain mean the entry finishes the SNs' partial sums; with any other aggregator it
+runs the rule over every EN update the SNs forwarded (``aggregate_global``), and each
+update the rule rejected, clipped or down-weighted is listed in the block with its EN and
+the reason (a rejected one is no participant of the round).
 """
 
 from __future__ import annotations
@@ -10,7 +15,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import grpc
 import torch
@@ -20,14 +26,16 @@ from fedchain.services.sn.collector import Accepted, RoundCollector
 from fedchain.services.sn.entry.authority import EntryAuthority
 from fedchain.services.sn.entry.errors import RoundFailed
 from fedchain.services.sn.entry.evaluation import Evaluation
-from fedchain.services.sn.entry.intake import AggregateIntake
+from fedchain.services.sn.entry.intake import AggregateIntake, ForwardedUpdate
 from fedchain.services.sn.entry.model import GlobalModel
 from fedchain.services.sn.entry.ports import ChainWriter, Clock, OwnSuperNode, PeerDirectory
 from fedchain.services.sn.model_ops import ModelTemplate, merge, select_participants
 from fedchain.services.sn.registry import Member, Registry
 from fedchain.shared.chain.evidence import participant_record
-from fedchain.shared.chain.payloads import Decision, RoundPayload, SnManifest
+from fedchain.shared.chain.payloads import Decision, Participant, RoundPayload, SnManifest
 from fedchain.shared.config import Settings
+from fedchain.shared.fl.robust import Decision as RuleDecision
+from fedchain.shared.fl.strategy import UpdateRejected
 from fedchain.shared.ledger.errors import LedgerError
 from fedchain.shared.ledger.wire import head_to_proto
 from fedchain.shared.rpc import node_pb2 as pb
@@ -39,6 +47,14 @@ COLLECT_GRACE_S = 15.0
 """Seconds the entry waits for aggregates beyond ``round_timeout``."""
 OPEN_TIMEOUT_S = 30.0
 EDGE_POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class GlobalAggregate:
+    """The new global model and the aggregator's decisions (each naming its EN)."""
+
+    state: dict[str, torch.Tensor]
+    decisions: tuple[RuleDecision, ...] = ()
 
 
 class RoundRunner:
@@ -75,6 +91,8 @@ class RoundRunner:
         """Node ids of the ENs and SNs of the round now running (empty between rounds)."""
         self.started_at: float | None = None
         """Wall time the running (or last) round started."""
+        self.on_decisions: Callable[[list[tuple[str, str]]], None] | None = None
+        """Called with (EN id, action) of each aggregator decision of a round on the chain."""
 
     # ---- the steps ----
     def wait_for_edges(self) -> list[Member]:
@@ -125,12 +143,35 @@ class RoundRunner:
 
     def aggregate_global(
         self, algorithm: str, r: int, accepted: list[Accepted], global_state: Mapping[str, torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
-        """The new global model from the SNs' float64 partial sums and weights: the strategy's
-        ``finish`` (the one place the entry aggregates)."""
-        # in SN node id order: float64 sums added in a fixed order (verify --deep replays it)
-        partials = [(a.state, a.samples) for a in sorted(accepted, key=lambda a: a.node_id)]
-        return merge(global_state, self.template.finish(algorithm, r, global_state, partials))
+    ) -> GlobalAggregate:
+        """The new global model: the one place the entry aggregates.
+
+        The plain mean: the strategy's ``finish`` over the SNs' float64 partial sums and
+        weights. Any other aggregator: the strategy's rule over every EN update the SNs
+        forwarded, in partition order (the simulation's client order), its decisions naming
+        their ENs. Raises RoundFailed when the rule cannot run on the updates delivered.
+        """
+        if self.template.decomposable(algorithm):
+            # in SN node id order: float64 sums added in a fixed order (verify --deep replays it)
+            partials = [(a.state, a.samples) for a in sorted(accepted, key=lambda a: a.node_id)]
+            return GlobalAggregate(
+                merge(global_state, self.template.finish(algorithm, r, global_state, partials))
+            )
+        updates = sorted(
+            (u for a in accepted for u in _forwarded(a.extra.get("updates"))), key=self._order
+        )
+        try:
+            result = self.template.robust(
+                algorithm, r, global_state, [(u.state, u.samples) for u in updates]
+            )
+        except UpdateRejected as exc:
+            raise RoundFailed(f"aggregator {self.settings.aggregator}: {exc}") from None
+        decisions = tuple(d.with_node(updates[d.index].node_id) for d in result.decisions)
+        return GlobalAggregate(merge(global_state, result.state), decisions)
+
+    def _order(self, update: ForwardedUpdate) -> tuple[int, str]:
+        member = self.registry.get(update.node_id)
+        return (member.partition_index if member is not None else 1 << 30, update.node_id)
 
     # ---- the round ----
     def run(self, r: int, algorithm: str) -> None:
@@ -160,8 +201,14 @@ class RoundRunner:
         version = ref.version
         # the collector keeps real time: its deadline is on time.monotonic()
         deadline = time.monotonic() + self.settings.round_timeout + COLLECT_GRACE_S
-        collector = RoundCollector(r, version, algorithm, set(groups), deadline)
-        collector.reference = self.template.partial_reference(global_state, algorithm)
+        collector = RoundCollector(
+            r, version, algorithm, set(groups), deadline, aggregator=self.settings.aggregator
+        )
+        collector.reference = (
+            self.template.reference(global_state, algorithm)  # the ENs' forwarded updates
+            if collector.forward
+            else self.template.partial_reference(global_state, algorithm)
+        )
         self.intake.open(collector, groups)
         request = pb.OpenRoundRequest(
             round=r, version=version, model_digest=ref.digest, algorithm=algorithm,
@@ -185,7 +232,13 @@ class RoundRunner:
             raise RoundFailed(
                 f"quorum not met: {len(used)} of {len(chosen)} edge nodes delivered, {need} needed"
             )
-        new_state = self.aggregate_global(algorithm, r, accepted, global_state)
+        aggregate = self.aggregate_global(algorithm, r, accepted, global_state)
+        new_state = aggregate.state
+        kept, decisions = _with_decisions(
+            used, rejected, aggregate.decisions, self.authority.key.node_id
+        )
+        manifests = _set_aside(manifests, used, kept)
+        used = kept
         data = encode(new_state)
         new_digest = digest(data)
         if self.intake.retained is not None:
@@ -197,6 +250,11 @@ class RoundRunner:
         self.model.stage(data)
         self.own_sn.remember_model(data)
         metrics = self._metrics([u for _, u in used])
+        if collector.forward:
+            for action in ("rejected", "clipped", "downweighted"):
+                metrics[f"aggregator_{action}"] = float(
+                    sum(1 for d in aggregate.decisions if d.action == action)
+                )
         if self.settings.eval:
             metrics.update(self.evaluation.round_metrics(version + 1, new_digest, algorithm))
         metrics["seconds"] = round(self.clock.monotonic() - started, 3)
@@ -207,7 +265,7 @@ class RoundRunner:
             model_digest=new_digest,
             participants=[participant_record(u, sn) for sn, u in used],
             manifests=manifests,
-            decisions=[Decision(n, "rejected", why, by) for n, why, by in rejected],
+            decisions=decisions,
             metrics=metrics,
         )
         try:
@@ -217,9 +275,11 @@ class RoundRunner:
         if self.intake.retained is not None:
             self.intake.retained.prune(self.chain.ledger)
         self.model.adopt(ModelRef(version + 1, new_digest, r, algorithm), data, new_state)
+        if self.on_decisions is not None and aggregate.decisions:
+            self.on_decisions([(str(d.node), d.action) for d in aggregate.decisions])
         log.info(
             "round %d done: accuracy %.4f, %d participants, %d rejected, height %d",
-            r, metrics.get("accuracy", float("nan")), len(used), len(rejected), block.height,
+            r, metrics.get("accuracy", float("nan")), len(used), len(decisions), block.height,
         )
 
     def _settle_retained(
@@ -271,6 +331,46 @@ class RoundRunner:
         total = sum(u.samples for u in used)
         loss = sum(u.train_loss * u.samples for u in used) / total if total else 0.0
         return {"samples": float(total), "train_loss": loss}
+
+
+def _with_decisions(
+    used: list[tuple[str, pb.UsedUpdate]],
+    rejected: list[tuple[str, str, str]],
+    decisions: Sequence[RuleDecision],
+    entry: str,
+) -> tuple[list[tuple[str, pb.UsedUpdate]], list[Decision]]:
+    """The round's participants (with their SN) and the block's decisions: every EN left out
+    (``rejected``: node, reason, who decided) as ``rejected``, then each of the entry's
+    aggregator decisions by the entry. An update the rule rejected leaves the participants;
+    one it clipped or down-weighted stays a participant and is listed with its action."""
+    out = [Decision(n, "rejected", why, by) for n, why, by in rejected]
+    out += [Decision(str(d.node), d.action, d.reason, entry) for d in decisions]
+    gone = {str(d.node) for d in decisions if d.action == "rejected"}
+    return [su for su in used if su[1].node_id not in gone], out
+
+
+def _set_aside(
+    manifests: list[SnManifest],
+    used: list[tuple[str, pb.UsedUpdate]],
+    kept: list[tuple[str, pb.UsedUpdate]],
+) -> list[SnManifest]:
+    """The manifests with the signed update headers of the used ENs the entry's rule rejected
+    (``SnManifest.set_aside``): no participants, yet the manifest is rebuilt from them."""
+    counted = {u.node_id for _, u in kept}
+    rows: dict[str, list[Participant]] = {}
+    for sn, u in used:
+        if u.node_id not in counted:
+            rows.setdefault(sn, []).append(participant_record(u, sn))
+    return [
+        replace(m, set_aside=rows[m.sn_node_id]) if m.sn_node_id in rows else m
+        for m in manifests
+    ]
+
+
+def _forwarded(value: object) -> list[ForwardedUpdate]:
+    if not isinstance(value, Iterable):
+        return []
+    return [u for u in value if isinstance(u, ForwardedUpdate)]
 
 
 def _used(value: object) -> list[pb.UsedUpdate]:

@@ -151,7 +151,8 @@ def intake() -> tuple[AggregateIntake, Registry, dict[str, NodeKey]]:
 def _manifest(sn_key: NodeKey, used: list[pb.UsedUpdate], data: bytes) -> pb.AggregateHeader:
     h = pb.AggregateHeader(sn_node_id=sn_key.node_id, round=1, version=0,
                            samples=sum(u.samples for u in used) if data else 0, used=used,
-                           total_bytes=len(data), digest=digest(data) if data else "")
+                           total_bytes=len(data), digest=digest(data) if data else "",
+                           aggregator="mean")
     h.signature = sign(sn_key, Domain.MANIFEST, CHAIN, manifest_fields(h))
     return h
 

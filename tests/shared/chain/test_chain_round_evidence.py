@@ -104,6 +104,25 @@ def root_mismatch(data: dict[str, Any]) -> None:
     data["merkle_root"] = hashlib.sha256(b"another tree").hexdigest()
 
 
+def drop_but_keep_listed(data: dict[str, Any]) -> None:
+    data["participants"].pop(2)  # the entry leaves out an EN the SN used and still lists
+    data["merkle_root"] = _root(data)
+
+
+def set_aside_unrejected(data: dict[str, Any]) -> None:
+    gone = data["participants"].pop(2)  # set aside as a robust rule would, yet not rejected
+    data["manifests"][0]["set_aside"].append(gone)
+    data["merkle_root"] = _root(data)
+
+
+def set_aside_rejected(data: dict[str, Any]) -> None:
+    gone = data["participants"].pop(2)  # the entry's robust rule rejected a forwarded update
+    data["manifests"][0]["set_aside"].append(gone)
+    data["decisions"].append({"node_id": gone["node_id"], "action": "rejected",
+                              "reason": "krum: score rank 3 of 3", "by": ENTRY.node_id})
+    data["merkle_root"] = _root(data)
+
+
 def drop_from_manifest(data: dict[str, Any]) -> None:
     gone = data["participants"].pop(2)  # the entry leaves out an EN the SN used
     data["manifests"][0]["used"].remove(gone["node_id"])
@@ -119,6 +138,8 @@ CASES: list[tuple[str, Corruption, str]] = [
     ("participant not admitted", stranger_participant, "not an admitted edge node"),
     ("root mismatch", root_mismatch, "not the RFC 6962 root"),
     ("participant dropped from a signed manifest", drop_from_manifest, "manifest_digest"),
+    ("used EN neither counted nor rejected", drop_but_keep_listed, "neither a participant nor rejected"),
+    ("set aside without a rejection", set_aside_unrejected, "neither a participant nor rejected"),
 ]
 
 
@@ -131,7 +152,10 @@ def lying_block(blocks: list[Block], corrupt: Corruption) -> dict[str, Any]:
     records = {"participants": Participant, "manifests": SnManifest, "decisions": Decision}
     for name, _ in RoundPayload.FIELDS:
         value = data[name]
-        if name in records:
+        if name == "manifests":
+            value = [SnManifest(**{**row, "set_aside": [Participant(**p) for p in row["set_aside"]]})
+                     for row in value]
+        elif name in records:
             value = [records[name](**row) for row in value]
         elif name == "metrics":
             value = dict(value)
@@ -151,6 +175,16 @@ def test_the_honest_round_is_accepted_and_every_signature_is_checked() -> None:
     check_block(block, state)
     state.apply(block)
     assert state.last_round == 1
+
+
+def test_a_forwarded_update_the_entry_rejected_is_set_aside_and_the_manifest_still_holds() -> None:
+    blocks = prefix()
+    block = Block.from_json(lying_block(blocks, set_aside_rejected))
+    check_block(block, state_of(blocks))  # the SN's signature re-checks over the set-aside row
+    payload = block.payload
+    assert isinstance(payload, RoundPayload)
+    (aside,) = payload.manifests[0].set_aside
+    assert aside.node_id not in payload.participant_ids and len(payload.participant_ids) == 2
 
 
 @pytest.mark.parametrize(("name", "corrupt", "reason"), CASES, ids=[c[0] for c in CASES])

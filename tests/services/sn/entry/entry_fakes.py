@@ -126,9 +126,13 @@ class FakeSuperNode:
     on_open: Callable[[pb.OpenRoundRequest], object] | None = None
     en_keys: dict[str, NodeKey] = field(default_factory=dict)
     """The keys of its ENs: each used update carries its EN's own signature."""
+    scale: dict[str, float] = field(default_factory=dict)
+    """With a robust aggregator: ENs whose update's distance from the model is scaled (attackers)."""
     on_evaluate: Callable[[list[pb.ClientEval]], object] | None = None
     """Changes the ENs' evaluation answers before they go to the entry (a lying SN)."""
     hand_over: bool = True
+    handed_over: list[str] = field(default_factory=list)
+    """Digests of the updates it handed over with RetainUpdate."""
     """Send the entry the updates it asks to keep (``SubmitReply.retain``)."""
     noise: bool = False
     """Dishonest: add noise to its aggregate."""
@@ -152,13 +156,21 @@ class FakeSuperNode:
         global_state = decode(self.entry.model_bytes(request.version, request.model_digest))
         keys = self.template.shared_keys(request.algorithm)
         chain_id = self.entry.authority.chain_id
-        used, states, blobs = [], [], {}
+        forward = not self.template.decomposable(request.algorithm)
+        used, states, blobs, pieces = [], [], {}, []
         for i, en in enumerate(ens):
-            update = {k: global_state[k] + 0.01 * request.round + 0.001 * i for k in keys}
+            if forward:  # each EN's own update (distinct), forwarded as its bytes
+                step = (0.01 * request.round + 0.002 * (i + 1)) * self.scale.get(en, 1.0)
+                update = {k: (global_state[k] + step).to(global_state[k].dtype) for k in keys}
+                samples = 10
+            else:
+                update = {k: global_state[k] + 0.01 * request.round + 0.001 * i for k in keys}
+                samples = 10 + i
             blob = encode(update)
+            pieces.append(blob)
             u = pb.UsedUpdate(
-                node_id=en, digest=digest(blob), samples=10 + i, train_loss=0.5,
-                train_seconds=1.0,
+                node_id=en, digest=digest(blob), samples=samples, train_loss=0.5,
+                train_seconds=1.0, total_bytes=len(blob) if forward else 0,
             )
             u.signature = sign(
                 self.en_keys[en], Domain.UPDATE, chain_id,
@@ -167,14 +179,17 @@ class FakeSuperNode:
             used.append(u)
             states.append((update, u.samples))
             blobs[u.digest] = (u, blob)
-        # what a real SN sends: the strategy's float64 weighted sums of its ENs' updates
-        partial = self.template.partial(request.algorithm, request.round, states)
-        sums = partial.sums
-        if self.noise:  # a dishonest SN: its aggregate is not the sum of what it lists
-            sums = {k: v + 1e-3 for k, v in sums.items()}
-        if self.drop_one and len(states) > 1:  # lists every EN, sums all but the first
-            sums = self.template.partial(request.algorithm, request.round, states[1:]).sums
-        data = encode(sums)
+        if forward:
+            data = b"".join(pieces)
+        else:
+            # what a real SN sends: the strategy's float64 weighted sums of its ENs' updates
+            partial = self.template.partial(request.algorithm, request.round, states)
+            sums = partial.sums
+            if self.noise:  # a dishonest SN: its aggregate is not the sum of what it lists
+                sums = {k: v + 1e-3 for k, v in sums.items()}
+            if self.drop_one and len(states) > 1:  # lists every EN, sums all but the first
+                sums = self.template.partial(request.algorithm, request.round, states[1:]).sums
+            data = encode(sums)
         agg_digest = digest(data)
         header = pb.AggregateHeader(
             sn_node_id=self.node_id, round=request.round, version=request.version,
@@ -182,6 +197,7 @@ class FakeSuperNode:
             rejected=[pb.Rejection(node_id=en, reason="did not deliver")
                       for en in sorted(request.participants)[len(ens):]],
             total_bytes=len(data), digest=agg_digest,
+            aggregator=str(self.template.settings.aggregator),
         )
         header.signature = sign(self.key, Domain.MANIFEST, chain_id, manifest_fields(header))
         reply = self.entry.submit_aggregate(aggregate_parts(header, data, 64 * 1024))
@@ -193,6 +209,7 @@ class FakeSuperNode:
                 train_loss=u.train_loss, train_seconds=u.train_seconds,
             )
             self.entry.retain_update(update_parts(h, blob, 64 * 1024))
+            self.handed_over.append(d)
         return pb.OpenRoundReply(ok=True, edges=len(request.participants))
 
     def Evaluate(self, request: pb.EvaluateRequest, timeout: float | None = None) -> pb.EvaluateReply:
