@@ -10,19 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from fedchain.services.sn.model_ops import ModelTemplate
 from fedchain.shared.chain.payloads import Decision, RoundPayload
-from fedchain.shared.config import Settings, token_value
-from fedchain.shared.crypto import NodeKey
+from fedchain.shared.config import Settings
 from fedchain.shared.tensors import decode
-from tests.services.sn.entry.entry_fakes import (
-    FakeLedger,
-    FakePeers,
-    FakeSuperNode,
-    QuickClock,
-    join_request,
-)
-from tests.services.sn.entry.test_entry_rounds import Federation, _build_entry
+from tests.services.sn.entry.test_entry_rounds import Federation, federation
 
 ENS = 5
 
@@ -34,23 +25,7 @@ def _federation(tmp_path: Path, aggregator: str) -> Federation:
         aggregator=aggregator, sn_join_token="sn-join-token-for-tests",
         en_join_token="en-join-token-for-tests", api_token="api-token-for-entry-tests",
     )
-    key = NodeKey.generate()
-    ledger, peers, clock = FakeLedger(), FakePeers(), QuickClock()
-    sn = FakeSuperNode(NodeKey.generate(), "127.0.0.1:7001", ModelTemplate(settings))
-    peers.nodes[sn.address] = sn
-    entry = _build_entry(settings, key, ledger, peers, clock)
-    sn.entry = entry
-    entry.bootstrap()
-    entry.join(join_request(sn.key, "SN", sn.address, token_value(settings, "sn_join_token")))
-    ens = []
-    for i in range(ENS):
-        en_key = NodeKey.generate()
-        entry.join(join_request(en_key, "EN", f"127.0.0.1:71{i:02d}", token_value(settings, "en_join_token")))
-        sn.en_keys[en_key.node_id] = en_key
-        ens.append(en_key.node_id)
-    f = Federation(settings, key, ledger, peers, sn, sorted(ens), clock, entry)
-    f.beat()
-    return f
+    return federation(settings, ENS)
 
 
 @pytest.fixture

@@ -87,14 +87,8 @@ def _build_entry(
     )
 
 
-@pytest.fixture
-def fed(tmp_path: Path) -> Iterator[Federation]:
-    settings = Settings(
-        state_dir=tmp_path / "entry", dataset="mnist-sample", clients=ENS, quorum=0.5,
-        heartbeat_interval=0.05, heartbeat_timeout=60.0, round_timeout=5.0, eval=True,
-        sn_join_token="sn-join-token-for-tests", en_join_token="en-join-token-for-tests",
-        api_token="api-token-for-entry-tests",
-    )
+def federation(settings: Settings, count: int) -> Federation:
+    """An entry on fakes with one SN and ``count`` admitted ENs, bootstrapped and heartbeating."""
     key = NodeKey.generate()
     ledger, peers, clock = FakeLedger(), FakePeers(), QuickClock()
     sn = FakeSuperNode(NodeKey.generate(), "127.0.0.1:7001", ModelTemplate(settings))
@@ -104,13 +98,25 @@ def fed(tmp_path: Path) -> Iterator[Federation]:
     entry.bootstrap()
     entry.join(join_request(sn.key, "SN", sn.address, token_value(settings, "sn_join_token")))
     ens = []
-    for i in range(ENS):
+    for i in range(count):
         en_key = NodeKey.generate()
         entry.join(join_request(en_key, "EN", f"127.0.0.1:71{i:02d}", token_value(settings, "en_join_token")))
         sn.en_keys[en_key.node_id] = en_key
         ens.append(en_key.node_id)
     f = Federation(settings, key, ledger, peers, sn, sorted(ens), clock, entry)
     f.beat()
+    return f
+
+
+@pytest.fixture
+def fed(tmp_path: Path) -> Iterator[Federation]:
+    settings = Settings(
+        state_dir=tmp_path / "entry", dataset="mnist-sample", clients=ENS, quorum=0.5,
+        heartbeat_interval=0.05, heartbeat_timeout=60.0, round_timeout=5.0, eval=True,
+        sn_join_token="sn-join-token-for-tests", en_join_token="en-join-token-for-tests",
+        api_token="api-token-for-entry-tests",
+    )
+    f = federation(settings, ENS)
     yield f
     f.entry.stop()
 
