@@ -21,6 +21,7 @@ without importing one another.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import ssl
@@ -62,9 +63,40 @@ class NotHealthy(TimeoutError):
 # ---------------------------------------------------------------- ports
 
 
+_EPHEMERAL_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_PORT = 10000
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
+_port_rng = random.SystemRandom()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The range the kernel takes source ports of outgoing connections from."""
+    try:
+        low, high = (int(x) for x in _EPHEMERAL_FILE.read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+    return low, high
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port the OS says is free on ``host`` right now."""
-    with socket.socket() as s:
+    """A TCP port free on ``host`` right now, for a child to listen on.
+
+    Chosen at random below the kernel's ephemeral range (10000 up to it, or above it when
+    the range starts too low): a port the OS hands out with ``bind(0)`` can be taken again
+    as the source port of any outgoing connection before the child binds it, which made a
+    node fail with "port already in use" on a busy machine. Never the same port twice in
+    one process; random so that parallel test workers rarely pick alike, and checked free.
+    """
+    low, high = _ephemeral_range()
+    span = (_LOWEST_PORT, low - 1) if low - _LOWEST_PORT >= 2000 else (high + 1, 65535)
+    with _handed_out_lock:
+        for _ in range(200):
+            port = _port_rng.randint(*span)
+            if port not in _handed_out and port_is_free(port, host):
+                _handed_out.add(port)
+                return port
+    with socket.socket() as s:  # a crowded range: let the OS choose
         s.bind((host, 0))
         return int(s.getsockname()[1])
 

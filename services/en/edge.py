@@ -110,6 +110,9 @@ class EdgeNode:
         self.partition_size = 0
         self._last_algorithm: str = settings.algorithm
         self._workers: list[threading.Thread] = []
+        self._downloads: set[grpc.Future] = set()
+        """Model downloads in flight: ``stop()`` cancels them (a round stops mid-download)."""
+        self._downloads_lock = threading.Lock()
         self.attack = settings.attack
         """The poisoning attack this EN runs (an experiment), or None."""
         self._plan: Any = None
@@ -247,9 +250,18 @@ class EdgeNode:
         if self._stop.is_set():
             raise ShuttingDown("the edge node is stopping")
 
+    def _check_stop(self) -> None:
+        """Between the steps of a round: raise ShuttingDown once the node is stopping."""
+        if self._stop.is_set():
+            raise ShuttingDown("the edge node is stopping")
+
     def stop(self) -> None:
-        """Stop accepting rounds; a running round stops at its next batch."""
+        """Stop accepting rounds; a running round stops at its next batch or mid-download."""
         self._stop.set()
+        with self._downloads_lock:
+            downloads = list(self._downloads)
+        for call in downloads:
+            call.cancel()
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for round threads to finish; True when none is left running."""
@@ -260,12 +272,32 @@ class EdgeNode:
 
     # ------------------------------------------------------------ rounds
     def _fetch_global(self, version: int, model_digest: str) -> dict:
+        """Download the global model ``version`` from this EN's SN (cancelled by ``stop()``)."""
+        calls: list[grpc.Future] = []
+
+        def started(call: grpc.Future) -> None:
+            calls.append(call)
+            with self._downloads_lock:
+                self._downloads.add(call)
+            if self._stop.is_set():  # stop() ran before the call was registered
+                call.cancel()
+
         stream = fetch_model(
             self.peers.channel(self.sn_address),
             pb.FetchModelRequest(version=version, digest=model_digest),
             timeout=120,
+            started=started,
         )
-        data = join_model_chunks(stream, self.max_bytes, model_digest or None)
+        try:
+            data = join_model_chunks(stream, self.max_bytes, model_digest or None)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.CANCELLED and self._stop.is_set():
+                raise ShuttingDown("the edge node is stopping") from exc
+            raise
+        finally:
+            with self._downloads_lock:
+                self._downloads.difference_update(calls)
+        self._check_stop()
         return decode(data, max_bytes=self.max_bytes)
 
     def open_round(self, req: pb.OpenRoundRequest) -> pb.OpenRoundReply:
@@ -287,7 +319,9 @@ class EdgeNode:
         with self._lock:
             self.state = "training"
             try:
+                self._check_stop()
                 client = self.client(req.algorithm)
+                self._check_stop()
                 self._last_algorithm = req.algorithm
                 global_state = self._fetch_global(req.version, req.model_digest)
                 client.set_shared({k: global_state[k] for k in client.shared_keys})

@@ -355,16 +355,28 @@ def parse_model_frame(raw: bytes) -> ModelChunk:
 
 
 def fetch_model(
-    channel: grpc.Channel, request: pb.FetchModelRequest, *, timeout: float
+    channel: grpc.Channel,
+    request: pb.FetchModelRequest,
+    *,
+    timeout: float,
+    started: Callable[[grpc.Future], None] | None = None,
 ) -> Iterator[ModelChunk]:
-    """Call ``FetchModel`` on ``channel``: its frames parsed into views (for ``join_model_chunks``)."""
-    call: Callable[..., Iterable[Any]] = channel.unary_stream(
+    """Call ``FetchModel`` on ``channel``: its frames parsed into views (for ``join_model_chunks``).
+
+    ``started``, when given, receives the call as soon as it is made: a caller that must be
+    able to stop mid-download (a node shutting down) keeps it and ``cancel()``s it, which
+    ends the stream with ``grpc.StatusCode.CANCELLED``.
+    """
+    method: Callable[..., Any] = channel.unary_stream(
         FETCH_MODEL,
         request_serializer=pb.FetchModelRequest.SerializeToString,
         response_deserializer=None,
         _registered_method=True,
     )
-    for raw in call(request, timeout=timeout):
+    call = method(request, timeout=timeout)
+    if started is not None:
+        started(call)
+    for raw in call:
         yield parse_model_frame(raw)
 
 

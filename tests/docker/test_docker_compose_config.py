@@ -16,7 +16,8 @@ from fedchain.shared.config import Settings, load_settings
 # Settings that docker-compose.yml sets per service (or that are flags), not passed through.
 PER_SERVICE = {"port", "http_port", "host", "advertise_host", "nt", "entry", "ledger",
                "state_dir", "db_url", "data_dir", "ledger_entry_key", "entry_key", "node_key",
-               "tls_ca_key"}  # the CA key: the entry only
+               "tls_ca_key",  # the CA key: the entry only
+               "attack"}  # an experiment for edge nodes: the en service only
 FEDCHAIN_SERVICES = {"ledger", "msn", "sn", "en", "console"}
 TOKENS = {"sn_join_token", "en_join_token", "api_token"}
 # The tokens each service gets (and no other): an EN never sees the SN join token.

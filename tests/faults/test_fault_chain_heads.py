@@ -74,7 +74,7 @@ def _ens_refuse_the_next_round(net: LocalNet, edges: list[Proc], what: str) -> N
 
 
 def test_database_rolled_back_while_the_network_runs(tmp_path: Path) -> None:
-    net = LocalNet(tmp_path / "net", FEDCHAIN_ROUND_TIMEOUT="30")
+    net = LocalNet(tmp_path / "net", FEDCHAIN_ROUND_TIMEOUT="30", FEDCHAIN_HEARTBEAT_TIMEOUT="10")
     try:
         edges = start_network(net, 2, sns=0)
         start_training(net, 1)
@@ -104,7 +104,7 @@ def test_database_rolled_back_while_the_network_runs(tmp_path: Path) -> None:
 
 
 def test_last_blocks_deleted_and_the_tip_row_rewritten(tmp_path: Path) -> None:
-    net = LocalNet(tmp_path / "net", FEDCHAIN_ROUND_TIMEOUT="30")
+    net = LocalNet(tmp_path / "net", FEDCHAIN_ROUND_TIMEOUT="30", FEDCHAIN_HEARTBEAT_TIMEOUT="10")
     try:
         edges = start_network(net, 2, sns=0)
         start_training(net, 2)
@@ -154,7 +154,7 @@ def _re_sign_from_a_new_genesis(state_dir: Path) -> tuple[bytes, int]:
 
 
 def test_chain_re_signed_from_a_new_genesis(tmp_path: Path) -> None:
-    net = LocalNet(tmp_path / "net", FEDCHAIN_ROUND_TIMEOUT="30")
+    net = LocalNet(tmp_path / "net", FEDCHAIN_ROUND_TIMEOUT="30", FEDCHAIN_HEARTBEAT_TIMEOUT="10")
     try:
         edges = start_network(net, 2, sns=0)
         start_training(net, 1)

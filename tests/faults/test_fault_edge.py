@@ -44,7 +44,8 @@ def _verify_entry_chain(net: LocalNet) -> None:
 
 
 def test_edge_node_cut_off_and_brought_back(tmp_path: Path) -> None:
-    net = LocalNet(tmp_path / "net", FEDCHAIN_ROUND_TIMEOUT="30")
+    # the entry must see the cut-off victim gone: the heartbeat timeout of the product default
+    net = LocalNet(tmp_path / "net", FEDCHAIN_ROUND_TIMEOUT="30", FEDCHAIN_HEARTBEAT_TIMEOUT="10")
     inbound = outbound = None
     try:
         start_network(net, 2)
@@ -121,7 +122,7 @@ def _kill_when_training(net: LocalNet, victim: Proc, timeout: float) -> int:
 
 
 def test_edge_node_killed_mid_round(tmp_path: Path) -> None:
-    net = LocalNet(tmp_path / "net", FEDCHAIN_ROUND_TIMEOUT="30")
+    net = LocalNet(tmp_path / "net", FEDCHAIN_ROUND_TIMEOUT="30", FEDCHAIN_HEARTBEAT_TIMEOUT="10")
     try:
         edges = start_network(net, 3, "--quorum", "0.5")
         victim = edges[0]

@@ -62,7 +62,9 @@ class LocalNet:
         self.env = dict(os.environ)
         self.env.update(
             FEDCHAIN_HEARTBEAT_INTERVAL="0.5",
-            FEDCHAIN_HEARTBEAT_TIMEOUT="10",  # modules that kill nodes pass a shorter one
+            # 30 s: a loaded CI machine can starve a node's heartbeats for 10 s (it then
+            # leaves and re-joins); modules that kill nodes pass a shorter one
+            FEDCHAIN_HEARTBEAT_TIMEOUT="30",
             FEDCHAIN_ROUND_TIMEOUT="90",
             FEDCHAIN_API_TOKEN=API_TOKEN,
             FEDCHAIN_SN_JOIN_TOKEN=SN_JOIN_TOKEN,

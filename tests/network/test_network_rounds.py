@@ -40,6 +40,12 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
 
 
 @pytest.fixture(scope="module")
+def trained(net: LocalNet) -> list[dict]:
+    """The network after its first ROUNDS rounds (run once per module): those rounds' records."""
+    return net.train(ROUNDS)
+
+
+@pytest.fixture(scope="module")
 def sim() -> SimulationResult:
     """The simulation of the network's config and seed, on one torch thread like the nodes."""
     import torch
@@ -55,8 +61,8 @@ def sim() -> SimulationResult:
     return run_simulation(settings)
 
 
-def test_accuracy_matches_simulation(net: LocalNet, sim: SimulationResult) -> None:
-    rounds = net.train(ROUNDS)
+def test_accuracy_matches_simulation(trained: list[dict], sim: SimulationResult) -> None:
+    rounds = trained
     assert [r["round"] for r in rounds] == [1, 2]
     assert all(len(r["participants"]) == 2 and not r["rejected"] for r in rounds)
     for net_round, sim_round in zip(rounds, sim.rounds, strict=True):
@@ -65,11 +71,11 @@ def test_accuracy_matches_simulation(net: LocalNet, sim: SimulationResult) -> No
     assert rounds[-1]["accuracy"] > rounds[0]["accuracy"] - 0.05
 
 
-def test_global_model_matches_simulation(net: LocalNet, sim: SimulationResult) -> None:
+def test_global_model_matches_simulation(
+    net: LocalNet, trained: list[dict], sim: SimulationResult
+) -> None:
     from fedchain.shared.tensors import decode
 
-    if net.get("/status")["round"] < ROUNDS:
-        net.train(ROUNDS)
     url = net.entry.http + "/model"  # type: ignore[union-attr]
     r = httpx.get(url, params={"version": ROUNDS}, timeout=30)
     assert r.status_code == 200, r.text
@@ -82,7 +88,7 @@ def test_global_model_matches_simulation(net: LocalNet, sim: SimulationResult) -
     assert max(worst.values()) <= 1e-6, sorted(worst.items(), key=lambda kv: -kv[1])[:3]
 
 
-def test_chain_records_joins_and_rounds(net: LocalNet) -> None:
+def test_chain_records_joins_and_rounds(net: LocalNet, trained: list[dict]) -> None:
     blocks = net.get("/blocks", params={"from": 0, "limit": 100})
     kinds = [b["kind"] for b in blocks]
     assert kinds[0] == "genesis"
@@ -108,7 +114,7 @@ def test_chain_records_joins_and_rounds(net: LocalNet) -> None:
     assert check_proof(RoundProof.from_json(proof)).node_id == en
 
 
-def test_model_download_matches_chain_digest(net: LocalNet) -> None:
+def test_model_download_matches_chain_digest(net: LocalNet, trained: list[dict]) -> None:
     from fedchain.shared.tensors import decode
 
     r = httpx.get(net.entry.http + "/model", timeout=30)  # type: ignore[union-attr]
@@ -123,7 +129,7 @@ def test_model_download_matches_chain_digest(net: LocalNet) -> None:
     assert missing.status_code == 404 and "unknown model version 99" in missing.json()["detail"]
 
 
-def test_status_sn_and_eval(net: LocalNet) -> None:
+def test_status_sn_and_eval(net: LocalNet, trained: list[dict]) -> None:
     status = net.get("/status")
     assert status["entry"] is True and status["round"] == ROUNDS and status["state"] == "idle"
     assert status["ens"] == 2 and status["sns"] == 3 and status["model_version"] == ROUNDS
@@ -151,7 +157,7 @@ def test_non_entry_sn_forwards_and_en_refuses(net: LocalNet) -> None:
     assert r.status_code == 404 and "edge node" in r.json()["detail"]
 
 
-def test_mutating_endpoints_need_the_token_and_valid_bodies(net: LocalNet) -> None:
+def test_mutating_endpoints_need_the_token_and_valid_bodies(net: LocalNet, trained: list[dict]) -> None:
     url = net.entry.http  # type: ignore[union-attr]
     r = httpx.post(url + "/train", json={"rounds": 1}, timeout=10)
     assert r.status_code == 401 and "bearer" in r.json()["detail"].lower()
@@ -169,7 +175,7 @@ def test_mutating_endpoints_need_the_token_and_valid_bodies(net: LocalNet) -> No
     assert net.get("/status")["round"] == ROUNDS  # nothing started
 
 
-def test_train_twice_conflicts_then_pause_and_save(net: LocalNet, tmp_path: Path) -> None:
+def test_train_twice_conflicts_then_pause_and_save(net: LocalNet, trained: list[dict], tmp_path: Path) -> None:
     first = net.post("/train", {"rounds": 2})
     assert first.status_code == 202
     second = net.post("/train", {"rounds": 1})

@@ -4,7 +4,6 @@ joining key only."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import grpc
 import pytest
 
 from fedchain.services.cli.certs import make_certs
+from fedchain.shared import processes
 from fedchain.shared.crypto import NodeKey, node_id_for
 from fedchain.shared.net.grpc_util import NetConfig, make_channel, make_server
 from fedchain.shared.net.tls import (
@@ -69,10 +69,7 @@ def node_cert(pki: Path, node: NodeKey) -> TlsPair:
     return TlsPair(key_pem(key), cert_pem(issuer.for_node(key.public_key(), node.node_id, ["127.0.0.1"])))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+free_port = processes.free_port
 
 
 @pytest.fixture

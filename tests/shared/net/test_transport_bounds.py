@@ -15,6 +15,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 
+from fedchain.shared import processes
 from fedchain.shared.net.grpc_util import NetConfig, ServerBounds, make_channel, make_server
 from fedchain.shared.net.http_server import MISSING_TOKEN, HttpServer, RequestGuard
 
@@ -23,10 +24,7 @@ BUDGET_S = 2.0
 PING_BOUND_S = 1.5
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+_free_port = processes.free_port
 
 
 @pytest.fixture()
