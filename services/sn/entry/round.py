@@ -16,6 +16,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import grpc
@@ -188,6 +189,7 @@ class RoundRunner:
 
     def _run(self, r: int, algorithm: str) -> None:
         started = self.clock.monotonic()
+        phases = _Phases()
         self.started_at = self.clock.time()
         alive = self.wait_for_edges()
         if not alive:
@@ -218,14 +220,17 @@ class RoundRunner:
         if head is not None:  # signed over with the request: SNs and ENs hold it to theirs
             request.head.CopyFrom(head_to_proto(head))
         log.info("round %d: opening for %d edge nodes on %d SNs", r, len(chosen), len(groups))
+        phases.mark("prepare")
         try:
             self.open_on_sns(collector, groups, request)
             collector.wait(self.registry.is_alive)
         finally:
             self.intake.close()
+        phases.mark("collect")
         need = max(1, math.ceil(self.settings.quorum * len(chosen)))
         if len(self._outcome(collector, groups)[0]) >= need:  # else the round fails anyway
             self._settle_retained(collector, algorithm, global_state)
+            phases.mark("settle")
         used, rejected, manifests = self._outcome(collector, groups)
         accepted = [a for a in collector.accepted.values() if a.samples > 0]
         if len(used) < need or not accepted:
@@ -241,22 +246,17 @@ class RoundRunner:
         used = kept
         data = encode(new_state)
         new_digest = digest(data)
-        if self.intake.retained is not None:
-            self.intake.retained.upload(self.chain.ledger, [a.node_id for a in accepted])
-        try:
-            self.chain.ledger.put_blob(data)
-        except LedgerError as exc:
-            raise RoundFailed(f"could not store the model blob: {exc}") from None
-        self.model.stage(data)
-        self.own_sn.remember_model(data)
-        metrics = self._metrics([u for _, u in used])
-        if collector.forward:
-            for action in ("rejected", "clipped", "downweighted"):
-                metrics[f"aggregator_{action}"] = float(
-                    sum(1 for d in aggregate.decisions if d.action == action)
-                )
-        if self.settings.eval:
-            metrics.update(self.evaluation.round_metrics(version + 1, new_digest, algorithm))
+        phases.mark("aggregate")
+        # The kept updates and the model go to the ledger while the ENs evaluate the model
+        # (they fetch it from this SN, not from the ledger); the block waits for both.
+        with ThreadPoolExecutor(1, thread_name_prefix=f"round-{r}-store") as pool:
+            stored = pool.submit(self._store, data, [a.node_id for a in accepted])
+            self.model.stage(data)
+            self.own_sn.remember_model(data)
+            metrics = self._evaluated(used, collector, aggregate.decisions, version, new_digest, algorithm)
+            phases.mark("eval")
+            stored.result()  # RoundFailed when the model blob could not be stored
+        phases.mark("store")
         metrics["seconds"] = round(self.clock.monotonic() - started, 3)
         payload = RoundPayload.create(
             round=r,
@@ -272,15 +272,48 @@ class RoundRunner:
             block = self.chain.append("round", payload)
         except LedgerError as exc:
             raise RoundFailed(f"could not append the round block: {exc}") from None
+        phases.mark("append")
         if self.intake.retained is not None:
             self.intake.retained.prune(self.chain.ledger)
+            phases.mark("prune")
         self.model.adopt(ModelRef(version + 1, new_digest, r, algorithm), data, new_state)
         if self.on_decisions is not None and aggregate.decisions:
             self.on_decisions([(str(d.node), d.action) for d in aggregate.decisions])
         log.info(
-            "round %d done: accuracy %.4f, %d participants, %d rejected, height %d",
+            "round %d done: accuracy %.4f, %d participants, %d rejected, height %d (%s)",
             r, metrics.get("accuracy", float("nan")), len(used), len(decisions), block.height,
+            phases,
         )
+
+    def _store(self, data: bytes, sn_ids: list[str]) -> None:
+        """Put the kept EN updates of ``sn_ids`` and the new model ``data`` into the ledger."""
+        if self.intake.retained is not None:
+            self.intake.retained.upload(self.chain.ledger, sn_ids)
+        try:
+            self.chain.ledger.put_blob(data)
+        except LedgerError as exc:
+            raise RoundFailed(f"could not store the model blob: {exc}") from None
+
+    def _evaluated(
+        self,
+        used: list[tuple[str, pb.UsedUpdate]],
+        collector: RoundCollector,
+        decisions: Sequence[RuleDecision],
+        version: int,
+        new_digest: str,
+        algorithm: str,
+    ) -> dict[str, float]:
+        """The round block's metrics: the ENs' training figures, the robust rule's decisions,
+        and (``eval`` on) the ENs' evaluation of the new model ``version + 1``."""
+        metrics = self._metrics([u for _, u in used])
+        if collector.forward:
+            for action in ("rejected", "clipped", "downweighted"):
+                metrics[f"aggregator_{action}"] = float(
+                    sum(1 for d in decisions if d.action == action)
+                )
+        if self.settings.eval:
+            metrics.update(self.evaluation.round_metrics(version + 1, new_digest, algorithm))
+        return metrics
 
     def _settle_retained(
         self, collector: RoundCollector, algorithm: str, global_state: Mapping[str, torch.Tensor]
@@ -389,3 +422,20 @@ def _refusal(who: str, exc: grpc.RpcError) -> str:
     if code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.PERMISSION_DENIED):
         return f"{who} refused the round: {str(exc.details())[:300]}"
     return f"{who} unreachable: {code.name}"
+
+
+class _Phases:
+    """Wall seconds of a round's steps, for the entry's "round done" log line."""
+
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+        self._spent: dict[str, float] = {}
+
+    def mark(self, step: str) -> None:
+        """``step`` ended now: the time since the previous mark is its own."""
+        now = time.monotonic()
+        self._spent[step] = self._spent.get(step, 0.0) + now - self._last
+        self._last = now
+
+    def __str__(self) -> str:
+        return ", ".join(f"{step} {seconds:.2f} s" for step, seconds in self._spent.items())
