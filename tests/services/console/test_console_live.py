@@ -29,7 +29,8 @@ ENS = 2
 UP_TIMEOUT = 480.0
 TRAIN_TIMEOUT = 300.0
 
-pytestmark = pytest.mark.slow
+# one worker builds this module's network once and runs its tests in order
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("console-live")]
 
 
 def fedchain(*args: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
