@@ -56,10 +56,11 @@ def _git(*args: str) -> str:
     return done.stdout.strip()
 
 
-def _env(checkout: Path) -> dict[str, str]:
-    """A fresh shell's environment for one checkout: no FEDCHAIN_* settings of the caller."""
+def _env(checkout: Path, **settings: str) -> dict[str, str]:
+    """A fresh shell's environment for one checkout: no FEDCHAIN_* settings of the caller,
+    only ``settings`` (e.g. FEDCHAIN_KEEP_UPDATES="none")."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEDCHAIN_") or k.startswith("FEDCHAIN_TEST_")}
-    env.update(PYTHONPATH=str(checkout), OMP_NUM_THREADS="1", FEDCHAIN_TORCH_THREADS="1")
+    env.update(PYTHONPATH=str(checkout), OMP_NUM_THREADS="1", FEDCHAIN_TORCH_THREADS="1", **settings)
     return env
 
 
@@ -103,7 +104,9 @@ def _kept_bytes_per_round(blocks: list[dict[str, Any]], blobs: Path) -> float:
     return statistics.mean(per_round) if per_round else 0.0
 
 
-def run_once(checkout: Path, ens: int, rounds: int, timeout: float, *, extras: bool) -> dict[str, Any]:
+def run_once(
+    checkout: Path, ens: int, rounds: int, timeout: float, *, extras: bool, settings: dict[str, str] | None = None
+) -> dict[str, Any]:
     """One `fedchain up --keep` from ``checkout``: its round seconds (the entry's clock, from
     GET /rounds) and, with ``extras``, the kept bytes per round and verify / verify --deep seconds."""
     import httpx
@@ -114,8 +117,8 @@ def run_once(checkout: Path, ens: int, rounds: int, timeout: float, *, extras: b
                 "--sns", "0", "--ens", str(ens), "--rounds", str(rounds), "--max-samples", str(300 * ens)]
         out: dict[str, Any] = {}
         try:
-            done = subprocess.run(argv, cwd=checkout, env=_env(checkout), capture_output=True, text=True,
-                                  timeout=timeout)
+            done = subprocess.run(argv, cwd=checkout, env=_env(checkout, **(settings or {})), capture_output=True,
+                                  text=True, timeout=timeout)
             if done.returncode != 0:
                 tail = (done.stderr or done.stdout)[-800:]
                 raise BenchError(f"`up` from {checkout} exited {done.returncode}: {tail}")
@@ -146,14 +149,21 @@ def run_once(checkout: Path, ens: int, rounds: int, timeout: float, *, extras: b
     return out
 
 
+NO_KEPT = "current, nothing kept"
+"""This checkout with FEDCHAIN_KEEP_UPDATES=none: the authority work alone (no update retention)."""
+
+
 def _measure_size(base_dir: Path, ens: int, args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    samples: dict[str, list[float]] = {"base": [], "current": []}
+    systems: list[tuple[str, Path, dict[str, str]]] = [("base", base_dir, {}), ("current", paths.REPO, {})]
+    if args.without_kept:
+        systems.append((NO_KEPT, paths.REPO, {"FEDCHAIN_KEEP_UPDATES": "none"}))
+    samples: dict[str, list[float]] = {name: [] for name, _, _ in systems}
     deep: list[float] = []
     kept: list[float] = []
     for pair in range(args.pairs):
-        for name, checkout in (("base", base_dir), ("current", paths.REPO)):
+        for name, checkout, settings in systems:
             t0 = time.monotonic()
-            got = run_once(checkout, ens, args.rounds, args.timeout, extras=name == "current")
+            got = run_once(checkout, ens, args.rounds, args.timeout, extras=name == "current", settings=settings)
             secs = got["round_seconds"]
             samples[name].extend(secs[1:])  # round 1 carries the warm-up
             if name == "current":
@@ -164,11 +174,13 @@ def _measure_size(base_dir: Path, ens: int, args: argparse.Namespace, runs: list
             print(f"  {ens:3d} ENs {name:8s} pair {pair + 1}/{args.pairs}: rounds "
                   + ", ".join(f"{s:.3f}" for s in secs) + " s", flush=True)
     medians = {name: statistics.median(vals) for name, vals in samples.items()}
-    ratio = medians["current"] / medians["base"] if medians["base"] > 0 else float("inf")
+    ratios = {name: round(m / medians["base"], 3) if medians["base"] > 0 else float("inf")
+              for name, m in medians.items() if name != "base"}
     return {
         "ens": ens,
         "median_round_seconds": {k: round(v, 4) for k, v in medians.items()},
-        "ratio_current_to_base": round(ratio, 3),
+        "ratio_current_to_base": ratios["current"],
+        "ratios_to_base": ratios,
         "deep_verify_seconds_per_round": round(statistics.median(deep), 4),
         "kept_update_bytes_per_round": round(statistics.median(kept)),
     }
@@ -220,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="rounds per run (default 3 quick, 8 full)")
     parser.add_argument("--pairs", type=int, help="base/current pairs, alternated (default 1 quick, 3 full)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds allowed per run")
+    parser.add_argument("--without-kept", action="store_true",
+                        help="also run this checkout with FEDCHAIN_KEEP_UPDATES=none (the authority work alone)")
     parser.add_argument("--results", type=Path, default=paths.RESULTS_DIR)
     args = parser.parse_args(argv)
     args.ens = args.ens or ([2] if args.quick else [4, 16])
@@ -236,12 +250,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for s in data["sizes"]:
         m = s["median_round_seconds"]
+        nokeep = (f"{m[NO_KEPT]:.3f} ({s['ratios_to_base'][NO_KEPT]:.3f}x)" if NO_KEPT in m else "-")
         rows.append([str(s["ens"]), f"{m['base']:.3f}", f"{m['current']:.3f}", f"{s['ratio_current_to_base']:.3f}",
-                     f"{s['kept_update_bytes_per_round'] / 1e6:.2f}", f"{s['deep_verify_seconds_per_round']:.3f}"])
+                     nokeep, f"{s['kept_update_bytes_per_round'] / 1e6:.2f}",
+                     f"{s['deep_verify_seconds_per_round']:.3f}"])
     results.print_table(
         f"round seconds, median of rounds 2..{args.rounds} over {args.pairs} run(s) each, base {data['base']} "
         f"vs current {data['current']} (load {data['loadavg_before']} -> {data['loadavg_after']})",
-        ["ENs", "base s/round", "current s/round", "current/base", "kept MB/round", "verify --deep s/round"],
+        ["ENs", "base s/round", "current s/round", "current/base", "nothing kept s/round", "kept MB/round",
+         "verify --deep s/round"],
         rows,
     )
     worst = max(s["ratio_current_to_base"] for s in data["sizes"])

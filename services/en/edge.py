@@ -319,13 +319,16 @@ class EdgeNode:
         with self._lock:
             self.state = "training"
             try:
+                t0 = time.monotonic()
                 self._check_stop()
                 client = self.client(req.algorithm)
                 self._check_stop()
                 self._last_algorithm = req.algorithm
                 global_state = self._fetch_global(req.version, req.model_digest)
                 client.set_shared({k: global_state[k] for k in client.shared_keys})
+                t_fetched = time.monotonic()
                 update, result = client.fit(req.round)
+                t_trained = time.monotonic()
                 if self._plan is not None:
                     shared = {k: global_state[k] for k in client.shared_keys}
                     update = self._plan.poison(req.round, self.partition_index, update, shared)
@@ -355,7 +358,11 @@ class EdgeNode:
                 )
                 self.last_round = req.round
                 self.last_version = req.version
-                log.info("round %d: update submitted (%s)", req.round, reply.message)
+                log.info(
+                    "round %d: update submitted (%s; fetch %.2f s, train %.2f s, submit %.2f s)",
+                    req.round, reply.message, t_fetched - t0, t_trained - t_fetched,
+                    time.monotonic() - t_trained,
+                )
             except ShuttingDown:
                 log.info("round %d: training stopped because the edge node is shutting down", req.round)
             except grpc.RpcError as exc:
