@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -309,6 +309,19 @@ class SuperNode:
                     return
                 time.sleep(min(5.0, 0.5 * 2**attempt))
         log.warning("round %d: the entry is unreachable; aggregate dropped", req.round)
+
+    def used_update_bytes(self, round_no: int, digests: Collection[str]) -> dict[str, bytes]:
+        """The bytes of the EN updates with these digests this SN accepted in round ``round_no``.
+
+        The entry keeps its own SN's updates from here (the same process: no hand-over
+        stream, see ``RetainedUpdates.keep_own``); an update not found is left out.
+        """
+        wanted = set(digests)
+        with self._collector_lock:
+            collector = self._collector
+        if collector is None or collector.round != round_no:
+            return {}
+        return {a.digest: a.data for a in list(collector.accepted.values()) if a.digest in wanted}
 
     def _hand_over(self, req: pb.OpenRoundRequest, accepted: list[Accepted], wanted: set[str]) -> None:
         """Send the entry the used updates it asked for (``retain``): each EN's signed header

@@ -22,7 +22,7 @@ no ``RetainUpdate`` is asked for a forwarded update.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -77,8 +77,11 @@ class AggregateIntake:
         max_bytes: int,
         authority: EntryAuthority,
         retained: RetainedUpdates | None = None,
+        own_updates: Callable[[int, Collection[str]], dict[str, bytes]] | None = None,
     ) -> None:
         self.registry = registry
+        self.own_updates = own_updates
+        """The bytes of the updates the entry's own SN used (``SuperNode.used_update_bytes``)."""
         self.max_bytes = max_bytes
         self.authority = authority
         self.retained = retained
@@ -172,6 +175,11 @@ class AggregateIntake:
         retain: list[str] = []
         if self.retained is not None and collector.forward:
             self.retained.keep_forwarded(h.sn_node_id, used, data)  # already in the stream
+        elif self.retained is not None and self.own_updates is not None and (
+            h.sn_node_id == self.authority.key.node_id
+        ):  # the entry's own SN: its updates are in this process already
+            digests = [u.digest for u in used]
+            retain = self.retained.keep_own(h.sn_node_id, used, self.own_updates(h.round, digests))
         elif self.retained is not None:
             retain = self.retained.want(h.sn_node_id, used)
         return pb.SubmitReply(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any, Protocol
 
 from fedchain.services.sn.chain import ModelRef
@@ -103,6 +103,8 @@ class OwnSuperNode(Protocol):
     def edges(self) -> EdgePoolView: ...
 
     def remember_model(self, data: bytes) -> str: ...
+
+    def used_update_bytes(self, round_no: int, digests: Collection[str]) -> dict[str, bytes]: ...
 
     def assign_edge(self, info: pb.EdgeInfo) -> None: ...
 

@@ -67,6 +67,7 @@ class RetainedUpdates:
         self._wanted: dict[str, _Wanted] = {}
         self._received: dict[str, bytes] = {}
         self._forwarding: set[str] = set()
+        """SNs whose updates need no recomputed partial: they forwarded them, or are the entry's."""
 
     def open(self, round_no: int, version: int) -> None:
         """Forget the previous round's updates; take those of ``round_no`` from now on."""
@@ -101,6 +102,30 @@ class RetainedUpdates:
                 self._received[u.digest] = data[offset : offset + size]
                 offset += size
             self._cond.notify_all()
+
+    def keep_own(
+        self, sn_node_id: str, used: Sequence[pb.UsedUpdate], data: Mapping[str, bytes]
+    ) -> list[str]:
+        """Keep the updates the entry's own SN used, from its memory (``data``: digest ->
+        bytes, checked against each EN's signed digest when that SN took them).
+
+        Its aggregate is the entry's own computation: ``settle`` recomputes nothing for it.
+        Returns the digests not found there, to be asked for as from any SN.
+        """
+        if not self.policy.keeps_any:
+            return []
+        missing: list[str] = []
+        with self._cond:
+            for u in used:
+                self._wanted[u.digest] = _Wanted(sn_node_id, u.node_id, int(u.samples))
+                if u.digest in data:
+                    self._received[u.digest] = data[u.digest]
+                else:
+                    missing.append(u.digest)
+            if not missing:
+                self._forwarding.add(sn_node_id)
+            self._cond.notify_all()
+        return missing
 
     def receive(self, parts: UpdateStream) -> pb.SubmitReply:
         """Take one update an SN hands over; raises Rejected when it was not asked for."""
@@ -165,7 +190,7 @@ class RetainedUpdates:
         refused: list[tuple[str, str]] = []
         for a in accepted:
             if a.node_id not in counted or a.node_id in forwarding:
-                continue  # a forwarding SN's updates were checked on arrival: no partial
+                continue  # checked on arrival (forwarded) or the entry's own SN: no partial
             digests = [d for d, w in wanted.items() if w.sn_node_id == a.node_id]
             lacking = [d for d in digests if d in missing]
             if lacking:

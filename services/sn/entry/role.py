@@ -99,7 +99,9 @@ class EntryRole:
         stop = threading.Event()
         authority = EntryAuthority(key, settings)
         retained = RetainedUpdates(settings.keep_updates_policy, model.max_bytes)
-        intake = AggregateIntake(registry, model.max_bytes, authority, retained)
+        intake = AggregateIntake(
+            registry, model.max_bytes, authority, retained, own_updates=own_sn.used_update_bytes
+        )
         evaluation = Evaluation(settings, registry, peers, authority)
         runner = RoundRunner(
             settings, registry, chain, peers, own_sn, model, intake, evaluation,
