@@ -26,9 +26,6 @@ from fedchain.shared.tensors import digest, encode
 from tests.adversarial.attackers import FakeEdge, FakeSuper, refused
 from tests.network.harness import EN_JOIN_TOKEN, SN_JOIN_TOKEN, LocalNet, Proc
 
-# one worker builds this module's network once and runs its tests in order
-pytestmark = pytest.mark.xdist_group("adversarial-messages")
-
 OPEN_WAIT_S = 90
 
 

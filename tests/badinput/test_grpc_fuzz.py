@@ -23,9 +23,6 @@ from hypothesis import strategies as st
 from fedchain.shared.rpc import ledger_pb2, node_pb2
 from tests.badinput.conftest import LiveNet
 
-# one worker builds the session's live network once for both fuzz modules
-pytestmark = pytest.mark.xdist_group("badinput-live")
-
 DEADLINE_S = 5.0
 FUZZ = settings(max_examples=15, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 CRASH = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNIMPLEMENTED}

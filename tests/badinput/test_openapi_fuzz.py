@@ -21,9 +21,6 @@ from hypothesis import HealthCheck, given, settings
 from tests.badinput.conftest import LiveNet
 from tests.network.harness import API_TOKEN
 
-# one worker builds the session's live network once for both fuzz modules
-pytestmark = pytest.mark.xdist_group("badinput-live")
-
 EXAMPLES = 25
 BUDGET_S = 60.0
 

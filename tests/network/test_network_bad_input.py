@@ -16,9 +16,6 @@ from tests.adversarial.attackers import FakeEdge as _FakeEdge
 from tests.adversarial.attackers import join
 from tests.network.harness import EN_JOIN_TOKEN, LocalNet
 
-# one worker builds this module's network once and runs its tests in order
-pytestmark = pytest.mark.xdist_group("network-bad-input")
-
 MAX_MB = 4
 FAKES = ("shape", "dtype", "nan", "round", "signature", "oversized")
 

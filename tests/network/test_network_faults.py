@@ -10,9 +10,6 @@ import pytest
 
 from tests.network.harness import LocalNet, Proc
 
-# one worker builds this module's network once and runs its tests in order
-pytestmark = pytest.mark.xdist_group("network-faults")
-
 FL = ["--dataset", "mnist-sample", "--clients", "3", "--max-samples", "900", "--local-epochs", "1",
       "--quorum", "0.5"]
 

@@ -11,9 +11,6 @@ import pytest
 
 from tests.network.harness import LocalNet, Proc
 
-# one worker builds this module's network once and runs its tests in order
-pytestmark = pytest.mark.xdist_group("network-lifecycle")
-
 FL = ["--dataset", "mnist-sample", "--clients", "2", "--max-samples", "600", "--local-epochs", "1"]
 
 

@@ -17,9 +17,6 @@ import pytest
 
 from tests.network.harness import LocalNet, Proc
 
-# one worker builds this module's network once and runs its tests in order
-pytestmark = pytest.mark.xdist_group("network-robust")
-
 FL = ["--dataset", "mnist-sample", "--clients", "5", "--max-samples", "1000", "--local-epochs", "1",
       "--lr", "0.05", "--seed", "7"]
 ROUNDS = 2

@@ -14,9 +14,6 @@ import pytest
 from fedchain.shared.chain.round_proof import RoundProof, check_proof
 from tests.network.harness import API_TOKEN, LocalNet
 
-# one worker builds this module's network once and runs its tests in order
-pytestmark = pytest.mark.xdist_group("network-rounds")
-
 if TYPE_CHECKING:
     from fedchain.shared.fl.simulation import SimulationResult
 

@@ -17,9 +17,6 @@ from fedchain.shared.rpc import node_pb2 as pb
 from fedchain.shared.rpc import node_pb2_grpc
 from tests.network.harness import LocalNet
 
-# one worker builds this module's network once and runs its tests in order
-pytestmark = pytest.mark.xdist_group("network-tls")
-
 
 @pytest.fixture(scope="module")
 def tls_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalNet, Path]]:

@@ -29,8 +29,7 @@ ENS = 2
 UP_TIMEOUT = 480.0
 TRAIN_TIMEOUT = 300.0
 
-# one worker builds this module's network once and runs its tests in order
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("console-live")]
+pytestmark = pytest.mark.slow
 
 
 def fedchain(*args: str, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:

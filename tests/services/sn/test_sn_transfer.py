@@ -24,9 +24,6 @@ from fedchain.shared.rpc import node_pb2_grpc
 from fedchain.shared.tensors import decode, digest, encode
 from tests.conftest import free_port
 
-# one worker builds this module's network once and runs its tests in order
-pytestmark = pytest.mark.xdist_group("sn-transfer")
-
 
 @pytest.fixture(scope="module")
 def resnet_sn() -> Iterator[tuple[SuperNode, str, bytes]]:
