@@ -247,8 +247,7 @@ class EdgeNode:
 
     def _abort_if_stopping(self, *_: object) -> None:
         """Forward pre-hook: every batch of training or evaluation first checks the stop flag."""
-        if self._stop.is_set():
-            raise ShuttingDown("the edge node is stopping")
+        self._check_stop()
 
     def _check_stop(self) -> None:
         """Between the steps of a round: raise ShuttingDown once the node is stopping."""
