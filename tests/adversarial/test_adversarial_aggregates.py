@@ -12,9 +12,13 @@ the retained update — the network's model equals the one FL core's replay.
 from __future__ import annotations
 
 import os
+import queue
 import subprocess
 import sys
+import threading
 from pathlib import Path
+
+import grpc
 
 from fedchain.shared.fl.aggregate import Partial
 from fedchain.shared.fl.models import build_model
@@ -43,6 +47,8 @@ def test_a_noisy_sn_aggregate_is_refused_and_the_round_recomputes_bit_for_bit(
 ) -> None:
     net = LocalNet(tmp_path, FEDCHAIN_HEARTBEAT_TIMEOUT="30", FEDCHAIN_KEEP_UPDATES="all")
     fakes: list[FakeEdge | FakeSuper] = []
+    done = threading.Event()
+    failures: list[grpc.RpcError] = []
     try:
         entry = net.start_entry("--dataset", "mnist-sample", "--clients", "3", "--max-samples",
                                 "600", "--quorum", "0.1", "--local-epochs", "1", "--no-eval")
@@ -57,27 +63,47 @@ def test_a_noisy_sn_aggregate_is_refused_and_the_round_recomputes_bit_for_bit(
         fakes.append(honest)
         assert honest.reply.sn_node_id == evil_sn.node_id
         net.wait_edges(2)
-        assert net.post("/train", {"rounds": 1}).status_code == 202
-        req = evil_sn.opened.get(timeout=OPEN_WAIT_S)
-
         strategy = FedPer(personal_layers=1)
         strategy.bind(build_model("auto", "mnist-sample"))
-        stream = evil_sn.stub.FetchModel(  # the entry serves its SNs the round's model
-            pb.FetchModelRequest(version=req.version, digest=req.model_digest), timeout=30
-        )
-        previous = decode(join_model_chunks(stream, 64 << 20))
-        update = {k: v.clone() + 0.01 for k, v in strategy.reference(previous).items()}
-        data = encode(update)
-        header = honest.header(req, data, samples=10)  # the EN's own signature: honest
-        partial = sn_partial(strategy, req.round, [UsedState(honest.node_id, update, 10)])
-        noisy = Partial({k: v + 1e-4 for k, v in partial.sums.items()}, 10, partial.dtypes)
-        used = [pb.UsedUpdate(
-            node_id=honest.node_id, digest=header.digest, samples=10, train_loss=0.5,
-            train_seconds=1.0, signature=header.signature,
-        )]
-        reply = evil_sn.aggregate(req.round, req.version, used, partial_bytes(noisy))
+        answers: queue.Queue[tuple[pb.SubmitReply, pb.UpdateHeader, pb.SubmitReply]] = queue.Queue()
+
+        def cheat(req: pb.OpenRoundRequest) -> None:
+            """The evil SN's answer to one OpenRound: the honest update, a noisy aggregate."""
+            stream = evil_sn.stub.FetchModel(  # the entry serves its SNs the round's model
+                pb.FetchModelRequest(version=req.version, digest=req.model_digest), timeout=30
+            )
+            previous = decode(join_model_chunks(stream, 64 << 20))
+            update = {k: v.clone() + 0.01 for k, v in strategy.reference(previous).items()}
+            data = encode(update)
+            header = honest.header(req, data, samples=10)  # the EN's own signature: honest
+            partial = sn_partial(strategy, req.round, [UsedState(honest.node_id, update, 10)])
+            noisy = Partial({k: v + 1e-4 for k, v in partial.sums.items()}, 10, partial.dtypes)
+            used = [pb.UsedUpdate(
+                node_id=honest.node_id, digest=header.digest, samples=10, train_loss=0.5,
+                train_seconds=1.0, signature=header.signature,
+            )]
+            reply = evil_sn.aggregate(req.round, req.version, used, partial_bytes(noisy))
+            handed = evil_sn.stub.RetainUpdate(update_parts(header, data, CHUNK), timeout=30)
+            answers.put((reply, header, handed))
+
+        def cheat_every_attempt() -> None:
+            # a round the entry retries (a slow en-1 on a loaded machine) opens again: the
+            # evil SN cheats in every attempt, so whichever attempt lands shows the refusal
+            while not done.is_set():
+                try:
+                    req = evil_sn.opened.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                try:
+                    cheat(req)
+                except grpc.RpcError as exc:  # an attempt that closed under it: the next one
+                    failures.append(exc)
+
+        cheater = threading.Thread(target=cheat_every_attempt, daemon=True)
+        cheater.start()
+        assert net.post("/train", {"rounds": 1}).status_code == 202
+        reply, header, handed = answers.get(timeout=OPEN_WAIT_S)
         assert reply.accepted and list(reply.retain) == [header.digest]  # it asks for the bytes
-        handed = evil_sn.stub.RetainUpdate(update_parts(header, data, CHUNK), timeout=30)
         assert handed.accepted
 
         net.wait_for(
@@ -90,8 +116,11 @@ def test_a_noisy_sn_aggregate_is_refused_and_the_round_recomputes_bit_for_bit(
         ids = [row["node_id"] for row in p["participants"]]
         assert honest.node_id not in ids and len(ids) == 1  # en-1 only
         reasons = {d["node_id"]: d["reason"] for d in p["decisions"]}
-        assert "is not the weighted sum of the updates it used" in reasons[honest.node_id]
+        assert "is not the weighted sum of the updates it used" in reasons[honest.node_id], (
+            f"{reasons}\n{failures}\n{net.logs()}"
+        )
     finally:
+        done.set()
         for f in fakes:
             f.close()
         net.close()
