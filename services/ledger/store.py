@@ -13,7 +13,8 @@ height is a ``HeightConflict``. ``verify`` recomputes everything from the raw ro
 The ledger also keeps the RFC 6962 tree over the block hashes (leaves in height order,
 computed from the rows and cached), stores the entry's signed tree heads after checking
 them against that tree (``put_tree_head``) and serves consistency proofs. Blobs no block
-references yet are bounded by ``blob_quota_bytes``; ``unreferenced_blobs`` and
+references yet are bounded by ``blob_quota_bytes`` (tallied as they come:
+``quota.UploadQuota``); ``unreferenced_blobs`` and
 ``remove_blobs`` are what ``fedchain ledger gc`` runs.
 """
 
@@ -40,6 +41,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from fedchain.services.ledger import schema
 from fedchain.services.ledger.blobs import BlobStore, StoredBlob, check_digest
+from fedchain.services.ledger.quota import UploadQuota
 from fedchain.shared.chain import merkle
 from fedchain.shared.chain.blocks import Block, payload_text
 from fedchain.shared.chain.errors import (
@@ -72,7 +74,6 @@ from fedchain.shared.ledger.errors import (
     NotFound,
     OutOfSequence,
     ProducerRejected,
-    QuotaExceeded,
     SchemaMismatch,
     TooLarge,
 )
@@ -378,6 +379,12 @@ class Ledger:
         self._state = ChainState()
         self._index = _TreeIndex()
         self._index_lock = threading.Lock()
+        self.quota = UploadQuota(
+            blob_quota_bytes,
+            self._referenced,
+            lambda: ((b.digest, b.size) for b in self.blobs.stored()),
+        )
+        """The bytes of blobs no block references yet (tallied, not scanned per upload)."""
         self._has_heads = False
         try:
             self._init_schema()
@@ -559,20 +566,25 @@ class Ledger:
         ``blob_quota_bytes``.
         """
         known = expected_digest or hashlib.sha256(data).hexdigest()
-        if not self.blobs.has(known):
-            self.check_quota(len(data))
-        return self.blobs.put(data, expected_digest)
+        if self.blobs.has(known):
+            return self.blobs.put(data, expected_digest)
+        self.quota.reserve(known, len(data))
+        try:
+            digest = self.blobs.put(data, expected_digest)
+        except BaseException:
+            self.quota.forget([known])
+            raise
+        self.quota.stored(known)
+        return digest
 
     @_contract_errors
     def check_quota(self, size: int) -> None:
         """Raise QuotaExceeded unless a new blob of ``size`` bytes fits in the upload quota."""
-        pending = sum(b.size for b in self.unreferenced_blobs())
-        if pending + size > self.blob_quota_bytes:
-            raise QuotaExceeded(
-                f"blob of {size} bytes refused: {pending} bytes of blobs no block references "
-                f"already fill the upload quota of {self.blob_quota_bytes} bytes "
-                "(run `fedchain ledger gc`)"
-            )
+        self.quota.check(size)
+
+    def _referenced(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return self._refresh_index(conn).referenced
 
     @_contract_errors
     def unreferenced_blobs(self, older_than_s: float = 0.0) -> list[StoredBlob]:
@@ -591,7 +603,9 @@ class Ledger:
         """Delete the named blobs that no block references (re-checked); returns those removed."""
         with self.engine.connect() as conn:
             referenced = set(self._refresh_index(conn).referenced)
-        return [d for d in digests if d not in referenced and self.blobs.remove(d)]
+        removed = [d for d in digests if d not in referenced and self.blobs.remove(d)]
+        self.quota.forget(removed)
+        return removed
 
     @_contract_errors
     def expired_update_blobs(self, policy: KeepUpdates) -> list[StoredBlob]:
@@ -608,7 +622,9 @@ class Ledger:
         if policy.rounds is None:
             return []
         expired = expired_updates(self._all_blocks(), policy)
-        return [d for d in sorted(expired) if self.blobs.remove(d)]
+        removed = [d for d in sorted(expired) if self.blobs.remove(d)]
+        self.quota.forget(removed)
+        return removed
 
     def _all_blocks(self) -> Iterator[Block]:
         start = 0

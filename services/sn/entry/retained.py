@@ -24,6 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import grpc
@@ -42,6 +43,8 @@ from fedchain.shared.rpc import node_pb2 as pb
 
 log = logging.getLogger("fedchain.entry")
 
+UPLOAD_STREAMS = 4
+"""Kept updates the entry uploads to the ledger at once."""
 RETAIN_WAIT_S = 60.0
 """Seconds the entry waits, after the last aggregate, for the updates it asked for."""
 
@@ -249,16 +252,22 @@ class RetainedUpdates:
     def upload(self, ledger: BlobStore, sn_ids: Sequence[str]) -> int:
         """Put the received updates of ``sn_ids`` into the ledger; returns how many.
 
+        ``UPLOAD_STREAMS`` at a time: the ledger writes and syncs one while the next arrives.
         A refused upload (quota, ledger down) is logged: the round goes on, not retained.
         """
         with self._cond:
             keep = {d: b for d, b in self._received.items() if self._wanted[d].sn_node_id in sn_ids}
-        stored = 0
-        for d, data in sorted(keep.items()):
+        if not keep:
+            return 0
+
+        def put(d: str) -> bool:
             try:
-                if ledger.put_blob(data) != d:  # received bytes hash to d: never expected
+                if ledger.put_blob(keep[d]) != d:  # received bytes hash to d: never expected
                     raise LedgerError("the ledger stored it under another digest")
-                stored += 1
             except LedgerError as exc:
                 log.warning("round %d: update %s… not retained: %s", self._round, d[:16], exc)
-        return stored
+                return False
+            return True
+
+        with ThreadPoolExecutor(min(UPLOAD_STREAMS, len(keep)), thread_name_prefix="retain") as pool:
+            return sum(pool.map(put, sorted(keep)))
