@@ -43,7 +43,7 @@ from fedchain.shared.node.heartbeats import (
     RejoinAfter,
     signed_heartbeat,
 )
-from fedchain.shared.node.joining import Joiner, entry_key_of, join_token_for
+from fedchain.shared.node.joining import ChainReplaced, Joiner, entry_key_of, join_token_for
 from fedchain.shared.node.peers import Peers
 from fedchain.shared.node.trust import EntryTrust, TrustStore
 from fedchain.shared.rpc import node_pb2 as pb
@@ -243,7 +243,11 @@ class EdgeNode:
         """Re-join through the entry, asking for another SN than the one that stopped answering."""
         old = self.sn_node_id
         log.warning("SN %s stopped answering; re-joining through the entry", old)
-        self.join(avoid_sn=old, timeout=self.local.heartbeat_timeout * 3)
+        try:
+            self.join(avoid_sn=old, timeout=self.local.heartbeat_timeout * 3)
+        except ChainReplaced as exc:  # shown in /status, not only logged
+            self.heads.refuse_chain(str(exc))
+            raise
 
     def _abort_if_stopping(self, *_: object) -> None:
         """Forward pre-hook: every batch of training or evaluation first checks the stop flag."""

@@ -31,7 +31,7 @@ from fedchain.shared.node.heartbeats import (
     RejoinAfter,
     signed_heartbeat,
 )
-from fedchain.shared.node.joining import JoinCancelled, Joiner, entry_key_of, join_token_for
+from fedchain.shared.node.joining import ChainReplaced, JoinCancelled, Joiner, entry_key_of, join_token_for
 from fedchain.shared.node.metrics import NodeMetrics
 from fedchain.shared.node.peers import Peers
 from fedchain.shared.node.process import StopFlag, load_key, node_addresses
@@ -77,9 +77,17 @@ def sn_heartbeats(sn: SuperNode, settings: Settings, joiner: Joiner, stop: threa
         sn.sync_edges(list(reply.edges))
         return Beat.KNOWN
 
+    def rejoin() -> None:
+        try:
+            joiner.join(timeout=settings.heartbeat_timeout)
+        except ChainReplaced as exc:  # shown in /status, not only logged
+            if sn.heads is not None:
+                sn.heads.refuse_chain(str(exc))
+            raise
+
     return HeartbeatLoop(
         beat,
-        lambda: joiner.join(timeout=settings.heartbeat_timeout),
+        rejoin,
         interval=settings.heartbeat_interval,
         rejoin_after=RejoinAfter(unknown=0.0, unanswered=None),
         stop=stop,

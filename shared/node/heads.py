@@ -200,6 +200,14 @@ class HeadKeeper:
                 log.info("the entry's chain of %d blocks extends the head kept here", head.size)
             self.refusal = None
 
+    def refuse_chain(self, reason: str) -> None:
+        """The entry answered a re-join with another chain (``ChainReplaced``): no head of it
+        can extend the kept one, so /status shows ``reason`` until one that does arrives."""
+        line = f"refusing the entry's chain: {reason}"
+        if self.refusal != line:
+            log.error("%s", line)
+        self.refusal = line
+
     def _refuse(self, exc: ChainError, quiet: bool = False) -> ChainRefused:
         line = f"refusing the round: {exc}"
         if quiet:

@@ -73,6 +73,10 @@ class JoinRefused(JoinError):
     """The entry answered with a status in ``FATAL_STATUSES``; the message carries its reason."""
 
 
+class ChainReplaced(JoinRefused):
+    """The entry answered with another chain or entry key than the one this node joined."""
+
+
 class JoinTimedOut(JoinError):
     """The entry stayed unreachable (or kept failing) for the join's whole time."""
 
@@ -219,7 +223,7 @@ class Joiner:
                 bytes(reply.chain_id), bytes(reply.entry_public_key), reply.entry_node_id
             )
         except TrustRefused as exc:
-            raise JoinRefused(f"refusing the entry at {self.entry}: {exc}") from None
+            raise ChainReplaced(f"refusing the entry at {self.entry}: {exc}") from None
         return reply
 
     def _call(self, request: pb.JoinRequest, timeout: float) -> pb.JoinReply:

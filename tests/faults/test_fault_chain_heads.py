@@ -177,5 +177,10 @@ def test_chain_re_signed_from_a_new_genesis(tmp_path: Path) -> None:
         )
         assert status["round"] == rounds and "no live edge node" in (status["error"] or ""), status
         assert status["ens"] == 0 and all(net.get("/status", en)["round"] == 1 for en in edges)
+        for en in edges:  # each EN says why it is not training: its re-join met another chain
+            net.wait_for(
+                lambda en=en: "another chain" in (net.get("/status", en)["chain_error"] or ""),
+                f"{en.name} to report the replaced chain", 90,
+            )
     finally:
         net.close()

@@ -145,6 +145,17 @@ def test_no_proof_to_be_had_refuses_without_blaming_the_chain(tmp_path: Path) ->
     assert keeper.status() == {"head_size": 3, "chain_error": None}
 
 
+def test_a_replaced_chain_shows_in_the_status_until_the_kept_one_is_extended(tmp_path: Path) -> None:
+    keeper = HeadKeeper(tmp_path, Proofs(CHAIN))
+    keeper.accept(head(CHAIN[:4]), TRUST)
+    reason = "refusing the entry at e:1: the entry answered with another chain than the one this node joined"
+    keeper.refuse_chain(reason)
+    keeper.refuse_chain(reason)  # every failed re-join again: one status line
+    assert keeper.status() == {"head_size": 4, "chain_error": f"refusing the entry's chain: {reason}"}
+    keeper.accept(head(CHAIN[:7]), TRUST)  # the entry is back on this node's chain
+    assert keeper.status() == {"head_size": 7, "chain_error": None}
+
+
 def test_an_unreadable_kept_head_stops_the_node_with_one_line(tmp_path: Path) -> None:
     (tmp_path / HEAD_FILE).write_text("{not json", encoding="utf-8")
     with pytest.raises(ConfigError, match="cannot read the tree head .* move it away"):

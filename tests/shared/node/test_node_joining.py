@@ -19,6 +19,7 @@ from fedchain.shared.net.signing import join_message, join_reply_fields
 from fedchain.shared.net.statements import Domain, sign
 from fedchain.shared.node.joining import (
     FATAL_STATUSES,
+    ChainReplaced,
     JoinCancelled,
     Joiner,
     JoinRefused,
@@ -238,6 +239,6 @@ def test_the_first_entry_is_trusted_and_a_later_other_key_refused(tmp_path: Any)
     other = NodeKey.generate()  # a well-signed reply, by another entry, to the same node
     later = joiner(FakeEntry(lambda r: done(signed_reply(r, key=other))), threading.Event(),
                    key=key, trust=TrustStore(tmp_path))
-    with pytest.raises(JoinRefused, match="another key than the one this node joined"):
+    with pytest.raises(ChainReplaced, match="another key than the one this node joined"):
         later.join(timeout=5)
     assert grpc.StatusCode.RESOURCE_EXHAUSTED not in FATAL_STATUSES  # a rate-limited join retries
