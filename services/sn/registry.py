@@ -170,7 +170,8 @@ class Registry:
         clients: int,
         avoid_sn: str = "",
     ) -> tuple[Member, bool]:
-        """Assign an EN the least loaded live SN (the entry only when no other SN is up).
+        """Assign an EN the least loaded live SN (the entry only when no other SN is up), other
+        than ``avoid_sn`` unless that is the only one.
 
         A returning EN keeps its partition index; a departed one gets it back when it is still
         free (a replacement may hold it by then). Raises FederationFull / NoSuperNode.
@@ -189,7 +190,10 @@ class Registry:
                     )
                 gone = self._departed.get(node_id)
                 index = gone.partition_index if gone is not None and gone.partition_index in free else free[0]
-            candidates = [s for s in self.alive_sns() if s.node_id != avoid_sn]
+            alive = self.alive_sns()
+            # ``avoid_sn`` (the SN that stopped answering the EN) is a preference: when it is
+            # the only one up — the entry, back from a restart — the EN goes back to it
+            candidates = [s for s in alive if s.node_id != avoid_sn] or alive
             if not candidates:
                 raise NoSuperNode("no super node is available to take this edge node; try again")
             others = [s for s in candidates if not s.entry] or candidates

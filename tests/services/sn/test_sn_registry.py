@@ -53,13 +53,30 @@ def test_a_returning_edge_keeps_its_partition_and_avoids_a_dead_sn(tmp_path: Pat
     assert {m.node_id: m.partition_index for m in r2.members("EN")} == {"en-0": 0, "en-1": 1}
 
 
-def test_full_federation_and_no_sn_are_refused(tmp_path: Path) -> None:
+def test_full_federation_is_refused(tmp_path: Path) -> None:
     r = _reg(tmp_path)
     r.admit_en("en-0", "33" * 32, "e:1", "", clients=1)
     with pytest.raises(FederationFull, match="all 1 partitions"):
         r.admit_en("en-1", "44" * 32, "f:1", "", clients=1)
-    with pytest.raises(NoSuperNode):
-        r.admit_en("en-0", "33" * 32, "e:1", "", clients=1, avoid_sn="entry")
+
+
+def test_an_edge_avoiding_the_only_sn_goes_back_to_it(tmp_path: Path) -> None:
+    r = _reg(tmp_path)  # the entry is the only SN: an EN whose SN it was re-joins after its restart
+    first, _ = r.admit_en("en-0", "33" * 32, "e:1", "", clients=1)
+    again, _ = r.admit_en("en-0", "33" * 32, "e:1", "", clients=1, avoid_sn="entry")
+    assert again.parent_sn == first.parent_sn == "entry"
+    assert again.partition_index == first.partition_index
+    r.admit_sn("sn-a", "11" * 32, "a:1", "a:2")  # with another SN up, the avoided one is avoided
+    moved, changed = r.admit_en("en-0", "33" * 32, "e:1", "", clients=1, avoid_sn="sn-a")
+    assert moved.parent_sn == "entry"
+    moved, changed = r.admit_en("en-0", "33" * 32, "e:1", "", clients=1, avoid_sn="entry")
+    assert moved.parent_sn == "sn-a" and changed
+
+
+def test_no_live_sn_is_refused(tmp_path: Path) -> None:
+    r = Registry(tmp_path / "registry.json", heartbeat_timeout=5)  # no entry SN part either
+    with pytest.raises(NoSuperNode, match="no super node is available"):
+        r.admit_en("en-0", "33" * 32, "e:1", "", clients=1)
 
 
 def test_sn_liveness_follows_heartbeats(tmp_path: Path) -> None:
