@@ -7,14 +7,28 @@ module each, so parallel workers run them side by side).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from fedchain.services.ledger.store import Ledger
 from fedchain.shared.chain.blocks import Block, BlockKind, build_block
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.ledger.errors import InvalidBlock
-from tests.faults.cluster import verify_cli
+from tests.faults.cluster import start_network, start_training, verify_cli, wait_done
 from tests.network.harness import LocalNet, Proc
+
+
+@contextmanager
+def trained_network(tmp_path: Path, rounds: int) -> Iterator[tuple[LocalNet, list[Proc]]]:
+    """The entry (embedded SQLite ledger, its own SN part) and two ENs, ``rounds`` trained."""
+    net = LocalNet(tmp_path / "net", FEDCHAIN_ROUND_TIMEOUT="30", FEDCHAIN_HEARTBEAT_TIMEOUT="10")
+    try:
+        edges = start_network(net, 2, sns=0)
+        wait_done(net, start_training(net, rounds))
+        yield net, edges
+    finally:
+        net.close()
 
 
 def db(net: LocalNet) -> Path:

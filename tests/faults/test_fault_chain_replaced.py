@@ -8,23 +8,24 @@ The network is the entry (embedded SQLite ledger, its own SN part) and two ENs.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from tests.faults.chain_heads_kit import entry_refuses_to_start, head_file, re_sign_from_a_new_genesis
-from tests.faults.cluster import start_network, start_training, verify_cli, wait_done
-from tests.network.harness import LocalNet
+from tests.faults.chain_heads_kit import entry_refuses_to_start, head_file, re_sign_from_a_new_genesis, trained_network
+from tests.faults.cluster import verify_cli
+from tests.network.harness import LocalNet, Proc
 
 pytestmark = pytest.mark.slow  # it starts a real multi-process network
 
 
+def _reports_another_chain(net: LocalNet, en: Proc) -> bool:
+    return "another chain" in (net.get("/status", en)["chain_error"] or "")
+
+
 def test_chain_re_signed_from_a_new_genesis(tmp_path: Path) -> None:
-    net = LocalNet(tmp_path / "net", FEDCHAIN_ROUND_TIMEOUT="30", FEDCHAIN_HEARTBEAT_TIMEOUT="10")
-    try:
-        edges = start_network(net, 2, sns=0)
-        start_training(net, 1)
-        wait_done(net, 1)
+    with trained_network(tmp_path, 1) as (net, edges):
         assert net.entry is not None
         net.kill(net.entry, 15)
         genesis, rounds = re_sign_from_a_new_genesis(net.entry.state_dir)
@@ -44,9 +45,4 @@ def test_chain_re_signed_from_a_new_genesis(tmp_path: Path) -> None:
         assert status["round"] == rounds and "no live edge node" in (status["error"] or ""), status
         assert status["ens"] == 0 and all(net.get("/status", en)["round"] == 1 for en in edges)
         for en in edges:  # each EN says why it is not training: its re-join met another chain
-            net.wait_for(
-                lambda en=en: "another chain" in (net.get("/status", en)["chain_error"] or ""),
-                f"{en.name} to report the replaced chain", 90,
-            )
-    finally:
-        net.close()
+            net.wait_for(partial(_reports_another_chain, net, en), f"{en.name} to report it", 90)

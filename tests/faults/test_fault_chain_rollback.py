@@ -19,20 +19,16 @@ from tests.faults.chain_heads_kit import (
     ens_refuse_the_next_round,
     entry_refuses_to_start,
     head_file,
+    trained_network,
     verify_fails_on_the_head,
 )
-from tests.faults.cluster import start_network, start_training, wait_done
-from tests.network.harness import LocalNet
+from tests.faults.cluster import start_training, wait_done
 
 pytestmark = pytest.mark.slow  # it starts a real multi-process network
 
 
 def test_database_rolled_back_while_the_network_runs(tmp_path: Path) -> None:
-    net = LocalNet(tmp_path / "net", FEDCHAIN_ROUND_TIMEOUT="30", FEDCHAIN_HEARTBEAT_TIMEOUT="10")
-    try:
-        edges = start_network(net, 2, sns=0)
-        start_training(net, 1)
-        wait_done(net, 1)
+    with trained_network(tmp_path, 1) as (net, edges):
         backup = tmp_path / "backup.db"
         with sqlite3.connect(db(net)) as live, sqlite3.connect(backup) as copy:
             live.backup(copy)  # an online copy at round 1
@@ -53,5 +49,3 @@ def test_database_rolled_back_while_the_network_runs(tmp_path: Path) -> None:
         assert last is not None
         ens_refuse_the_next_round(net, edges, "went backwards")
         assert [net.get("/status", en)["head_size"] for en in edges] == [last.size] * 2
-    finally:
-        net.close()

@@ -18,22 +18,16 @@ from tests.faults.chain_heads_kit import (
     ens_refuse_the_next_round,
     entry_refuses_to_start,
     head_file,
+    trained_network,
     verify_fails_on_the_head,
 )
-from tests.faults.cluster import start_network, start_training, wait_done, wait_round
-from tests.network.harness import LocalNet
 from tests.services.ledger.ledger_kit import truncate
 
 pytestmark = pytest.mark.slow  # it starts a real multi-process network
 
 
 def test_last_blocks_deleted_and_the_tip_row_rewritten(tmp_path: Path) -> None:
-    net = LocalNet(tmp_path / "net", FEDCHAIN_ROUND_TIMEOUT="30", FEDCHAIN_HEARTBEAT_TIMEOUT="10")
-    try:
-        edges = start_network(net, 2, sns=0)
-        start_training(net, 2)
-        wait_round(net, 2)
-        wait_done(net, 2)
+    with trained_network(tmp_path, 2) as (net, edges):
         assert net.entry is not None
         net.kill(net.entry, 15)
         head = TreeHead.load(head_file(net))
@@ -44,5 +38,3 @@ def test_last_blocks_deleted_and_the_tip_row_rewritten(tmp_path: Path) -> None:
         verify_fails_on_the_head(net, f"blocks {head.size - 2}..{head.size - 1} are missing")
         entry_refuses_to_start(net, "went backwards")
         ens_refuse_the_next_round(net, edges, "went backwards")
-    finally:
-        net.close()
