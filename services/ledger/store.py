@@ -119,7 +119,8 @@ def open_ledger(
 
 
 def referenced_digests(payload_json: str) -> set[str]:
-    """Blob digests a stored payload names (model weights; a round's update digests).
+    """Blob digests a stored payload names (model weights; a round's update digests, with
+    the updates a robust rule set aside).
 
     Read loosely from the JSON text: this only decides what ``gc`` keeps, the chain's
     rules are checked elsewhere.
@@ -135,11 +136,15 @@ def referenced_digests(payload_json: str) -> set[str]:
     if isinstance(model, str):
         out.add(model)
     rows = data.get("participants")
-    if isinstance(rows, list):
-        for row in rows:
-            digest = row.get("update_digest") if isinstance(row, dict) else None
-            if isinstance(digest, str):
-                out.add(digest)
+    rows = list(rows) if isinstance(rows, list) else []
+    manifests = data.get("manifests")
+    for m in manifests if isinstance(manifests, list) else []:
+        aside = m.get("set_aside") if isinstance(m, dict) else None
+        rows += aside if isinstance(aside, list) else []  # rejected by a robust rule, kept too
+    for row in rows:
+        digest = row.get("update_digest") if isinstance(row, dict) else None
+        if isinstance(digest, str):
+            out.add(digest)
     return out
 
 

@@ -23,6 +23,7 @@ import torch
 from fedchain.shared.config import Settings
 from fedchain.shared.fl.aggregate import Partial, StateUpdate
 from fedchain.shared.fl.models import build_model, initial_model
+from fedchain.shared.fl.recompute import UsedState, robust_global
 from fedchain.shared.fl.robust import Aggregation
 from fedchain.shared.fl.seeding import selection_seed
 from fedchain.shared.fl.strategy import Strategy, strategy_from_settings
@@ -90,13 +91,12 @@ class ModelTemplate:
         updates: Sequence[StateUpdate],
     ) -> Aggregation:
         """The entry's step with a non-decomposable aggregator: every EN update of the round
-        (in partition order, as the simulation orders its clients) -> the new shared state
-        and the decisions (positions in ``updates``). Raises ``UpdateRejected`` when the rule
-        cannot run on these updates (e.g. fewer than ``krum:f`` needs)."""
-        strategy = self.strategy(algorithm)
-        return strategy.aggregate_with_decisions(
-            round_no, list(updates), strategy.reference(global_state)
-        )
+        (in partition order, as the simulation orders its clients) -> the new model (the
+        global state with the shared part replaced) and the decisions (positions in
+        ``updates``). It is ``recompute.robust_global``, which ``verify --deep`` reruns.
+        Raises ``UpdateRejected`` when the rule cannot run (e.g. fewer than ``krum:f`` needs)."""
+        used = [UsedState(str(i), state, samples) for i, (state, samples) in enumerate(updates)]
+        return robust_global(self.strategy(algorithm), round_no, global_state, used)
 
     def decomposable(self, algorithm: str) -> bool:
         """True when the federation's aggregator is the plain mean (SNs send partial sums)."""

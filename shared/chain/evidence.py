@@ -157,10 +157,14 @@ def signed_manifest(
     aggregate_digest: str,
     total_bytes: int,
     rejected: Sequence[tuple[str, str]] = (),
+    aggregator: str = "mean",
+    used_bytes: Sequence[str] = (),
 ) -> SnManifest:
-    """The block row of the manifest SN ``key`` signs over ``used`` (simulations, tests)."""
+    """The block row of the manifest SN ``key`` signs over ``used`` (simulations, tests);
+    under a robust ``aggregator`` ``used_bytes`` gives each forwarded update's size."""
     h = _header(
-        key.node_id, round_no, version, used, rejected, total_bytes, aggregate_digest
+        key.node_id, round_no, version, used, rejected, total_bytes, aggregate_digest,
+        aggregator, used_bytes,
     )
     h.signature = sign(key, Domain.MANIFEST, chain_id, manifest_fields(h))
     return manifest_record(chain_id, h)

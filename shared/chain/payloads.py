@@ -460,6 +460,11 @@ class RoundPayload(_Payload):
     ``manifests`` (sorted by SN id) each SN's signed manifest; ``merkle_root`` is the RFC
     6962 root over the participants' canonical leaves (``round_leaf``) in that order;
     ``decisions`` what aggregation rejected, clipped or down-weighted, and why.
+
+    ``aggregation_order`` is empty under the plain mean (SNs send partial sums, finished in
+    SN id order). Under a robust rule it lists every EN update the entry's rule saw, in the
+    order it saw them (the participants and the manifests' ``set_aside``, each once), so
+    ``fedchain verify --deep`` can rerun the rule on the same list and compare its decisions.
     """
 
     round: int
@@ -471,6 +476,7 @@ class RoundPayload(_Payload):
     manifests: list[SnManifest]
     decisions: list[Decision]
     metrics: dict[str, float]
+    aggregation_order: list[str] = field(default_factory=list)
 
     KIND: ClassVar[BlockKind] = BlockKind.ROUND
     FIELDS: ClassVar[tuple[tuple[str, Any], ...]] = (
@@ -483,6 +489,7 @@ class RoundPayload(_Payload):
         ("manifests", SnManifest),
         ("decisions", Decision),
         ("metrics", "float_map"),
+        ("aggregation_order", "text_list"),
     )
 
     @classmethod
@@ -496,8 +503,10 @@ class RoundPayload(_Payload):
         manifests: Sequence[SnManifest] = (),
         decisions: Sequence[Decision] = (),
         metrics: Mapping[str, float] | None = None,
+        aggregation_order: Sequence[str] = (),
     ) -> RoundPayload:
-        """A round payload with participants and manifests sorted and ``merkle_root`` computed."""
+        """A round payload with participants and manifests sorted and ``merkle_root`` computed
+        (``aggregation_order`` is kept as given: it is the robust rule's input order)."""
         ordered = sorted(participants, key=lambda p: p.node_id)
         return cls(
             round,
@@ -509,6 +518,7 @@ class RoundPayload(_Payload):
             sorted(manifests, key=lambda m: m.sn_node_id),
             list(decisions),
             dict(metrics or {}),
+            list(aggregation_order),
         )
 
     @property
@@ -520,6 +530,23 @@ class RoundPayload(_Payload):
     def update_digests(self) -> list[str]:
         """The participants' update digests, in the block's order."""
         return [p.update_digest for p in self.participants]
+
+    @property
+    def set_aside(self) -> list[Participant]:
+        """The signed update headers the entry's robust rule rejected (every manifest's
+        ``set_aside``, in SN id order): updates of the round that are no participants."""
+        return [p for m in self.manifests for p in m.set_aside]
+
+    @property
+    def evidence_digests(self) -> list[str]:
+        """Every EN update the round's aggregation saw: the participants' then the set-aside
+        ones (what the ledger retains for ``verify --deep``)."""
+        return self.update_digests + [p.update_digest for p in self.set_aside]
+
+    @property
+    def robust(self) -> bool:
+        """True when an SN manifest names a rule other than the plain mean."""
+        return any(m.aggregator != "mean" for m in self.manifests)
 
     @property
     def rejected(self) -> list[tuple[str, str]]:
@@ -573,12 +600,35 @@ class RoundPayload(_Payload):
         if by_sn:
             sn = sorted(by_sn)[0]
             raise BlockInvalid(f"round participants name SN {sn}, which has no manifest in the block")
+        self._check_aggregation_order()
         expected = participants_root_hex(self.participants)
         if self.merkle_root != expected:
             raise BlockInvalid(
                 f"round merkle_root {self.merkle_root[:16]}… is not the RFC 6962 root of its "
                 f"participants' leaves ({expected[:16]}…)"
             )
+
+
+    def _check_aggregation_order(self) -> None:
+        """Empty under the plain mean; under a robust rule every participant and every
+        set-aside update, each once (the order itself is the entry's, signed with the block)."""
+        order = self.aggregation_order
+        if not self.robust:
+            if order:
+                raise BlockInvalid(
+                    "round aggregation_order must be empty under the plain mean "
+                    f"(it lists {len(order)} updates)"
+                )
+            return
+        seen = set(order)
+        if len(seen) != len(order):
+            twice = next(n for i, n in enumerate(order) if n in order[:i])
+            raise BlockInvalid(f"round aggregation_order lists {twice} twice")
+        expected = set(self.participant_ids) | {p.node_id for p in self.set_aside}
+        if seen != expected:
+            odd = sorted(seen ^ expected)[0]
+            what = "is no participant or set-aside update" if odd in seen else "is missing"
+            raise BlockInvalid(f"round aggregation_order: {odd} {what}")
 
 
 @dataclass(frozen=True)

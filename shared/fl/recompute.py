@@ -8,6 +8,10 @@ A round of the network is two levels of the strategy's template methods:
 * the entry finishes the SNs' partials, in SN node id order, against the global model the
   round trained from (``Strategy.finish``, then ``Strategy.apply``).
 
+Under a robust rule (not decomposable) the SNs forward the updates themselves and the entry
+runs the rule once over all of them, in the order the round block records
+(``robust_global``).
+
 Every step here is that same code in that same order, so the entry (checking an SN's
 aggregate against the updates it handed over) and ``fedchain verify --deep`` (replaying a
 round from the retained update blobs) compute exactly the bytes the network computed:
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from fedchain.shared.fl.aggregate import Partial
+from fedchain.shared.fl.robust import Aggregation
 from fedchain.shared.fl.strategy import Strategy
 from fedchain.shared.tensors import digest, encode
 
@@ -66,6 +71,22 @@ def global_state(
     ]
     return Strategy.apply(previous, strategy.finish(round_no, parts))
 
+
+
+def robust_global(
+    strategy: Strategy,
+    round_no: int,
+    previous: Mapping[str, torch.Tensor],
+    updates: Sequence[UsedState],
+) -> Aggregation:
+    """The entry's step under a robust rule: the rule over every EN update of the round, in
+    the order given (the block's ``aggregation_order``), against ``previous``'s shared
+    state; the new model (merged into ``previous``) and the rule's decisions (positions in
+    ``updates``, not yet naming nodes). Raises ``UpdateRejected`` when the rule cannot run."""
+    result = strategy.aggregate_with_decisions(
+        round_no, [(u.state, u.samples) for u in updates], strategy.reference(previous)
+    )
+    return Aggregation(Strategy.apply(previous, result.state), result.decisions)
 
 
 def same_sums(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> bool:

@@ -13,6 +13,12 @@ client, never its verdict):
 4. the global model is finished from the recomputed partials (SN id order) over the
    previous model and its digest compared with the block's ``model_digest``.
 
+Under a robust rule (``median``, ``krum:f``, ``clip:τ``…; not decomposable) the SNs forwarded
+the updates and the entry ran the rule over all of them: steps 3-4 become one, the rule
+rerun over every update the block lists (participants and set-aside ones) in the block's
+``aggregation_order``. Its decisions (node, action, reason) must be the block's, the
+updates it rejects exactly the set-aside ones, and its model the block's ``model_digest``.
+
 A round whose update blobs were not retained (``FEDCHAIN_KEEP_UPDATES``) is reported as
 "not retained": not a failure unless ``require_all``. The federation's model and
 strategy come from genesis's recorded config.
@@ -29,11 +35,18 @@ from fedchain.shared.chain.blocks import Block
 from fedchain.shared.chain.payloads import (
     CheckpointPayload,
     GenesisPayload,
+    Participant,
     RoundPayload,
 )
 from fedchain.shared.config import ConfigError, Settings
 from fedchain.shared.fl.aggregate import Partial
-from fedchain.shared.fl.recompute import UsedState, global_state, partial_digest, sn_partial
+from fedchain.shared.fl.recompute import (
+    UsedState,
+    global_state,
+    partial_digest,
+    robust_global,
+    sn_partial,
+)
 from fedchain.shared.fl.strategy import Strategy, UpdateRejected
 from fedchain.shared.ledger.contract import MAX_RANGE, LedgerContract
 from fedchain.shared.ledger.errors import LedgerCorrupt, NotFound
@@ -167,7 +180,7 @@ def _check_round(
     versions: Mapping[int, str],
     strategy_for: StrategyFor,
 ) -> RoundCheck:
-    digests = p.update_digests
+    digests = p.evidence_digests
     present = [d for d in digests if ledger.has_blob(d)]
     if len(present) < len(digests):
         return RoundCheck(
@@ -181,13 +194,11 @@ def _check_round(
             f"no block names model version {p.model_version - 1}, the one it trained from",
         )
     strategy = strategy_for(p.algorithm)
-    if not strategy.decomposable:
-        return RoundCheck(
-            height, p.round, NOT_RETAINED,
-            f"aggregator {strategy.aggregator.spec} is not recomputed by --deep",
-        )
     try:
-        model = _recompute(ledger, p, previous, strategy)
+        if strategy.decomposable:
+            model = _recompute(ledger, p, previous, strategy)
+        else:
+            model = _recompute_robust(ledger, p, previous, strategy)
     except _Mismatch as bad:
         return RoundCheck(height, p.round, MISMATCH, bad.detail, bad.sn)
     if model != p.model_digest:
@@ -211,27 +222,14 @@ def _blob(ledger: LedgerContract, d: str, what: str) -> bytes:
 def _recompute(
     ledger: LedgerContract, p: RoundPayload, previous: str, strategy: Strategy
 ) -> str:
-    try:
-        prev_state = decode(_blob(ledger, previous, "the model it trained from"))
-    except TensorError as exc:
-        raise _Mismatch(f"the model it trained from does not decode: {exc}") from None
+    prev_state = _previous_state(ledger, previous)
     reference = strategy.reference(prev_state)
     rows = {r.node_id: r for r in p.participants}
     partials: dict[str, Partial] = {}
     for m in p.manifests:
         if not m.used:
             continue
-        used: list[UsedState] = []
-        for node_id in m.used:
-            row = rows[node_id]
-            data = _blob(ledger, row.update_digest, f"the update of {node_id}")
-            if digest(data) != row.update_digest:
-                raise _Mismatch(f"the update of {node_id} does not hash to its signed digest")
-            try:
-                state = decode(data, expected=reference)
-            except TensorError as exc:
-                raise _Mismatch(f"the update of {node_id} does not hold: {exc}") from None
-            used.append(UsedState(node_id, state, row.samples))
+        used = [_update(ledger, rows[node_id], reference) for node_id in m.used]
         try:
             partial = sn_partial(strategy, p.round, used)
         except (UpdateRejected, ValueError) as exc:
@@ -251,6 +249,91 @@ def _recompute(
     except (UpdateRejected, ValueError) as exc:
         raise _Mismatch(f"the aggregates cannot be finished: {exc}") from None
     return digest(encode(_cpu(new_state)))
+
+
+def _previous_state(ledger: LedgerContract, previous: str) -> dict[str, torch.Tensor]:
+    try:
+        return decode(_blob(ledger, previous, "the model it trained from"))
+    except TensorError as exc:
+        raise _Mismatch(f"the model it trained from does not decode: {exc}") from None
+
+
+def _update_bytes(ledger: LedgerContract, row: Participant) -> bytes:
+    """The retained update blob of ``row``, checked against the digest its EN signed."""
+    data = _blob(ledger, row.update_digest, f"the update of {row.node_id}")
+    if digest(data) != row.update_digest:
+        raise _Mismatch(f"the update of {row.node_id} does not hash to its signed digest")
+    return data
+
+
+def _update(
+    ledger: LedgerContract, row: Participant, reference: Mapping[str, torch.Tensor]
+) -> UsedState:
+    """The retained update of ``row``, decoded against the model's shared part."""
+    return _decoded(row, _update_bytes(ledger, row), reference)
+
+
+def _decoded(
+    row: Participant, data: bytes, reference: Mapping[str, torch.Tensor]
+) -> UsedState:
+    try:
+        state = decode(data, expected=reference)
+    except TensorError as exc:
+        raise _Mismatch(f"the update of {row.node_id} does not hold: {exc}") from None
+    return UsedState(row.node_id, state, row.samples)
+
+
+def _recompute_robust(
+    ledger: LedgerContract, p: RoundPayload, previous: str, strategy: Strategy
+) -> str:
+    """A robust round: the federation's rule over every update the entry's rule saw, in the
+    block's ``aggregation_order``; its decisions must be the block's, and the set-aside
+    updates exactly the ones it rejected. Returns the recomputed model digest."""
+    spec = str(strategy.aggregator.spec)
+    for m in p.manifests:
+        if m.aggregator != spec:
+            raise _Mismatch(
+                f"super node {m.sn_node_id}'s manifest names aggregator {m.aggregator[:40]!r}, "
+                f"genesis records {spec}",
+                m.sn_node_id,
+            )
+    if not p.aggregation_order:
+        raise _Mismatch(f"the block records no aggregation order for aggregator {spec}")
+    prev_state = _previous_state(ledger, previous)
+    reference = strategy.reference(prev_state)
+    rows = {r.node_id: r for r in [*p.participants, *p.set_aside]}
+    blobs = {n: _update_bytes(ledger, row) for n, row in rows.items()}
+    for m in p.manifests:  # what an SN forwards is its used updates' bytes, one after another
+        if m.used and digest(b"".join(blobs[n] for n in m.used)) != m.aggregate_digest:
+            raise _Mismatch(
+                f"the aggregate of super node {m.sn_node_id} ({m.aggregate_digest[:16]}…) is "
+                "not the updates it lists, forwarded as they are",
+                m.sn_node_id,
+            )
+    updates = [_decoded(rows[n], blobs[n], reference) for n in p.aggregation_order]
+    try:
+        result = robust_global(strategy, p.round, prev_state, updates)
+    except (UpdateRejected, ValueError) as exc:
+        raise _Mismatch(f"aggregator {spec} cannot run on the retained updates: {exc}") from None
+    found = {(p.aggregation_order[d.index], d.action, d.reason) for d in result.decisions}
+    order = set(p.aggregation_order)
+    recorded = {(d.node_id, d.action, d.reason) for d in p.decisions if d.node_id in order}
+    if found != recorded:
+        odd = sorted(found ^ recorded)[0]
+        side = "the rule decides" if odd in found else "the block records"
+        raise _Mismatch(
+            f"the aggregator's decisions differ from the block's: {side} {odd[0]} "
+            f"{odd[1]} ({odd[2][:80]})"
+        )
+    rejected = {n for n, action, _ in found if action == "rejected"}
+    aside = {q.node_id for q in p.set_aside}
+    if rejected != aside:
+        odd_node = sorted(rejected ^ aside)[0]
+        raise _Mismatch(
+            f"update of {odd_node} is {'set aside' if odd_node in aside else 'a participant'}, "
+            f"but the rule {'keeps' if odd_node in aside else 'rejects'} it"
+        )
+    return digest(encode(_cpu(result.state)))
 
 
 def _cpu(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

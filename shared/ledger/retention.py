@@ -92,7 +92,7 @@ def expired_updates(blocks: Iterable[Block], policy: KeepUpdates) -> set[str]:
     for block in blocks:
         models.update(model_digests(block))
         if isinstance(block.payload, RoundPayload):
-            rounds.append(list(block.payload.update_digests))
+            rounds.append(block.payload.evidence_digests)
     if policy.rounds is None:
         return set()
     cut = max(0, len(rounds) - policy.rounds)

@@ -4,17 +4,22 @@ EN runs ``--attack scale:10``, the federation aggregates with ``multikrum:1``.
 The SNs forward their ENs' updates, the entry runs the rule over all five (the simulation's
 computation): the attacker's update is listed as rejected with Multi-Krum's reason in the
 round block and left out of the participants, the accuracy is the clean mean's (not
-wrecked), ``/metrics`` counts the decision, and ``/verify`` holds. Krum-family rules need
+wrecked), ``/metrics`` counts the decision, ``/verify`` holds, and ``fedchain verify --deep``
+reruns the rule over the retained updates (the attacker's too) to the same decisions and model. Krum-family rules need
 ``n >= 2f + 3`` updates: ``f = 1`` needs 5 ENs.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from tests.conftest import REPO
 from tests.network.harness import LocalNet, Proc
 
 FL = ["--dataset", "mnist-sample", "--clients", "5", "--max-samples", "1000", "--local-epochs", "1",
@@ -25,7 +30,7 @@ AGGREGATOR = "multikrum:1"
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalNet, Proc]]:
-    n = LocalNet(tmp_path_factory.mktemp("robust-net"))
+    n = LocalNet(tmp_path_factory.mktemp("robust-net"), FEDCHAIN_KEEP_UPDATES="all")
     try:
         entry = n.start_entry(*FL, "--aggregator", AGGREGATOR)
         n.wait_healthy(entry)
@@ -83,3 +88,18 @@ def test_the_attackers_update_is_rejected_on_the_chain(net: tuple[LocalNet, Proc
     line = f'fedchain_aggregator_decisions_total{{action="rejected",node="{bad}"}} 2.0'
     assert line in metrics, [m for m in metrics.splitlines() if "decisions" in m]
     assert n.get("/verify")["ok"]
+    # verify --deep reruns Multi-Krum over the five retained updates in the block's order:
+    # the same decisions (the attacker's rejection) and the same model, bit for bit
+    assert n.entry is not None
+    deep = subprocess.run(
+        [sys.executable, "-m", "fedchain.services.cli.main", "verify", "--deep", "--require-all",
+         "--state-dir", str(n.entry.state_dir)],
+        capture_output=True, text=True, timeout=300, check=False, env=_cli_env(),
+    )
+    assert deep.returncode == 0, deep.stdout + deep.stderr
+    assert f"{ROUNDS} rounds recomputed bit for bit, 0 not retained, 0 do not match" in deep.stdout
+
+
+def _cli_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEDCHAIN_")}
+    return {**env, "PYTHONPATH": str(REPO)}

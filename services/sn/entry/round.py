@@ -52,10 +52,12 @@ EDGE_POLL_S = 0.2
 
 @dataclass(frozen=True)
 class GlobalAggregate:
-    """The new global model and the aggregator's decisions (each naming its EN)."""
+    """The new global model, the aggregator's decisions (each naming its EN) and, under a
+    robust rule, the EN ids in the order the rule saw their updates (for the block)."""
 
     state: dict[str, torch.Tensor]
     decisions: tuple[RuleDecision, ...] = ()
+    order: tuple[str, ...] = ()
 
 
 class RoundRunner:
@@ -168,7 +170,8 @@ class RoundRunner:
         except UpdateRejected as exc:
             raise RoundFailed(f"aggregator {self.settings.aggregator}: {exc}") from None
         decisions = tuple(d.with_node(updates[d.index].node_id) for d in result.decisions)
-        return GlobalAggregate(merge(global_state, result.state), decisions)
+        order = tuple(u.node_id for u in updates)
+        return GlobalAggregate(merge(global_state, result.state), decisions, order)
 
     def _order(self, update: ForwardedUpdate) -> tuple[int, str]:
         member = self.registry.get(update.node_id)
@@ -267,6 +270,7 @@ class RoundRunner:
             manifests=manifests,
             decisions=decisions,
             metrics=metrics,
+            aggregation_order=aggregate.order,
         )
         try:
             block = self.chain.append("round", payload)

@@ -1,16 +1,20 @@
 """``verify --deep`` on hand-built rounds: honest rounds recompute bit for bit; an altered
 update blob, a noisy SN aggregate, a model that is not the average, and a round whose
-updates are gone are each named at their round's height."""
+updates are gone are each named at their round's height. Under a robust rule the rule is
+rerun over every update (set-aside ones too): edited decisions, a rejected update kept, or a
+model that is not the rule's fail at their round."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from fedchain.shared.chain.errors import BlockInvalid
 from fedchain.shared.config import Settings
 from fedchain.shared.ledger.deep import MISMATCH, NOT_RETAINED, OK, verify_deep
 from fedchain.shared.ledger.retention import KeepUpdates
@@ -144,3 +148,84 @@ def test_fedchain_verify_deep_names_the_height_of_an_altered_update(tmp_path: Pa
     assert "removing 3 update blobs" in pruned.stdout, pruned.stdout + pruned.stderr
     strict = fedchain("verify", "--deep", "--require-all", *state)
     assert strict.returncode == 1 and "1 not retained" in strict.stdout
+
+
+# ---- robust rules: the entry's rule rerun over every update, in the block's order ----
+
+ROBUST = "clip:2+multikrum:1"
+
+
+@pytest.fixture
+def robust(tmp_path: Path) -> Federation:
+    return Federation.create(tmp_path, aggregator=ROBUST)
+
+
+def test_a_robust_round_recomputes_with_its_decisions(robust: Federation) -> None:
+    first = robust.run_robust_round(1, attacker=EN2)
+    robust.run_robust_round(2)
+
+    report = deep(robust)
+
+    assert report.ok, report.summary()
+    assert [c.status for c in report.checks] == [OK, OK]
+    payload = first.payload
+    assert payload.set_aside and payload.set_aside[0].node_id == EN2.node_id  # the 10x update
+    assert any(d.action == "rejected" and d.node_id == EN2.node_id for d in payload.decisions)
+
+
+@pytest.mark.parametrize(
+    ("lie", "says"),
+    [
+        ("reason", "the aggregator's decisions differ from the block's"),
+        ("keep", "the aggregator's decisions differ from the block's"),
+        ("model", "is not the recomputed average"),
+    ],
+)
+def test_a_robust_round_that_lies_fails_at_its_height(robust: Federation, lie: str, says: str) -> None:
+    robust.run_robust_round(1, attacker=EN2)
+    bad = robust.run_robust_round(2, attacker=EN2, lie=lie)
+
+    report = deep(robust)
+
+    failed = report.first_bad
+    assert failed is not None and failed.height == bad.height, report.summary()
+    assert says in failed.detail, failed.detail
+    assert [c.status for c in report.checks] == [OK, MISMATCH]
+
+
+def test_a_set_aside_update_is_retained_and_checked(robust: Federation) -> None:
+    robust.run_robust_round(1, attacker=EN2)
+    path = robust.ledger.blobs.path(robust.update_digests[1][EN2.node_id])
+
+    assert robust.ledger.prune_updates(KeepUpdates(1)) == []  # the set-aside blob is the round's
+    assert robust.update_digests[1][EN2.node_id] not in {
+        b.digest for b in robust.ledger.unreferenced_blobs()
+    }
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+
+    bad = deep(robust).first_bad
+    assert bad is not None and f"the update of {EN2.node_id}" in bad.detail and "altered" in bad.detail
+
+
+def test_a_round_block_names_every_update_of_a_robust_rule_once(robust: Federation) -> None:
+    payload = robust.run_robust_round(1, attacker=EN2).payload
+    order = payload.aggregation_order
+
+    assert sorted(order) == sorted([*payload.participant_ids, EN2.node_id])
+    for bad, says in [
+        (order[1:], f"{order[0]} is missing"),
+        ([*order, order[0]], f"lists {order[0]} twice"),
+        ([*order[:-1], "en-stranger"], "en-stranger is no participant or set-aside update"),
+    ]:
+        with pytest.raises(BlockInvalid, match=says):
+            replace(payload, aggregation_order=bad)
+
+
+def test_a_mean_round_block_records_no_aggregation_order(fed: Federation) -> None:
+    payload = fed.run_round(1).payload
+
+    assert payload.aggregation_order == []
+    with pytest.raises(BlockInvalid, match="must be empty under the plain mean"):
+        replace(payload, aggregation_order=payload.participant_ids)
