@@ -16,7 +16,13 @@ Standard library plus fedchain's launcher (``fedchain.shared.processes``, for po
 it with the project's Python (scripts/docker-ci uses .venv/bin/python) or any python3 that
 has psutil and httpx, from the checkout.
 
-Usage: python docker/ci/scenario.py [--image fedchain:latest] [--ens 3] [--tls] [--keep]
+With ``--backup-restore``: every container is checked hardened (no capabilities, read-only,
+no privilege gain, ENs bounded; an EN reaches neither the ledger nor the database), the
+stack is backed up (``scripts/stack-backup``) after the fault, removed with its volumes
+after the stop, restored into a fresh project (``scripts/stack-restore``), and that one
+verifies at the old height and trains one more round.
+
+Usage: python docker/ci/scenario.py [--image fedchain:latest] [--ens 3] [--tls] [--backup-restore] [--keep]
 """
 
 from __future__ import annotations
@@ -69,7 +75,8 @@ def compose_base() -> list[str]:
 class Stack:
     """One compose project of the repository's docker-compose.yml, with helpers for the checks."""
 
-    def __init__(self, image: str, ens: int, tls: bool = False) -> None:
+    def __init__(self, image: str, ens: int, tls: bool = False, restore: bool = False) -> None:
+        self.restore = restore
         self.project = f"fcci{os.getpid()}"
         self.port = free_port()
         self.ens = ens
@@ -99,6 +106,17 @@ class Stack:
         self.env = env
         self.base_url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.victim = "-"  # id of the EN container killed on purpose
+        self.backup: Path | None = None
+        self.backed_up = (0, 0)  # (height, round) of the chain when it was backed up
+
+    def use_project(self, project: str) -> None:
+        """Point every later compose command at the compose project ``project``."""
+        i = self.compose.index("-p")
+        self.compose[i + 1] = self.project = project
+
+    def compose_options(self) -> list[str]:
+        """The options after ``docker compose`` / ``docker-compose`` (project, env file, files)."""
+        return self.compose[len(compose_base()):]
 
     # ---- processes ----
     def run(self, args: Sequence[str], timeout: float, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -264,7 +282,7 @@ def tls_checks(stack: Stack, step: Callable[[str, Callable[[], Any]], Any]) -> N
     step("each EN's certificate names its node and address", enrolled)
 
     def plaintext_refused() -> None:
-        seen = json.loads(stack.exec_python(stack.containers("sn")[0], PLAINTEXT))
+        seen = json.loads(stack.exec_python(stack.containers("msn")[0], PLAINTEXT))
         if seen.get("grpc") != "UNAVAILABLE" or "answered" in seen.values():
             raise StepFailed(f"plain text to a TLS port was answered: {seen}")
         try:
@@ -273,6 +291,87 @@ def tls_checks(stack: Stack, step: Callable[[str, Callable[[], Any]], Any]) -> N
         except (OSError, http.client.HTTPException):
             pass
     step("plain text to a TLS port is refused", plaintext_refused)
+
+
+REACH = """
+import json, socket
+out = {}
+for name, host, port in (('msn', 'msn', 8080), ('ledger', 'ledger', 7070), ('mysql', 'mysql', 3306)):
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+        out[name] = 'reached'
+    except OSError as exc:
+        out[name] = type(exc).__name__
+print(json.dumps(out))
+"""
+"""Python run in a container: which of the entry, the ledger and the database it can reach."""
+
+HARDENED = ("{{json .HostConfig.CapDrop}} {{.HostConfig.ReadonlyRootfs}} {{json .HostConfig.SecurityOpt}} "
+            "{{.HostConfig.Memory}}")
+
+
+def hardening_checks(stack: Stack) -> None:
+    """Every container runs without capabilities, read-only, without privilege gain; ENs
+    are bounded; an EN reaches the entry but neither the ledger nor the database."""
+    for service in ("mysql", "ledger", "msn", "sn", "en"):
+        for container in stack.containers(service):
+            seen = subprocess.run(["docker", "inspect", "-f", HARDENED, container], capture_output=True,
+                                  text=True, timeout=60, check=True).stdout.split()
+            cap_drop, read_only, security_opt, memory = json.loads(seen[0]), seen[1], json.loads(seen[2]), int(seen[3])
+            if cap_drop != ["ALL"] or read_only != "true" or "no-new-privileges:true" not in security_opt:
+                raise StepFailed(f"{service} {container[:12]} is not hardened: cap_drop {cap_drop}, "
+                                 f"read-only {read_only}, security_opt {security_opt}")
+            if service == "en" and memory <= 0:
+                raise StepFailed(f"EN {container[:12]} has no memory limit")
+    seen = json.loads(stack.exec_python(stack.containers("en")[0], REACH))
+    if seen.get("msn") != "reached" or "reached" in (seen.get("ledger"), seen.get("mysql")):
+        raise StepFailed(f"an EN should reach the entry only, not the ledger or the database: {seen}")
+    seen = json.loads(stack.exec_python(stack.containers("msn")[0], REACH))
+    if seen.get("ledger") != "reached" or seen.get("mysql") == "reached":
+        raise StepFailed(f"the entry should reach the ledger, not the database: {seen}")
+
+
+def backup(stack: Stack) -> None:
+    """scripts/stack-backup of the running (idle) stack into a fresh folder."""
+    wait_for("the entry to be idle", lambda: stack.http("GET", "/status").get("state") == "idle", timeout=120)
+    status = stack.http("GET", "/status")
+    stack.backed_up = (int(status["height"]), int(status["round"]))
+    stack.backup = Path(tempfile.mkdtemp(prefix="fcci-backup-")) / "backup"
+    result = subprocess.run([str(REPO / "scripts" / "stack-backup"), str(stack.backup), *stack.compose_options()],
+                            cwd=REPO, env=stack.env, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        raise StepFailed(f"stack-backup exited {result.returncode}: {result.stderr.strip()[-600:]}")
+    names = {line.split()[-1] for line in (stack.backup / "SHA256SUMS").read_text().splitlines()}
+    want = {"msn-state.tgz", "fedchain.sql", "ledger-state.tgz", "sn-state.tgz", "en-state.tgz",
+            "fedchain-entry.key"}
+    if not want <= names:
+        raise StepFailed(f"the backup lacks {sorted(want - names)}")
+
+
+def restore_and_train(stack: Stack) -> None:
+    """The old stack removed with its volumes; the backup restored into a new project; it
+    starts, its chain verifies at the old height, and it trains one more round."""
+    assert stack.backup is not None
+    height, round_no = stack.backed_up
+    stack.run(["--profile", "console", "down", "-v", "--remove-orphans"], timeout=300)
+    stack.use_project(f"{stack.project}r")
+    result = subprocess.run([str(REPO / "scripts" / "stack-restore"), str(stack.backup), *stack.compose_options()],
+                            cwd=REPO, env=stack.env, capture_output=True, text=True, timeout=900)
+    if result.returncode != 0:
+        raise StepFailed(f"stack-restore exited {result.returncode}: {result.stderr.strip()[-600:]}")
+    stack.run(["up", "-d", "--no-build", "--scale", f"en={stack.ens}"], timeout=600)
+    status = wait_for(f"{stack.ens} ENs back in /status", lambda: (
+        s if (s := stack.http("GET", "/status")).get("ens") == stack.ens else None), timeout=300)
+    if int(status["height"]) < height or int(status["round"]) != round_no:
+        raise StepFailed(f"the restored chain is at height {status['height']} round {status['round']}, "
+                         f"the backup's at height {height} round {round_no}")
+    if not stack.http("GET", "/verify").get("ok"):
+        raise StepFailed(f"the restored chain does not verify: {stack.http('GET', '/verify')}")
+    stack.console("train(rounds=1)")
+    after = stack.http("GET", "/status")
+    if int(after.get("round", 0)) != round_no + 1 or not stack.http("GET", "/verify").get("ok"):
+        raise StepFailed(f"the restored stack should train round {round_no + 1} and verify: {after}")
+    print(f"scenario: restored at height {height}, trained round {round_no + 1}", file=sys.stderr)
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
@@ -305,6 +404,7 @@ def scenario(stack: Stack, timings: dict[str, float]) -> None:
     step(f"{stack.ens} ENs joined", lambda: wait_for(
         f"{stack.ens} ENs in /status",
         lambda: stack.http("GET", "/status").get("ens") == stack.ens, timeout=240))
+    step("hardened containers and separate networks", lambda: hardening_checks(stack))
     if stack.tls:
         tls_checks(stack, step)
 
@@ -373,6 +473,8 @@ def scenario(stack: Stack, timings: dict[str, float]) -> None:
         if not result.get("ok"):
             raise StepFailed(f"/verify after the fault: {result}")
     step("kill an EN during a round", kill_en_mid_round)
+    if stack.restore:
+        step("backup (scripts/stack-backup)", lambda: backup(stack))
 
     def graceful_stop() -> None:
         start = time.monotonic()
@@ -389,6 +491,8 @@ def scenario(stack: Stack, timings: dict[str, float]) -> None:
         if killed:
             raise StepFailed(f"needed SIGKILL after the grace period (SIGTERM not handled): {killed}")
     step("graceful stop (SIGTERM)", graceful_stop)
+    if stack.restore:
+        step("restore into a fresh stack, verify, train a round", lambda: restore_and_train(stack))
 
 
 def main(argv: list[str]) -> int:
@@ -398,12 +502,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--ens", type=int, default=3)
     parser.add_argument("--tls", action="store_true", help="over docker-compose.tls.yml (fedchain certs)")
     parser.add_argument("--keep", action="store_true", help="leave the stack up (debugging)")
+    parser.add_argument("--backup-restore", action="store_true",
+                        help="also back the stack up, restore it into a fresh one and train a round there")
     args = parser.parse_args(argv)
     if args.ens < 2:
         parser.error("--ens must be at least 2 (one is killed during a round)")
     timings: dict[str, float] = {}
     try:
-        stack = Stack(args.image, args.ens, tls=args.tls)
+        stack = Stack(args.image, args.ens, tls=args.tls, restore=args.backup_restore)
     except StepFailed as exc:
         print(f"scenario: {exc}", file=sys.stderr)
         return 1
@@ -422,6 +528,8 @@ def main(argv: list[str]) -> int:
             timings["down -v"] = round(time.monotonic() - start, 1)
             if stack.certs is not None:
                 shutil.rmtree(stack.certs.parent, ignore_errors=True)
+            if stack.backup is not None:
+                shutil.rmtree(stack.backup.parent, ignore_errors=True)
             shutil.rmtree(stack.env_dir, ignore_errors=True)
     print(json.dumps({"ok": failed is None, "failed": failed, "seconds": timings}))
     if failed:

@@ -18,12 +18,12 @@ from fedchain.shared.net.tls import tls_hosts
 from fedchain.shared.node.joining import JoinCancelled
 from fedchain.shared.node.metrics import NodeMetrics
 from fedchain.shared.node.peers import Peers
-from fedchain.shared.node.process import StopFlag, load_key, node_addresses
+from fedchain.shared.node.process import StopFlag, load_key, node_addresses, stop_servers
 from fedchain.shared.rpc import node_pb2_grpc
 
 log = logging.getLogger("fedchain.node")
 
-SHUTDOWN_WAIT_S = 5.0
+SHUTDOWN_WAIT_S = 2.5
 """How long a stopping EN waits for a running round to notice the stop flag."""
 
 
@@ -67,8 +67,7 @@ def run_edge_node(settings: Settings) -> None:
     finally:
         en.stop()
         stuck = not en.wait_idle(SHUTDOWN_WAIT_S)
-        http.stop()
-        server.stop(grace=2).wait(3)
+        stop_servers(http, server)
         peers.close()
         if stuck:
             # a round thread is still inside torch; letting the interpreter tear it down aborts (134)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from typing import Any
 
 import grpc
@@ -34,7 +35,13 @@ from fedchain.shared.node.heartbeats import (
 from fedchain.shared.node.joining import ChainReplaced, JoinCancelled, Joiner, entry_key_of, join_token_for
 from fedchain.shared.node.metrics import NodeMetrics
 from fedchain.shared.node.peers import Peers
-from fedchain.shared.node.process import StopFlag, load_key, node_addresses
+from fedchain.shared.node.process import (
+    StopFlag,
+    StopRequested,
+    load_key,
+    node_addresses,
+    stop_servers,
+)
 from fedchain.shared.node.trust import TrustStore
 
 log = logging.getLogger("fedchain.node")
@@ -186,7 +193,14 @@ def run_super_node(
     beat_stop = threading.Event()
     try:
         if entry is not None:
-            entry.bootstrap()
+            try:
+                with stop.starting():  # a SIGTERM ends a bootstrap blocked on a hung ledger
+                    entry.bootstrap()
+            except StopRequested:
+                log.info("stopped while starting")
+                return
+            except LedgerError as exc:
+                raise ConfigError(f"cannot start the entry: {exc}") from None
 
             def tick() -> None:
                 while not beat_stop.wait(min(1.0, settings.heartbeat_interval)):
@@ -212,12 +226,15 @@ def run_super_node(
         stop.wait()
     finally:
         log.info("stopping")
+        t0 = time.monotonic()
         beat_stop.set()
         if entry is not None:
             entry.stop()
-        http.stop()
-        server.stop(grace=2).wait(3)
+        t1 = time.monotonic()
+        stop_servers(http, server)
+        t2 = time.monotonic()
         peers.close()
+        log.info("stopped: driver %.2f s, servers %.2f s, peers %.2f s", t1 - t0, t2 - t1, time.monotonic() - t2)
 
 
 def _observe_block(metrics: NodeMetrics, block: Any, seconds: float) -> None:

@@ -171,7 +171,8 @@ class HttpServer:
             {} if tls is None else {"ssl_certfile": str(tls.cert), "ssl_keyfile": str(tls.key)}
         )
         config = uvicorn.Config(
-            guarded, log_level="warning", access_log=False, lifespan="off", **ssl_files
+            guarded, log_level="warning", access_log=False, lifespan="off",
+            timeout_graceful_shutdown=1, **ssl_files,
         )
         try:
             config.load()  # reads the certificate and key now: a bad file is refused at start

@@ -239,3 +239,33 @@ def test_compose_keeps_the_last_20_rounds_of_updates_unless_told(
     for name in ("ledger", "msn"):  # the ledger prunes, the entry uploads
         assert default[name]["environment"]["FEDCHAIN_KEEP_UPDATES"] == "last:20", name
         assert told[name]["environment"]["FEDCHAIN_KEEP_UPDATES"] == "all", name
+
+
+def test_every_service_runs_hardened(compose: list[str], repo: Path) -> None:
+    """No capabilities (the database keeps the five its entry point needs), no privilege gain,
+    a read-only root filesystem with only the state volumes and /tmp writable, bounded ENs."""
+    services = rendered(compose, repo)["services"]
+    for name in (*FEDCHAIN_SERVICES, "mysql"):
+        s = services[name]
+        assert s.get("cap_drop") == ["ALL"], name
+        assert "no-new-privileges:true" in s.get("security_opt", []), name
+        assert s.get("read_only") is True, name
+        assert any(str(t).startswith("/tmp") for t in s.get("tmpfs", [])), name
+    for name in FEDCHAIN_SERVICES:
+        assert not services[name].get("cap_add"), name
+    assert set(services["mysql"]["cap_add"]) == {"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"}
+    en = services["en"]
+    assert en.get("mem_limit") and float(en.get("cpus", 0)) > 0 and en.get("pids_limit") == 512
+
+
+def test_edge_nodes_reach_neither_the_ledger_nor_the_database(compose: list[str], repo: Path) -> None:
+    """Three networks: ENs, SNs and the console on ``nodes``; only the entry also on
+    ``chain`` (the ledger); only the ledger also on ``db`` (the database)."""
+    data = rendered(compose, repo)
+    nets = {name: set(s.get("networks", {})) for name, s in data["services"].items()}
+    assert nets["en"] == nets["sn"] == nets["console"] == {"nodes"}
+    assert nets["msn"] == {"nodes", "chain"}
+    assert nets["ledger"] == {"chain", "db"}
+    assert nets["mysql"] == {"db"}
+    assert data["networks"]["chain"].get("internal") is True
+    assert data["networks"]["db"].get("internal") is True

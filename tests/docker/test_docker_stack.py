@@ -1,10 +1,13 @@
 """The compose stack started for real (issue 6): scripts/docker-ci end to end.
 
 Builds the base-image stand-ins and the fedchain image offline (cached after the first
-run), then `up -d --scale en=3`, console train(rounds=2)/eval()/getSN()/getModel(), the
-chain verifies, an EN container killed during a round does not stop the round, every
-service stops on SIGTERM, `down -v`; then the same over docker-compose.tls.yml (HTTPS to the
-entry, enrolled certificates, plain text refused). Needs a Docker engine: skips outside CI without one,
+run), then `up -d --scale en=3`, every container hardened and an EN reaching neither the
+ledger nor the database, console train(rounds=2)/eval()/getSN()/getModel(), the chain
+verifies, an EN container killed during a round does not stop the round, a backup
+(scripts/stack-backup), every service stops on SIGTERM, the stack removed and restored into
+a fresh one (scripts/stack-restore) that verifies and trains a round, `down -v`; then the
+same over docker-compose.tls.yml (HTTPS to the entry, enrolled certificates, plain text
+refused). Needs a Docker engine: skips outside CI without one,
 fails in CI (.ci/run starts one with scripts/docker-engine).
 """
 
@@ -29,8 +32,10 @@ def engine_answers() -> bool:
         return False
 
 
-PLAIN_STEPS = ("console train(rounds=2)", "console eval()", "console getSN()", "console getModel()",
-               "chain verifies", "kill an EN during a round", "graceful stop (SIGTERM)", "down -v")
+PLAIN_STEPS = ("hardened containers and separate networks", "console train(rounds=2)", "console eval()",
+               "console getSN()", "console getModel()", "chain verifies", "kill an EN during a round",
+               "graceful stop (SIGTERM)", "down -v")
+BACKUP_STEPS = ("backup (scripts/stack-backup)", "restore into a fresh stack, verify, train a round")
 TLS_STEPS = ("the image's user reads the certificates", "each EN's certificate names its node and address",
              "plain text to a TLS port is refused")
 
@@ -53,8 +58,8 @@ def run_scenario(*flags: str) -> dict[str, object]:
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
 def test_compose_stack_scenario() -> None:
-    summary = run_scenario()
-    for step in PLAIN_STEPS:
+    summary = run_scenario("--backup-restore")
+    for step in (*PLAIN_STEPS, *BACKUP_STEPS):
         assert step in summary["seconds"], f"step {step!r} did not run: {summary}"  # type: ignore[operator]
 
 
