@@ -253,7 +253,7 @@ def test_every_service_runs_hardened(compose: list[str], repo: Path) -> None:
         assert any(str(t).startswith("/tmp") for t in s.get("tmpfs", [])), name
     for name in FEDCHAIN_SERVICES:
         assert not services[name].get("cap_add"), name
-    assert set(services["mysql"]["cap_add"]) == {"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"}
+    assert set(services["mysql"]["cap_add"]) == {"CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID"}
     en = services["en"]
     assert en.get("mem_limit") and float(en.get("cpus", 0)) > 0 and en.get("pids_limit") == 512
 
