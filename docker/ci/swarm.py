@@ -138,7 +138,7 @@ def scenario(stack: SwarmStack, timings: dict[str, float]) -> None:
     def make_file() -> None:
         made = subprocess.run([sys.executable, str(REPO / "docker" / "swarm" / "make_stack.py"),
                                "--ens", str(START_ENS), "--publish", "0"],
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=120, env=stack.env)
         if made.returncode != 0:
             raise StepFailed(f"make_stack.py exited {made.returncode}: {made.stderr.strip()[-400:]}")
         stack.stack_file.write_text(made.stdout, encoding="utf-8")

@@ -17,6 +17,11 @@ uses for a single machine. This turns the compose file into a stack file:
   interface of the node running ``msn``; ``--publish`` picks the port, ``0`` publishes none);
 * a pass-through setting (a name without a value) becomes ``${NAME:-}``: the deploying
   shell's value, or empty, which fedchain treats as unset;
+* every service resolves by DNS round robin (``endpoint_mode: dnsrr``: a name gives the
+  tasks' own addresses). Swarm's default virtual IPs need IPVS in the kernel, which some
+  hosts lack (the CI machine: "No route to host"); each fedchain service but the ENs runs
+  one replica and nothing dials the ENs by name, so nothing is lost (``--endpoint-mode vip``
+  restores the default);
 * every network is an overlay network (``nodes`` attachable, for the console and for
   checks); ``--ens`` sets the number of EN replicas to start with
   (``docker service scale <stack>_en=N`` changes it later);
@@ -24,7 +29,10 @@ uses for a single machine. This turns the compose file into a stack file:
   must stay with their (node-local) volumes on a multi-machine swarm.
 
 The ``${...}`` placeholders are kept: ``docker stack deploy`` fills them from its own
-environment (it has no ``--env-file``; export the ``.env`` first).
+environment (it has no ``--env-file``; export the ``.env`` first). Compose's required
+``${NAME:?message}`` becomes ``${NAME}`` (docker stack deploy 20.10 misreads the message),
+the names are listed in ``x-fedchain-required``, and the file is written only when each is
+set in this environment (``--no-env-check`` skips that).
 
 Usage::
 
@@ -38,7 +46,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
+import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -87,12 +98,14 @@ def _port(entry: Any, publish: int) -> dict[str, Any]:
 
 
 def convert_service(
-    name: str, service: dict[str, Any], *, ens: int, publish: int, constraints: list[str]
+    name: str, service: dict[str, Any], *, ens: int, publish: int, constraints: list[str],
+    endpoint_mode: str = "dnsrr",
 ) -> dict[str, Any]:
     """One compose service as a stack service."""
     out = {k: copy.deepcopy(v) for k, v in service.items() if k not in DROPPED and k != "tmpfs"}
     deploy: dict[str, Any] = {
         "replicas": ens if name == "en" else 1,
+        "endpoint_mode": endpoint_mode,
         "restart_policy": {"condition": RESTART.get(str(service.get("restart", "no")), "any"),
                            "delay": "5s"},
     }
@@ -132,15 +145,37 @@ def convert_service(
     return out
 
 
+REQUIRED = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*):?\?[^}]*\}")
+"""``${NAME:?message}``: compose's required variable, which docker stack deploy (20.10)
+misreads (a ``-`` in the message becomes a default); written ``${NAME}`` and listed in
+``x-fedchain-required`` instead, and checked by ``main`` before the file is written."""
+
+
+def _required(value: Any, names: set[str]) -> Any:
+    """``value`` with every ``${NAME:?message}`` made ``${NAME}`` (the names into ``names``)."""
+    if isinstance(value, str):
+        def plain(m: re.Match[str]) -> str:
+            names.add(m.group(1))
+            return "${" + m.group(1) + "}"
+        return REQUIRED.sub(plain, value)
+    if isinstance(value, list):
+        return [_required(v, names) for v in value]
+    if isinstance(value, dict):
+        return {k: _required(v, names) for k, v in value.items()}
+    return value
+
+
 def make_stack(
-    compose: dict[str, Any], *, ens: int = 2, publish: int = 9080, constraints: list[str] | None = None
+    compose: dict[str, Any], *, ens: int = 2, publish: int = 9080, constraints: list[str] | None = None,
+    endpoint_mode: str = "dnsrr",
 ) -> dict[str, Any]:
     """The stack file (as a dict) for the parsed ``compose`` file."""
     services = compose.get("services")
     if not isinstance(services, dict):
         raise StackError("the compose file has no services")
     out_services = {
-        name: convert_service(name, s, ens=ens, publish=publish, constraints=constraints or [])
+        name: convert_service(name, s, ens=ens, publish=publish, constraints=constraints or [],
+                              endpoint_mode=endpoint_mode)
         for name, s in services.items()
         if not s.get("profiles")
     }
@@ -163,7 +198,15 @@ def make_stack(
     }
     if any("secrets" in s for s in out_services.values()):
         stack["secrets"] = {SECRET: {"file": "${FC_ENTRY_KEY_FILE:-./fedchain-entry.key}"}}
+    names: set[str] = set()
+    stack = _required(stack, names)
+    stack["x-fedchain-required"] = sorted(names)
     return stack
+
+
+def missing_variables(stack: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
+    """The required variables (``x-fedchain-required``) unset or empty in ``environ``."""
+    return [n for n in stack.get("x-fedchain-required", []) if not environ.get(n)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,14 +217,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--publish", type=int, default=9080, help="host port of the entry's API (0: none)")
     p.add_argument("--constraint", action="append", default=[],
                    help="placement constraint for mysql, ledger and msn (e.g. node.hostname==db1)")
+    p.add_argument("--endpoint-mode", choices=("dnsrr", "vip"), default="dnsrr",
+                   help="how service names resolve (default dnsrr: to the tasks' own addresses)")
+    p.add_argument("--no-env-check", action="store_true",
+                   help="write the file even when a required variable is not set here")
     args = p.parse_args(argv)
     if not 0 <= args.ens <= 1000 or not 0 <= args.publish <= 65535:
         p.error("--ens must be 0..1000 and --publish 0..65535")
     try:
         compose = yaml.safe_load(args.compose.read_text(encoding="utf-8"))
-        stack = make_stack(compose, ens=args.ens, publish=args.publish, constraints=args.constraint)
+        stack = make_stack(compose, ens=args.ens, publish=args.publish, constraints=args.constraint,
+                           endpoint_mode=args.endpoint_mode)
     except (OSError, yaml.YAMLError, StackError) as exc:
         print(f"make_stack: {exc}", file=sys.stderr)
+        return 2
+    missing = [] if args.no_env_check else missing_variables(stack, os.environ)
+    if missing:
+        print(f"make_stack: set {', '.join(missing)} (e.g. with fedchain init-env, then export the .env): "
+              "docker stack deploy would run without them", file=sys.stderr)
         return 2
     sys.stdout.write("# generated by docker/swarm/make_stack.py from docker-compose.yml: do not edit\n")
     yaml.safe_dump(stack, sys.stdout, sort_keys=False, default_flow_style=False, width=120)

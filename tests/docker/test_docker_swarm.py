@@ -45,6 +45,7 @@ def test_the_stack_file_keeps_what_swarm_runs_and_drops_what_it_cannot() -> None
         assert any(isinstance(v, dict) and v["type"] == "tmpfs" and v["target"] == "/tmp"
                    for v in s["volumes"]), name
         assert s["deploy"]["restart_policy"]["condition"] == "any", name
+        assert s["deploy"]["endpoint_mode"] == "dnsrr", name  # no IPVS needed
     assert services["en"]["deploy"]["replicas"] == 4
     assert services["en"]["deploy"]["resources"]["limits"]["memory"]
     assert services["en"]["networks"] == ["nodes"]
@@ -60,10 +61,27 @@ def test_the_stack_file_keeps_what_swarm_runs_and_drops_what_it_cannot() -> None
     assert msn["ports"] == [{"target": 9080, "published": 19080, "protocol": "tcp", "mode": "host"}]
     # pass-through settings stay the deploying shell's; required secrets stay required
     assert msn["environment"]["FEDCHAIN_LR"] == "${FEDCHAIN_LR:-}"
-    assert msn["environment"]["FEDCHAIN_API_TOKEN"].startswith("${FEDCHAIN_API_TOKEN:?")
+    assert msn["environment"]["FEDCHAIN_API_TOKEN"] == "${FEDCHAIN_API_TOKEN}"
+    assert {"FEDCHAIN_API_TOKEN", "FEDCHAIN_LEDGER_ENTRY_KEY", "FC_MYSQL_PASSWORD"} <= set(
+        stack["x-fedchain-required"]
+    )
+    assert ":?" not in yaml.safe_dump(stack)  # docker stack deploy 20.10 misreads compose's form
     nets = stack["networks"]
     assert all(n["driver"] == "overlay" for n in nets.values())
     assert nets["nodes"]["attachable"] is True and nets["db"]["internal"] is True
+
+
+def test_a_missing_secret_stops_the_stack_file_with_its_name(monkeypatch: Any, capsys: Any) -> None:
+    for name in make_stack(compose_file())["x-fedchain-required"]:
+        monkeypatch.setenv(name, "set-" + "x" * 20)
+    monkeypatch.delenv("FEDCHAIN_EN_JOIN_TOKEN")
+
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert "set FEDCHAIN_EN_JOIN_TOKEN" in err and "FEDCHAIN_API_TOKEN" not in err
+    monkeypatch.setenv("FEDCHAIN_EN_JOIN_TOKEN", "set-" + "x" * 20)
+    assert main([]) == 0
+    assert "${FEDCHAIN_EN_JOIN_TOKEN}" in capsys.readouterr().out
 
 
 def test_no_published_port_and_a_bad_compose_file_are_handled(tmp_path: Path, capsys: Any) -> None:
