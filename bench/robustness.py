@@ -16,6 +16,7 @@ It is a benchmark, not a test::
 
     python bench/robustness.py --quick                 # a few minutes: 1 dataset, 3 rounds
     python bench/robustness.py --budget 1200           # stops starting runs after 20 min
+    python bench/robustness.py --merge a/robustness.json b/robustness.json   # parts run side by side
 
 Results: ``bench/results/robustness.json`` (every run, every round's decisions counts),
 ``robustness.md`` (the tables), ``bench/plots/robustness-*.png``.
@@ -24,6 +25,7 @@ Results: ``bench/results/robustness.json`` (every run, every round's decisions c
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -79,6 +81,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--results", type=Path, default=paths.RESULTS_DIR)
     p.add_argument("--plots", type=Path, default=paths.PLOTS_DIR)
+    p.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
+                   help="run nothing: one table, JSON and plots from earlier robustness.json files "
+                        "(parts of a grid run side by side); their runs in the order given")
     p.add_argument("--fmnist-dir", type=Path, default=DATA_DIRS["fmnist"])
     p.add_argument("--mnist-dir", type=Path, default=DATA_DIRS["mnist"])
     args = p.parse_args(argv)
@@ -245,9 +250,47 @@ def plots(runs: list[dict[str, Any]], out: Path) -> list[Path]:
     return [acc, rounds]
 
 
+def merge(args: argparse.Namespace) -> int:
+    """``--merge``: the runs of several result files as one (the first file's cost table;
+    the settings must agree, or the table would compare unlike runs)."""
+    parts = []
+    for path in args.merge:
+        try:
+            parts.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            print(f"robustness: error: cannot read {path}: {exc}", file=sys.stderr)
+            return 2
+    keys = ("rounds", "samples", "lr", "seed", "threads")
+    first = parts[0].get("args", {})
+    for path, part in zip(args.merge, parts, strict=True):
+        other = part.get("args", {})
+        if any(other.get(k) != first.get(k) for k in keys):
+            print(f"robustness: error: {path} was run with other settings ({', '.join(keys)}) "
+                  f"than {args.merge[0]}", file=sys.stderr)
+            return 2
+    for k in keys:
+        setattr(args, k, first.get(k, getattr(args, k)))
+    args.target = first.get("target", args.target)
+    runs = [r for part in parts for r in part.get("runs", [])]
+    skipped = sum(int(part.get("skipped", 0)) for part in parts)
+    seconds = sum(float(part.get("seconds", 0.0)) for part in parts)
+    payload = {"quick": False, "setting": PFLLIB, "args": first, "runs": runs, "cost": parts[0].get("cost", []),
+               "skipped": skipped, "seconds": seconds, "merged_from": [str(p) for p in args.merge],
+               "loads": [part.get("machine", {}).get("loadavg_1_5_15") for part in parts]}
+    results.write_json("robustness", payload, args.results)
+    md = markdown(runs, payload["cost"], args, skipped, seconds)
+    (args.results / "robustness.md").write_text(md, encoding="utf-8")
+    made = plots(runs, args.plots)
+    print(md)
+    print(f"wrote {args.results / 'robustness.json'}, robustness.md and {', '.join(str(p) for p in made)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the scenarios (within the budget), the cost table; write JSON, markdown, PNG."""
     args = parse_args(argv)
+    if args.merge:
+        return merge(args)
     import torch
 
     torch.set_num_threads(args.threads)

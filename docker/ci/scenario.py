@@ -263,7 +263,7 @@ print(json.dumps(out))
 """Python run in a container: plain text to the TLS ports of the entry and the ledger."""
 
 
-def tls_checks(stack: Stack, step: Callable[[str, Callable[[], Any]], Any]) -> None:
+def tls_checks(stack: Stack, step: Step) -> None:
     """The TLS overlay's own checks (the stack is up, the ENs have joined)."""
     def readable() -> None:
         msn = stack.containers("msn")[0]
@@ -374,6 +374,30 @@ def restore_and_train(stack: Stack) -> None:
     print(f"scenario: restored at height {height}, trained round {round_no + 1}", file=sys.stderr)
 
 
+Step = Callable[[str, Callable[[], Any]], Any]
+
+
+def stepper(prefix: str, timings: dict[str, float]) -> Step:
+    """``step(name, action)``: run ``action``, print its start and its duration, record it."""
+    def step(name: str, action: Callable[[], Any]) -> Any:
+        start = time.monotonic()
+        print(f"{prefix}: {name} ...", file=sys.stderr, flush=True)
+        value = action()
+        timings[name] = round(time.monotonic() - start, 1)
+        print(f"{prefix}: {name}: ok ({timings[name]} s)", file=sys.stderr, flush=True)
+        return value
+    return step
+
+
+def summary(prefix: str, failed: str | None, timings: dict[str, float]) -> int:
+    """Print the JSON summary line (what tests/docker reads) and the failure; the exit code."""
+    print(json.dumps({"ok": failed is None, "failed": failed, "seconds": timings}))
+    if failed:
+        print(f"{prefix}: FAILED: {failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def wait_for(what: str, probe: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
     """Call ``probe`` until it returns a truthy value (errors count as not yet); bounded by ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -391,14 +415,7 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float, interval: floa
 
 def scenario(stack: Stack, timings: dict[str, float]) -> None:
     """The checks, in order; each records its duration in ``timings``."""
-    def step(name: str, action: Callable[[], Any]) -> Any:
-        start = time.monotonic()
-        print(f"scenario: {name} ...", file=sys.stderr, flush=True)
-        value = action()
-        timings[name] = round(time.monotonic() - start, 1)
-        print(f"scenario: {name}: ok ({timings[name]} s)", file=sys.stderr, flush=True)
-        return value
-
+    step = stepper("scenario", timings)
     step("up -d --scale en=N", lambda: stack.run(
         ["up", "-d", "--no-build", "--scale", f"en={stack.ens}"], timeout=600))
     step(f"{stack.ens} ENs joined", lambda: wait_for(
@@ -531,11 +548,7 @@ def main(argv: list[str]) -> int:
             if stack.backup is not None:
                 shutil.rmtree(stack.backup.parent, ignore_errors=True)
             shutil.rmtree(stack.env_dir, ignore_errors=True)
-    print(json.dumps({"ok": failed is None, "failed": failed, "seconds": timings}))
-    if failed:
-        print(f"scenario: FAILED: {failed}", file=sys.stderr)
-        return 1
-    return 0
+    return summary("scenario", failed, timings)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scenario import REPO, StepFailed, make_env, read_env, wait_for
+from scenario import REPO, StepFailed, make_env, read_env, stepper, summary, wait_for
 
 STATUS = "import urllib.request as u; print(u.urlopen('http://127.0.0.1:9080{path}', timeout=20).read().decode())"
 START_ENS = 2
@@ -120,14 +120,7 @@ class SwarmStack:
 
 def scenario(stack: SwarmStack, timings: dict[str, float]) -> None:
     """The checks, in order; each records its duration in ``timings``."""
-    def step(name: str, action: Callable[[], Any]) -> Any:
-        start = time.monotonic()
-        print(f"swarm: {name} ...", file=sys.stderr, flush=True)
-        value = action()
-        timings[name] = round(time.monotonic() - start, 1)
-        print(f"swarm: {name}: ok ({timings[name]} s)", file=sys.stderr, flush=True)
-        return value
-
+    step = stepper("swarm", timings)
     def init() -> None:
         state = docker(["info", "-f", "{{.Swarm.LocalNodeState}}"], timeout=60).stdout.strip()
         if state != "active":
@@ -225,11 +218,7 @@ def main(argv: list[str]) -> int:
             if stack.initialised_swarm:
                 docker(["swarm", "leave", "--force"], timeout=120, check=False)
             shutil.rmtree(stack.env_dir, ignore_errors=True)
-    print(json.dumps({"ok": failed is None, "failed": failed, "seconds": timings}))
-    if failed:
-        print(f"swarm: FAILED: {failed}", file=sys.stderr)
-        return 1
-    return 0
+    return summary("swarm", failed, timings)
 
 
 if __name__ == "__main__":

@@ -46,3 +46,29 @@ def test_robustness_rejects_an_unknown_dataset() -> None:
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "robustness.py"), "--datasets", "svhn"],
                           capture_output=True, text=True, timeout=60, cwd=REPO)
     assert proc.returncode == 2 and "unknown dataset or split ['svhn']" in proc.stderr
+
+
+def test_robustness_merge_joins_parts_and_refuses_unlike_settings(tmp_path: Path) -> None:
+    """--merge: parts of a grid run side by side become one table; parts run with other
+    settings are refused (the table would compare unlike runs)."""
+    def part(name: str, rounds: int, aggregator: str) -> Path:
+        run = {"dataset": "fmnist", "split": "dirichlet", "algorithm": "fedavg", "attack": "none", "share": 0.0,
+               "aggregator": aggregator, "final": 50.0, "rounds_to_target": None, "accuracy": [50.0],
+               "attackers": [], "attacker_updates": 0, "attackers_flagged": None}
+        path = tmp_path / name / "robustness.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps({"args": {"rounds": rounds, "samples": 100, "lr": 0.005, "seed": 0,
+                                             "threads": 1, "target": 0.7},
+                                    "runs": [run], "cost": [], "seconds": 10.0}), encoding="utf-8")
+        return path
+
+    a, b, c = part("a", 3, "mean"), part("b", 3, "median"), part("c", 5, "mean")
+    script = [sys.executable, str(REPO / "bench" / "robustness.py"), "--results", str(tmp_path), "--plots",
+              str(tmp_path), "--merge"]
+    ok = subprocess.run([*script, str(a), str(b)], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    merged = json.loads((tmp_path / "robustness.json").read_text())
+    assert [r["aggregator"] for r in merged["runs"]] == ["mean", "median"]
+    assert "3 rounds" in (tmp_path / "robustness.md").read_text()
+    bad = subprocess.run([*script, str(a), str(c)], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert bad.returncode == 2 and "was run with other settings" in bad.stderr
