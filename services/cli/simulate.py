@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -39,6 +40,18 @@ def _check_writable(out: Path | None, save_dir: Path | None) -> None:
             raise ConfigError(f"--out {out}: directory {parent} is not writable")
     if save_dir is not None and save_dir.exists() and not save_dir.is_dir():
         raise ConfigError(f"--save-dir {save_dir} exists and is not a directory")
+
+
+def _label_summary(label_counts: list[dict[int, int]]) -> str:
+    """One line for the clients' label counts (the table only with ``--verbose``)."""
+    if not label_counts:
+        return "label counts: no clients"
+    classes = [sum(1 for v in c.values() if v) for c in label_counts]
+    sizes = [sum(c.values()) for c in label_counts]
+    return (
+        f"label counts: {len(label_counts)} clients, {min(classes)}-{max(classes)} classes and "
+        f"{min(sizes)}-{max(sizes)} samples each (--verbose: per client)"
+    )
 
 
 def _print_label_counts(console: Console, label_counts: list[dict[int, int]]) -> None:
@@ -116,16 +129,26 @@ def simulate(
     attack: str | None = typer.Option(
         None, help="experiment: sign-flip, scale:λ, gaussian:σ, label-flip or nan (needs --attackers)"
     ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the final accuracy (and errors)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="also the label counts of every client"),
 ) -> None:
-    """Run federated learning in one process and report accuracy per round."""
+    """Run federated learning in one process and report accuracy per round.
+
+    ``--out FILE.json`` writes every round and the run's settings; ``--out FILE.csv`` one
+    row per round. Ctrl-C stops after the round in progress is abandoned: the rounds that
+    finished are written to ``--out`` (marked interrupted) and the exit code is 130.
+    """
     from fedchain.shared.fl.workers import WorkerFailed
 
     try:
+        if quiet and verbose:
+            raise ConfigError("--quiet and --verbose cannot go together")
         settings = load_settings(config, **learning, torch_threads=threads, device=device)
         engine = _engine(workers, vectorize, backend, ray_address)
         _check_writable(out, save_dir)
         plan = _attack_plan(settings, attackers, attack)
-        _run(settings, out=out, save_dir=save_dir, engine=engine, attack=plan)
+        _run(settings, out=out, save_dir=save_dir, engine=engine, attack=plan,
+             verbosity=-1 if quiet else 1 if verbose else 0)
     except (ConfigError, FloatingPointError, WorkerFailed) as exc:
         _fail(str(exc))
 
@@ -166,6 +189,7 @@ def _run(
     save_dir: Path | None,
     engine: EngineOptions,
     attack: AttackPlan | None = None,
+    verbosity: int = 0,
 ) -> None:
     import torch
     from rich.console import Console
@@ -174,14 +198,20 @@ def _run(
     from fedchain.shared.fl.data import load_federated
     from fedchain.shared.fl.device import resolve_device
     from fedchain.shared.fl.models import build_model, resolve_model_name
-    from fedchain.shared.fl.simulation import RoundResult, resolve_engine, run_simulation
+    from fedchain.shared.fl.simulation import (
+        RoundResult,
+        SimulationResult,
+        resolve_engine,
+        run_simulation,
+        settings_summary,
+    )
     from fedchain.shared.fl.split import head_keys
     from fedchain.shared.fl.strategy import UpdateRejected
     from fedchain.shared.fl.vectorized import check_vectorizable
 
     if settings.torch_threads is not None:
         torch.set_num_threads(settings.torch_threads)
-    console = Console(stderr=False)
+    console = Console(stderr=False, quiet=verbosity < 0)
     if settings.algorithm == "fedper":  # refuse a bad split before loading any data
         head_keys(build_model(settings.model, settings.dataset), settings.personal_layers)
     else:
@@ -202,7 +232,12 @@ def _run(
     console.print(f"aggregator: {settings.aggregator}")
     if attack is not None:
         console.print(f"[bold red]{attack.describe()}[/]")
-    _print_label_counts(console, [d.label_counts for d in data])
+    counts = [d.label_counts for d in data]
+    if verbosity > 0:
+        _print_label_counts(console, counts)
+    else:
+        console.print(_label_summary(counts))
+    finished: list[RoundResult] = []
     with Progress(
         TextColumn("round"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.description}"),
         TimeElapsedColumn(), console=console, transient=False,
@@ -210,6 +245,7 @@ def _run(
         task = bar.add_task("", total=settings.rounds)
 
         def on_round(r: RoundResult) -> None:
+            finished.append(r)
             acc = "-" if r.accuracy is None else f"{100 * r.accuracy:.2f}%"
             bar.update(task, advance=1, description=f"accuracy {acc}")
 
@@ -219,15 +255,63 @@ def _run(
             )
         except UpdateRejected as exc:  # e.g. an aggregator's f too large for the clients
             raise ConfigError(str(exc)) from exc
+        except KeyboardInterrupt:
+            bar.stop()
+            partial = SimulationResult(
+                settings.algorithm, settings_summary(settings), finished, counts,
+                None if attack is None else attack.to_json(),
+            )
+            _interrupted(partial, settings.rounds, out)
     _print_summary(console, result)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
-        tmp.replace(out)
+        _write_out(out, result)
         console.print(f"results written to {out}")
     if save_dir is not None:
         console.print(f"global models written to {save_dir}/round-NNNN.safetensors")
+    if verbosity < 0:
+        final = result.final_accuracy
+        print(f"final accuracy: {'-' if final is None else f'{100 * final:.2f}%'}")
+
+
+CSV_COLUMNS = ("round", "accuracy", "loss", "train_loss", "seconds", "participants", "correct", "total",
+               "decisions", "attackers_flagged")
+
+
+def _write_out(out: Path, result: SimulationResult, interrupted: dict[str, int] | None = None) -> None:
+    """``--out``: the run as JSON, or one row per round as CSV (``.csv``); written atomically."""
+    import csv
+    import io
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(CSV_COLUMNS)
+        for r in result.rounds:
+            writer.writerow([r.round, r.accuracy, r.loss, r.train_loss, r.seconds, len(r.participants),
+                             r.correct, r.total, len(r.decisions), r.attackers_flagged])
+        text = buf.getvalue()
+    else:
+        data = result.to_json()
+        if interrupted is not None:
+            data["interrupted"] = interrupted
+        text = json.dumps(data, indent=2) + "\n"
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+
+
+def _interrupted(partial: SimulationResult, rounds: int, out: Path | None) -> None:
+    """Ctrl-C: say how far the run got, write the finished rounds to ``--out``, exit 130."""
+    done = len(partial.rounds)
+    where = ""
+    if out is not None and done:
+        _write_out(out, partial, {"after_round": done, "of": rounds})
+        where = f"; the {done} finished round(s) are in {out}"
+    elif out is not None:
+        where = f"; no round finished, nothing written to {out}"
+    print(f"fedchain simulate: interrupted after round {done} of {rounds}{where}", file=sys.stderr)
+    raise typer.Exit(130)
 
 
 def register(app: typer.Typer) -> None:

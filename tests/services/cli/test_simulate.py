@@ -33,7 +33,7 @@ def test_out_json_and_save_dir(tmp_path: Path) -> None:
               "--out", str(out), "--save-dir", str(models)],
     )
     assert result.exit_code == 0, result.output
-    assert "label counts per client" in result.output and "final accuracy" in result.output
+    assert "label counts: 3 clients" in result.output and "final accuracy" in result.output
     data = json.loads(out.read_text())
     assert data["algorithm"] == "fedper"
     assert data["config"]["clients"] == 3 and data["config"]["partition"] == "pathological"
@@ -94,3 +94,57 @@ def test_the_command_exits_2_without_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     proc = subprocess.run([*cmd, "--rounds", "many"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_quiet_prints_only_the_final_accuracy_and_verbose_the_label_table(tmp_path: Path) -> None:
+    quiet = runner.invoke(app, ["simulate", *QUICK, "--quiet"])
+    assert quiet.exit_code == 0, quiet.output
+    assert quiet.output.strip().splitlines() == [quiet.output.strip()]  # one line
+    assert quiet.output.startswith("final accuracy: ")
+    plain = runner.invoke(app, ["simulate", *QUICK])
+    assert "label counts: 3 clients" in plain.output and "label counts per client" not in plain.output
+    verbose = runner.invoke(app, ["simulate", *QUICK, "--verbose"])
+    assert "label counts per client" in verbose.output
+    both = runner.invoke(app, ["simulate", *QUICK, "--quiet", "--verbose"])
+    assert both.exit_code == 2
+
+
+def test_out_as_csv_has_a_row_per_round(tmp_path: Path) -> None:
+    out = tmp_path / "rounds.csv"
+    result = runner.invoke(app, ["simulate", *QUICK, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("round,accuracy,loss,train_loss,seconds,participants")
+    assert [line.split(",")[0] for line in lines[1:]] == ["1", "2"]
+    assert all(0 <= float(line.split(",")[1]) <= 1 for line in lines[1:])
+
+
+def test_ctrl_c_writes_the_finished_rounds_and_says_so(tmp_path: Path) -> None:
+    """SIGINT once round 1 is saved: exit 130, one line saying how far it got, and --out
+    holds the finished rounds marked interrupted."""
+    import signal
+    import time
+
+    out, models = tmp_path / "partial.json", tmp_path / "models"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEDCHAIN_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fedchain.services.cli.main", "simulate", *QUICK[:-6], "--rounds", "200",
+         "--local-epochs", "1", "--threads", "1", "--workers", "0", "--out", str(out), "--save-dir", str(models)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not (models / "round-0001.safetensors").exists() and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted after round" in err and str(out) in err and "Traceback" not in err
+    data = json.loads(out.read_text())
+    done = data["interrupted"]["after_round"]
+    assert done >= 1 and data["interrupted"]["of"] == 200
+    assert [r["round"] for r in data["rounds"]] == list(range(1, done + 1))
