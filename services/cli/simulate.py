@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 
@@ -129,6 +129,12 @@ def simulate(
     attack: str | None = typer.Option(
         None, help="experiment: sign-flip, scale:λ, gaussian:σ, label-flip or nan (needs --attackers)"
     ),
+    eval_every: int = typer.Option(
+        1, min=1, max=100_000, help="evaluate every N rounds (and the last); PFLlib's -eg"
+    ),
+    repeat: int = typer.Option(
+        1, min=1, max=1000, help="run K times with seeds seed, seed+1, ...: final accuracy as mean ± std"
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the final accuracy (and errors)"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="also the label counts of every client"),
 ) -> None:
@@ -147,8 +153,10 @@ def simulate(
         engine = _engine(workers, vectorize, backend, ray_address)
         _check_writable(out, save_dir)
         plan = _attack_plan(settings, attackers, attack)
+        if repeat > 1 and save_dir is not None:
+            raise ConfigError("--save-dir keeps one run's models: leave it out with --repeat")
         _run(settings, out=out, save_dir=save_dir, engine=engine, attack=plan,
-             verbosity=-1 if quiet else 1 if verbose else 0)
+             verbosity=-1 if quiet else 1 if verbose else 0, eval_every=eval_every, repeat=repeat)
     except (ConfigError, FloatingPointError, WorkerFailed) as exc:
         _fail(str(exc))
 
@@ -190,6 +198,8 @@ def _run(
     engine: EngineOptions,
     attack: AttackPlan | None = None,
     verbosity: int = 0,
+    eval_every: int = 1,
+    repeat: int = 1,
 ) -> None:
     import torch
     from rich.console import Console
@@ -219,80 +229,126 @@ def _run(
     device = resolve_device(settings.device)  # refuse a missing device before loading data
     if engine.vectorize > 1:
         check_vectorizable(build_model(settings.model, settings.dataset))
-    data = load_federated(settings)
-    engine = resolve_engine(settings, engine, data)
     console.print(
         f"{settings.algorithm}: {settings.clients} clients, {settings.rounds} rounds, "
         f"dataset {settings.dataset}, partition {settings.partition}, seed {settings.seed}"
+        + (f" (x{repeat}: seeds {settings.seed}..{settings.seed + repeat - 1})" if repeat > 1 else "")
     )
-    console.print(
-        f"engine: {engine.backend}, device {device}, workers {engine.workers or 'none (serial)'}"
-        + (f", vectorize {engine.vectorize}" if engine.vectorize > 1 else "")
-    )
-    console.print(f"aggregator: {settings.aggregator}")
-    if attack is not None:
-        console.print(f"[bold red]{attack.describe()}[/]")
-    counts = [d.label_counts for d in data]
-    if verbosity > 0:
-        _print_label_counts(console, counts)
-    else:
-        console.print(_label_summary(counts))
-    finished: list[RoundResult] = []
-    with Progress(
-        TextColumn("round"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.description}"),
-        TimeElapsedColumn(), console=console, transient=False,
-    ) as bar:
-        task = bar.add_task("", total=settings.rounds)
-
-        def on_round(r: RoundResult) -> None:
-            finished.append(r)
-            acc = "-" if r.accuracy is None else f"{100 * r.accuracy:.2f}%"
-            bar.update(task, advance=1, description=f"accuracy {acc}")
-
-        try:
-            result = run_simulation(
-                settings, progress=on_round, save_dir=save_dir, clients=data, engine=engine, attack=attack
+    done: list[SimulationResult] = []
+    for k in range(repeat):
+        run_settings = settings if k == 0 else settings.model_copy(update={"seed": settings.seed + k})
+        data = load_federated(run_settings)  # the seed splits the data too
+        run_engine = resolve_engine(run_settings, engine, data)
+        if k == 0:
+            console.print(
+                f"engine: {run_engine.backend}, device {device}, workers {run_engine.workers or 'none (serial)'}"
+                + (f", vectorize {run_engine.vectorize}" if run_engine.vectorize > 1 else "")
             )
-        except UpdateRejected as exc:  # e.g. an aggregator's f too large for the clients
-            raise ConfigError(str(exc)) from exc
-        except KeyboardInterrupt:
-            bar.stop()
-            partial = SimulationResult(
-                settings.algorithm, settings_summary(settings), finished, counts,
-                None if attack is None else attack.to_json(),
-            )
-            _interrupted(partial, settings.rounds, out)
-    _print_summary(console, result)
+            console.print(f"aggregator: {settings.aggregator}")
+            if attack is not None:
+                console.print(f"[bold red]{attack.describe()}[/]")
+        counts = [d.label_counts for d in data]
+        if verbosity > 0:
+            _print_label_counts(console, counts)
+        else:
+            console.print(_label_summary(counts))
+        finished: list[RoundResult] = []
+        with Progress(
+            TextColumn("round" if repeat == 1 else f"run {k + 1}/{repeat}, round"), MofNCompleteColumn(),
+            BarColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False,
+        ) as bar:
+            task = bar.add_task("", total=settings.rounds)
+
+            def on_round(
+                r: RoundResult, finished: list[RoundResult] = finished, bar: Progress = bar, task: Any = task
+            ) -> None:
+                finished.append(r)
+                acc = "-" if r.accuracy is None else f"{100 * r.accuracy:.2f}%"
+                bar.update(task, advance=1, description=f"accuracy {acc}")
+
+            try:
+                result = run_simulation(
+                    run_settings, progress=on_round, save_dir=save_dir, clients=data, engine=run_engine,
+                    attack=attack, eval_every=eval_every,
+                )
+            except UpdateRejected as exc:  # e.g. an aggregator's f too large for the clients
+                raise ConfigError(str(exc)) from exc
+            except KeyboardInterrupt:
+                bar.stop()
+                partial = SimulationResult(
+                    settings.algorithm, settings_summary(run_settings), finished, counts,
+                    None if attack is None else attack.to_json(),
+                )
+                _interrupted(done, partial, settings.rounds, out)
+        _print_summary(console, result)
+        done.append(result)
+    if repeat > 1:
+        console.print(f"final accuracy over {repeat} runs: {_mean_std(done)}")
     if out is not None:
-        _write_out(out, result)
+        _write_out(out, done)
         console.print(f"results written to {out}")
     if save_dir is not None:
         console.print(f"global models written to {save_dir}/round-NNNN.safetensors")
     if verbosity < 0:
-        final = result.final_accuracy
-        print(f"final accuracy: {'-' if final is None else f'{100 * final:.2f}%'}")
+        final = done[-1].final_accuracy
+        print(
+            f"final accuracy: {_mean_std(done)} over {repeat} runs" if repeat > 1
+            else f"final accuracy: {'-' if final is None else f'{100 * final:.2f}%'}"
+        )
 
 
-CSV_COLUMNS = ("round", "accuracy", "loss", "train_loss", "seconds", "participants", "correct", "total",
+def _finals(results: list[SimulationResult]) -> list[float]:
+    return [100 * r.final_accuracy for r in results if r.final_accuracy is not None]
+
+
+def _mean_std(results: list[SimulationResult]) -> str:
+    """``mean ± std %`` of the runs' final accuracies (sample std; 0 for one run)."""
+    import statistics
+
+    finals = _finals(results)
+    if not finals:
+        return "-"
+    std = statistics.stdev(finals) if len(finals) > 1 else 0.0
+    return f"{statistics.fmean(finals):.2f} ± {std:.2f}%"
+
+
+CSV_COLUMNS = ("seed", "round", "accuracy", "loss", "train_loss", "seconds", "participants", "correct", "total",
                "decisions", "attackers_flagged")
 
 
-def _write_out(out: Path, result: SimulationResult, interrupted: dict[str, int] | None = None) -> None:
-    """``--out``: the run as JSON, or one row per round as CSV (``.csv``); written atomically."""
+def _write_out(out: Path, results: list[SimulationResult], interrupted: dict[str, int] | None = None) -> None:
+    """``--out``: the run as JSON, or one row per round as CSV (``.csv``); written atomically.
+    With ``--repeat`` the JSON holds ``repeats`` (each run) and the final accuracy's mean,
+    std and values; the CSV a ``seed`` column."""
     import csv
     import io
+    import statistics
 
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".csv":
         buf = io.StringIO()
         writer = csv.writer(buf)
         writer.writerow(CSV_COLUMNS)
-        for r in result.rounds:
-            writer.writerow([r.round, r.accuracy, r.loss, r.train_loss, r.seconds, len(r.participants),
-                             r.correct, r.total, len(r.decisions), r.attackers_flagged])
+        for result in results:
+            seed = result.config.get("seed")
+            for r in result.rounds:
+                writer.writerow([seed, r.round, r.accuracy, r.loss, r.train_loss, r.seconds, len(r.participants),
+                                 r.correct, r.total, len(r.decisions), r.attackers_flagged])
         text = buf.getvalue()
     else:
-        data = result.to_json()
+        if len(results) == 1:
+            data = results[0].to_json()
+        else:
+            finals = [r.final_accuracy for r in results if r.final_accuracy is not None]
+            data = {
+                "algorithm": results[0].algorithm,
+                "repeats": [r.to_json() for r in results],
+                "final_accuracy": {
+                    "mean": statistics.fmean(finals) if finals else None,
+                    "std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
+                    "values": finals,
+                },
+            }
         if interrupted is not None:
             data["interrupted"] = interrupted
         text = json.dumps(data, indent=2) + "\n"
@@ -301,16 +357,20 @@ def _write_out(out: Path, result: SimulationResult, interrupted: dict[str, int] 
     tmp.replace(out)
 
 
-def _interrupted(partial: SimulationResult, rounds: int, out: Path | None) -> None:
-    """Ctrl-C: say how far the run got, write the finished rounds to ``--out``, exit 130."""
-    done = len(partial.rounds)
+def _interrupted(
+    done: list[SimulationResult], partial: SimulationResult, rounds: int, out: Path | None
+) -> None:
+    """Ctrl-C: say how far the run got, write what finished to ``--out``, exit 130."""
+    count = len(partial.rounds)
+    runs = done + ([partial] if count else [])
     where = ""
-    if out is not None and done:
-        _write_out(out, partial, {"after_round": done, "of": rounds})
-        where = f"; the {done} finished round(s) are in {out}"
+    if out is not None and runs:
+        _write_out(out, runs, {"after_round": count, "of": rounds, "runs_finished": len(done)})
+        where = f"; what finished is in {out}"
     elif out is not None:
-        where = f"; no round finished, nothing written to {out}"
-    print(f"fedchain simulate: interrupted after round {done} of {rounds}{where}", file=sys.stderr)
+        where = f"; nothing finished, nothing written to {out}"
+    of_runs = f" (run {len(done) + 1})" if done else ""
+    print(f"fedchain simulate: interrupted after round {count} of {rounds}{of_runs}{where}", file=sys.stderr)
     raise typer.Exit(130)
 
 

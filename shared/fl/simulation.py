@@ -301,8 +301,12 @@ def run_simulation(
     clients: list[ClientData] | None = None,
     engine: EngineOptions | None = None,
     attack: AttackPlan | None = None,
+    eval_every: int = 1,
 ) -> SimulationResult:
     """Run ``settings.rounds`` rounds over all clients; ``progress`` is called after each.
+
+    With ``eval_every`` N > 1 (and ``settings.eval``) only every Nth round and the last are
+    evaluated (PFLlib's ``-eg``); evaluation takes no randomness, so the model is the same.
 
     ``save_dir`` writes the global shared state of each round as
     ``round-NNNN.safetensors``. ``clients`` overrides loading the shares from disk.
@@ -316,8 +320,11 @@ def run_simulation(
     with Simulation(settings, save_dir=save_dir, engine=options, attack=attack) as sim:
         for data in datas:
             sim.add_client(data)
+        if eval_every < 1:
+            raise ConfigError(f"eval_every must be at least 1, got {eval_every}")
         for r in range(1, settings.rounds + 1):
-            outcome = sim.run_round(evaluate=True if r == settings.rounds else None)
+            evaluate = None if eval_every == 1 else settings.eval and r % eval_every == 0
+            outcome = sim.run_round(evaluate=True if r == settings.rounds else evaluate)
             if progress is not None:
                 progress(outcome)
         return sim.result()

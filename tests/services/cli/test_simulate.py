@@ -114,9 +114,9 @@ def test_out_as_csv_has_a_row_per_round(tmp_path: Path) -> None:
     result = runner.invoke(app, ["simulate", *QUICK, "--out", str(out)])
     assert result.exit_code == 0, result.output
     lines = out.read_text().splitlines()
-    assert lines[0].startswith("round,accuracy,loss,train_loss,seconds,participants")
-    assert [line.split(",")[0] for line in lines[1:]] == ["1", "2"]
-    assert all(0 <= float(line.split(",")[1]) <= 1 for line in lines[1:])
+    assert lines[0].startswith("seed,round,accuracy,loss,train_loss,seconds,participants")
+    assert [line.split(",")[1] for line in lines[1:]] == ["1", "2"]
+    assert all(0 <= float(line.split(",")[2]) <= 1 for line in lines[1:])
 
 
 def test_ctrl_c_writes_the_finished_rounds_and_says_so(tmp_path: Path) -> None:
@@ -148,3 +148,30 @@ def test_ctrl_c_writes_the_finished_rounds_and_says_so(tmp_path: Path) -> None:
     done = data["interrupted"]["after_round"]
     assert done >= 1 and data["interrupted"]["of"] == 200
     assert [r["round"] for r in data["rounds"]] == list(range(1, done + 1))
+
+
+def test_eval_every_evaluates_every_nth_round_and_the_last(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    args = [a if a != "2" else "5" for a in QUICK]  # 5 rounds
+    result = runner.invoke(app, ["simulate", *args, "--eval-every", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    evaluated = [r["round"] for r in json.loads(out.read_text())["rounds"] if r["accuracy"] is not None]
+    assert evaluated == [2, 4, 5]
+    every = tmp_path / "every.json"
+    assert runner.invoke(app, ["simulate", *args, "--out", str(every)]).exit_code == 0
+    # evaluation draws no randomness: the last round's accuracy is the same either way
+    assert json.loads(every.read_text())["final_accuracy"] == json.loads(out.read_text())["final_accuracy"]
+
+
+def test_repeat_reports_mean_and_std_over_seeds(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    result = runner.invoke(app, ["simulate", *QUICK, "--seed", "4", "--repeat", "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "final accuracy over 3 runs:" in result.output and "±" in result.output
+    data = json.loads(out.read_text())
+    assert [r["config"]["seed"] for r in data["repeats"]] == [4, 5, 6]
+    values = data["final_accuracy"]["values"]
+    assert values == [r["final_accuracy"] for r in data["repeats"]] and len(values) == 3
+    assert abs(data["final_accuracy"]["mean"] - sum(values) / 3) < 1e-12 and data["final_accuracy"]["std"] >= 0
+    refused = runner.invoke(app, ["simulate", *QUICK, "--repeat", "2", "--save-dir", str(tmp_path / "m")])
+    assert refused.exit_code == 2
