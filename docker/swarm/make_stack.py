@@ -17,6 +17,8 @@ uses for a single machine. This turns the compose file into a stack file:
   interface of the node running ``msn``; ``--publish`` picks the port, ``0`` publishes none);
 * a pass-through setting (a name without a value) becomes ``${NAME:-}``: the deploying
   shell's value, or empty, which fedchain treats as unset;
+* the image's health probe gets more patience (Swarm replaces an unhealthy task, compose
+  only marks it; a 4 s timeout killed the ledger in a loop on a loaded host);
 * every service resolves by DNS round robin (``endpoint_mode: dnsrr``: a name gives the
   tasks' own addresses). Swarm's default virtual IPs need IPVS in the kernel, which some
   hosts lack (the CI machine: "No route to host"); each fedchain service but the ENs runs
@@ -62,6 +64,8 @@ STATEFUL = ("mysql", "ledger", "msn")
 """Services whose volumes hold the federation's state: one replica, kept in place."""
 DROPPED = ("build", "depends_on", "restart", "profiles", "cpus", "mem_limit", "pids_limit",
            "security_opt", "container_name", "stdin_open", "tty")
+SWARM_HEALTHCHECK = {"interval": "10s", "timeout": "15s", "retries": 6, "start_period": "180s"}
+"""The image's health probe, with the patience a loaded host needs (Swarm acts on it)."""
 RESTART = {"unless-stopped": "any", "always": "any", "on-failure": "on-failure", "no": "none"}
 
 
@@ -119,6 +123,10 @@ def convert_service(
     if name in STATEFUL and constraints:
         deploy["placement"] = {"constraints": list(constraints)}
     out["deploy"] = deploy
+    if "healthcheck" not in service and name != "mysql":
+        # Swarm replaces an unhealthy task (compose only marks it): the image's 4 s probe
+        # timeout is too tight for a loaded host, where the ledger then never settles
+        out["healthcheck"] = dict(SWARM_HEALTHCHECK)
     env = out.get("environment")
     if isinstance(env, dict):  # a pass-through (no value): from the deploying shell, or empty
         out["environment"] = {k: f"${{{k}:-}}" if v is None else v for k, v in env.items()}

@@ -46,6 +46,10 @@ from fedchain.shared.node.trust import TrustStore
 
 log = logging.getLogger("fedchain.node")
 
+LEDGER_WAIT_S = 120.0
+"""How long an entry waits at start-up for a ledger that does not answer yet."""
+LEDGER_RETRY_S = 2.0
+
 
 def sn_joiner(sn: SuperNode, settings: Settings, key: NodeKey, stop: threading.Event) -> Joiner:
     """The joiner of a (non-entry) SN: its first join and its re-joins go through it."""
@@ -140,13 +144,25 @@ def run_super_node(
     if entry_mode:
         from fedchain.services.sn.chain import EntryChain, open_ledger
         from fedchain.services.sn.entry import EntryRole, GlobalModel
-        from fedchain.shared.ledger.errors import LedgerError
+        from fedchain.shared.ledger.errors import LedgerError, LedgerUnavailable
 
-        try:
-            ledger = open_ledger(settings, embedded_ledger, key)
-            settings = _adopt_genesis_config(settings, ledger)
-        except LedgerError as exc:
-            raise ConfigError(f"cannot open the ledger: {exc}") from None
+        waited_until = time.monotonic() + LEDGER_WAIT_S
+        while True:  # a ledger still starting (compose, Swarm: no start order) is waited for
+            try:
+                ledger = open_ledger(settings, embedded_ledger, key)
+                settings = _adopt_genesis_config(settings, ledger)
+                break
+            except LedgerUnavailable as exc:
+                if time.monotonic() > waited_until:
+                    raise ConfigError(
+                        f"cannot open the ledger (waited {LEDGER_WAIT_S:.0f} s): {exc}"
+                    ) from None
+                log.warning("waiting for the ledger: %s", exc)
+                if stop.event.wait(LEDGER_RETRY_S):
+                    log.info("stopped while waiting for the ledger")
+                    return
+            except LedgerError as exc:
+                raise ConfigError(f"cannot open the ledger: {exc}") from None
         chain = EntryChain(ledger, key, settings.state_dir)
         model = GlobalModel(chain, message_bytes(settings))
         sn = SuperNode(

@@ -71,3 +71,23 @@ def test_compose_tls_stack_scenario() -> None:
     summary = run_scenario("--tls")
     for step in (*PLAIN_STEPS, *TLS_STEPS):
         assert step in summary["seconds"], f"step {step!r} did not run: {summary}"  # type: ignore[operator]
+
+
+SWARM_STEPS = ("a single-node swarm", "stack file from docker-compose.yml", "docker stack deploy",
+               "services converge", "2 ENs joined", "console train(rounds=1), chain verifies",
+               "docker service scale en=3", "3 ENs joined", "the next round trains with the new EN",
+               "docker stack rm")
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+def test_swarm_stack_scenario() -> None:
+    """The same stack on a single-node Docker Swarm (docker/ci/swarm.py): deploy with local
+    images, services converge, a round through the console, the chain verifies,
+    ``docker service scale <stack>_en=3`` adds an EN that trains in the next round,
+    ``docker stack rm`` cleans up. In this module so that no two stacks run at once: side
+    by side on 2 cores they starved each other's nodes."""
+    summary = run_scenario("--swarm")
+    for step in SWARM_STEPS:
+        assert step in summary["seconds"], f"step {step!r} did not run: {summary}"  # type: ignore[operator]

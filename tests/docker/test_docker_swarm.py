@@ -1,9 +1,7 @@
-"""The stack on Docker Swarm: the stack file made from docker-compose.yml (checked without an
-engine), and ``scripts/docker-ci --swarm`` for real (a single-node swarm on the CI engine:
-deploy with local images, services converge, a round through the console, the chain
-verifies, ``docker service scale <stack>_en=3`` adds an EN that trains in the next round,
-``docker stack rm`` cleans up). The real run skips outside CI without an engine and fails
-in CI without one."""
+"""The Docker Swarm stack file made from docker-compose.yml, checked without an engine. The
+real deployment (``scripts/docker-ci --swarm``) is ``tests/docker/test_docker_stack.py::
+test_swarm_stack_scenario``, beside the compose scenarios so that the stacks run one after
+another."""
 
 from __future__ import annotations
 
@@ -15,16 +13,10 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from tests.docker.test_docker_stack import run_scenario
 
 sys.path.insert(0, str(REPO / "docker" / "swarm"))
 
 from make_stack import KEY_TARGET, SECRET, StackError, main, make_stack  # noqa: E402
-
-SWARM_STEPS = ("a single-node swarm", "stack file from docker-compose.yml", "docker stack deploy",
-               "services converge", "2 ENs joined", "console train(rounds=1), chain verifies",
-               "docker service scale en=3", "3 ENs joined", "the next round trains with the new EN",
-               "docker stack rm")
 
 
 def compose_file() -> dict[str, Any]:
@@ -92,12 +84,3 @@ def test_no_published_port_and_a_bad_compose_file_are_handled(tmp_path: Path, ca
     bad.write_text("services: [1, 2\n", encoding="utf-8")
     assert main(["--compose", str(bad)]) == 2
     assert "make_stack:" in capsys.readouterr().err
-
-
-@pytest.mark.docker
-@pytest.mark.slow
-@pytest.mark.timeout(2400)
-def test_swarm_stack_scenario() -> None:
-    summary = run_scenario("--swarm")
-    for step in SWARM_STEPS:
-        assert step in summary["seconds"], f"step {step!r} did not run: {summary}"  # type: ignore[operator]
