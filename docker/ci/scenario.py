@@ -84,7 +84,9 @@ class Stack:
         self.env_dir = make_env()
         dotenv = read_env(self.env_dir / ".env")
         self.api_token = dotenv["FEDCHAIN_API_TOKEN"]
-        self.compose = [*compose_base(), "-p", self.project, "--env-file", str(self.env_dir / ".env"),
+        base = compose_base()
+        self._base_len = len(base)
+        self.compose = [*base, "-p", self.project, "--env-file", str(self.env_dir / ".env"),
                         "-f", str(REPO / "docker-compose.yml")]
         self.certs: Path | None = None
         self.context: ssl.SSLContext | None = None
@@ -116,7 +118,7 @@ class Stack:
 
     def compose_options(self) -> list[str]:
         """The options after ``docker compose`` / ``docker-compose`` (project, env file, files)."""
-        return self.compose[len(compose_base()):]
+        return self.compose[self._base_len:]
 
     # ---- processes ----
     def run(self, args: Sequence[str], timeout: float, check: bool = True) -> subprocess.CompletedProcess[str]:
