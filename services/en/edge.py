@@ -170,6 +170,7 @@ class EdgeNode:
         """Load this EN's data share once and build its model (the FL core's objects)."""
         from fedchain.shared.fl.data import load_client
         from fedchain.shared.fl.models import initial_model
+        from fedchain.shared.fl.training import warm_up
 
         t0 = time.monotonic()
         self._data = load_client(self.settings, self.partition_index)
@@ -183,6 +184,7 @@ class EdgeNode:
         # The simulation's clients start from the seeded initial model (heads included); so do we.
         self._model = initial_model(self.settings)
         self._model.register_forward_pre_hook(self._abort_if_stopping)
+        warm_up()
         for algorithm in ("fedper", "fedavg"):
             path = self._personal_path(algorithm)
             if path.is_file() and not keep_personal:

@@ -62,6 +62,14 @@ def _batches(
         yield x, torch.as_tensor(y)
 
 
+def warm_up() -> None:
+    """Import now what the first optimiser imports lazily (``torch._dynamo``, through
+    ``Optimizer.__init__``): 3-6 s on a loaded 2-core host, measured with py-spy. A node
+    calls this while it starts, so its first round trains at once and stops at once on
+    SIGTERM instead of sitting in an import the stop flag cannot reach."""
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+
+
 def train_local(
     model: nn.Module,
     data: Dataset[Any],

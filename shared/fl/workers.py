@@ -16,8 +16,10 @@ threads per process the global model is bitwise the serial loop's.
 
 Pinning: a client goes to the worker with the fewest training samples so far. Threads:
 the run's threads (default: the usable cores) split evenly over the workers. Ctrl-C:
-workers ignore SIGINT; the parent asks them to stop, then terminates and kills any still
-running after a bounded wait (``STOP_SECONDS``).
+workers ignore SIGINT; the parent asks idle workers to stop and terminates at once those
+interrupted mid-call (they would not read a stop before their call ends), then kills any
+still running; every wait is shared by all workers, so a stop is bounded by
+``STOP_SECONDS`` + ``KILL_SECONDS`` however many workers there are.
 
 ``ShardedRunner`` holds what the process and Ray runners share (pinning, fan-out, the
 order of answers); a transport implements ``_start`` and ``_call_all``.
@@ -30,6 +32,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from multiprocessing.connection import Connection
@@ -45,7 +48,10 @@ from fedchain.shared.fl.strategy import strategy_from_settings
 from fedchain.shared.fl.training import EvalResult
 
 STOP_SECONDS = 5.0
-"""How long ``close`` waits for workers to stop before terminating, then killing them."""
+"""How long ``close`` waits for idle workers to stop before terminating them."""
+
+KILL_SECONDS = 2.0
+"""How long ``close`` waits for terminated workers before killing them."""
 
 WORKER_ERRORS = (ConfigError, ValueError, FloatingPointError, RuntimeError)
 """What a worker sends back to the parent (re-raised there) instead of dying."""
@@ -198,6 +204,7 @@ class ProcessRunner(ShardedRunner):
         self.threads = threads_per_worker(settings, workers)
         self._procs: list[subprocess.Popen[bytes]] = []
         self._conns: list[Connection] = []
+        self._in_call = False  # a call was sent and not all its answers came back
 
     def _start(self) -> None:
         for _ in range(self.shards):
@@ -229,6 +236,7 @@ class ProcessRunner(ShardedRunner):
         )
 
     def _call_all(self, calls: Mapping[int, tuple[str, tuple[Any, ...]]]) -> dict[int, Any]:
+        self._in_call = True  # stays set if a Ctrl-C or a failure interrupts the call
         for shard, message in calls.items():
             self._send(shard, message)
         answers: dict[int, Any] = {}
@@ -241,35 +249,48 @@ class ProcessRunner(ShardedRunner):
             if status == "error" and error is None:
                 error = value
             answers[shard] = value
+        self._in_call = False
         if error is not None:
             raise error
         return answers
 
     def close(self) -> None:
-        """Ask the workers to stop; terminate, then kill, those still running (bounded)."""
-        for conn in self._conns:
-            try:
-                conn.send_bytes(pickle.dumps(("stop", ())))
-            except (BrokenPipeError, EOFError, OSError):
-                pass
-        for proc in self._procs:
-            _stop(proc)
+        """Stop the workers within ``STOP_SECONDS`` + ``KILL_SECONDS``, however many.
+
+        Idle workers are asked to stop and get ``STOP_SECONDS`` to exit; workers interrupted
+        mid-call (Ctrl-C during a round) are terminated at once, since they read the stop
+        only after their call. Those still running after ``KILL_SECONDS`` more are killed.
+        """
+        if not self._in_call:
+            for conn in self._conns:
+                try:
+                    conn.send_bytes(pickle.dumps(("stop", ())))
+                except (BrokenPipeError, EOFError, OSError):
+                    pass
+            running = _wait_all(self._procs, STOP_SECONDS)
+        else:
+            running = [p for p in self._procs if p.poll() is None]
+        for proc in running:
+            proc.terminate()
+        for proc in _wait_all(running, KILL_SECONDS):
+            proc.kill()
+            proc.wait()
         for conn in self._conns:
             conn.close()
         self._procs, self._conns = [], []
         self._started = False
+        self._in_call = False
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Wait ``STOP_SECONDS`` for a worker to exit, then terminate it, then kill it."""
-    for step in (None, proc.terminate, proc.kill):
-        if step is not None:
-            step()
+def _wait_all(procs: Sequence[subprocess.Popen[bytes]], seconds: float) -> list[subprocess.Popen[bytes]]:
+    """Wait up to ``seconds`` in all for ``procs`` to exit; the ones still running."""
+    deadline = time.monotonic() + seconds
+    for proc in procs:
         try:
-            proc.wait(timeout=STOP_SECONDS if step is None else 2.0)
-            return
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            continue
+            pass
+    return [p for p in procs if p.poll() is None]
 
 
 if __name__ == "__main__":
