@@ -110,7 +110,7 @@ def _adopt_genesis_config(settings: Settings, ledger: LedgerContract) -> Setting
     genesis = ledger.get(0)
     if genesis is None or not isinstance(genesis.payload, GenesisPayload):
         return settings
-    recorded = {k: json.loads(v) for k, v in genesis.payload.config.items()}
+    recorded = dict(genesis.payload.config)
     adopted = apply_fl_config(settings, recorded)
     changed = [k for k in recorded if getattr(settings, k, None) != getattr(adopted, k, None)]
     if changed:

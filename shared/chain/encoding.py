@@ -5,7 +5,8 @@ explicit type-determined layout; integers are big-endian (``u64`` for header fie
 signed ``i64`` in payloads); floats are IEEE-754 binary64 big-endian and must be
 finite; byte strings and UTF-8 strings carry a ``u32`` length prefix; lists carry a
 ``u32`` count; mappings are written as a count then key/value pairs sorted by the
-key's UTF-8 bytes. Distinct values therefore always give distinct bytes.
+key's UTF-8 bytes; a scalar (``scalar_map`` values) is a ``u32`` type tag, then its value.
+Distinct values therefore always give distinct bytes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,12 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Mapping, Sequence
+
+Scalar = None | bool | int | float | str
+"""A value of a ``scalar_map``: what a setting holds (genesis records the config so)."""
+
+SCALAR_TAGS: dict[type, int] = {type(None): 0, bool: 1, int: 2, float: 3, str: 4}
+"""The type tag written before a scalar (``bool`` before ``int``: a bool is not an int here)."""
 
 U32_MAX = 2**32 - 1
 U64_MAX = 2**64 - 1
@@ -75,16 +82,32 @@ class CanonicalWriter:
             self.text(first)
             self.text(second)
 
-    def text_map(self, values: Mapping[str, str]) -> None:
-        """Count, then key/value strings sorted by the key's UTF-8 bytes."""
-        self.u32(len(values))
-        for key in sorted(values, key=lambda k: k.encode("utf-8")):
-            self.text(key)
-            self.text(values[key])
-
     def float_map(self, values: Mapping[str, float]) -> None:
         """Count, then key string / binary64 value pairs sorted by the key's UTF-8 bytes."""
         self.u32(len(values))
         for key in sorted(values, key=lambda k: k.encode("utf-8")):
             self.text(key)
             self.f64(values[key])
+
+    def scalar(self, value: Scalar) -> None:
+        """Type tag (``SCALAR_TAGS``), then the value: nothing for null, ``u32`` 0/1 for a
+        bool, ``i64``, binary64 or a string."""
+        tag = SCALAR_TAGS.get(type(value))
+        if tag is None:
+            raise ValueError(f"{type(value).__name__} is not a scalar (null, bool, int, float or string)")
+        self.u32(tag)
+        if isinstance(value, bool):
+            self.u32(int(value))
+        elif isinstance(value, int):
+            self.i64(value)
+        elif isinstance(value, float):
+            self.f64(value)
+        elif isinstance(value, str):
+            self.text(value)
+
+    def scalar_map(self, values: Mapping[str, Scalar]) -> None:
+        """Count, then key string / typed scalar pairs sorted by the key's UTF-8 bytes."""
+        self.u32(len(values))
+        for key in sorted(values, key=lambda k: k.encode("utf-8")):
+            self.text(key)
+            self.scalar(values[key])

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any, ClassVar
 
 from fedchain.shared.chain import merkle
-from fedchain.shared.chain.encoding import CanonicalWriter
+from fedchain.shared.chain.encoding import I64_MAX, I64_MIN, CanonicalWriter, Scalar
 from fedchain.shared.chain.errors import BlockInvalid
 from fedchain.shared.digests import DIGEST_FORMAT, is_hex64, is_hex128
 
@@ -82,12 +82,6 @@ def _pair_list(value: Any, what: str) -> list[tuple[str, str]]:
     return out
 
 
-def _text_map(value: Any, what: str) -> dict[str, str]:
-    if not isinstance(value, Mapping):
-        raise BlockInvalid(f"{what} must be a mapping of strings to strings")
-    return {_text(k, f"{what} key"): _text(v, f"{what}[{k!r}]") for k, v in value.items()}
-
-
 def _float_map(value: Any, what: str) -> dict[str, float]:
     if not isinstance(value, Mapping):
         raise BlockInvalid(f"{what} must be a mapping of strings to numbers")
@@ -99,6 +93,31 @@ def _float_map(value: Any, what: str) -> dict[str, float]:
         if not math.isfinite(v):
             raise BlockInvalid(f"{what}[{key!r}] must be finite, got {v}")
         out[key] = float(v)
+    return out
+
+
+def _scalar_map(value: Any, what: str) -> dict[str, Scalar]:
+    """A mapping of strings to settings' values as themselves: null, bool, int, float, string."""
+    if not isinstance(value, Mapping):
+        raise BlockInvalid(f"{what} must be a mapping of strings to values")
+    if len(value) > MAX_RECORDS:
+        raise BlockInvalid(f"{what} holds {len(value)} entries, more than {MAX_RECORDS}")
+    out: dict[str, Scalar] = {}
+    for k, v in value.items():
+        key = _text(k, f"{what} key")
+        item = f"{what}[{key!r}]"
+        if v is None or isinstance(v, bool):
+            out[key] = v
+        elif isinstance(v, int):
+            if not I64_MIN <= v <= I64_MAX:
+                raise BlockInvalid(f"{item} does not fit a signed 64-bit integer")
+            out[key] = v
+        elif isinstance(v, float):
+            out[key] = _float(v, item)
+        elif isinstance(v, str):
+            out[key] = _text(v, item)
+        else:
+            raise BlockInvalid(f"{item} must be null, a bool, a number or a string, got {type(v).__name__}")
     return out
 
 
@@ -116,8 +135,8 @@ _CHECKERS: dict[str, Callable[[Any, str], Any]] = {
     "float": _float,
     "text_list": _text_list,
     "pair_list": _pair_list,
-    "text_map": _text_map,
     "float_map": _float_map,
+    "scalar_map": _scalar_map,
 }
 
 def _records(value: Any, what: str, cls: type[Record]) -> list[Any]:
@@ -182,8 +201,8 @@ class _Fields:
                 w.text_list(value)
             elif layout == "pair_list":
                 w.pair_list(value)
-            elif layout == "text_map":
-                w.text_map(value)
+            elif layout == "scalar_map":
+                w.scalar_map(value)
             else:
                 w.float_map(value)
 
@@ -198,7 +217,7 @@ class _Fields:
                 out[name] = [{"node_id": a, "reason": b} for a, b in value]
             elif layout == "text_list":
                 out[name] = list(value)
-            elif layout in ("text_map", "float_map"):
+            elif layout in ("float_map", "scalar_map"):
                 out[name] = dict(value)
             else:
                 out[name] = value
@@ -238,16 +257,19 @@ class _Payload(_Fields):
 
 @dataclass(frozen=True)
 class GenesisPayload(_Payload):
-    """First block: the federation's config, the initial model and the entry node's key."""
+    """First block: the federation's config, the initial model and the entry node's key.
 
-    config: dict[str, str]
+    ``config`` holds the federation-wide settings as themselves (``"lr": 0.01``,
+    ``"algorithm": "fedper"``, ``"max_samples": null``)."""
+
+    config: dict[str, Scalar]
     model_digest: str
     entry_node_id: str
     entry_public_key: str
 
     KIND: ClassVar[BlockKind] = BlockKind.GENESIS
     FIELDS: ClassVar[tuple[tuple[str, Any], ...]] = (
-        ("config", "text_map"),
+        ("config", "scalar_map"),
         ("model_digest", "text"),
         ("entry_node_id", "text"),
         ("entry_public_key", "text"),

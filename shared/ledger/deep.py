@@ -105,13 +105,11 @@ class DeepReport:
 
 def strategies_from_genesis(genesis: GenesisPayload, base: Settings | None = None) -> StrategyFor:
     """The strategy of the federation genesis records (model, dataset, FedPer split, rule)."""
-    import json
-
     from fedchain.shared.fl.models import build_model
     from fedchain.shared.fl.strategy import strategy_from_settings
     from fedchain.shared.net.federation import apply_fl_config
 
-    recorded = {k: json.loads(v) for k, v in genesis.config.items()}
+    recorded = dict(genesis.config)
     settings = apply_fl_config(base or Settings(), recorded)
     model = build_model(settings.model, settings.dataset)
     cache: dict[str, Strategy] = {}

@@ -7,7 +7,6 @@ per-node configuration. Node-local settings (ports, dirs, tokens, TLS) never tra
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,11 +20,6 @@ FL_FIELDS: tuple[str, ...] = FEDERATION_FIELDS
 def fl_config(settings: Settings) -> dict[str, Any]:
     """The federation-wide learning settings of ``settings`` (JSON-friendly values)."""
     return {name: getattr(settings, name) for name in FL_FIELDS}
-
-
-def fl_config_strings(settings: Settings) -> dict[str, str]:
-    """The same, as the str -> str mapping genesis records."""
-    return {k: json.dumps(v) for k, v in fl_config(settings).items()}
 
 
 def apply_fl_config(local: Settings, config: dict[str, Any]) -> Settings:

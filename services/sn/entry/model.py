@@ -21,7 +21,7 @@ from fedchain.shared.chain.payloads import GenesisPayload
 from fedchain.shared.config import ConfigError, Settings
 from fedchain.shared.crypto import NodeKey
 from fedchain.shared.digests import digest_of
-from fedchain.shared.net.federation import fl_config_strings
+from fedchain.shared.net.federation import fl_config
 from fedchain.shared.tensors import decode, encode
 
 log = logging.getLogger("fedchain.entry")
@@ -58,7 +58,7 @@ class GlobalModel:
             data = encode(initial_state(settings))
             d = self.chain.ledger.put_blob(data)
             payload = GenesisPayload(
-                config=fl_config_strings(settings),
+                config=fl_config(settings),
                 model_digest=d,
                 entry_node_id=key.node_id,
                 entry_public_key=key.public_hex,

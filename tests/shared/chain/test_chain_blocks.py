@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import struct
 
 import pytest
@@ -39,7 +40,7 @@ def fixed_key(seed: int) -> NodeKey:
 
 def genesis(key: NodeKey, ts: int = 1000) -> Block:
     payload = {
-        "config": {"algorithm": "fedper", "rounds": "3"},
+        "config": {"algorithm": "fedper", "lr": 0.01, "clients": 3, "eval": True, "max_samples": None},
         "model_digest": DIGEST,
         "entry_node_id": key.node_id,
         "entry_public_key": key.public_hex,
@@ -299,3 +300,55 @@ def test_genesis_rules() -> None:
     second = build_block("genesis", g.payload, g, entry, 1001)
     with pytest.raises(BlockInvalid, match="genesis"):
         check_block(second, state)
+
+
+def _genesis_with(config: dict) -> Block:
+    key = fixed_key(4)
+    payload = {
+        "config": config,
+        "model_digest": DIGEST,
+        "entry_node_id": key.node_id,
+        "entry_public_key": key.public_hex,
+    }
+    return build_block(BlockKind.GENESIS, payload, None, key, 1000)
+
+
+def test_genesis_records_a_real_federation_config_as_the_values_themselves() -> None:
+    from fedchain.shared.chain.blocks import payload_text
+    from fedchain.shared.chain.payloads import payload_from_json
+    from fedchain.shared.config import Settings
+    from fedchain.shared.net.federation import apply_fl_config, fl_config
+
+    settings = Settings(algorithm="fedavg", lr=0.05, clients=4, max_samples=None, local_eval=False)
+    block = _genesis_with(fl_config(settings))
+    config = block.payload.to_json()["config"]
+    # as themselves, not JSON inside a string ('"fedavg"', '0.05')
+    assert config["algorithm"] == "fedavg"
+    assert config["lr"] == 0.05 and isinstance(config["lr"], float)
+    assert config["clients"] == 4 and isinstance(config["clients"], int)
+    assert config["local_eval"] is False and config["max_samples"] is None
+    assert '"algorithm":"fedavg"' in payload_text(block.payload)
+    # the stored text parses back to the same hash, and a node adopts the same settings
+    again = payload_from_json("genesis", json.loads(payload_text(block.payload)))
+    assert again == block.payload
+    assert apply_fl_config(Settings(), dict(again.config)) == apply_fl_config(Settings(), fl_config(settings))
+
+
+@pytest.mark.parametrize("a, b", [(1, 1.0), (1, True), (1, "1"), (0, None), (0, False), ("", None)])
+def test_config_values_of_different_types_hash_apart(a: object, b: object) -> None:
+    assert _genesis_with({"x": a}).hash != _genesis_with({"x": b}).hash
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ([1, 2], "must be null, a bool, a number or a string"),
+        ({"a": 1}, "must be null, a bool, a number or a string"),
+        (float("inf"), "finite"),
+        (2**63, "signed 64-bit"),
+        ("x" * 5000, "longer than"),
+    ],
+)
+def test_genesis_config_values_that_are_not_settings_are_refused(value: object, message: str) -> None:
+    with pytest.raises(BlockInvalid, match=message):
+        _genesis_with({"x": value})

@@ -32,7 +32,7 @@ from fedchain.shared.fl.recompute import (
 )
 from fedchain.shared.fl.strategy import FedPer, Strategy
 from fedchain.shared.ledger.deep import strategies_from_genesis
-from fedchain.shared.net.federation import fl_config_strings
+from fedchain.shared.net.federation import fl_config
 from fedchain.shared.tensors import digest, encode
 
 
@@ -82,7 +82,7 @@ class Federation:
             fed.tree = dict(ROBUST_TREE)
         model = tiny_model() if settings is None else initial_model(settings)
         fed.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        config = {} if settings is None else fl_config_strings(settings)
+        config = {} if settings is None else fl_config(settings)
         if settings is not None:
             fed.strategy = strategies_from_genesis(
                 GenesisPayload(config, "0" * 64, ENTRY.node_id, ENTRY.public_hex)
