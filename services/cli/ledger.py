@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from fedchain.services.cli.errors import fail
 from fedchain.shared.config import ConfigError, load_settings
 
 if TYPE_CHECKING:
@@ -30,8 +31,7 @@ DEFAULT_GC_AGE_S = 600.0
 
 
 def _fail(message: str, code: int) -> None:
-    print(f"fedchain: error: {message}", file=sys.stderr)
-    raise typer.Exit(code)
+    fail(message, code)
 
 
 def _hex_key(text: str | None, flag: str) -> bytes | None:

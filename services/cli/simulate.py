@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 
+from fedchain.services.cli.errors import fail
 from fedchain.services.cli.options import SettingsFlags, settings_options
 from fedchain.shared.config import LEARNING_FIELDS, ConfigError, Settings, load_settings
 
@@ -26,8 +27,7 @@ if TYPE_CHECKING:
 
 
 def _fail(message: str) -> None:
-    typer.echo(f"fedchain: error: {message}", err=True)
-    raise typer.Exit(2)
+    fail(message)
 
 
 def _check_writable(out: Path | None, save_dir: Path | None) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 import typer
 
+from fedchain.services.cli.errors import error_line
 from fedchain.services.cli.options import SettingsFlags, settings_options
 from fedchain.services.cli.run_tokens import token_env, with_run_tokens, write_tokens
 from fedchain.shared import processes
@@ -489,7 +490,7 @@ def up(
         code = 128 + exc.signum
         run.keep = False
     except ConfigError as exc:
-        typer.echo(f"fedchain: error: {exc}", err=True)
+        typer.echo(error_line(str(exc)), err=True)
         code = 1
         run.keep = False
     finally:

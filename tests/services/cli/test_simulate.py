@@ -77,7 +77,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], match
     result = runner.invoke(app, ["simulate", *QUICK, *args])
     assert result.exit_code == 2, result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("fedchain: error: ") and match in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("fedchain simulate: ") and match in lines[0]
     assert "Traceback" not in result.output
     assert list(tmp_path.glob("*.json")) == ([tmp_path / "bad.json"])
 
@@ -90,7 +90,7 @@ def test_the_command_exits_2_without_traceback(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])},
     )
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.strip().startswith("fedchain: error: cifar10 not found")
+    assert proc.stderr.strip().startswith("fedchain simulate: cifar10 not found")
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     proc = subprocess.run([*cmd, "--rounds", "many"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

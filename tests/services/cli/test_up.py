@@ -217,7 +217,7 @@ def test_up_refuses_a_busy_port_with_one_line(tmp_path: Path) -> None:
         busy = s.getsockname()[1]
         r = _fedchain("up", "--state-dir", str(tmp_path / "fc"), "--port", str(busy), timeout=60)
     assert r.returncode == 2
-    assert r.stderr.strip() == f"fedchain: error: port {busy} is in use; stop what uses it or pass --port"
+    assert r.stderr.strip() == f"fedchain up: port {busy} is in use; stop what uses it or pass --port"
     assert not (tmp_path / "fc" / "network.json").exists()
 
 

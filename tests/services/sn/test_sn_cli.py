@@ -40,7 +40,7 @@ def test_bad_flags_exit_2_with_one_line(tmp_path: Path, args: tuple[str, ...], m
     r = _node(*args, "--state-dir", str(tmp_path / "state"), cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("fedchain: error: ") and message in lines[0], r.stderr
+    assert len(lines) == 1 and lines[0].startswith("fedchain node: ") and message in lines[0], r.stderr
     assert not (tmp_path / "state").exists()  # nothing was created
 
 
@@ -53,5 +53,5 @@ def test_busy_port_is_refused(tmp_path: Path) -> None:
                   **ENTRY_TOKENS)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
-        f"fedchain: error: --port {busy}: 127.0.0.1:{busy} is already in use (another node running?)"
+        f"fedchain node: --port {busy}: 127.0.0.1:{busy} is already in use (another node running?)"
     ]
