@@ -96,6 +96,10 @@ FEDERATION = _scope("federation")
 RUN = _scope("run")
 
 
+EN_DEFAULT_PORT = 8081
+"""An edge node's gRPC port when none is given (a super node's, the entry's, is 8080)."""
+
+
 class Settings(BaseSettings):
     """Every knob of fedchain. Field docs are the reference for config files and flags."""
 
@@ -195,7 +199,9 @@ class Settings(BaseSettings):
     )
 
     # ---- network ----
-    port: int = Field(default=8080, ge=1, le=65535, description="gRPC port")
+    port: int = Field(
+        default=8080, ge=1, le=65535, description=f"gRPC port (an EN's default: {EN_DEFAULT_PORT})"
+    )
     http_port: int | None = Field(default=None, ge=1, le=65535, description="HTTP port, default port+1000")
     host: str = Field(default="127.0.0.1", description="address to bind")
     advertise_host: str | None = Field(default=None, description="address peers use to reach this node")
@@ -333,6 +339,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
+        if self.nt == "EN" and "port" not in self.model_fields_set:
+            # not the entry's 8080: an EN started beside an entry with no --port must not collide
+            self.port = EN_DEFAULT_PORT
         if self.partition == "pathological" and self.classes_per_client > 10:
             raise ValueError("classes_per_client must be at most the number of classes (10)")
         values = [getattr(self, name).get_secret_value() for name in TOKEN_FIELDS]

@@ -92,7 +92,7 @@ def _embedded_ledger(settings: Settings) -> LedgerContract:
 )
 def node(
     *,
-    port: int | None = typer.Option(None, help="gRPC port (default 8080)"),
+    port: int | None = typer.Option(None, help="gRPC port (default 8080; an EN: 8081)"),
     nt: str | None = typer.Option(None, "--nt", help="node type: SN or EN"),
     entry: str | None = typer.Option(None, help="HOST:PORT of the entry super node"),
     is_entry: bool = typer.Option(False, "-z", "--is-entry", help="this SN is the entry (M-SN)"),

@@ -172,3 +172,13 @@ def test_settings_to_flags_round_trip_through_load_settings() -> None:
     assert flags[flags.index("--lr") + 1] == "0.125"
     assert "--max-samples" in settings_to_flags(s, ["max_samples"])
     assert settings_to_flags(load_settings(), ["max_samples"]) == []  # None is left out
+
+
+def test_an_edge_node_does_not_default_to_the_entrys_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FEDCHAIN_PORT", raising=False)
+    entry, edge = Settings(nt="SN"), Settings(nt="EN")
+    assert (entry.port, entry.effective_http_port) == (8080, 9080)
+    assert (edge.port, edge.effective_http_port) == (8081, 9081)
+    assert Settings(nt="EN", port=8080).port == 8080  # a port given is kept
+    monkeypatch.setenv("FEDCHAIN_PORT", "7001")
+    assert Settings(nt="EN").port == 7001
