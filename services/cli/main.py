@@ -53,6 +53,7 @@ app = typer.Typer(
     help="Federated learning (FedPer, FedAvg) run by a network of blockchain nodes.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstrings reflow; `code` spans render as code
 )
 
 
