@@ -106,6 +106,11 @@ class ImageTensors(Dataset[tuple[torch.Tensor, int]]):
         return self._labels if self.rows is None else self._labels[self.rows]
 
     @property
+    def pool(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pool's images and labels this dataset reads (its rows in them: ``rows``)."""
+        return self._images, self._labels
+
+    @property
     def device(self) -> torch.device:
         """Where the images are kept."""
         return self._images.device

@@ -3,8 +3,10 @@
 Each worker is a fresh interpreter (``python -m fedchain.shared.fl.workers FD``, spawned,
 never forked: torch's threads and locks do not survive a fork; and, unlike
 ``multiprocessing``'s spawn, it never re-runs the caller's ``__main__`` script), talking to
-the parent over a socket pair, holding a ``WorkerCore``: a model, a strategy bound to it and a ``LocalRunner`` with
-the clients pinned to it (their data arrives once, in one message; their heads stay there).
+the parent over a socket pair in typed messages (``worker_codec.py``: a checked JSON header
+and safetensors tensors; nothing in a message is executed), holding a ``WorkerCore``: a
+model, a strategy bound to it and a ``LocalRunner`` with the clients pinned to it (their
+data arrives once, in one message; their heads stay there).
 The parent keeps the server side: selection, the strategy's aggregation, evaluation
 bookkeeping. Per round it sends every worker the global shared state and the indices of
 its selected clients; the workers train in parallel and send back CPU-tensor updates,
@@ -27,7 +29,6 @@ order of answers); a transport implements ``_start`` and ``_call_all``.
 
 from __future__ import annotations
 
-import pickle
 import signal
 import socket
 import subprocess
@@ -35,7 +36,6 @@ import sys
 import time
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
-from multiprocessing.connection import Connection
 from typing import Any
 
 import torch
@@ -46,15 +46,23 @@ from fedchain.shared.fl.engine import ClientRunner, FitOutcome, LocalRunner, thr
 from fedchain.shared.fl.models import build_model
 from fedchain.shared.fl.strategy import strategy_from_settings
 from fedchain.shared.fl.training import EvalResult
+from fedchain.shared.fl.worker_codec import (
+    WORKER_ERRORS,
+    CodecError,
+    decode_call,
+    decode_reply,
+    encode_call,
+    encode_error,
+    encode_reply,
+    recv_frame,
+    send_frame,
+)
 
 STOP_SECONDS = 5.0
 """How long ``close`` waits for idle workers to stop before terminating them."""
 
 KILL_SECONDS = 2.0
 """How long ``close`` waits for terminated workers before killing them."""
-
-WORKER_ERRORS = (ConfigError, ValueError, FloatingPointError, RuntimeError)
-"""What a worker sends back to the parent (re-raised there) instead of dying."""
 
 
 class WorkerFailed(RuntimeError):
@@ -124,8 +132,8 @@ class ShardedRunner(ClientRunner):
         pending = {s: ("add", (datas,)) for s, datas in enumerate(self._pending) if datas}
         if pending:
             if self._global is not None:  # late clients start from the current global state
-                state = self._global
-                self._call_all({s: ("set_global", (state,)) for s in pending})
+                call = ("set_global", (self._global,))
+                self._call_all({s: call for s in pending})
                 self._global = None
             self._pending = [[] for _ in range(self.shards)]
             self._call_all(pending)
@@ -158,36 +166,55 @@ class ShardedRunner(ClientRunner):
 
     def evaluate(self, shared: Mapping[str, torch.Tensor]) -> dict[int, EvalResult]:
         self._ready()
-        state = dict(shared)
-        answers = self._call_all({s: ("evaluate", (state,)) for s in range(self.shards)})
+        call = ("evaluate", (dict(shared),))  # one object: encoded once for all the shards
+        answers = self._call_all({s: call for s in range(self.shards)})
         merged: dict[int, EvalResult] = {}
         for part in answers.values():
             merged.update(part)
         return merged
 
 
-def _worker_main(conn: Connection) -> None:
-    """A worker process: build a WorkerCore from the first message, then serve calls."""
+def _worker_main(sock: socket.socket) -> None:
+    """A worker process: build a WorkerCore from the first message, then serve calls.
+
+    A call that cannot be read is answered with a ``CodecError``; after one too large to
+    read, the stream is lost, so the worker answers and exits.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     core: WorkerCore | None = None
     while True:
         try:
-            method, args = pickle.loads(conn.recv_bytes())
+            data = recv_frame(sock)
         except (EOFError, OSError):
             return
-        if method == "stop":
+        except CodecError as exc:
+            _answer(sock, encode_error(None, exc))
             return
+        method: str | None = None
         try:
+            method, args = decode_call(data)
+            if method == "stop":
+                return
             if method == "init":
                 core = WorkerCore(*args)
-                answer: tuple[str, Any] = ("ok", None)
+                answer = encode_reply(method, None)
             elif core is None:
-                raise WorkerFailed("worker called before init")
+                raise CodecError(f"a {method} call before init")
             else:
-                answer = ("ok", getattr(core, method)(*args))
+                answer = encode_reply(method, getattr(core, method)(*args))
         except WORKER_ERRORS as exc:
-            answer = ("error", exc)
-        conn.send_bytes(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+            answer = encode_error(method, exc)
+        if not _answer(sock, answer):
+            return
+
+
+def _answer(sock: socket.socket, message: bytes) -> bool:
+    """Send ``message`` to the parent; False when it is gone."""
+    try:
+        send_frame(sock, message)
+    except OSError:
+        return False
+    return True
 
 
 class ProcessRunner(ShardedRunner):
@@ -203,7 +230,7 @@ class ProcessRunner(ShardedRunner):
         self.vectorize = vectorize
         self.threads = threads_per_worker(settings, workers)
         self._procs: list[subprocess.Popen[bytes]] = []
-        self._conns: list[Connection] = []
+        self._socks: list[socket.socket] = []
         self._in_call = False  # a call was sent and not all its answers came back
 
     def _start(self) -> None:
@@ -215,14 +242,14 @@ class ProcessRunner(ShardedRunner):
             )
             child.close()
             self._procs.append(proc)
-            self._conns.append(Connection(parent.detach()))
+            self._socks.append(parent)
         init = ("init", (self.settings, self.global_state, self.vectorize, self.threads))
         self._call_all({i: init for i in range(self.shards)})
 
-    def _send(self, shard: int, message: tuple[str, tuple[Any, ...]]) -> None:
+    def _send(self, shard: int, message: bytes) -> None:
         try:
-            self._conns[shard].send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
-        except (BrokenPipeError, EOFError, OSError) as exc:
+            send_frame(self._socks[shard], message)
+        except OSError as exc:
             raise self._failed(shard) from exc
 
     def _failed(self, shard: int) -> WorkerFailed:
@@ -236,19 +263,26 @@ class ProcessRunner(ShardedRunner):
         )
 
     def _call_all(self, calls: Mapping[int, tuple[str, tuple[Any, ...]]]) -> dict[int, Any]:
+        encoded: dict[int, bytes] = {}  # a call shared by several shards is encoded once
+        for call in calls.values():
+            if id(call) not in encoded:
+                encoded[id(call)] = encode_call(*call)
+        messages = {s: encoded[id(c)] for s, c in calls.items()}
         self._in_call = True  # stays set if a Ctrl-C or a failure interrupts the call
-        for shard, message in calls.items():
+        for shard, message in messages.items():
             self._send(shard, message)
         answers: dict[int, Any] = {}
         error: BaseException | None = None
-        for shard in calls:
+        for shard, (method, _) in calls.items():
             try:
-                status, value = pickle.loads(self._conns[shard].recv_bytes())
+                answer = decode_reply(recv_frame(self._socks[shard]), method)
             except (EOFError, OSError) as exc:
                 raise self._failed(shard) from exc
-            if status == "error" and error is None:
-                error = value
-            answers[shard] = value
+            except CodecError as exc:
+                raise WorkerFailed(f"simulation worker {shard} sent an answer that cannot be read: {exc}") from exc
+            if answer.error is not None and error is None:
+                error = answer.error
+            answers[shard] = answer.value
         self._in_call = False
         if error is not None:
             raise error
@@ -262,10 +296,11 @@ class ProcessRunner(ShardedRunner):
         only after their call. Those still running after ``KILL_SECONDS`` more are killed.
         """
         if not self._in_call:
-            for conn in self._conns:
+            stop = encode_call("stop", ())
+            for sock in self._socks:
                 try:
-                    conn.send_bytes(pickle.dumps(("stop", ())))
-                except (BrokenPipeError, EOFError, OSError):
+                    send_frame(sock, stop)
+                except OSError:
                     pass
             running = _wait_all(self._procs, STOP_SECONDS)
         else:
@@ -275,9 +310,9 @@ class ProcessRunner(ShardedRunner):
         for proc in _wait_all(running, KILL_SECONDS):
             proc.kill()
             proc.wait()
-        for conn in self._conns:
-            conn.close()
-        self._procs, self._conns = [], []
+        for sock in self._socks:
+            sock.close()
+        self._procs, self._socks = [], []
         self._started = False
         self._in_call = False
 
@@ -296,4 +331,4 @@ def _wait_all(procs: Sequence[subprocess.Popen[bytes]], seconds: float) -> list[
 if __name__ == "__main__":
     from fedchain.shared.fl.workers import _worker_main as main  # the importable module's
 
-    main(Connection(int(sys.argv[1])))
+    main(socket.socket(fileno=int(sys.argv[1])))
