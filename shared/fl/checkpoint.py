@@ -119,8 +119,9 @@ def load(directory: Path) -> Checkpoint:
         known = {f.name for f in fields(RoundResult)}
         rounds = [RoundResult(**{k: v for k, v in r.items() if k in known}) for r in meta["rounds"]]
         name, digest = str(meta["state"]["file"]), str(meta["state"]["sha256"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise _bad(directory, f"{CHECKPOINT_FILE} is corrupt (bad or missing {exc})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        why = f"no {exc} entry" if isinstance(exc, KeyError) else str(exc)
+        raise _bad(directory, f"{CHECKPOINT_FILE} is corrupt ({why})") from None
     if [r.round for r in rounds] != list(range(1, done + 1)):
         raise _bad(directory, f"{CHECKPOINT_FILE} is corrupt (its rounds are not 1..{done})")
     path = directory / name

@@ -106,6 +106,8 @@ def test_resume_refuses_a_missing_corrupt_or_foreign_checkpoint(tmp_path: Path) 
     bad.mkdir()
     (bad / "checkpoint.json").write_text("{not json")
     _refused([*FEDPER, "--resume", bad], "checkpoint.json is corrupt")
+    (bad / "checkpoint.json").write_text('{"format": "fedchain-simulate-checkpoint", "version": 1}')
+    _refused([*FEDPER, "--resume", bad], "checkpoint.json is corrupt (no 'round' entry)")
     state = ck / "state-0002.safetensors"
     data = bytearray(state.read_bytes())
     data[-1] ^= 0xFF
