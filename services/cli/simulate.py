@@ -21,9 +21,11 @@ from fedchain.shared.config import LEARNING_FIELDS, ConfigError, Settings, load_
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from fedchain.services.cli.simulate_outputs import TensorBoardLog
     from fedchain.shared.fl.attacks import AttackPlan
+    from fedchain.shared.fl.checkpoint import Checkpoint
     from fedchain.shared.fl.engine import EngineOptions
-    from fedchain.shared.fl.simulation import SimulationResult
+    from fedchain.shared.fl.simulation import Simulation, SimulationResult
 
 
 def _fail(message: str) -> None:
@@ -137,12 +139,31 @@ def simulate(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="print only the final accuracy (and errors)"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="also the label counts of every client"),
+    checkpoint_dir: Path | None = typer.Option(
+        None, help="keep a resumable checkpoint of the last finished round here (rewritten every "
+        "round; continue with --resume DIR)",
+    ),
+    resume: Path | None = typer.Option(
+        None, help="continue the run checkpointed in DIR from its last finished round (same settings; "
+        "--rounds may be raised); it goes on checkpointing into DIR",
+    ),
+    plot: Path | None = typer.Option(
+        None, help="draw the accuracy curve as a PNG here (--repeat: mean ± std band)"
+    ),
+    tensorboard: Path | None = typer.Option(
+        None, help="write per-round accuracy, losses and seconds as TensorBoard event files here "
+        "(pip install 'fedchain[tensorboard]')",
+    ),
 ) -> None:
     """Run federated learning in one process and report accuracy per round.
 
     ``--out FILE.json`` writes every round and the run's settings; ``--out FILE.csv`` one
     row per round. Ctrl-C stops after the round in progress is abandoned: the rounds that
     finished are written to ``--out`` (marked interrupted) and the exit code is 130.
+
+    ``--checkpoint-dir DIR`` keeps the last finished round resumable (global model, FedPer
+    heads, results so far); ``--resume DIR`` with the same settings continues it and ends
+    with the model and accuracies of the run that was never stopped.
     """
     from fedchain.shared.fl.workers import WorkerFailed
 
@@ -155,10 +176,98 @@ def simulate(
         plan = _attack_plan(settings, attackers, attack)
         if repeat > 1 and save_dir is not None:
             raise ConfigError("--save-dir keeps one run's models: leave it out with --repeat")
+        saving = _saving(settings, checkpoint_dir, resume, engine, plan, eval_every, repeat)
+        if plot is not None:
+            from fedchain.services.cli.simulate_outputs import check_plot_path
+
+            check_plot_path(plot)
+        board = _tensorboard(tensorboard, repeat)
         _run(settings, out=out, save_dir=save_dir, engine=engine, attack=plan,
-             verbosity=-1 if quiet else 1 if verbose else 0, eval_every=eval_every, repeat=repeat)
+             verbosity=-1 if quiet else 1 if verbose else 0, eval_every=eval_every, repeat=repeat,
+             saving=saving, plot=plot, board=board)
     except (ConfigError, FloatingPointError, WorkerFailed) as exc:
         _fail(str(exc))
+
+
+class _Saving:
+    """``--checkpoint-dir`` / ``--resume``: where checkpoints go, what they must match, and
+    the checkpoint resumed (None: a new run)."""
+
+    def __init__(self, directory: Path, identity: dict[str, Any], resumed: Checkpoint | None) -> None:
+        self.directory = directory
+        self.identity = identity
+        self.resumed = resumed
+
+    def save(self, sim: Simulation) -> None:
+        from fedchain.shared.fl.checkpoint import save
+
+        save(sim, self.directory, self.identity)
+
+    def restore(self, sim: Simulation) -> None:
+        from fedchain.shared.fl.checkpoint import restore
+
+        if self.resumed is not None:
+            restore(sim, self.resumed, self.directory)
+
+
+def _saving(
+    settings: Settings, checkpoint_dir: Path | None, resume: Path | None, engine: EngineOptions,
+    attack: AttackPlan | None, eval_every: int, repeat: int,
+) -> _Saving | None:
+    """Check ``--checkpoint-dir`` and ``--resume`` (and read the checkpoint resumed) before
+    any work is done; None when neither is given."""
+    if checkpoint_dir is None and resume is None:
+        return None
+    from fedchain.shared.fl import checkpoint
+
+    flag = "--resume" if resume is not None else "--checkpoint-dir"
+    if repeat > 1:
+        raise ConfigError(f"{flag} keeps one run: leave out --repeat")
+    if resume is not None and checkpoint_dir is not None and resume.resolve() != checkpoint_dir.resolve():
+        raise ConfigError("--resume DIR goes on checkpointing into DIR: leave out --checkpoint-dir")
+    identity = checkpoint.run_identity(
+        settings, attack=attack, vectorize=engine.vectorize, eval_every=eval_every
+    )
+    if resume is not None:
+        resumed = checkpoint.load(resume)
+        checkpoint.check_resumable(resumed, resume, identity, settings.rounds)
+        return _Saving(resume, identity, resumed)
+    assert checkpoint_dir is not None
+    if checkpoint_dir.exists() and not checkpoint_dir.is_dir():
+        raise ConfigError(f"--checkpoint-dir {checkpoint_dir} exists and is not a directory")
+    if checkpoint.has_checkpoint(checkpoint_dir):
+        raise ConfigError(
+            f"--checkpoint-dir {checkpoint_dir} already holds a checkpoint: continue it with "
+            f"--resume {checkpoint_dir}, or give another directory"
+        )
+    return _Saving(checkpoint_dir, identity, None)
+
+
+def _tensorboard(directory: Path | None, repeat: int) -> TensorBoardLog | None:
+    """``--tensorboard DIR``: refuse it without the package or on a file; the log to write."""
+    if directory is None:
+        return None
+    from fedchain.services.cli.simulate_outputs import TensorBoardLog, check_tensorboard
+
+    check_tensorboard()
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"--tensorboard {directory} exists and is not a directory")
+    return TensorBoardLog(directory, per_seed=repeat > 1)
+
+
+def _checkpoint_engine(settings: Settings, asked: EngineOptions, resolved: EngineOptions) -> EngineOptions:
+    """FedPer checkpoints hold every client's head, which worker processes and Ray actors
+    keep to themselves: under ``--workers auto`` run serially, else refuse (one line)."""
+    if settings.algorithm != "fedper" or (resolved.backend == "local" and resolved.workers in (0, 1)):
+        return resolved
+    if asked.workers == "auto" and asked.backend == "local":
+        from fedchain.shared.fl.engine import EngineOptions
+
+        return EngineOptions(0, resolved.vectorize, "local", None)
+    raise ConfigError(
+        "--checkpoint-dir and --resume keep FedPer's heads, which worker processes and Ray actors "
+        "do not hand back: use --workers 0 (or auto) with the local backend"
+    )
 
 
 def _engine(workers: str, vectorize: int, backend: str, ray_address: str | None) -> EngineOptions:
@@ -200,6 +309,9 @@ def _run(
     verbosity: int = 0,
     eval_every: int = 1,
     repeat: int = 1,
+    saving: _Saving | None = None,
+    plot: Path | None = None,
+    board: TensorBoardLog | None = None,
 ) -> None:
     import torch
     from rich.console import Console
@@ -239,6 +351,8 @@ def _run(
         run_settings = settings if k == 0 else settings.model_copy(update={"seed": settings.seed + k})
         data = load_federated(run_settings)  # the seed splits the data too
         run_engine = resolve_engine(run_settings, engine, data)
+        if saving is not None:
+            run_engine = _checkpoint_engine(run_settings, engine, run_engine)
         if k == 0:
             console.print(
                 f"engine: {run_engine.backend}, device {device}, workers {run_engine.workers or 'none (serial)'}"
@@ -253,16 +367,25 @@ def _run(
         else:
             console.print(_label_summary(counts))
         finished: list[RoundResult] = []
+        if saving is not None and saving.resumed is not None:
+            finished.extend(saving.resumed.rounds)
+            console.print(
+                f"resuming {saving.directory}: {saving.resumed.round} of {settings.rounds} rounds done"
+            )
+        if board is not None:
+            board.start(run_settings.seed)
         with Progress(
             TextColumn("round" if repeat == 1 else f"run {k + 1}/{repeat}, round"), MofNCompleteColumn(),
             BarColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False,
         ) as bar:
-            task = bar.add_task("", total=settings.rounds)
+            task = bar.add_task("", total=settings.rounds, completed=len(finished))
 
             def on_round(
                 r: RoundResult, finished: list[RoundResult] = finished, bar: Progress = bar, task: Any = task
             ) -> None:
                 finished.append(r)
+                if board is not None:
+                    board.log(r)
                 acc = "-" if r.accuracy is None else f"{100 * r.accuracy:.2f}%"
                 bar.update(task, advance=1, description=f"accuracy {acc}")
 
@@ -270,6 +393,8 @@ def _run(
                 result = run_simulation(
                     run_settings, progress=on_round, save_dir=save_dir, clients=data, engine=run_engine,
                     attack=attack, eval_every=eval_every,
+                    restore=None if saving is None else saving.restore,
+                    after_round=None if saving is None else saving.save,
                 )
             except UpdateRejected as exc:  # e.g. an aggregator's f too large for the clients
                 raise ConfigError(str(exc)) from exc
@@ -279,14 +404,26 @@ def _run(
                     settings.algorithm, settings_summary(run_settings), finished, counts,
                     None if attack is None else attack.to_json(),
                 )
-                _interrupted(done, partial, settings.rounds, out)
+                if board is not None:
+                    board.close()
+                _interrupted(done, partial, settings.rounds, out, plot, saving)
         _print_summary(console, result)
         done.append(result)
+    if board is not None:
+        board.close()
+        console.print(f"TensorBoard event files written to {board.directory}")
     if repeat > 1:
         console.print(f"final accuracy over {repeat} runs: {_mean_std(done)}")
     if out is not None:
         _write_out(out, done)
         console.print(f"results written to {out}")
+    if plot is not None:
+        from fedchain.services.cli.simulate_outputs import write_plot
+
+        write_plot(plot, done)
+        console.print(f"accuracy curve drawn in {plot}")
+    if saving is not None:
+        console.print(f"checkpoint of round {settings.rounds} in {saving.directory} (--resume it with more --rounds)")
     if save_dir is not None:
         console.print(f"global models written to {save_dir}/round-NNNN.safetensors")
     if verbosity < 0:
@@ -358,9 +495,11 @@ def _write_out(out: Path, results: list[SimulationResult], interrupted: dict[str
 
 
 def _interrupted(
-    done: list[SimulationResult], partial: SimulationResult, rounds: int, out: Path | None
+    done: list[SimulationResult], partial: SimulationResult, rounds: int, out: Path | None,
+    plot: Path | None = None, saving: _Saving | None = None,
 ) -> None:
-    """Ctrl-C: say how far the run got, write what finished to ``--out``, exit 130."""
+    """Ctrl-C: say how far the run got, write what finished to ``--out`` (and ``--plot``),
+    exit 130. The checkpoint of the last finished round is already on disk."""
     count = len(partial.rounds)
     runs = done + ([partial] if count else [])
     where = ""
@@ -369,6 +508,12 @@ def _interrupted(
         where = f"; what finished is in {out}"
     elif out is not None:
         where = f"; nothing finished, nothing written to {out}"
+    if plot is not None and runs:
+        from fedchain.services.cli.simulate_outputs import write_plot
+
+        write_plot(plot, runs)
+    if saving is not None and count:
+        where += f"; continue with --resume {saving.directory}"
     of_runs = f" (run {len(done) + 1})" if done else ""
     print(f"fedchain simulate: interrupted after round {count} of {rounds}{of_runs}{where}", file=sys.stderr)
     raise typer.Exit(130)

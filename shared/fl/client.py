@@ -145,6 +145,22 @@ class LocalClient:
         """A copy of the personal (head) tensors; empty for FedAvg."""
         return _clone(self._personal, self.personal_keys)
 
+    def set_personal(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Take a head saved earlier (e.g. a simulation checkpoint's); its names, shapes and
+        dtypes must be this client's (``TensorError`` names what does not match)."""
+        expected = self._personal
+        if set(state) != set(expected):
+            raise tensors.TensorError(
+                f"client {self.index}: head holds {sorted(state)}, expected {sorted(expected)}"
+            )
+        for key, value in state.items():
+            if value.shape != expected[key].shape or value.dtype != expected[key].dtype:
+                raise tensors.TensorError(
+                    f"client {self.index}: head tensor {key} is {value.dtype} {tuple(value.shape)}, "
+                    f"expected {expected[key].dtype} {tuple(expected[key].shape)}"
+                )
+        self._personal = _clone(state, self.personal_keys)
+
     def save_personal(self, path: Path | str) -> Path:
         """Write the head as safetensors (atomically); returns the path."""
         path = Path(path)

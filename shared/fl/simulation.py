@@ -302,6 +302,8 @@ def run_simulation(
     engine: EngineOptions | None = None,
     attack: AttackPlan | None = None,
     eval_every: int = 1,
+    restore: Callable[[Simulation], None] | None = None,
+    after_round: Callable[[Simulation], None] | None = None,
 ) -> SimulationResult:
     """Run ``settings.rounds`` rounds over all clients; ``progress`` is called after each.
 
@@ -314,6 +316,11 @@ def run_simulation(
     makes some clients poison their updates (experiments; off by default). The last
     round is always evaluated, even with ``eval`` off. Workers are stopped on return,
     on an error and on Ctrl-C.
+
+    ``restore`` (resuming, ``checkpoint.restore``) is called once the clients are added: it
+    may put the simulation in the state of the rounds it had done, and the run goes on
+    from the next one. ``after_round`` is called after each round, before ``progress``,
+    with the simulation (``checkpoint.save`` writes it).
     """
     datas = clients if clients is not None else load_federated(settings)
     options = resolve_engine(settings, engine or EngineOptions(), datas)
@@ -322,9 +329,13 @@ def run_simulation(
             sim.add_client(data)
         if eval_every < 1:
             raise ConfigError(f"eval_every must be at least 1, got {eval_every}")
-        for r in range(1, settings.rounds + 1):
+        if restore is not None:
+            restore(sim)
+        for r in range(sim.round + 1, settings.rounds + 1):
             evaluate = None if eval_every == 1 else settings.eval and r % eval_every == 0
             outcome = sim.run_round(evaluate=True if r == settings.rounds else evaluate)
+            if after_round is not None:
+                after_round(sim)
             if progress is not None:
                 progress(outcome)
         return sim.result()
