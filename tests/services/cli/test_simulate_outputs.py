@@ -45,7 +45,7 @@ def test_plot_refuses_a_name_that_is_not_png(tmp_path: Path) -> None:
     result = runner.invoke(app, ["simulate", *QUICK, "--plot", str(tmp_path / "curve.jpg")])
     assert result.exit_code == 2
     bad = tmp_path / "curve.jpg"
-    assert result.stderr.strip() == f"fedchain: error: --plot {bad}: give a .png file name such as accuracy.png"
+    assert result.stderr.strip() == f"fedchain simulate: --plot {bad}: give a .png file name such as accuracy.png"
 
 
 def test_tensorboard_writes_the_scalars_of_every_round(tmp_path: Path) -> None:
@@ -73,6 +73,6 @@ def test_tensorboard_missing_is_one_line(tmp_path: Path, monkeypatch: pytest.Mon
     result = runner.invoke(app, ["simulate", *QUICK, "--tensorboard", str(tmp_path / "tb")])
     assert result.exit_code == 2
     assert result.stderr.strip() == (
-        "fedchain: error: --tensorboard needs the tensorboard package: pip install 'fedchain[tensorboard]'"
+        "fedchain simulate: --tensorboard needs the tensorboard package: pip install 'fedchain[tensorboard]'"
     )
     assert not (tmp_path / "tb").exists()

@@ -78,7 +78,7 @@ def _refused(args: list[str | Path], match: str) -> None:
     result = runner.invoke(app, ["simulate", *map(str, args)])
     assert result.exit_code == 2, result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("fedchain: error: ") and match in lines[0], lines
+    assert len(lines) == 1 and lines[0].startswith("fedchain simulate: ") and match in lines[0], lines
     assert "Traceback" not in result.output
 
 
