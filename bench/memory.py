@@ -3,7 +3,7 @@
 1. Per process: ``fedchain up --keep`` starts a network (ledger, entry M-SN, ``--sns``
    SNs, ``--ens`` ENs, each its own process) that trains two rounds of the tiny
    MNIST-CNN workload; then each process's RSS, PSS and USS (private pages) are read
-   from /proc/<pid>/status and /proc/<pid>/smaps_rollup, and ``fedchain down`` stops it.
+   (psutil's ``memory_full_info``), and ``fedchain down`` stops it.
    RSS counts shared library pages (torch) in every process; PSS splits them fairly and
    is what the processes cost together; USS is what one more process of that kind adds
    at least.
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     paths.require_mnist(datasets)
     ens = args.ens or (2 if args.quick else 4)
     sns = args.sns if args.sns is not None else (0 if args.quick else 1)
-    result: dict[str, Any] = {"quick": args.quick, "mem_total_mib": _mem_total_kib() / 1024}
+    result: dict[str, Any] = {"quick": args.quick, "mem_total_mib": memory.mem_total_kib() / 1024}
     with tempfile.TemporaryDirectory(prefix="fcbench-memory-") as tmp:
         work = Path(tmp)
         result["per_process"] = per_process(ens, sns, datasets, work, 180)
@@ -185,13 +185,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                              title=f"fedchain process memory ({ens} ENs, {1 + sns} SNs, after 2 rounds)")
     print(f"wrote {path} and {args.plots / 'memory.png'}")
     return result
-
-
-def _mem_total_kib() -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1])
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

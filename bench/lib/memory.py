@@ -18,3 +18,8 @@ def memory_kib(pid: int) -> dict[str, int]:
 def mem_available_kib() -> int:
     """Memory available to new processes on this machine, in KiB."""
     return int(psutil.virtual_memory().available) // 1024
+
+
+def mem_total_kib() -> int:
+    """Physical memory of this machine, in KiB."""
+    return int(psutil.virtual_memory().total) // 1024

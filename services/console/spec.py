@@ -1,7 +1,7 @@
 """The shapes of the command table: parameter specs, commands, and what a command returns.
 
-A :class:`Param` knows its type, bounds and help, checks a literal and says what it
-expects when the literal is wrong. A :class:`Command` binds a parsed call to its
+A :class:`Param` knows its type, bounds and help, checks a literal (with pydantic, in
+strict mode) and says what it expects when the literal is wrong. A :class:`Command` binds a parsed call to its
 parameters (positional in order, then by keyword) before its handler runs.
 """
 
@@ -10,9 +10,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from functools import cached_property
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, Strict, TypeAdapter, ValidationError
 
 from fedchain.services.console.errors import UsageError
 from fedchain.services.console.parser import BareName, RawCall
@@ -97,29 +98,32 @@ class Param:
 
     def check(self, command: str, value: Any) -> Any:
         """Return ``value`` if it fits this parameter, else raise a :class:`UsageError`."""
-        if value is None and self.nullable:
-            return None
         if isinstance(value, BareName):
             if self.kind == "command":
                 return value.name
             raise self._wrong(command, value.name, hint=f' (quote text: "{value.name}")')
-        ok = False
-        if self.kind == "int":
-            ok = isinstance(value, int) and not isinstance(value, bool)
-            ok = ok and (self.minimum is None or value >= self.minimum)
-            ok = ok and (self.maximum is None or value <= self.maximum)
+        try:
+            return self._adapter.validate_python(value)
+        except ValidationError:
+            raise self._wrong(command, repr(value)) from None
+
+    @cached_property
+    def _adapter(self) -> TypeAdapter[Any]:
+        """Pydantic's check of a value: this kind in strict mode (no bool for a number), its bounds."""
+        base: Any
+        if self.choices:
+            base = Literal[self.choices]
+        elif self.kind == "int":
+            base = Annotated[int, Strict(), Field(ge=self.minimum, le=self.maximum)]
         elif self.kind == "float":
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            ok = ok and (self.minimum is None or value > self.minimum)
-            value = float(value) if ok else value
+            base = Annotated[float, Strict(), Field(gt=self.minimum)]
         elif self.kind == "bool":
-            ok = isinstance(value, bool)
-        elif self.kind in ("str", "command"):
-            ok = isinstance(value, str) and (bool(value.strip()) or self.kind == "str")
-            ok = ok and (self.choices is None or value in self.choices)
-        if not ok:
-            raise self._wrong(command, repr(value))
-        return value
+            base = Annotated[bool, Strict()]
+        elif self.kind == "command":
+            base = Annotated[str, Strict(), Field(pattern=r"\S")]
+        else:
+            base = Annotated[str, Strict()]
+        return TypeAdapter(base | None if self.nullable else base)
 
     def _wrong(self, command: str, shown: str, hint: str = "") -> UsageError:
         return UsageError(f"{command}(): argument '{self.name}' expects {self.expects()}, got {shown}{hint}")

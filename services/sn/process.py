@@ -23,6 +23,7 @@ from fedchain.shared.net.grpc_util import NetConfig, make_server, parse_address
 from fedchain.shared.net.http_server import HttpServer
 from fedchain.shared.net.https import HttpClientTls, HttpTls
 from fedchain.shared.net.ports import check_free
+from fedchain.shared.net.retry import RETRY, RetryInterrupted
 from fedchain.shared.net.streams import add_node_servicer
 from fedchain.shared.net.tls import tls_hosts
 from fedchain.shared.node.heartbeats import (
@@ -48,7 +49,6 @@ log = logging.getLogger("fedchain.node")
 
 LEDGER_WAIT_S = 120.0
 """How long an entry waits at start-up for a ledger that does not answer yet."""
-LEDGER_RETRY_S = 2.0
 
 
 def sn_joiner(sn: SuperNode, settings: Settings, key: NodeKey, stop: threading.Event) -> Joiner:
@@ -146,36 +146,37 @@ def run_super_node(
         from fedchain.services.sn.entry import EntryRole, GlobalModel
         from fedchain.shared.ledger.errors import LedgerError, LedgerUnavailable
 
-        waited_until = time.monotonic() + LEDGER_WAIT_S
-        while True:  # a ledger still starting (compose, Swarm: no start order) is waited for
-            try:
-                ledger = open_ledger(settings, embedded_ledger, key)
-                settings = _adopt_genesis_config(settings, ledger)
-                break
-            except LedgerUnavailable as exc:
-                if time.monotonic() > waited_until:
-                    raise ConfigError(
-                        f"cannot open the ledger (waited {LEDGER_WAIT_S:.0f} s): {exc}"
-                    ) from None
-                log.warning("waiting for the ledger: %s", exc)
-                if stop.event.wait(LEDGER_RETRY_S):
-                    log.info("stopped while waiting for the ledger")
-                    return
-            except LedgerError as exc:
-                raise ConfigError(f"cannot open the ledger: {exc}") from None
+        def open_and_adopt() -> tuple[LedgerContract, Settings]:
+            ledger = open_ledger(settings, embedded_ledger, key)
+            return ledger, _adopt_genesis_config(settings, ledger)
+
+        try:  # a ledger still starting (compose, Swarm: no start order) is waited for
+            ledger, settings = RETRY.within(LEDGER_WAIT_S).call(
+                open_and_adopt,
+                retry_on=lambda e: isinstance(e, LedgerUnavailable),
+                stop=stop.event,
+                on_retry=lambda e, _pause: log.warning("waiting for the ledger: %s", e),
+            )
+        except RetryInterrupted:
+            log.info("stopped while waiting for the ledger")
+            return
+        except LedgerUnavailable as exc:
+            raise ConfigError(f"cannot open the ledger (waited {LEDGER_WAIT_S:.0f} s): {exc}") from None
+        except LedgerError as exc:
+            raise ConfigError(f"cannot open the ledger: {exc}") from None
         chain = EntryChain(ledger, key, settings.state_dir)
         model = GlobalModel(chain, message_bytes(settings))
         sn = SuperNode(
             settings, key, peers, address=address, http_address=http_address,
             upstream_model=model.model_bytes, entry_address=address, entry_node_id=key.node_id,
-            entry_http_address=http_address,
+            entry_http_address=http_address, stopping=stop.event,
         )
         sn.configure(settings)
         entry = EntryRole.build(
             settings, key, chain, peers, sn, model, address=address, http_address=http_address
         )
     else:
-        sn = SuperNode(settings, key, peers, address=address, http_address=http_address)
+        sn = SuperNode(settings, key, peers, address=address, http_address=http_address, stopping=stop.event)
     relayed = RelayLog()
     add_node_servicer(SuperNodeServicer(sn, entry, metrics, relayed), server)
     from fedchain.services.sn.api import build_app

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import grpc
 
@@ -42,6 +43,7 @@ from fedchain.shared.net.ingress import (
     check_short_text,
     reason_text,
 )
+from fedchain.shared.net.retry import RETRY, RetryInterrupted
 from fedchain.shared.net.signing import SignatureRefused, manifest_fields
 from fedchain.shared.net.statements import Domain, sign
 from fedchain.shared.net.streams import (
@@ -63,7 +65,8 @@ from fedchain.shared.tensors import TensorError, decode, digest, encode
 
 log = logging.getLogger("fedchain.sn")
 
-SUBMIT_RETRIES = 5
+SUBMIT_RETRY = replace(RETRY, attempts=6)
+"""An aggregate is submitted again while the entry is unreachable (about 8 s of pauses in all)."""
 MODEL_CACHE = 3
 
 
@@ -82,11 +85,14 @@ class SuperNode:
         entry_address: str = "",
         entry_node_id: str = "",
         entry_http_address: str = "",
+        stopping: threading.Event | None = None,
     ) -> None:
         self.settings = settings  # replaced by the federation's settings after joining
         self.key = key
         self.node_id = key.node_id
         self.peers = peers
+        self.stopping = stopping if stopping is not None else threading.Event()
+        """Set when the node stops: a submission still being retried then ends."""
         self.address = address
         self.http_address = http_address
         self.entry_address = entry_address or settings.entry or address
@@ -295,20 +301,25 @@ class SuperNode:
             aggregator=collector.aggregator,
         )
         header.signature = sign(self.key, Domain.MANIFEST, self.chain_id, manifest_fields(header))
-        for attempt in range(SUBMIT_RETRIES):
-            try:
-                reply = self.peers.stub(self.entry_address).SubmitAggregate(
-                    aggregate_parts(header, data, self.chunk_bytes), timeout=120
-                )
-                log.info("round %d: aggregate of %d updates submitted: %s", req.round, len(accepted), reply.message)
-                self._hand_over(req, accepted, set(reply.retain))
-                return
-            except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.UNAVAILABLE:
-                    log.warning("round %d: the entry refused the aggregate: %s", req.round, exc.details())
-                    return
-                time.sleep(min(5.0, 0.5 * 2**attempt))
-        log.warning("round %d: the entry is unreachable; aggregate dropped", req.round)
+        def submit() -> pb.SubmitReply:
+            reply: pb.SubmitReply = self.peers.stub(self.entry_address).SubmitAggregate(
+                aggregate_parts(header, data, self.chunk_bytes), timeout=120
+            )
+            return reply
+
+        try:
+            reply = SUBMIT_RETRY.call(submit, retry_on=_entry_unavailable, stop=self.stopping)
+        except RetryInterrupted:
+            log.info("round %d: stopping; aggregate not submitted", req.round)
+            return
+        except grpc.RpcError as exc:
+            if _entry_unavailable(exc):
+                log.warning("round %d: the entry is unreachable; aggregate dropped", req.round)
+            else:
+                log.warning("round %d: the entry refused the aggregate: %s", req.round, exc.details())
+            return
+        log.info("round %d: aggregate of %d updates submitted: %s", req.round, len(accepted), reply.message)
+        self._hand_over(req, accepted, set(reply.retain))
 
     def used_update_bytes(self, round_no: int, digests: Collection[str]) -> dict[str, bytes]:
         """The bytes of the EN updates with these digests this SN accepted in round ``round_no``.
@@ -454,3 +465,8 @@ def _refusal(exc: grpc.RpcError) -> str:
     if code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.PERMISSION_DENIED):
         return f"edge node refused the round: {str(exc.details())[:300]}"
     return f"edge node unreachable: {code.name}"
+
+
+def _entry_unavailable(error: BaseException) -> bool:
+    """An aggregate is submitted again only while the entry cannot be reached."""
+    return isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.UNAVAILABLE

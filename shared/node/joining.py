@@ -3,9 +3,9 @@
 An SN and an EN join the same way: they send a signed ``JoinRequest`` to the entry and retry
 while it cannot be reached. A status in ``FATAL_STATUSES`` (bad token, bad signature, a
 refused role...) stops at once with the entry's own message; any other failure is retried,
-pausing a little longer each time, until the join's total time is used up. Setting the
-node's stop event (SIGTERM, SIGINT) ends a join within ``POLL_S``, even in the middle of an
-RPC to an entry that does not answer.
+pausing a little longer each time (the nodes' one ``RetryPolicy``, ``shared/net/retry.py``),
+until the join's total time is used up. Setting the node's stop event (SIGTERM, SIGINT) ends
+a join within ``POLL_S``, even in the middle of an RPC to an entry that does not answer.
 
 The reply tells the node the chain it joined (``chain_id``, the genesis hash) and the
 entry's key, and is signed by that key (``JOIN_REPLY``, over every field the node acts on and
@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 import grpc
 
 from fedchain.shared.config import ConfigError, Settings, token_value
 from fedchain.shared.crypto import NodeKey
+from fedchain.shared.net.retry import RETRY, RetryInterrupted, RetryPolicy
 from fedchain.shared.net.signing import SignatureRefused, check_signed, join_message, join_reply_fields
 from fedchain.shared.net.statements import Domain
 from fedchain.shared.net.tls import NodeTls, TlsRefused
@@ -46,6 +45,9 @@ FATAL_STATUSES: frozenset[grpc.StatusCode] = frozenset(
 
 POLL_S = 0.1
 """How often a join waiting on an RPC looks at the stop event."""
+
+RPC_TIMEOUT_S = 30.0
+"""The longest one Join RPC may take (less when the join's deadline is nearer)."""
 
 ROLE_NAMES = {"SN": "super node", "EN": "edge node"}
 
@@ -85,21 +87,6 @@ class JoinCancelled(JoinError):
     """The node's stop event was set while it was joining."""
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """When to try again: pauses grow by ``step_s`` from ``first_s`` up to ``max_s``."""
-
-    first_s: float = 0.3
-    step_s: float = 0.3
-    max_s: float = 3.0
-    rpc_timeout_s: float = 30.0
-    """The longest one Join RPC may take (less when the join's deadline is nearer)."""
-
-    def pause(self, failures: int) -> float:
-        """Seconds to wait after the ``failures``-th failed attempt (1-based)."""
-        return min(self.max_s, self.first_s + self.step_s * (failures - 1))
-
-
 class StubSource(Protocol):
     """Where the joiner gets a stub for an address (``Peers`` in a node, a fake in tests)."""
 
@@ -120,8 +107,7 @@ class Joiner:
         address: str,
         http_address: str,
         stop: threading.Event,
-        policy: RetryPolicy = RetryPolicy(),
-        clock: Callable[[], float] = time.monotonic,
+        policy: RetryPolicy = RETRY,
         trust: TrustStore | None = None,
         entry_key: bytes | None = None,
         tls: NodeTls | None = None,
@@ -137,7 +123,6 @@ class Joiner:
         self.http_address = http_address
         self.stop = stop
         self.policy = policy
-        self._clock = clock
         self.trust = trust
         self.entry_key = entry_key
         """The entry key given (``--entry-key``): a join reply must be signed by it."""
@@ -170,29 +155,30 @@ class Joiner:
 
         Raises ``JoinRefused``, ``JoinTimedOut`` or ``JoinCancelled`` (all ``ConfigError``s).
         """
-        deadline = self._clock() + timeout
-        failures = 0
-        while True:
-            if self.stop.is_set():
-                raise JoinCancelled(f"this {ROLE_NAMES[self.role]} stopped while joining")
-            remaining = deadline - self._clock()
+        if self.stop.is_set():
+            raise JoinCancelled(f"this {ROLE_NAMES[self.role]} stopped while joining")
+        deadline = time.monotonic() + timeout
+
+        def attempt() -> pb.JoinReply:
             request = self.request(avoid_sn)
-            try:
-                reply = self._call(request, max(0.1, min(self.policy.rpc_timeout_s, remaining)))
-                return self._trusted(reply, request.timestamp_ms)
-            except grpc.RpcError as exc:
-                code, details = exc.code(), exc.details()
+            remaining = deadline - time.monotonic()
+            reply = self._call(request, max(0.1, min(RPC_TIMEOUT_S, remaining)))
+            return self._trusted(reply, request.timestamp_ms)
+
+        try:
+            return self.policy.within(timeout).call(
+                attempt, retry_on=_retried, stop=self.stop
+            )
+        except RetryInterrupted:
+            raise JoinCancelled(f"this {ROLE_NAMES[self.role]} stopped while joining") from None
+        except grpc.RpcError as exc:
+            code, details = exc.code(), exc.details()
             if code in FATAL_STATUSES:
-                raise JoinRefused(f"the entry refused this {ROLE_NAMES[self.role]}: {details}")
-            failures += 1
-            pause = self.policy.pause(failures)
-            if self._clock() + pause >= deadline:
-                raise JoinTimedOut(
-                    f"could not join through the entry at {self.entry} within {timeout:.0f} s: "
-                    f"{code.name} {details}".rstrip()
-                )
-            if self.stop.wait(pause):
-                raise JoinCancelled(f"this {ROLE_NAMES[self.role]} stopped while joining")
+                raise JoinRefused(f"the entry refused this {ROLE_NAMES[self.role]}: {details}") from None
+            raise JoinTimedOut(
+                f"could not join through the entry at {self.entry} within {timeout:.0f} s: "
+                f"{code.name} {details}".rstrip()
+            ) from None
 
     def _trusted(self, reply: pb.JoinReply, timestamp_ms: int) -> pb.JoinReply:
         """Check the reply's signature and its entry key; keep (or check) its chain and key."""
@@ -237,3 +223,8 @@ class Joiner:
                 raise JoinCancelled(f"this {ROLE_NAMES[self.role]} stopped while joining")
         reply: pb.JoinReply = future.result()
         return reply
+
+
+def _retried(error: BaseException) -> bool:
+    """A join is tried again after an RPC error, unless the entry refused the node."""
+    return isinstance(error, grpc.RpcError) and error.code() not in FATAL_STATUSES

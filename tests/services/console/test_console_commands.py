@@ -49,6 +49,11 @@ def test_positional_arguments_bind_in_order(table: CommandTable) -> None:
     assert bind(table, "help(train)") == {"command": "train"}
 
 
+def test_a_whole_number_for_a_float_argument_becomes_a_float(table: CommandTable) -> None:
+    timeout = bind(table, "train(timeout=5)")["timeout"]
+    assert timeout == 5.0 and isinstance(timeout, float)
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [
@@ -61,6 +66,10 @@ def test_positional_arguments_bind_in_order(table: CommandTable) -> None:
         ("getModel(path=model)", r"argument 'path' expects a quoted string or None, got model \(quote text"),
         ("blocks(n=-1)", r"argument 'n' expects an integer from 1 to 1000, got -1"),
         ("blocks(n=1001)", r"argument 'n' expects an integer from 1 to 1000, got 1001"),
+        ("train(timeout=0)", r"argument 'timeout' expects a number > 0 or None, got 0"),
+        ("train(timeout=True)", r"argument 'timeout' expects a number > 0 or None, got True"),
+        ("train(timeout='5')", r"argument 'timeout' expects a number > 0 or None, got '5'"),
+        ('help(command=" ")', r"argument 'command' expects a command name or None, got ' '"),
         ("train(round=3)", r"train\(\) has no argument 'round' - did you mean 'rounds'\?"),
         ("eval(1)", r"eval\(\) takes at most 0 argument"),
         ("train(5, rounds=5)", r"argument 'rounds' given twice"),
