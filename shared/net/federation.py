@@ -35,5 +35,8 @@ def apply_fl_config(local: Settings, config: dict[str, Any]) -> Settings:
         return Settings(**{**local.model_dump(), **values})
     except ValidationError as exc:
         err = exc.errors()[0]
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, ConfigError):  # e.g. a model spec this node cannot import
+            raise ConfigError(f"the entry sent a federation config this node cannot use: {cause}") from exc
         where = ".".join(str(p) for p in err.get("loc", ())) or "config"
         raise ConfigError(f"the entry sent an invalid federation config: {where}: {err.get('msg')}") from exc
