@@ -298,9 +298,9 @@ class Settings(BaseSettings):
     @classmethod
     def _dataset_known(cls, v: str) -> str:
         if ":" in v:
-            from fedchain.shared.fl.specs import load_callable
+            from fedchain.shared.fl.specs import checked_setting, load_callable
 
-            load_callable(v, "--dataset")  # SpecError is a ValueError: a bad value
+            checked_setting(load_callable, v, "--dataset")
         elif v not in DATASET_NAMES:
             raise ValueError(f"unknown dataset (use {', '.join(DATASET_NAMES)} or package.module:loader)")
         return v
@@ -310,9 +310,9 @@ class Settings(BaseSettings):
     def _model_known(cls, v: str) -> str:
         v = v.strip()
         if ":" in v:
-            from fedchain.shared.fl.specs import load_callable
+            from fedchain.shared.fl.specs import checked_setting, load_callable
 
-            load_callable(v, "--model")  # SpecError is a ValueError: a bad value
+            checked_setting(load_callable, v, "--model")
             return v
         if v not in MODEL_NAMES:
             raise ValueError(f"unknown model (use {', '.join(MODEL_NAMES)} or package.module:factory)")
@@ -326,9 +326,10 @@ class Settings(BaseSettings):
         v = v.strip()
         if v in ALGORITHM_NAMES:
             return v  # fedchain's own: no need to import torch to know them
+        from fedchain.shared.fl.specs import checked_setting
         from fedchain.shared.fl.strategy import strategy_class
 
-        strategy_class(v)  # ConfigError is a ValueError: a bad value
+        checked_setting(strategy_class, v, "--algorithm")
         return v
 
     @field_validator("aggregator")
@@ -625,10 +626,6 @@ def _format_validation(exc: ValidationError, origins: Mapping[str, str]) -> str:
     where = origins.get(field, "")
     if not loc:
         return f"invalid settings: {err.get('msg')}"
-    cause = (err.get("ctx") or {}).get("error")
-    if isinstance(cause, ConfigError) and str(cause).startswith("--"):
-        # a spec's own message already names the flag and the value (fl.specs)
-        return str(cause) if not where or where.startswith("--") else f"{where}: {cause}"
     name = ".".join(str(p) for p in loc)
     if where.startswith("--"):  # a flag: name it as the user typed it
         where, name = "", where

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Callable
 
 from fedchain.shared.config import ConfigError
 
@@ -61,6 +62,17 @@ def load_callable(spec: str, flag: str) -> object:
     if not callable(obj):
         raise SpecError(f"{flag} {spec!r}: {type(obj).__name__} object is not callable")
     return obj
+
+
+def checked_setting(check: Callable[[str, str], object], value: str, flag: str) -> None:
+    """Run ``check(value, flag)`` for a Settings validator: a ConfigError becomes the
+    ValueError pydantic reports, its reason without the ``flag 'value': `` prefix (the
+    settings' own message names where the value came from and shows it)."""
+    try:
+        check(value, flag)
+    except ConfigError as exc:
+        text, prefix = str(exc), f"{flag} {value!r}: "
+        raise ValueError(text.removeprefix(prefix)) from None
 
 
 def spec_of(obj: object) -> str:

@@ -93,24 +93,33 @@ def test_registered_strategy_by_name_and_the_strategy_alias() -> None:
 
 
 @pytest.mark.parametrize(
-    ("flags", "message"),
+    ("flags", "flag", "reason"),
     [
-        ({"model": "nosuch_pkg.nets:Net"}, "--model 'nosuch_pkg.nets:Net': cannot import module 'nosuch_pkg.nets'"),
-        ({"model": f"{K}:Missing"}, f"--model '{K}:Missing': module '{K}' has no attribute 'Missing'"),
-        ({"model": f"{K}:KIT"}, f"--model '{K}:KIT': str object is not callable"),
-        ({"dataset": "nosuch_pkg:load"}, "--dataset 'nosuch_pkg:load': cannot import module 'nosuch_pkg'"),
-        ({"dataset": f"{K}:nothing"}, f"--dataset '{K}:nothing': module '{K}' has no attribute 'nothing'"),
-        ({"algorithm": "nosuch_pkg:S"}, "--algorithm 'nosuch_pkg:S': cannot import module 'nosuch_pkg'"),
-        ({"algorithm": f"{K}:TinyNet"}, f"--algorithm '{K}:TinyNet': TinyNet is not a subclass of"),
-        ({"strategy": f"{K}:Nope"}, f"--algorithm '{K}:Nope': module '{K}' has no attribute 'Nope'"),
-        ({"algorithm": "fedprox"}, "--algorithm 'fedprox': unknown algorithm (use fedavg, fedper"),
-        ({"model": "not a spec:"}, "--model 'not a spec:': not a spec of the form package.module:attribute"),
+        ({"model": "nosuch_pkg.nets:Net"}, "--model", "cannot import module 'nosuch_pkg.nets' (No module named"),
+        ({"model": f"{K}:Missing"}, "--model", f"module '{K}' has no attribute 'Missing'"),
+        ({"model": f"{K}:KIT"}, "--model", "str object is not callable"),
+        ({"model": "not a spec:"}, "--model", "not a spec of the form package.module:attribute"),
+        ({"dataset": "nosuch_pkg:load"}, "--dataset", "cannot import module 'nosuch_pkg'"),
+        ({"dataset": f"{K}:nothing"}, "--dataset", f"module '{K}' has no attribute 'nothing'"),
+        ({"algorithm": "nosuch_pkg:S"}, "--algorithm", "cannot import module 'nosuch_pkg'"),
+        ({"algorithm": f"{K}:TinyNet"}, "--algorithm", "TinyNet is not a subclass of fedchain.shared.fl.strategy"),
+        ({"strategy": f"{K}:Nope"}, "--algorithm", f"module '{K}' has no attribute 'Nope'"),
+        ({"algorithm": "fedprox"}, "--algorithm", "unknown algorithm (use fedavg, fedper or package.module:Class)"),
     ],
 )
-def test_a_spec_that_cannot_be_used_is_refused_in_one_line(flags: dict[str, str], message: str) -> None:
+def test_a_spec_that_cannot_be_used_is_refused_in_one_line(flags: dict[str, str], flag: str, reason: str) -> None:
     with pytest.raises(ConfigError) as exc:
         load_settings(**flags)
-    assert str(exc.value).startswith(message) and "\n" not in str(exc.value)
+    message, value = str(exc.value), next(iter(flags.values()))
+    assert message.startswith(f"invalid value for '{flag}': Value error, {reason}"), message
+    assert message.endswith(f"(got {value!r})") and "\n" not in message
+
+
+def test_a_bad_spec_from_a_config_file_names_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "run.toml"
+    config.write_text('strategy = "nosuch_pkg:S"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"^.*run\.toml: invalid value for 'algorithm': Value error, cannot import"):
+        load_settings(config)
 
 
 @pytest.mark.parametrize(
@@ -138,7 +147,7 @@ def test_an_edge_node_refuses_a_federation_model_it_cannot_import() -> None:
     with pytest.raises(ConfigError) as exc:
         apply_fl_config(Settings(), {"model": "entry_only_pkg.nets:Net", "clients": 3})
     assert str(exc.value) == (
-        "the entry sent a federation config this node cannot use: --model 'entry_only_pkg.nets:Net': "
+        "the entry sent a federation config this node cannot use: model 'entry_only_pkg.nets:Net': "
         "cannot import module 'entry_only_pkg.nets' (No module named 'entry_only_pkg')"
     )
     adopted = apply_fl_config(Settings(), {"model": f"{K}:TinyNet", "algorithm": f"{K}:CountingFedPer"})
@@ -158,3 +167,22 @@ def test_spec_of_names_top_level_objects_only() -> None:
 
     with pytest.raises(SpecError, match="no importable name"):
         spec_of(local)
+
+
+def test_the_cli_takes_specs_and_refuses_a_bad_one_before_starting() -> None:
+    from typer.testing import CliRunner
+
+    from fedchain.services.cli.main import app
+
+    runner = CliRunner()
+    args = ["simulate", "--clients", "3", "--rounds", "1", "--local-epochs", "1", "--threads", "1",
+            "--device", "cpu", "--model", f"{K}:TinyNet", "--dataset", f"{K}:blobs"]
+    ok = runner.invoke(app, [*args, "--strategy", f"{K}:CountingFedPer"])
+    assert ok.exit_code == 0, ok.output
+    assert "final accuracy" in ok.output
+    bad = runner.invoke(app, [*args, "--strategy", f"{K}:TinyNet"])
+    assert bad.exit_code == 2
+    assert bad.output.strip().splitlines() == [
+        f"fedchain: error: invalid value for '--algorithm': Value error, TinyNet is not a subclass of "
+        f"fedchain.shared.fl.strategy.Strategy (got '{K}:TinyNet')"
+    ]
