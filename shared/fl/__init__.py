@@ -15,7 +15,8 @@ Modules, in the order a round uses them:
 * ``split``      -- FedPer's base/head split of any ``nn.Module`` (``head_keys``, ``base_keys``).
 * ``client``     -- ``LocalClient``: ``set_shared`` -> ``fit(round)`` -> (shared update, result);
   the head never leaves it. Training seeds come from ``seeding.round_seed(seed, round, i)``.
-* ``strategy``   -- ``FedAvg`` / ``FedPer`` (or yours: a registered name or a spec): the one place that decides the shared keys
+* ``strategy``   -- ``FedAvg`` / ``FedPer`` (or yours: a registered name or a spec): the one
+  place that decides the shared keys
   (``shared_keys`` / ``bind``), checks updates (``check_update``, ``check_state``) and
   aggregates them in two composable steps: ``partial(round, updates)`` -> float64
   weighted sums + total weight (``aggregate.Partial``), ``finish(round, partials)`` ->
