@@ -12,7 +12,8 @@ environment that are no setting (``FEDCHAIN_TEST_*``), are left alone.
 The seed project's keys are accepted as aliases in config files, flags and environment:
 ``client.amount`` -> ``clients``, ``local_epoch`` -> ``local_epochs``,
 ``local_OpenEval`` -> ``local_eval``, ``gobal_epoch`` -> ``rounds``, ``openEval`` -> ``eval``,
-``dataset``, ``learn_rate`` -> ``lr``, ``BATCH_SIZE`` -> ``batch_size``.
+``dataset``, ``learn_rate`` -> ``lr``, ``BATCH_SIZE`` -> ``batch_size``; and ``strategy`` ->
+``algorithm`` (``--strategy``, ``FEDCHAIN_STRATEGY``).
 The defaults are the seed's: 10 clients, 2 local epochs, 20 global epochs, lr 0.01, batch 64.
 
 Every field has a *scope* (``json_schema_extra={"scope": ...}``), the one place that says
@@ -60,10 +61,17 @@ SEED_ALIASES: dict[str, str] = {
     "openEval": "eval",
     "learn_rate": "lr",
     "BATCH_SIZE": "batch_size",
+    "strategy": "algorithm",  # not the seed's: the name of the custom-strategy docs
 }
 
 Algorithm = Literal["fedper", "fedavg"]
+"""fedchain's own algorithms; ``algorithm`` also takes a registered name or ``module:Class``."""
 DatasetName = Literal["mnist", "fmnist", "cifar10", "mnist-sample"]
+"""fedchain's own datasets; ``dataset`` also takes a loader ``package.module:loader``."""
+DATASET_NAMES: tuple[str, ...] = ("mnist", "fmnist", "cifar10", "mnist-sample")
+ALGORITHM_NAMES: tuple[str, ...] = ("fedper", "fedavg")
+MODEL_NAMES: tuple[str, ...] = ("auto", "mnist-cnn", "cifar-cnn", "resnet18")
+"""fedchain's own models; ``model`` also takes a factory ``package.module:factory``."""
 Partition = Literal["iid", "dirichlet", "pathological"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 Scope = Literal["federation", "run", "node"]
@@ -114,13 +122,14 @@ class Settings(BaseSettings):
     )
 
     # ---- learning ----
-    algorithm: Algorithm = Field(
+    algorithm: str = Field(
         default="fedper", json_schema_extra=FEDERATION,
-        description="fedper (base averaged, head personal) or fedavg",
+        description="fedper (base averaged, head personal), fedavg, a registered strategy name "
+        "or your own strategy class package.module:Class",
     )
-    dataset: DatasetName = Field(
+    dataset: str = Field(
         default="mnist-sample", json_schema_extra=FEDERATION,
-        description="mnist, fmnist, cifar10 or mnist-sample",
+        description="mnist, fmnist, cifar10, mnist-sample or your own loader package.module:loader",
     )
     data_dir: Path = Field(
         default=Path("./data"), json_schema_extra=RUN,
@@ -130,7 +139,8 @@ class Settings(BaseSettings):
         default=False, json_schema_extra=RUN, description="download a missing dataset (needs internet)"
     )
     model: str = Field(
-        default="auto", json_schema_extra=FEDERATION, description="auto, mnist-cnn, cifar-cnn or resnet18"
+        default="auto", json_schema_extra=FEDERATION,
+        description="auto, mnist-cnn, cifar-cnn, resnet18 or your own factory package.module:factory",
     )
     clients: int = Field(
         default=10, ge=1, le=10_000, json_schema_extra=FEDERATION,
@@ -284,10 +294,48 @@ class Settings(BaseSettings):
     @field_validator("dataset", mode="before")
     @classmethod
     def _dataset_lower(cls, v: Any) -> Any:
-        if isinstance(v, str):
+        if isinstance(v, str) and ":" not in v:
             v = v.strip().lower()
             aliases = {"fashion-mnist": "fmnist", "fashionmnist": "fmnist", "cifar-10": "cifar10"}
             return aliases.get(v, v)
+        return v.strip() if isinstance(v, str) else v
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset_known(cls, v: str) -> str:
+        if ":" in v:
+            from fedchain.shared.fl.specs import checked_setting, load_callable
+
+            checked_setting(load_callable, v, "--dataset")
+        elif v not in DATASET_NAMES:
+            raise ValueError(f"unknown dataset (use {', '.join(DATASET_NAMES)} or package.module:loader)")
+        return v
+
+    @field_validator("model")
+    @classmethod
+    def _model_known(cls, v: str) -> str:
+        v = v.strip()
+        if ":" in v:
+            from fedchain.shared.fl.specs import checked_setting, load_callable
+
+            checked_setting(load_callable, v, "--model")
+            return v
+        if v not in MODEL_NAMES:
+            raise ValueError(f"unknown model (use {', '.join(MODEL_NAMES)} or package.module:factory)")
+        return v
+
+    @field_validator("algorithm", mode="before")
+    @classmethod
+    def _algorithm_known(cls, v: Any) -> Any:
+        if not isinstance(v, str):
+            return v
+        v = v.strip()
+        if v in ALGORITHM_NAMES:
+            return v  # fedchain's own: no need to import torch to know them
+        from fedchain.shared.fl.specs import checked_setting
+        from fedchain.shared.fl.strategy import strategy_class
+
+        checked_setting(strategy_class, v, "--algorithm")
         return v
 
     @field_validator("aggregator")
@@ -342,7 +390,7 @@ class Settings(BaseSettings):
         if self.nt == "EN" and "port" not in self.model_fields_set:
             # not the entry's 8080: an EN started beside an entry with no --port must not collide
             self.port = EN_DEFAULT_PORT
-        if self.partition == "pathological" and self.classes_per_client > 10:
+        if self.partition == "pathological" and self.classes_per_client > 10 and ":" not in self.dataset:
             raise ValueError("classes_per_client must be at most the number of classes (10)")
         values = [getattr(self, name).get_secret_value() for name in TOKEN_FIELDS]
         given = [v for v in values if v]
@@ -591,7 +639,7 @@ def _format_validation(exc: ValidationError, origins: Mapping[str, str]) -> str:
     if where.startswith("--"):  # a flag: name it as the user typed it
         where, name = "", where
     shown = "a secret, not shown" if field in TOKEN_FIELDS else repr(err.get("input"))
-    message = f"invalid value for '{name}': {err.get('msg')} (got {shown})"
+    message = f"invalid value for '{name}': {str(err.get('msg', '')).removeprefix('Value error, ')} (got {shown})"
     return f"{where}: {message}" if where else message
 
 

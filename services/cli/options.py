@@ -26,6 +26,9 @@ import typer
 
 from fedchain.shared.config import Settings, flag_name
 
+FLAG_ALIASES: dict[str, tuple[str, ...]] = {"algorithm": ("--strategy",)}
+"""Other spellings of some options (``--strategy`` is ``--algorithm``)."""
+
 SettingsFlags = dict[str, Any]
 """The settings options the user gave (field name -> value), what a decorated command receives."""
 
@@ -58,6 +61,7 @@ def _option(name: str, panel: str, shown: Mapping[str, str]) -> inspect.Paramete
     info = typer.Option(
         None,
         decl,
+        *FLAG_ALIASES.get(name, ()),
         help=Settings.model_fields[name].description,
         show_default=shown.get(name, _default_text(name, value_type)),
         rich_help_panel=panel,

@@ -335,12 +335,12 @@ def _run(
         torch.set_num_threads(settings.torch_threads)
     console = Console(stderr=False, quiet=verbosity < 0)
     if settings.algorithm == "fedper":  # refuse a bad split before loading any data
-        head_keys(build_model(settings.model, settings.dataset), settings.personal_layers)
+        head_keys(build_model(settings.model, settings.dataset, data_dir=settings.data_dir), settings.personal_layers)
     else:
         resolve_model_name(settings.model, settings.dataset)
     device = resolve_device(settings.device)  # refuse a missing device before loading data
     if engine.vectorize > 1:
-        check_vectorizable(build_model(settings.model, settings.dataset))
+        check_vectorizable(build_model(settings.model, settings.dataset, data_dir=settings.data_dir))
     console.print(
         f"{settings.algorithm}: {settings.clients} clients, {settings.rounds} rounds, "
         f"dataset {settings.dataset}, partition {settings.partition}, seed {settings.seed}"

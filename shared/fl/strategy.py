@@ -33,6 +33,17 @@ mean, Krum, Multi-Krum, Bulyan, a norm bound) needs every update at one place:
 * ``partial`` refuses a non-decomposable aggregator (summing parts would silently give
   the plain mean).
 ``apply(global_state, aggregated)`` merges the aggregate into the server's full state.
+
+Your own strategy: subclass ``Strategy`` (or ``FedAvg`` / ``FedPer``), give it a ``name``
+and override the hooks (``shared_keys``, ``check_update``, ``check_partial``,
+``robust_aggregate``, ``select_clients``) or the template methods (``partial``,
+``finish``). Its ``__init__`` must take the keyword arguments of ``Strategy.__init__``
+(inherit it, or accept ``**kwargs`` and pass them on): ``strategy_from_settings`` builds
+it from the settings. Select it with ``--algorithm package.module:Class`` (alias
+``--strategy``, setting ``algorithm``), or register it (``@register_strategy``) and use its
+name where the registering module is imported first (the Python API). Every engine
+(simulation, workers, edge and super nodes) builds it from the same setting, so its module
+must be importable everywhere the run goes.
 """
 
 from __future__ import annotations
@@ -40,7 +51,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Mapping, Sequence
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import torch
 from torch import nn
@@ -50,6 +61,7 @@ from fedchain.shared.fl.aggregate import Partial, StateUpdate, partial_sums
 from fedchain.shared.fl.aggregate import finish as finish_partials
 from fedchain.shared.fl.robust import Aggregation, AggregationError, Aggregator
 from fedchain.shared.fl.robust_spec import AggregatorSpec, AggregatorSpecError
+from fedchain.shared.fl.specs import SpecError, is_spec, load_spec
 from fedchain.shared.fl.split import base_keys, head_keys
 
 Update = StateUpdate
@@ -310,16 +322,71 @@ class FedPer(Strategy):
 
 
 STRATEGIES: dict[str, type[Strategy]] = {"fedavg": FedAvg, "fedper": FedPer}
+"""The strategies known by name: fedchain's two and those added by ``register_strategy``."""
+
+
+_S = TypeVar("_S", bound=type[Strategy])
+
+
+def register_strategy(cls: _S) -> _S:
+    """Class decorator: make ``cls`` selectable by its ``name`` (``algorithm=name``).
+
+    Raises ConfigError when ``cls`` is no Strategy subclass, has no name, or its name is
+    taken by another class.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+        raise ConfigError(f"register_strategy: {cls!r} is not a Strategy subclass")
+    name = cls.name
+    if not name or is_spec(name) or name != name.strip():
+        raise ConfigError(f"register_strategy: {cls.__name__} needs a name without ':' or spaces")
+    if STRATEGIES.get(name, cls) is not cls:
+        raise ConfigError(f"register_strategy: the name {name!r} is taken by {STRATEGIES[name].__name__}")
+    STRATEGIES[name] = cls
+    return cls
+
+
+def strategy_class(algorithm: str, flag: str = "--algorithm") -> type[Strategy]:
+    """The class ``algorithm`` names: a registered name or a spec ``package.module:Class``.
+
+    Raises ConfigError (naming ``flag`` and the value) for an unknown name, a spec that
+    does not import, or an object that is no Strategy subclass.
+    """
+    if is_spec(algorithm):
+        obj = load_spec(algorithm, flag)
+        if not (isinstance(obj, type) and issubclass(obj, Strategy)):
+            raise SpecError(
+                f"{flag} {algorithm!r}: {getattr(obj, '__name__', type(obj).__name__)} is not a subclass of "
+                "fedchain.shared.fl.strategy.Strategy"
+            )
+        return obj
+    cls = STRATEGIES.get(algorithm)
+    if cls is None:
+        raise ConfigError(
+            f"{flag} {algorithm!r}: unknown algorithm (use {', '.join(sorted(STRATEGIES))} "
+            "or package.module:Class)"
+        )
+    return cls
 
 
 def strategy_from_settings(settings: Settings, algorithm: str | None = None) -> Strategy:
-    """The strategy named by ``algorithm`` (default ``settings.algorithm``), with its parameters."""
+    """The strategy named by ``algorithm`` (default ``settings.algorithm``), with its parameters.
+
+    A custom class that refuses the parameters, or builds something that is no Strategy,
+    is a ConfigError naming ``--algorithm``.
+    """
     name = algorithm or settings.algorithm
-    cls = STRATEGIES.get(name)
-    if cls is None:
-        raise ConfigError(f"unknown algorithm '{name}' (use fedper or fedavg)")
-    return cls(
-        personal_layers=settings.personal_layers,
-        client_fraction=settings.client_fraction,
-        aggregator=settings.aggregator,
-    )
+    cls = strategy_class(name)
+    try:
+        strategy = cls(
+            personal_layers=settings.personal_layers,
+            client_fraction=settings.client_fraction,
+            aggregator=settings.aggregator,
+        )
+    except ConfigError:
+        raise
+    except Exception as exc:  # the user's __init__ failed: any type
+        raise SpecError(f"--algorithm {name!r}: {cls.__name__}(...) raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(strategy, Strategy):
+        raise SpecError(f"--algorithm {name!r}: {cls.__name__}(...) built {type(strategy).__name__}, not a Strategy")
+    return strategy
+

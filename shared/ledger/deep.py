@@ -111,7 +111,7 @@ def strategies_from_genesis(genesis: GenesisPayload, base: Settings | None = Non
 
     recorded = dict(genesis.config)
     settings = apply_fl_config(base or Settings(), recorded)
-    model = build_model(settings.model, settings.dataset)
+    model = build_model(settings.model, settings.dataset, data_dir=settings.data_dir)
     cache: dict[str, Strategy] = {}
 
     def strategy_for(algorithm: str) -> Strategy:

@@ -29,5 +29,11 @@ def apply_fl_config(local: Settings, config: dict[str, Any]) -> Settings:
         return Settings(**{**local.model_dump(), **values})
     except ValidationError as exc:
         err = exc.errors()[0]
+        if err.get("type") == "value_error":  # e.g. a model spec this node cannot import
+            field = ".".join(str(p) for p in err.get("loc", ())) or "config"
+            reason = str(err.get("msg", "")).removeprefix("Value error, ")
+            raise ConfigError(
+                f"the entry sent a federation config this node cannot use: {field} {err.get('input')!r}: {reason}"
+            ) from exc
         where = ".".join(str(p) for p in err.get("loc", ())) or "config"
         raise ConfigError(f"the entry sent an invalid federation config: {where}: {err.get('msg')}") from exc

@@ -23,7 +23,8 @@ ADDRESS_RE = re.compile(r"[A-Za-z0-9._\-\[\]:]{1,253}:[0-9]{1,5}")
 MAX_ADDRESS = 260
 MAX_REASON = 300
 MAX_STATE = 32
-MAX_ALGORITHM = 32
+MAX_ALGORITHM = 200
+"""An algorithm is a name (``fedper``) or a strategy spec ``package.module:Class``."""
 MAX_REJECTED = 1024
 """Most rejections one SN manifest may list."""
 MAX_PARTICIPANTS = 10_000
