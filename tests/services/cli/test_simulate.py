@@ -15,6 +15,7 @@ from fedchain.services.cli.main import app
 from fedchain.shared import tensors
 from fedchain.shared.config import LEARNING_FIELDS
 from tests.conftest import isolate_from_fedchain_env
+from tests.services.cli.simulate_kit import interrupt_simulate
 
 runner = CliRunner()
 QUICK = ["--dataset", "mnist-sample", "--max-samples", "400", "--clients", "3", "--rounds", "2",
@@ -122,27 +123,13 @@ def test_out_as_csv_has_a_row_per_round(tmp_path: Path) -> None:
 def test_ctrl_c_writes_the_finished_rounds_and_says_so(tmp_path: Path) -> None:
     """SIGINT once round 1 is saved: exit 130, one line saying how far it got, and --out
     holds the finished rounds marked interrupted."""
-    import signal
-    import time
-
     out, models = tmp_path / "partial.json", tmp_path / "models"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FEDCHAIN_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fedchain.services.cli.main", "simulate", *QUICK[:-6], "--rounds", "200",
-         "--local-epochs", "1", "--threads", "1", "--workers", "0", "--out", str(out), "--save-dir", str(models)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+    code, err = interrupt_simulate(
+        [*QUICK[:-6], "--rounds", "200", "--local-epochs", "1", "--threads", "1", "--workers", "0",
+         "--out", str(out), "--save-dir", str(models)],
+        tmp_path, models / "round-0001.safetensors",
     )
-    try:
-        deadline = time.monotonic() + 240
-        while not (models / "round-0001.safetensors").exists() and time.monotonic() < deadline:
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+    assert code == 130, err
     assert "interrupted after round" in err and str(out) in err and "Traceback" not in err
     data = json.loads(out.read_text())
     done = data["interrupted"]["after_round"]

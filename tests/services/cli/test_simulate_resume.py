@@ -5,11 +5,6 @@ missing, corrupt or foreign checkpoint is refused in one line without changing a
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +14,7 @@ from typer.testing import CliRunner
 from fedchain.services.cli.main import app
 from fedchain.shared import tensors
 from tests.conftest import isolate_from_fedchain_env
+from tests.services.cli.simulate_kit import interrupt_simulate
 
 runner = CliRunner()
 BASE = ["--dataset", "mnist-sample", "--max-samples", "400", "--clients", "3", "--local-epochs", "1",
@@ -123,23 +119,10 @@ def test_ctrl_c_then_resume_ends_as_the_uninterrupted_run(tmp_path: Path) -> Non
     """SIGINT once round 1 is checkpointed: exit 130 naming --resume; resuming to k + 2
     rounds gives the uninterrupted (k + 2)-round run's model and accuracies."""
     ck = tmp_path / "ck"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FEDCHAIN_")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fedchain.services.cli.main", "simulate", *FEDPER, "--rounds", "200",
-         "--checkpoint-dir", str(ck)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+    code, err = interrupt_simulate(
+        [*FEDPER, "--rounds", "200", "--checkpoint-dir", str(ck)], tmp_path, ck / "checkpoint.json"
     )
-    try:
-        deadline = time.monotonic() + 240
-        while not (ck / "checkpoint.json").exists() and time.monotonic() < deadline:
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+    assert code == 130, err
     assert f"--resume {ck}" in err and "Traceback" not in err
     done = json.loads((ck / "checkpoint.json").read_text())["round"]
     assert 1 <= done < 200
