@@ -3,7 +3,7 @@ any other SN forwards what only the entry can do."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Security
@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field, ValidationError
 
 from fedchain.services.sn.dashboard import mount_dashboard
-from fedchain.services.sn.entry import Busy, EntryRole
+from fedchain.services.sn.entry import AlgorithmRefused, Busy, EntryRole
 from fedchain.services.sn.round_routes import add_round_routes
 from fedchain.services.sn.status import RelayLog, sn_status
 from fedchain.services.sn.supernode import SuperNode
@@ -49,7 +49,11 @@ FORWARD_TIMEOUT = httpx.Timeout(connect=5.0, read=600.0, write=60.0, pool=5.0)
 
 class TrainBody(BaseModel):
     rounds: int = Field(ge=1, le=100_000)
-    algorithm: Literal["fedper", "fedavg"] | None = None
+    algorithm: str | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="fedper, fedavg or the federation's own strategy (as genesis records it); "
+        "default: the federation's",
+    )
 
 
 class TrainFLBody(BaseModel):
@@ -165,6 +169,8 @@ def build_app(
             return need_entry().start_training(body.rounds, body.algorithm)
         except Busy as exc:
             raise HTTPException(409, str(exc)) from None
+        except AlgorithmRefused as exc:
+            raise HTTPException(422, str(exc)) from None
 
     @app.post("/train-fl", status_code=202, dependencies=[Depends(require_token)],
               response_model=TrainStarted, responses=ERROR_RESPONSES)

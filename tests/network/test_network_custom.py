@@ -28,10 +28,15 @@ def test_custom_model_dataset_and_strategy_over_the_network(tmp_path: Path) -> N
         net.wait_edges(2)
         rounds = net.train(ROUNDS)
         status = net.get("/status")
+        # a request may not name other code for the nodes to import than genesis names
+        other = net.post("/train", {"rounds": 1, "algorithm": "os:system"})
+        still = net.get("/status")
     finally:
         net.close()
     assert [r["round"] for r in rounds][-ROUNDS:] == [1, 2], rounds
     assert status["algorithm"] == f"{KIT}:CountingFedPer"
+    assert other.status_code == 422 and "not this federation's" in other.json()["detail"], other.text
+    assert still["round"] == status["round"] and still["state"] != "training"
     torch.set_num_threads(1)
     sim = run_simulation(load_settings(
         None, model=f"{KIT}:TinyNet", dataset=f"{KIT}:blobs", algorithm=f"{KIT}:CountingFedPer",

@@ -10,8 +10,8 @@
 """
 
 from fedchain.services.sn.entry.driver import TrainingPlan
-from fedchain.services.sn.entry.errors import Busy, RoundFailed
+from fedchain.services.sn.entry.errors import AlgorithmRefused, Busy, RoundFailed
 from fedchain.services.sn.entry.model import GlobalModel
 from fedchain.services.sn.entry.role import EntryRole
 
-__all__ = ["Busy", "EntryRole", "GlobalModel", "RoundFailed", "TrainingPlan"]
+__all__ = ["AlgorithmRefused", "Busy", "EntryRole", "GlobalModel", "RoundFailed", "TrainingPlan"]

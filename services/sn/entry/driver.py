@@ -17,7 +17,7 @@ from pathlib import Path
 
 import grpc
 
-from fedchain.services.sn.entry.errors import Busy, RoundFailed
+from fedchain.services.sn.entry.errors import AlgorithmRefused, Busy, RoundFailed
 from fedchain.services.sn.entry.model import GlobalModel
 from fedchain.services.sn.entry.ports import ChainWriter, Clock, OwnSuperNode
 from fedchain.services.sn.entry.round import RoundRunner
@@ -106,6 +106,12 @@ class RoundDriver:
             if self.running():
                 raise Busy(f"training is already running ({self.state}); pause it or wait")
             algo = algorithm or self.settings.algorithm
+            allowed = ("fedper", "fedavg", self.settings.algorithm)
+            if algo not in allowed:  # a spec would make every node import what the request names
+                raise AlgorithmRefused(
+                    f"algorithm {algo!r} is not this federation's: use fedper, fedavg or "
+                    f"{self.settings.algorithm!r} (genesis), or leave it out"
+                )
             current = self.model.ref.round
             self.plan = TrainingPlan(target_round=current + rounds, algorithm=algo, paused=False)
             self.plans.save(self.plan)

@@ -9,3 +9,7 @@ class RoundFailed(Exception):
 
 class Busy(Exception):
     """Training is already running (HTTP 409)."""
+
+
+class AlgorithmRefused(Exception):
+    """A ``/train`` algorithm that is neither built in nor the federation's own (HTTP 422)."""
