@@ -255,21 +255,6 @@ def _tensorboard(directory: Path | None, repeat: int) -> TensorBoardLog | None:
     return TensorBoardLog(directory, per_seed=repeat > 1)
 
 
-def _checkpoint_engine(settings: Settings, asked: EngineOptions, resolved: EngineOptions) -> EngineOptions:
-    """FedPer checkpoints hold every client's head, which worker processes and Ray actors
-    keep to themselves: under ``--workers auto`` run serially, else refuse (one line)."""
-    if settings.algorithm != "fedper" or (resolved.backend == "local" and resolved.workers in (0, 1)):
-        return resolved
-    if asked.workers == "auto" and asked.backend == "local":
-        from fedchain.shared.fl.engine import EngineOptions
-
-        return EngineOptions(0, resolved.vectorize, "local", None)
-    raise ConfigError(
-        "--checkpoint-dir and --resume keep FedPer's heads, which worker processes and Ray actors "
-        "do not hand back: use --workers 0 (or auto) with the local backend"
-    )
-
-
 def _engine(workers: str, vectorize: int, backend: str, ray_address: str | None) -> EngineOptions:
     """The engine options of the flags (ConfigError on a bad value)."""
     from fedchain.shared.fl.engine import EngineOptions
@@ -351,8 +336,6 @@ def _run(
         run_settings = settings if k == 0 else settings.model_copy(update={"seed": settings.seed + k})
         data = load_federated(run_settings)  # the seed splits the data too
         run_engine = resolve_engine(run_settings, engine, data)
-        if saving is not None:
-            run_engine = _checkpoint_engine(run_settings, engine, run_engine)
         if k == 0:
             console.print(
                 f"engine: {run_engine.backend}, device {device}, workers {run_engine.workers or 'none (serial)'}"

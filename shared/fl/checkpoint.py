@@ -41,7 +41,6 @@ import torch
 from fedchain.shared import tensors
 from fedchain.shared.config import ConfigError, Settings, flag_name
 from fedchain.shared.fl.attacks import AttackPlan
-from fedchain.shared.fl.engine import LocalRunner
 from fedchain.shared.fl.simulation import RoundResult, Simulation, settings_summary
 
 CHECKPOINT_FILE = "checkpoint.json"
@@ -172,22 +171,13 @@ def _personal_keys(sim: Simulation) -> list[str]:
     return [k for k in sim.global_state if k not in shared]
 
 
-def heads_reachable(sim: Simulation) -> bool:
-    """True when the clients' heads can be read and restored: none to keep (FedAvg), or the
-    clients live in this process (serial or ``--vectorize``; worker processes and Ray
-    actors keep their heads to themselves)."""
-    return not _personal_keys(sim) or isinstance(sim.runner, LocalRunner)
-
-
 def save(sim: Simulation, directory: Path, identity: Mapping[str, Any]) -> Path:
     """Write the checkpoint of ``sim`` after its last round into ``directory``; its path."""
-    if not heads_reachable(sim):
-        raise CheckpointError("a FedPer checkpoint needs the clients in this process: use --workers 0")
     directory.mkdir(parents=True, exist_ok=True)
     state = {f"global/{k}": v for k, v in sim.global_state.items()}
-    if _personal_keys(sim):
-        for client in sim.clients:
-            state.update({f"head/{client.index}/{k}": v for k, v in client.personal_state().items()})
+    if _personal_keys(sim):  # wherever the clients live: this process, worker processes, Ray
+        for i, head in sorted(sim.runner.personal_states().items()):
+            state.update({f"head/{i}/{k}": v for k, v in head.items()})
     name = f"state-{sim.round:04d}.safetensors"
     data = tensors.encode(state)  # no metadata: the same state gives the same bytes
     _write_atomic(directory / name, data)
@@ -244,16 +234,13 @@ def restore(sim: Simulation, checkpoint: Checkpoint, directory: Path) -> None:
     if mismatch:
         raise _bad(directory, f"its global model does not fit this run's model ({mismatch})")
     if _personal_keys(sim):
-        if not heads_reachable(sim):
-            raise CheckpointError("resuming FedPer needs the clients in this process: use --workers 0")
-        clients = sim.clients
-        if sorted(checkpoint.heads) != sorted(c.index for c in clients):
-            raise _bad(directory, f"it holds the heads of {len(checkpoint.heads)} clients, this run has {len(clients)}")
-        for client in clients:
-            try:
-                client.set_personal(checkpoint.heads[client.index])
-            except tensors.TensorError as exc:
-                raise _bad(directory, str(exc)) from None
+        indices = sorted(sim.runner.personal_states())
+        if sorted(checkpoint.heads) != indices:
+            raise _bad(directory, f"it holds the heads of {len(checkpoint.heads)} clients, this run has {len(indices)}")
+        try:
+            sim.runner.set_personal_states(checkpoint.heads)
+        except tensors.TensorError as exc:
+            raise _bad(directory, str(exc)) from None
     elif checkpoint.heads:
         raise _bad(directory, "it holds personal heads, this run keeps none")
     sim.global_state = dict(checkpoint.global_state)

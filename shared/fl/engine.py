@@ -140,6 +140,16 @@ class ClientRunner(ABC):
         """The server's full state changed: clients added later start from it."""
 
     @abstractmethod
+    def personal_states(self) -> dict[int, dict[str, torch.Tensor]]:
+        """Every client's personal tensors (FedPer's head; empty dicts under FedAvg), by
+        client index: what a simulation checkpoint keeps besides the global model."""
+
+    @abstractmethod
+    def set_personal_states(self, states: Mapping[int, Mapping[str, torch.Tensor]]) -> None:
+        """Give the clients ``states`` back (a resumed run); ``TensorError`` names a client
+        whose head does not fit, ``ConfigError`` an index no client has."""
+
+    @abstractmethod
     def close(self) -> None:
         """Stop whatever the runner started (idempotent)."""
 
@@ -188,6 +198,16 @@ class LocalRunner(ClientRunner):
         shared = {k: self.global_state[k] for k in self.strategy.expected_keys or []}
         for client in self.clients.values():
             client.set_shared(shared)
+
+    def personal_states(self) -> dict[int, dict[str, torch.Tensor]]:
+        return {i: c.personal_state() for i, c in self.clients.items()}
+
+    def set_personal_states(self, states: Mapping[int, Mapping[str, torch.Tensor]]) -> None:
+        unknown = sorted(set(states) - set(self.clients))
+        if unknown:
+            raise ConfigError(f"no client with index {unknown[0]} here")
+        for index, state in states.items():
+            self.clients[index].set_personal(state)
 
     def fit(
         self, server_round: int, shared: Mapping[str, torch.Tensor], indices: Sequence[int]

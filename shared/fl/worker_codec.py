@@ -19,11 +19,12 @@ What each call carries:
   images and int64 labels of the rows in use (sent once, shared by every view of the
   pool, as in the parent), per split its rows in that pool;
 * ``set_global``: a state; ``fit``: the round, the shared state and client indices;
-  ``evaluate``: the shared state; ``stop``: nothing.
+  ``evaluate``: the shared state; ``heads``: nothing; ``set_heads``: per client index, its
+  personal tensors (a resumed checkpoint's); ``stop``: nothing.
 
-Answers: ``fit`` -> ``FitOutcome`` values, ``evaluate`` -> ``{index: EvalResult}``, the
-others None. An error is its type's name (one of ``ERROR_TYPES``) and message; the
-parent raises the same type.
+Answers: ``fit`` -> ``FitOutcome`` values, ``evaluate`` -> ``{index: EvalResult}``,
+``heads`` -> ``{index: personal tensors}``, the others None. An error is its type's name
+(one of ``ERROR_TYPES``) and message; the parent raises the same type.
 
 Decoding checks every bound (frame, header, tensor section, counts), validates the header
 with pydantic models (strict: unknown or missing fields, wrong types refused), checks
@@ -65,7 +66,7 @@ MAX_HEADER_BYTES = 16 * 1024**2
 MAX_ERROR_CHARS = 10_000
 """An error message longer than this is cut."""
 
-Method = Literal["init", "add", "set_global", "fit", "evaluate", "stop"]
+Method = Literal["init", "add", "set_global", "fit", "evaluate", "heads", "set_heads", "stop"]
 METHODS: tuple[str, ...] = get_args(Method)
 """The calls a worker serves."""
 
@@ -264,9 +265,18 @@ class _Stop(_Fields):
     pass
 
 
+class _Head(_Fields):
+    index: Index
+    state: State
+
+
+class _Heads(_Fields):
+    heads: list[_Head] = Field(max_length=100_000)
+
+
 _CALLS: dict[str, type[_Fields]] = {
     "init": _Init, "add": _Add, "set_global": _SetGlobal, "fit": _Fit, "evaluate": _Evaluate,
-    "stop": _Stop,
+    "heads": _Stop, "set_heads": _Heads, "stop": _Stop,
 }
 
 
@@ -303,8 +313,24 @@ class _EvalDone(_Fields):
 
 _REPLIES: dict[str, type[_Fields]] = {
     "init": _None, "add": _None, "set_global": _None, "fit": _FitDone, "evaluate": _EvalDone,
-    "stop": _None,
+    "heads": _Heads, "set_heads": _None, "stop": _None,
 }
+
+
+def _encode_heads(value: Any, out: _Outgoing, what: str) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise CodecError(f"{what} is a dict of client index -> personal tensors, got a {type(value).__name__}")
+    return {"heads": [
+        {"index": _int(i, "a client index"), "state": out.state(st, f"client {i}'s head")}
+        for i, st in value.items()
+    ]}
+
+
+def _decode_heads(fields: _Heads, tensors: _Incoming, what: str) -> dict[int, dict[str, torch.Tensor]]:
+    heads = {h.index: tensors.state(h.state, f"client {h.index}'s head") for h in fields.heads}
+    if len(heads) != len(fields.heads):
+        raise CodecError(f"{what} names a client twice")
+    return heads
 
 
 class _Error(_Fields):
@@ -508,7 +534,10 @@ def encode_call(method: str, args: tuple[Any, ...]) -> bytes:
     elif method == "evaluate":
         (shared,) = _args(args, method, ("shared state",))
         fields = {"shared": out.state(shared, "the shared state")}
-    elif method == "stop":
+    elif method == "set_heads":
+        (states,) = _args(args, method, ("heads",))
+        fields = _encode_heads(states, out, "a set_heads call")
+    elif method in ("heads", "stop"):
         _args(args, method, ())
         fields = {}
     else:
@@ -540,6 +569,8 @@ def decode_call(data: bytes | bytearray) -> tuple[str, tuple[Any, ...]]:
         args = (fields.round, tensors.state(fields.shared, "the shared state"), list(fields.indices))
     elif isinstance(fields, _Evaluate):
         args = (tensors.state(fields.shared, "the shared state"),)
+    elif isinstance(fields, _Heads):
+        args = (_decode_heads(fields, tensors, "a set_heads call"),)
     else:
         args = ()
     tensors.done()
@@ -577,6 +608,8 @@ def encode_reply(method: str, value: Any) -> bytes:
              "total": _int(r.total, "total"), "loss": float(r.loss)}
             for i, r in value.items()
         ]}
+    elif method == "heads":
+        ok = _encode_heads(value, out, "a heads answer")
     elif method in _REPLIES:
         if value is not None:
             raise CodecError(f"a {method} answer is None, got a {type(value).__name__}")
@@ -639,5 +672,7 @@ def decode_reply(data: bytes | bytearray, method: str) -> Answer:
         value = {r.index: EvalResult(correct=r.correct, total=r.total, loss=r.loss) for r in fields.results}
         if len(value) != len(fields.results):
             raise CodecError("an evaluate answer names a client twice")
+    elif isinstance(fields, _Heads):
+        value = _decode_heads(fields, tensors, "a heads answer")
     tensors.done()
     return Answer(value=value)

@@ -105,6 +105,14 @@ class WorkerCore:
         """Evaluate every client pinned here."""
         return self.runner.evaluate(shared)
 
+    def heads(self) -> dict[int, dict[str, torch.Tensor]]:
+        """The personal tensors of every client pinned here."""
+        return self.runner.personal_states()
+
+    def set_heads(self, states: dict[int, dict[str, torch.Tensor]]) -> None:
+        """Give clients pinned here their saved personal tensors."""
+        self.runner.set_personal_states(states)
+
 
 class ShardedRunner(ClientRunner):
     """Clients pinned to ``shards`` remote ``WorkerCore``s (processes or Ray actors)."""
@@ -172,6 +180,24 @@ class ShardedRunner(ClientRunner):
         for part in answers.values():
             merged.update(part)
         return merged
+
+    def personal_states(self) -> dict[int, dict[str, torch.Tensor]]:
+        self._ready()
+        answers = self._call_all({s: ("heads", ()) for s in range(self.shards)})
+        merged: dict[int, dict[str, torch.Tensor]] = {}
+        for part in answers.values():
+            merged.update(part)
+        return {i: merged[i] for i in sorted(merged)}
+
+    def set_personal_states(self, states: Mapping[int, Mapping[str, torch.Tensor]]) -> None:
+        self._ready()
+        unknown = sorted(set(states) - set(self.owner))
+        if unknown:
+            raise ConfigError(f"no client with index {unknown[0]} here")
+        groups: dict[int, dict[int, dict[str, torch.Tensor]]] = {}
+        for index, state in states.items():
+            groups.setdefault(self.owner[index], {})[index] = dict(state)
+        self._call_all({s: ("set_heads", (group,)) for s, group in groups.items()})
 
 
 def _worker_main(sock: socket.socket) -> None:

@@ -115,6 +115,22 @@ def test_set_global_fit_evaluate_and_stop_round_trip() -> None:
     assert wc.decode_call(wc.encode_call("stop", ())) == ("stop", ())
 
 
+def test_heads_and_set_heads_round_trip_every_clients_head() -> None:
+    heads = {4: _odd_state(), 0: {"fc.weight": torch.randn(10, 3)}, 9: {}}
+    assert wc.decode_call(wc.encode_call("heads", ())) == ("heads", ())
+    method, (got,) = wc.decode_call(wc.encode_call("set_heads", (heads,)))
+    assert method == "set_heads" and list(got) == [4, 0, 9]
+    for i in heads:
+        _same_state(heads[i], got[i])
+    answer = wc.decode_reply(wc.encode_reply("heads", heads), "heads")
+    assert answer.error is None and list(answer.value) == [4, 0, 9]
+    for i in heads:
+        _same_state(heads[i], answer.value[i])
+    assert wc.decode_reply(wc.encode_reply("set_heads", None), "set_heads").value is None
+    with pytest.raises(wc.CodecError, match="dict of client index"):
+        wc.encode_call("set_heads", ([1, 2],))
+
+
 def test_add_round_trips_clients_sharing_one_pool_of_only_the_rows_in_use() -> None:
     datas = load_federated(_settings())[:3]
     train = datas[0].train
@@ -340,6 +356,17 @@ def test_a_threaded_worker_trains_as_the_serial_loop_and_reraises_errors(
         assert (a.result.loss, a.result.samples) == (b.result.loss, b.result.samples)
     (evaluated,) = runner._call_all({0: ("evaluate", (shared,))}).values()
     assert evaluated == serial.evaluate(shared)
+    # the heads come back as the serial loop's, and a head sent in is the one kept
+    (heads,) = runner._call_all({0: ("heads", ())}).values()
+    want_heads = serial.personal_states()
+    assert list(heads) == list(want_heads)
+    for i in heads:
+        _same_state(want_heads[i], heads[i])
+    swapped = {0: heads[2], 2: heads[0]}
+    runner._call_all({0: ("set_heads", (swapped,))})
+    (back,) = runner._call_all({0: ("heads", ())}).values()
+    _same_state(back[0], heads[2])
+    _same_state(back[2], heads[0])
 
 
 def test_a_worker_refuses_garbage_and_serves_on(threaded_runner: tuple[ProcessRunner, threading.Thread]) -> None:
