@@ -100,7 +100,8 @@ def auto_workers(settings: Settings, train_samples: int, device: torch.device) -
     The rule: serial on a GPU/MPS device (one process drives the device), with fewer than
     two usable cores, or for a run training fewer than ``AUTO_MIN_SAMPLE_PASSES`` samples
     in total; otherwise one worker per usable core (at most one per selected client).
-    A custom dataset (``--dataset module:loader``) is always serial.
+    A custom dataset (``--dataset module:loader``) stays serial under auto (each worker
+    would run its loader again); ask for ``--workers N`` to spread it.
     """
     cores = min(usable_cores(), settings.torch_threads or usable_cores())
     if device.type != "cpu" or cores < 2 or is_spec(settings.dataset):
@@ -268,10 +269,10 @@ def make_runner(
         if options.workers == "auto"
         else options.workers
     )
-    if (workers >= 2 or options.backend == "ray") and is_spec(settings.dataset):
+    if options.backend == "ray" and is_spec(settings.dataset):  # untested on Ray: refused, not guessed
         raise ConfigError(
-            f"--dataset {settings.dataset}: a custom dataset runs in this process only "
-            "(use --workers 0, optionally --vectorize K)"
+            f"--dataset {settings.dataset}: a custom dataset does not run on Ray yet "
+            "(use --backend local, with --workers N)"
         )
     if options.backend == "ray":
         from fedchain.shared.fl.ray_runner import RayRunner

@@ -218,10 +218,11 @@ class _Init(_Fields):
 
 
 class _Spec(_Fields):
-    channels: int = Field(ge=1, le=64)
-    size: int = Field(ge=1, le=65_536)
+    channels: int = Field(ge=0, le=64)  # 0, 0: a custom dataset's inputs (shape from the pool)
+    size: int = Field(ge=0, le=65_536)
     mean: list[float] = Field(max_length=64)
     std: list[float] = Field(max_length=64)
+    num_classes: int = Field(ge=2, le=1_000_000)
 
 
 class _Pool(_Fields):
@@ -441,7 +442,10 @@ def _encode_clients(datas: Any, out: _Outgoing) -> dict[str, Any]:
         used, inverse = torch.unique(torch.cat(rows), sorted=True, return_inverse=True)
         used_dev = used.to(images.device)
         pools.append({
-            "spec": {"channels": spec.channels, "size": spec.size, "mean": list(spec.mean), "std": list(spec.std)},
+            "spec": {
+                "channels": spec.channels, "size": spec.size, "mean": list(spec.mean), "std": list(spec.std),
+                "num_classes": spec.num_classes,
+            },
             "images": out.add(images[used_dev], "pool images"),
             "labels": out.add(labels[used_dev], "pool labels"),
         })
@@ -466,15 +470,22 @@ def _decode_clients(fields: _Add, tensors: _Incoming) -> list[ClientData]:
     pools: list[ImageTensors] = []
     for i, p in enumerate(fields.pools):
         spec = p.spec
-        if not len(spec.mean) == len(spec.std) == spec.channels:
-            raise CodecError(f"pool {i}: mean and std must hold one value per channel ({spec.channels})")
-        images = tensors.take(p.images, f"pool {i} images", torch.uint8, 4)
+        images = tensors.take(p.images, f"pool {i} images")
         labels = tensors.take(p.labels, f"pool {i} labels", torch.int64, 1)
-        if images.shape[1] != spec.channels:
-            raise CodecError(f"pool {i}: images have {images.shape[1]} channel(s), the spec {spec.channels}")
+        if images.dtype == torch.uint8:  # fedchain's own images: (N, C, H, W), normalised per channel
+            if images.dim() != 4 or images.shape[1] != spec.channels:
+                raise CodecError(
+                    f"pool {i}: uint8 images must be (N, {spec.channels}, H, W), got {tuple(images.shape)}"
+                )
+            if not len(spec.mean) == len(spec.std) == spec.channels:
+                raise CodecError(f"pool {i}: mean and std must hold one value per channel ({spec.channels})")
+        elif not (images.is_floating_point() and images.dim() >= 2):  # a custom dataset's inputs
+            raise CodecError(f"pool {i} images are {images.dtype} {tuple(images.shape)}: uint8 (N, C, H, W) "
+                             "or floating (N, ...) expected")
         try:
             pool = ImageTensors(
-                images, labels, DatasetSpec(spec.channels, spec.size, tuple(spec.mean), tuple(spec.std))
+                images, labels,
+                DatasetSpec(spec.channels, spec.size, tuple(spec.mean), tuple(spec.std), spec.num_classes),
             )
         except ValueError as exc:
             raise CodecError(f"pool {i}: {exc}") from None

@@ -29,6 +29,7 @@ order of answers); a transport implements ``_start`` and ``_call_all``.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -78,7 +79,7 @@ class WorkerCore:
     ) -> None:
         torch.set_num_threads(threads)
         strategy = strategy_from_settings(settings)
-        model = build_model(settings.model, settings.dataset)
+        model = build_model(settings.model, settings.dataset, data_dir=settings.data_dir)
         model.load_state_dict(global_state)
         strategy.bind(model)
         self.runner = LocalRunner(
@@ -200,6 +201,15 @@ class ShardedRunner(ClientRunner):
         self._call_all({s: ("set_heads", (group,)) for s, group in groups.items()})
 
 
+def _worker_env() -> dict[str, str]:
+    """The parent's environment, with its import path: a custom model, dataset or strategy
+    (``package.module:name``) the parent can import, the workers can import too (as
+    ``multiprocessing``'s spawn hands over ``sys.path``)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p or os.getcwd() for p in sys.path)
+    return env
+
+
 def _worker_main(sock: socket.socket) -> None:
     """A worker process: build a WorkerCore from the first message, then serve calls.
 
@@ -264,7 +274,7 @@ class ProcessRunner(ShardedRunner):
             parent, child = socket.socketpair()
             proc = subprocess.Popen(
                 [sys.executable, "-m", "fedchain.shared.fl.workers", str(child.fileno())],
-                pass_fds=(child.fileno(),),
+                pass_fds=(child.fileno(),), env=_worker_env(),
             )
             child.close()
             self._procs.append(proc)

@@ -154,10 +154,12 @@ def test_an_edge_node_refuses_a_federation_model_it_cannot_import() -> None:
     assert adopted.model == f"{K}:TinyNet" and adopted.algorithm == f"{K}:CountingFedPer"
 
 
-def test_worker_processes_refuse_a_custom_dataset() -> None:
-    s = load_settings(dataset=f"{K}:blobs", model=f"{K}:TinyNet", **QUICK)
-    with pytest.raises(ConfigError, match="a custom dataset runs in this process only"):
-        run_simulation(s, engine=EngineOptions(workers=2))
+def test_worker_processes_train_a_custom_model_and_dataset_as_the_serial_loop() -> None:
+    s = load_settings(dataset=f"{K}:blobs", model=f"{K}:TinyNet", torch_threads=1, **QUICK)
+    serial = run_simulation(s, engine=EngineOptions(workers=0))
+    parallel = run_simulation(s, engine=EngineOptions(workers=2))  # 1 thread each, as the serial loop
+    assert [r.accuracy for r in parallel.rounds] == [r.accuracy for r in serial.rounds]
+    assert [r.loss for r in parallel.rounds] == [r.loss for r in serial.rounds]
 
 
 def test_spec_of_names_top_level_objects_only() -> None:
