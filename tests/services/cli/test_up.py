@@ -61,10 +61,12 @@ def _wait_gone(path: Path, timeout: float) -> list[str]:
     return left
 
 
-def _up_until_round_one(state: Path, port: int, rounds: int = 50) -> tuple[subprocess.Popen[str], str]:
+def _up_until_round_one(
+    state: Path, port: int, rounds: int = 50, extra: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[str], str]:
     """``fedchain up`` started with SIGINT ignored (as from a background job), read up to round 1."""
     proc = subprocess.Popen(
-        fedchain_argv(["up", "--state-dir", str(state), "--port", str(port), "--rounds", str(rounds), *TINY]),
+        fedchain_argv(["up", "--state-dir", str(state), "--port", str(port), "--rounds", str(rounds), *TINY, *extra]),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(), cwd=REPO,
         preexec_fn=ignore_sigint,  # noqa: PLW1509 - one syscall
     )
@@ -190,10 +192,12 @@ def test_children_stop_when_up_is_killed(tmp_path: Path) -> None:
 
 def test_up_adopts_the_training_of_a_cut_off_run(tmp_path: Path) -> None:
     # the first `up` is killed after round 1 of 3; its entry kept training.json (target 3) and
-    # resumes by itself on restart: the second `up` follows that run instead of refusing itself
+    # resumes by itself on restart: the second `up` follows that run instead of refusing itself.
+    # Rounds of 8 local epochs (genesis keeps them for the second `up`) take seconds, so rounds
+    # 2-3 cannot finish in the ~1 s the nodes take to see their `up` gone (0.3 s rounds could).
     port = free_port()
     state = tmp_path / "fc"
-    proc, _seen = _up_until_round_one(state, port, rounds=3)
+    proc, _seen = _up_until_round_one(state, port, rounds=3, extra=("--local-epochs", "8"))
     proc.kill()
     proc.wait(timeout=30)
     assert proc.stdout is not None
