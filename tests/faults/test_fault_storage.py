@@ -27,7 +27,7 @@ from tests.network.harness import LocalNet
 
 pytestmark = pytest.mark.slow  # each starts a real multi-process network
 
-ROUNDS = 3
+ROUNDS = 20  # enough that the outage lands mid-training: a round here takes well under a second
 
 
 def assert_fault_was_felt(net: LocalNet) -> None:

@@ -23,6 +23,8 @@ from tests.network.harness import LocalNet
 
 pytestmark = pytest.mark.slow  # starts a real multi-process network
 
+ROUNDS = 30
+
 
 def test_the_entry_waits_for_a_ledger_that_is_down_and_says_so(tmp_path: Path) -> None:
     net = LocalNet(tmp_path / "net")
@@ -30,7 +32,8 @@ def test_the_entry_waits_for_a_ledger_that_is_down_and_says_so(tmp_path: Path) -
         ledger = start_ledger(net)
         wait_ledger(net, ledger)
         start_network(net, 1, "--ledger", f"127.0.0.1:{ledger.port}", sns=0)
-        target = start_training(net, 2)
+        # enough rounds that the ledger is killed mid-training (one of these takes ~0.3 s)
+        target = start_training(net, ROUNDS)
         wait_round(net, 1)
         net.kill(ledger)
         height = net.get("/status")["height"]
@@ -50,7 +53,7 @@ def test_the_entry_waits_for_a_ledger_that_is_down_and_says_so(tmp_path: Path) -
         net.restart(ledger)
         wait_ledger(net, ledger)
         done = wait_done(net, target)
-        assert done["round"] == 2 and done["error"] is None, done
-        assert_rounds_exactly_once(net, 2)
+        assert done["round"] == target == ROUNDS and done["error"] is None, done
+        assert_rounds_exactly_once(net, ROUNDS)
     finally:
         net.close()
