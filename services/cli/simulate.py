@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -21,7 +22,7 @@ from fedchain.shared.config import LEARNING_FIELDS, ConfigError, Settings, load_
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from fedchain.services.cli.simulate_outputs import TensorBoardLog
+    from fedchain.services.cli.simulate_outputs import RunLog
     from fedchain.shared.fl.attacks import AttackPlan
     from fedchain.shared.fl.checkpoint import Checkpoint
     from fedchain.shared.fl.engine import EngineOptions
@@ -154,6 +155,11 @@ def simulate(
         None, help="write per-round accuracy, losses and seconds as TensorBoard event files here "
         "(pip install 'fedchain[tensorboard]')",
     ),
+    mlflow: str | None = typer.Option(
+        None, metavar="DIR|URI", help="log the settings and per-round accuracy, losses and seconds as MLflow "
+        "runs: a directory (its own SQLite tracking database) or a tracking URI such as "
+        "http://host:5000 (pip install 'fedchain[mlflow]')",
+    ),
 ) -> None:
     """Run federated learning in one process and report accuracy per round.
 
@@ -181,10 +187,10 @@ def simulate(
             from fedchain.services.cli.simulate_outputs import check_plot_path
 
             check_plot_path(plot)
-        board = _tensorboard(tensorboard, repeat)
+        logs = _run_logs(tensorboard, mlflow, repeat)
         _run(settings, out=out, save_dir=save_dir, engine=engine, attack=plan,
              verbosity=-1 if quiet else 1 if verbose else 0, eval_every=eval_every, repeat=repeat,
-             saving=saving, plot=plot, board=board)
+             saving=saving, plot=plot, logs=logs)
     except (ConfigError, FloatingPointError, WorkerFailed) as exc:
         _fail(str(exc))
 
@@ -243,16 +249,21 @@ def _saving(
     return _Saving(checkpoint_dir, identity, None)
 
 
-def _tensorboard(directory: Path | None, repeat: int) -> TensorBoardLog | None:
-    """``--tensorboard DIR``: refuse it without the package or on a file; the log to write."""
-    if directory is None:
-        return None
-    from fedchain.services.cli.simulate_outputs import TensorBoardLog, check_tensorboard
+def _run_logs(tensorboard: Path | None, mlflow: str | None, repeat: int) -> list[RunLog]:
+    """``--tensorboard DIR`` / ``--mlflow DEST``: refuse a missing package or a file for a
+    directory before anything trains; the logs to write."""
+    from fedchain.services.cli.simulate_outputs import MlflowLog, TensorBoardLog, check_mlflow, check_tensorboard
 
-    check_tensorboard()
-    if directory.exists() and not directory.is_dir():
-        raise ConfigError(f"--tensorboard {directory} exists and is not a directory")
-    return TensorBoardLog(directory, per_seed=repeat > 1)
+    logs: list[RunLog] = []
+    if tensorboard is not None:
+        check_tensorboard()
+        if tensorboard.exists() and not tensorboard.is_dir():
+            raise ConfigError(f"--tensorboard {tensorboard} exists and is not a directory")
+        logs.append(TensorBoardLog(tensorboard, per_seed=repeat > 1))
+    if mlflow is not None:
+        check_mlflow()
+        logs.append(MlflowLog(mlflow))
+    return logs
 
 
 def _engine(workers: str, vectorize: int, backend: str, ray_address: str | None) -> EngineOptions:
@@ -296,7 +307,7 @@ def _run(
     repeat: int = 1,
     saving: _Saving | None = None,
     plot: Path | None = None,
-    board: TensorBoardLog | None = None,
+    logs: Sequence[RunLog] = (),
 ) -> None:
     import torch
     from rich.console import Console
@@ -355,8 +366,8 @@ def _run(
             console.print(
                 f"resuming {saving.directory}: {saving.resumed.round} of {settings.rounds} rounds done"
             )
-        if board is not None:
-            board.start(run_settings.seed)
+        for log in logs:
+            log.start(run_settings.seed, settings_summary(run_settings))
         with Progress(
             TextColumn("round" if repeat == 1 else f"run {k + 1}/{repeat}, round"), MofNCompleteColumn(),
             BarColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False,
@@ -367,8 +378,8 @@ def _run(
                 r: RoundResult, finished: list[RoundResult] = finished, bar: Progress = bar, task: Any = task
             ) -> None:
                 finished.append(r)
-                if board is not None:
-                    board.log(r)
+                for log in logs:
+                    log.log(r)
                 acc = "-" if r.accuracy is None else f"{100 * r.accuracy:.2f}%"
                 bar.update(task, advance=1, description=f"accuracy {acc}")
 
@@ -387,14 +398,14 @@ def _run(
                     settings.algorithm, settings_summary(run_settings), finished, counts,
                     None if attack is None else attack.to_json(),
                 )
-                if board is not None:
-                    board.close()
+                for log in logs:
+                    log.close(interrupted=True)
                 _interrupted(done, partial, settings.rounds, out, plot, saving)
         _print_summary(console, result)
         done.append(result)
-    if board is not None:
-        board.close()
-        console.print(f"TensorBoard event files written to {board.directory}")
+    for log in logs:
+        log.close()
+        console.print(log.where())
     if repeat > 1:
         console.print(f"final accuracy over {repeat} runs: {_mean_std(done)}")
     if out is not None:
